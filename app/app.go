@@ -1,0 +1,147 @@
+// Package app is the FlickrKillr web application: one App built in one place
+// (New), its routes (routes.go), one file per resource, and the scaling
+// stages, each in its own stageN_*.go file.
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/labstack/echo/v4"
+	"gorm.io/gorm"
+
+	"flickrkillr/models"
+)
+
+// App is the web application. Handlers are its methods.
+type App struct {
+	cfg      Config
+	stage    Stage
+	log      *slog.Logger
+	db       *gorm.DB
+	users    *models.UserStore
+	gallery  models.Gallery
+	files    *models.ImageStore
+	images   ImageSource
+	sessions *scs.SessionManager
+	tmpl     *renderer
+	echo     *echo.Echo
+}
+
+// New builds the App for cfg.Stage from the opened dependencies; the stage
+// decides which session store, gallery and image source it gets.
+func New(cfg Config, d *Deps) (*App, error) {
+	d.Config = cfg
+	if d.Log == nil {
+		d.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	stage, err := resolve(cfg.Stage)
+	if err != nil {
+		return nil, err
+	}
+	tmpl, err := newRenderer()
+	if err != nil {
+		return nil, err
+	}
+	files, err := models.NewImageStore(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{
+		cfg:   cfg,
+		stage: stage,
+		log:   d.Log,
+		db:    d.DB,
+		users: models.NewUserStore(d.DB),
+		files: files,
+		tmpl:  tmpl,
+	}
+
+	store, err := stage.Sessions(d)
+	if err != nil {
+		return nil, fmt.Errorf("app: session store: %w", err)
+	}
+	a.sessions = newSessionManager(store)
+
+	a.gallery = models.NewPhotoStore(d.DB)
+	if stage.Gallery != nil {
+		if a.gallery, err = stage.Gallery(d, a.gallery); err != nil {
+			return nil, fmt.Errorf("app: gallery: %w", err)
+		}
+	}
+	a.images = diskImages{files}
+	if stage.Images != nil {
+		if a.images, err = stage.Images(d, a.images); err != nil {
+			return nil, fmt.Errorf("app: images: %w", err)
+		}
+	}
+	a.echo = a.routes()
+	return a, nil
+}
+
+// ServeHTTP makes the App an http.Handler.
+func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.echo.ServeHTTP(w, r) }
+
+// Stage is the stage the App runs.
+func (a *App) Stage() Stage { return a.stage }
+
+// newSessionManager configures scs the same way for every store.
+func newSessionManager(store scs.Store) *scs.SessionManager {
+	sm := scs.New()
+	sm.Store = store
+	sm.Lifetime = 7 * 24 * time.Hour
+	// An idle timeout makes scs rewrite the session on every request that
+	// carries one: the per-request session write that stages 1 and 2 measure.
+	sm.IdleTimeout = 24 * time.Hour
+	sm.Cookie.Name = "flickrkillr_session"
+	sm.Cookie.HttpOnly = true
+	sm.Cookie.SameSite = http.SameSiteLaxMode
+	return sm
+}
+
+// ImageSource gives the bytes of a stored photo file.
+type ImageSource interface {
+	Image(ctx context.Context, key string, v models.Variant) (*ImageBlob, error)
+}
+
+// ImageBlob is an image ready to send. ETag and CacheControl are set by
+// sources that can validate (stage 3); an empty ETag sends no validators.
+type ImageBlob struct {
+	Content      io.ReadSeeker
+	Size         int64
+	ETag         string
+	CacheControl string
+	close        func() error
+}
+
+// Close releases the blob (closes the file for disk blobs).
+func (b *ImageBlob) Close() error {
+	if b.close == nil {
+		return nil
+	}
+	return b.close()
+}
+
+// diskImages reads every image from disk on every request (stages 0-2).
+type diskImages struct {
+	files *models.ImageStore
+}
+
+func (s diskImages) Image(_ context.Context, key string, v models.Variant) (*ImageBlob, error) {
+	f, err := s.files.Open(key, v)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("app: image %s: %w", key, err)
+	}
+	return &ImageBlob{Content: f, Size: st.Size(), close: f.Close}, nil
+}

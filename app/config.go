@@ -1,0 +1,119 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+)
+
+// Config is everything the app is told from outside: the environment first,
+// then flags, which override it.
+type Config struct {
+	DatabaseURL string // DATABASE_URL: a postgres:// URL
+	RedisURL    string // REDIS_URL: a redis:// URL; empty starts an embedded miniredis
+	DataDir     string // DATA_DIR: where photo files live
+	Addr        string // ADDR: where serve listens
+	Stage       int    // STAGE: which scaling stage to run (default: the highest this build has)
+}
+
+// ConfigError names the variable or flag that is wrong; main prints it as one
+// line and exits 2.
+type ConfigError struct {
+	Name string
+	Msg  string
+}
+
+func (e *ConfigError) Error() string { return e.Name + ": " + e.Msg }
+
+// ConfigFromEnv reads the environment.
+func ConfigFromEnv() (Config, error) {
+	cfg := Config{
+		DatabaseURL: os.Getenv("DATABASE_URL"),
+		RedisURL:    os.Getenv("REDIS_URL"),
+		DataDir:     envOr("DATA_DIR", "data/photos"),
+		Addr:        envOr("ADDR", "127.0.0.1:8080"),
+		Stage:       DefaultStage(),
+	}
+	if s := os.Getenv("STAGE"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return cfg, &ConfigError{"STAGE", fmt.Sprintf("%q is not a number (stages: %s)", s, StageList())}
+		}
+		cfg.Stage = n
+	}
+	return cfg, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// Flags registers the flags a subcommand accepts on fs; each overrides its
+// variable. which names the fields: "db", "redis", "data", "addr", "stage".
+func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
+	for _, w := range which {
+		switch w {
+		case "db":
+			fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "PostgreSQL URL (env DATABASE_URL)")
+		case "redis":
+			fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL; empty runs an embedded miniredis (env REDIS_URL)")
+		case "data":
+			fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of photo files (env DATA_DIR)")
+		case "addr":
+			fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (env ADDR)")
+		case "stage":
+			fs.IntVar(&c.Stage, "stage", c.Stage, "scaling stage "+StageList()+" (env STAGE)")
+		}
+	}
+}
+
+// Validate checks the fields the named subcommand needs and names the first
+// bad one.
+func (c Config) Validate(which ...string) error {
+	for _, w := range which {
+		switch w {
+		case "db":
+			if c.DatabaseURL == "" {
+				return &ConfigError{"DATABASE_URL", "is not set (a postgres:// URL; `make run` starts a local PostgreSQL and sets it)"}
+			}
+			u, err := url.Parse(c.DatabaseURL)
+			if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+				return &ConfigError{"DATABASE_URL", "must be a postgres:// URL"}
+			}
+		case "redis":
+			if c.RedisURL == "" {
+				continue
+			}
+			u, err := url.Parse(c.RedisURL)
+			if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+				return &ConfigError{"REDIS_URL", "must be a redis:// URL, or empty for the embedded miniredis"}
+			}
+		case "data":
+			if c.DataDir == "" {
+				return &ConfigError{"DATA_DIR", "is empty (a directory for photo files)"}
+			}
+		case "addr":
+			if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+				return &ConfigError{"ADDR", fmt.Sprintf("%q is not host:port", c.Addr)}
+			}
+		case "stage":
+			if _, ok := LookupStage(c.Stage); !ok {
+				return &ConfigError{"STAGE", fmt.Sprintf("%d is not a stage of this build (stages: %s)", c.Stage, StageList())}
+			}
+		}
+	}
+	return nil
+}
+
+// IsConfigError reports whether err is a configuration mistake.
+func IsConfigError(err error) bool {
+	var ce *ConfigError
+	return errors.As(err, &ce)
+}

@@ -1,0 +1,56 @@
+package app
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"flickrkillr/models"
+)
+
+type errorPage struct {
+	Status  int
+	Heading string
+	Message string
+}
+
+// httpError is the one place errors become responses: not-found errors are
+// 404 pages, echo's HTTP errors keep their code and message, and anything
+// else is a 500 page with a generic message and the cause in the log.
+func (a *App) httpError(err error, c echo.Context) {
+	if c.Response().Committed {
+		a.log.Error("error after response started", "path", c.Request().URL.Path, "err", err)
+		return
+	}
+	p := errorPage{Status: http.StatusInternalServerError, Message: "Something went wrong on our side. Please try again."}
+	var he *echo.HTTPError
+	switch {
+	case errors.Is(err, models.ErrNotFound):
+		p.Status, p.Message = http.StatusNotFound, "There is nothing here. The photo or page may have been deleted."
+	case errors.Is(err, models.ErrForbidden):
+		p.Status, p.Message = http.StatusForbidden, "That is not yours to change."
+	case errors.As(err, &he):
+		p.Status = he.Code
+		if msg, ok := he.Message.(string); ok && he.Internal == nil && p.Status < 500 {
+			p.Message = msg
+		}
+		if he.Internal != nil || p.Status >= 500 {
+			a.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", p.Status, "err", err)
+		}
+	default:
+		a.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+	}
+	if p.Status == http.StatusNotFound && p.Message == "Not Found" {
+		p.Message = "There is nothing here. The photo or page may have been deleted."
+	}
+	p.Heading = http.StatusText(p.Status)
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(p.Status)
+		return
+	}
+	if rerr := a.render(c, p.Status, "error", p.Heading, p); rerr != nil {
+		a.log.Error("render error page", "err", rerr)
+		_ = c.String(p.Status, p.Heading)
+	}
+}

@@ -1,0 +1,171 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"flickrkillr/models"
+)
+
+// photoView is the photo page: the photo, the viewer's favorite state, the
+// owner's other photos and the comment form (with errors on a failed post).
+type photoView struct {
+	models.PhotoPage
+	IsFavorite bool
+	IsOwner    bool
+	More       []models.PhotoCard
+	Comment    *commentForm
+}
+
+// moreFromOwner is how many of the owner's other photos the photo page shows.
+const moreFromOwner = 6
+
+func (a *App) photoShow(c echo.Context) error {
+	id, err := photoID(c)
+	if err != nil {
+		return err
+	}
+	return a.renderPhoto(c, http.StatusOK, id, &commentForm{})
+}
+
+// renderPhoto renders the photo page; a failed comment re-renders it with the
+// form's errors and status 422.
+func (a *App) renderPhoto(c echo.Context, status int, id int64, form *commentForm) error {
+	ctx := c.Request().Context()
+	page, err := a.gallery.Photo(ctx, id)
+	if err != nil {
+		return err
+	}
+	v := photoView{PhotoPage: page, Comment: form}
+	// The owner's first grid page: the same query (and, at stage 3, the same
+	// cache entry) as the top of their user page.
+	owner, err := a.gallery.UserPhotos(ctx, page.Owner.Name, 0)
+	if err != nil {
+		return err
+	}
+	for _, p := range owner.Grid.Photos {
+		if p.ID != id && len(v.More) < moreFromOwner {
+			v.More = append(v.More, p)
+		}
+	}
+	if u, ok := currentUser(c); ok {
+		v.IsOwner = u.ID == page.Photo.UserID
+		if v.IsFavorite, err = a.gallery.IsFavorite(ctx, u.ID, id); err != nil {
+			return err
+		}
+	}
+	return a.render(c, status, "photo", page.Photo.Title, v)
+}
+
+func (a *App) photoImage(c echo.Context) error { return a.serveImage(c, models.Original) }
+func (a *App) photoThumb(c echo.Context) error { return a.serveImage(c, models.Thumbnail) }
+
+// serveImage sends a photo file with a fixed type. Validators and caching
+// headers are sent only when the image source provides them (stage 3).
+func (a *App) serveImage(c echo.Context, v models.Variant) error {
+	id, err := photoID(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	key, err := a.gallery.ImageKey(ctx, id)
+	if err != nil {
+		return err
+	}
+	img, err := a.images.Image(ctx, key, v)
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	h := c.Response().Header()
+	if img.ETag != "" {
+		h.Set(echo.HeaderCacheControl, img.CacheControl)
+		h.Set("ETag", img.ETag)
+		if c.Request().Header.Get("If-None-Match") == img.ETag {
+			return c.NoContent(http.StatusNotModified)
+		}
+	}
+	h.Set(echo.HeaderContentType, "image/jpeg")
+	h.Set(echo.HeaderContentLength, strconv.FormatInt(img.Size, 10))
+	c.Response().WriteHeader(http.StatusOK)
+	if c.Request().Method == http.MethodHead {
+		return nil
+	}
+	_, err = io.Copy(c.Response(), img.Content)
+	return err
+}
+
+func (a *App) favoritePost(c echo.Context) error {
+	id, err := photoID(c)
+	if err != nil {
+		return err
+	}
+	u, _ := currentUser(c)
+	on, msg := true, "Added to your favorites."
+	switch c.FormValue("action") {
+	case "add", "":
+	case "remove":
+		on, msg = false, "Removed from your favorites."
+	default:
+		return echo.NewHTTPError(http.StatusBadRequest, "The favorite button sent an unknown action.")
+	}
+	if err := a.gallery.SetFavorite(c.Request().Context(), u.ID, id, on); err != nil {
+		return err
+	}
+	return a.redirect(c, photoPath(id), msg)
+}
+
+func (a *App) commentPost(c echo.Context) error {
+	id, err := photoID(c)
+	if err != nil {
+		return err
+	}
+	u, _ := currentUser(c)
+	f := &commentForm{Body: c.FormValue("body")}
+	if !f.validate() {
+		return a.renderPhoto(c, http.StatusUnprocessableEntity, id, f)
+	}
+	if err := a.gallery.AddComment(c.Request().Context(), id, u.ID, f.Body); err != nil {
+		return err
+	}
+	return a.redirect(c, photoPath(id)+"#comments", "Your comment was added.")
+}
+
+func (a *App) photoDeletePost(c echo.Context) error {
+	id, err := photoID(c)
+	if err != nil {
+		return err
+	}
+	u, _ := currentUser(c)
+	d, err := a.gallery.DeletePhoto(c.Request().Context(), id, u.ID)
+	if err != nil {
+		return err
+	}
+	// The rows are gone; a file left behind by a failed remove is only disk space.
+	if err := a.files.Remove(d.Photo.ImageKey); err != nil {
+		a.log.Error("remove image files", "photo", id, "key", d.Photo.ImageKey, "err", err)
+	}
+	return a.redirect(c, "/users/"+u.Name, fmt.Sprintf("Deleted %q.", d.Photo.Title))
+}
+
+// photoID reads :id; anything but a positive number is a 404, like a missing photo.
+func photoID(c echo.Context) (int64, error) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, fmt.Errorf("app: photo id %q: %w", c.Param("id"), models.ErrNotFound)
+	}
+	return id, nil
+}
+
+func photoPath(id int64) string { return "/photos/" + strconv.FormatInt(id, 10) }
+
+// isTooLarge reports whether err is a request body over its limit.
+func isTooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}

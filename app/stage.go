@@ -1,0 +1,188 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/alexedwards/scs/v2"
+	"gorm.io/gorm"
+
+	"flickrkillr/models"
+)
+
+// Stage is one step of the scaling ladder. Stages are cumulative: running
+// stage N applies stages 0..N in order, and each hook a stage sets replaces
+// the choice an earlier stage made for that one part. Handlers never see the
+// stage; they see the parts.
+//
+// Each stage lives in its own file (stage0_cgi.go, stage1_db_sessions.go, …)
+// and registers itself, so that a workshop tag can drop a later stage's file
+// and still compile: see docs/maintaining-stages.md.
+type Stage struct {
+	Number  int
+	Name    string
+	Summary string
+
+	// Schema is the migration version the stage needs; 0 keeps the earlier one.
+	Schema int64
+	// Serve runs the server: stage 0 as CGI, stage 1 on as one long-running process.
+	Serve func(ctx context.Context, cfg Config, log *slog.Logger) error
+	// Sessions makes the scs session store.
+	Sessions func(d *Deps) (scs.Store, error)
+	// Gallery wraps (or replaces) the photo reads and writes.
+	Gallery func(d *Deps, inner models.Gallery) (models.Gallery, error)
+	// Images wraps (or replaces) where image bytes come from.
+	Images func(d *Deps, inner ImageSource) (ImageSource, error)
+}
+
+var stages = map[int]Stage{}
+
+// register is called by each stage file's init: a registration, nothing opened.
+func register(s Stage) {
+	if _, dup := stages[s.Number]; dup {
+		panic(fmt.Sprintf("app: stage %d registered twice", s.Number))
+	}
+	stages[s.Number] = s
+}
+
+// LookupStage returns the stage with number n, if this build has it.
+func LookupStage(n int) (Stage, bool) {
+	s, ok := stages[n]
+	return s, ok
+}
+
+// DefaultStage is the highest stage this build has.
+func DefaultStage() int {
+	max := -1
+	for n := range stages {
+		if n > max {
+			max = n
+		}
+	}
+	return max
+}
+
+// Stages lists the stages of this build in order.
+func Stages() []Stage {
+	var list []Stage
+	for _, s := range stages {
+		list = append(list, s)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Number < list[j].Number })
+	return list
+}
+
+// StageList is "0-4" style text for help and error messages.
+func StageList() string {
+	var names []string
+	for _, s := range Stages() {
+		names = append(names, fmt.Sprintf("%d=%s", s.Number, s.Name))
+	}
+	return strings.Join(names, ", ")
+}
+
+// resolve folds stages 0..n into the one Stage that runs: the last hook set wins.
+func resolve(n int) (Stage, error) {
+	if _, ok := stages[n]; !ok {
+		return Stage{}, &ConfigError{"STAGE", fmt.Sprintf("%d is not a stage of this build (stages: %s)", n, StageList())}
+	}
+	var r Stage
+	for _, s := range Stages() {
+		if s.Number > n {
+			break
+		}
+		r.Number, r.Name, r.Summary = s.Number, s.Name, s.Summary
+		if s.Schema != 0 {
+			r.Schema = s.Schema
+		}
+		if s.Serve != nil {
+			r.Serve = s.Serve
+		}
+		if s.Sessions != nil {
+			r.Sessions = s.Sessions
+		}
+		if s.Gallery != nil {
+			r.Gallery = s.Gallery
+		}
+		if s.Images != nil {
+			r.Images = s.Images
+		}
+	}
+	return r, nil
+}
+
+// SchemaFor is the migration version stage n needs.
+func SchemaFor(n int) (int64, error) {
+	s, err := resolve(n)
+	if err != nil {
+		return 0, err
+	}
+	return s.Schema, nil
+}
+
+// Serve runs the server of cfg.Stage until ctx is cancelled.
+func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	s, err := resolve(cfg.Stage)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx, cfg, log)
+}
+
+// Deps are what the app is built from: opened by the caller (main, the CGI
+// child, a test), owned by it, plus resources a stage starts on first use.
+type Deps struct {
+	Config Config
+	DB     *gorm.DB
+	Log    *slog.Logger
+
+	sharedMu sync.Mutex // held while a shared value is made, which may call OnClose
+	shared   map[string]any
+	mu       sync.Mutex
+	closers  []func() error
+}
+
+// Shared returns the value named key, making it with make on first use; the
+// Redis client that stages 2 and 3 both use is made this way.
+func (d *Deps) Shared(key string, make func() (any, error)) (any, error) {
+	d.sharedMu.Lock()
+	defer d.sharedMu.Unlock()
+	if v, ok := d.shared[key]; ok {
+		return v, nil
+	}
+	v, err := make()
+	if err != nil {
+		return nil, err
+	}
+	if d.shared == nil {
+		d.shared = map[string]any{}
+	}
+	d.shared[key] = v
+	return v, nil
+}
+
+// OnClose registers cleanup that Close runs in reverse order.
+func (d *Deps) OnClose(fn func() error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closers = append(d.closers, fn)
+}
+
+// Close runs the registered cleanups (it does not close DB, which the caller owns).
+func (d *Deps) Close() error {
+	d.mu.Lock()
+	closers := d.closers
+	d.closers = nil
+	d.mu.Unlock()
+	var first error
+	for i := len(closers) - 1; i >= 0; i-- {
+		if err := closers[i](); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}

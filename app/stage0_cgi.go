@@ -1,0 +1,109 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http/cgi"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+
+	"flickrkillr/models"
+)
+
+// Stage 0: CGI. Every request starts a new OS process (this binary, as
+// `flickrkillr cgi`), which opens its own database connection and parses the
+// templates before it can answer, like a 2007 CGI script. Sessions live in
+// the database.
+func init() {
+	register(Stage{
+		Number:  0,
+		Name:    "cgi",
+		Summary: "a new process per request: connect, parse templates, answer, exit",
+		Schema:  1,
+		Serve:   serveCGI,
+		Sessions: dbSessions,
+	})
+}
+
+// serveCGI is the parent: an HTTP server whose only handler execs the child.
+func serveCGI(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := checkSchemaOnce(ctx, cfg); err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("app: find own binary: %w", err)
+	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	h := &cgi.Handler{
+		Path: exe,
+		Args: []string{"cgi"},
+		Dir:  filepath.Dir(exe),
+		Env: []string{
+			"DATABASE_URL=" + cfg.DatabaseURL,
+			"REDIS_URL=" + cfg.RedisURL,
+			"DATA_DIR=" + dataDir,
+			fmt.Sprintf("STAGE=%d", cfg.Stage),
+		},
+		Logger: slog.NewLogLogger(log.Handler(), slog.LevelError),
+		Stderr: os.Stderr,
+	}
+	s, _ := resolve(cfg.Stage)
+	return runServer(ctx, newServer(cfg.Addr, h, log), log, s)
+}
+
+func checkSchemaOnce(ctx context.Context, cfg Config) error {
+	db, err := models.Open(ctx, cfg.DatabaseURL, models.Options{MaxOpenConns: 1})
+	if err != nil {
+		return err
+	}
+	defer models.Close(db)
+	return CheckSchema(ctx, db, cfg.Stage)
+}
+
+// ServeCGIChild answers the one request of a CGI process: open the database,
+// build the App (parsing every template), serve, exit.
+func ServeCGIChild(ctx context.Context, cfg Config, log *slog.Logger) error {
+	db, err := models.Open(ctx, cfg.DatabaseURL, models.Options{MaxOpenConns: 1})
+	if err != nil {
+		return err
+	}
+	defer models.Close(db)
+	d := &Deps{DB: db, Log: log}
+	defer d.Close()
+	a, err := New(cfg, d)
+	if err != nil {
+		return err
+	}
+	return cgi.Serve(a)
+}
+
+// dbSessions keeps sessions in the sessions table and deletes expired rows
+// now and then (Redis expires its own keys; a table does not).
+func dbSessions(d *Deps) (scs.Store, error) {
+	store := models.NewSessionStore(d.DB)
+	ctx, cancel := context.WithCancel(context.Background())
+	d.OnClose(func() error { cancel(); return nil })
+	go func() {
+		t := time.NewTicker(10 * time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if _, err := store.DeleteExpired(ctx); err != nil && ctx.Err() == nil {
+					d.Log.Warn("sweep expired sessions", "err", err)
+				}
+			}
+		}
+	}()
+	return store, nil
+}

@@ -1,0 +1,40 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+
+	"flickrkillr/models"
+)
+
+// Stage 1: one long-running server. The process, the connection pool and the
+// parsed templates outlive the request; sessions are still a row in
+// PostgreSQL, read and rewritten on every request that carries one.
+func init() {
+	register(Stage{
+		Number:  1,
+		Name:    "db-sessions",
+		Summary: "one long-running server with a connection pool; sessions still in PostgreSQL",
+		Serve:   serveLongRunning,
+	})
+}
+
+// serveLongRunning opens the pool once, builds the App once and serves until
+// ctx ends.
+func serveLongRunning(ctx context.Context, cfg Config, log *slog.Logger) error {
+	db, err := models.Open(ctx, cfg.DatabaseURL, models.Options{})
+	if err != nil {
+		return err
+	}
+	defer models.Close(db)
+	if err := CheckSchema(ctx, db, cfg.Stage); err != nil {
+		return err
+	}
+	d := &Deps{DB: db, Log: log}
+	defer d.Close()
+	a, err := New(cfg, d)
+	if err != nil {
+		return err
+	}
+	return runServer(ctx, newServer(cfg.Addr, a, log), log, a.Stage())
+}

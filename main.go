@@ -1,0 +1,153 @@
+// Command flickrkillr is the FlickrKillr photo-sharing app and its tools:
+//
+//	flickrkillr serve    [--addr 127.0.0.1:8080] [--stage N]
+//	flickrkillr migrate  [--stage N]
+//	flickrkillr seed     [--users N] [--photos-per-user A-B] [--seed S] [--reset]
+//	flickrkillr loadtest [--url U] [--duration D] [--concurrency C] [--rate R] [--json FILE]
+//
+// Configuration comes from the environment (DATABASE_URL, REDIS_URL,
+// DATA_DIR, ADDR, STAGE); flags override it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"flickrkillr/app"
+)
+
+// command is one subcommand: its one-line help and what it runs.
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string, log *slog.Logger) error
+	hidden  bool
+}
+
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		"serve":    {"serve the web app at one stage", cmdServe, false},
+		"migrate":  {"bring the database schema to a stage", cmdMigrate, false},
+		"seed":     {"fill the database with the demo data set", cmdSeed, false},
+		"loadtest": {"measure a running server", cmdLoadtest, false},
+		"cgi":      {"answer one CGI request (stage 0 runs this per request)", cmdCGI, true},
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	level := slog.LevelInfo
+	if os.Getenv("LOG_LEVEL") == "debug" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "flickrkillr: unknown command %q (try: flickrkillr help)\n", args[0])
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	err := cmd.run(ctx, args[1:], log)
+	var usageErr *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case app.IsConfigError(err), errors.As(err, &usageErr):
+		fmt.Fprintf(stderr, "flickrkillr %s: %v\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "flickrkillr %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "FlickrKillr: a photo-sharing app for learning how web apps scale.")
+	fmt.Fprintln(w, "\nUsage: flickrkillr <command> [flags]   (flickrkillr <command> --help for its flags)")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, name := range []string{"serve", "migrate", "seed", "loadtest"} {
+		fmt.Fprintf(w, "  %-9s %s\n", name, commands[name].summary)
+	}
+	fmt.Fprintln(w, "\nEnvironment: DATABASE_URL, REDIS_URL (empty: embedded miniredis), DATA_DIR, ADDR, STAGE.")
+	fmt.Fprintf(w, "Stages: %s (default %d).\n", app.StageList(), app.DefaultStage())
+}
+
+// usageError is a bad flag or argument: exit status 2, like a config error.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// parseFlags parses args into fs; a flag error is a usage error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(os.Stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}
+
+// configFor reads the environment and registers the flags named by which on
+// a new FlagSet; parsing fills the returned Config.
+func configFor(name string, which ...string) (*app.Config, *flag.FlagSet, error) {
+	cfg, err := app.ConfigFromEnv()
+	if err != nil {
+		return nil, nil, err
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	cfg.Flags(fs, which...)
+	return &cfg, fs, nil
+}
+
+func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
+	cfg, fs, err := configFor("serve", "db", "redis", "data", "addr", "stage")
+	if err != nil {
+		return err
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.Validate("db", "redis", "data", "addr", "stage"); err != nil {
+		return err
+	}
+	return app.Serve(ctx, *cfg, log)
+}
+
+func cmdCGI(ctx context.Context, args []string, log *slog.Logger) error {
+	cfg, err := app.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate("db", "data", "stage"); err != nil {
+		return err
+	}
+	return app.ServeCGIChild(ctx, cfg, log)
+}

@@ -1,0 +1,283 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+
+	"gorm.io/gorm"
+)
+
+// GridSize is how many photos a grid page shows.
+const GridSize = 24
+
+// Gallery is everything the pages read and write about photos. PhotoStore
+// answers it from PostgreSQL; stage 3 puts CachedGallery, with the same
+// interface, in front of it. Handlers only ever see a Gallery.
+type Gallery interface {
+	Home(ctx context.Context) (HomePage, error)
+	Photo(ctx context.Context, id int64) (PhotoPage, error)
+	ImageKey(ctx context.Context, photoID int64) (string, error)
+	UserPhotos(ctx context.Context, name string, before int64) (UserPage, error)
+	TagPhotos(ctx context.Context, tag string, before int64) (TagPage, error)
+	IsFavorite(ctx context.Context, userID, photoID int64) (bool, error)
+
+	CreatePhoto(ctx context.Context, p NewPhoto) (int64, error)
+	DeletePhoto(ctx context.Context, photoID, userID int64) (DeletedPhoto, error)
+	SetFavorite(ctx context.Context, userID, photoID int64, on bool) error
+	AddComment(ctx context.Context, photoID, userID int64, body string) error
+}
+
+// PhotoStore is the PostgreSQL Gallery.
+type PhotoStore struct {
+	db *gorm.DB
+}
+
+// NewPhotoStore returns a PhotoStore on db.
+func NewPhotoStore(db *gorm.DB) *PhotoStore { return &PhotoStore{db: db} }
+
+var _ Gallery = (*PhotoStore)(nil)
+
+// cardColumns selects a PhotoCard from photos p joined with users u.
+const cardColumns = "p.id, p.title, p.image_key, p.width, p.height, u.name AS owner"
+
+// Home returns the newest photos and the most used tags.
+func (s *PhotoStore) Home(ctx context.Context) (HomePage, error) {
+	var page HomePage
+	db := s.db.WithContext(ctx)
+	err := db.Raw(`SELECT `+cardColumns+` FROM photos p JOIN users u ON u.id = p.user_id
+		ORDER BY p.id DESC LIMIT ?`, GridSize).Scan(&page.Recent).Error
+	if err != nil {
+		return page, fmt.Errorf("models: recent photos: %w", err)
+	}
+	err = db.Raw(`SELECT id, name, photo_count FROM tags WHERE photo_count > 0
+		ORDER BY photo_count DESC, name LIMIT 40`).Scan(&page.PopularTags).Error
+	if err != nil {
+		return page, fmt.Errorf("models: popular tags: %w", err)
+	}
+	return page, nil
+}
+
+// Photo returns a photo with its owner, tags, favorite count and comments.
+func (s *PhotoStore) Photo(ctx context.Context, id int64) (PhotoPage, error) {
+	var page PhotoPage
+	db := s.db.WithContext(ctx)
+	err := db.Raw(`SELECT * FROM photos WHERE id = ?`, id).Take(&page.Photo).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return page, fmt.Errorf("models: photo %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return page, fmt.Errorf("models: photo %d: %w", id, err)
+	}
+	err = db.Raw(`SELECT id, name, display_name, created_at FROM users WHERE id = ?`,
+		page.Photo.UserID).Take(&page.Owner).Error
+	if err != nil {
+		return page, fmt.Errorf("models: photo %d owner: %w", id, err)
+	}
+	err = db.Raw(`SELECT t.name FROM photo_tags pt JOIN tags t ON t.id = pt.tag_id
+		WHERE pt.photo_id = ? ORDER BY t.name`, id).Scan(&page.Tags).Error
+	if err != nil {
+		return page, fmt.Errorf("models: photo %d tags: %w", id, err)
+	}
+	err = db.Raw(`SELECT count(*) FROM favorites WHERE photo_id = ?`, id).Scan(&page.Favorites).Error
+	if err != nil {
+		return page, fmt.Errorf("models: photo %d favorites: %w", id, err)
+	}
+	// The newest 100 comments, shown oldest first.
+	err = db.Raw(`SELECT * FROM (
+			SELECT c.id, u.name AS author, c.body, c.created_at
+			FROM comments c JOIN users u ON u.id = c.user_id
+			WHERE c.photo_id = ? ORDER BY c.id DESC LIMIT 100) newest
+		ORDER BY id`, id).Scan(&page.Comments).Error
+	if err != nil {
+		return page, fmt.Errorf("models: photo %d comments: %w", id, err)
+	}
+	return page, nil
+}
+
+// ImageKey returns the key of a photo's image files.
+func (s *PhotoStore) ImageKey(ctx context.Context, photoID int64) (string, error) {
+	var keys []string
+	err := s.db.WithContext(ctx).Raw(`SELECT image_key FROM photos WHERE id = ?`, photoID).Scan(&keys).Error
+	if err != nil {
+		return "", fmt.Errorf("models: photo %d image key: %w", photoID, err)
+	}
+	if len(keys) == 0 {
+		return "", fmt.Errorf("models: photo %d: %w", photoID, ErrNotFound)
+	}
+	return keys[0], nil
+}
+
+// UserPhotos returns a user and one page of their photos before the cursor
+// (0: the newest).
+func (s *PhotoStore) UserPhotos(ctx context.Context, name string, before int64) (UserPage, error) {
+	var page UserPage
+	db := s.db.WithContext(ctx)
+	err := db.Raw(`SELECT id, name, display_name, created_at FROM users WHERE name = ?`, name).Take(&page.User).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return page, fmt.Errorf("models: user %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return page, fmt.Errorf("models: user %q: %w", name, err)
+	}
+	err = db.Raw(`SELECT count(*) FROM photos WHERE user_id = ?`, page.User.ID).Scan(&page.PhotoCount).Error
+	if err != nil {
+		return page, fmt.Errorf("models: user %q photo count: %w", name, err)
+	}
+	var cards []PhotoCard
+	err = db.Raw(`SELECT p.id, p.title, p.image_key, p.width, p.height, ? AS owner
+		FROM photos p WHERE p.user_id = ? AND p.id < ? ORDER BY p.id DESC LIMIT ?`,
+		name, page.User.ID, cursor(before), GridSize+1).Scan(&cards).Error
+	if err != nil {
+		return page, fmt.Errorf("models: user %q photos: %w", name, err)
+	}
+	page.Grid = toGrid(cards)
+	return page, nil
+}
+
+// TagPhotos returns a tag and one page of its photos before the cursor.
+func (s *PhotoStore) TagPhotos(ctx context.Context, tag string, before int64) (TagPage, error) {
+	var page TagPage
+	db := s.db.WithContext(ctx)
+	err := db.Raw(`SELECT id, name, photo_count FROM tags WHERE name = ?`, tag).Take(&page.Tag).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return page, fmt.Errorf("models: tag %q: %w", tag, ErrNotFound)
+	}
+	if err != nil {
+		return page, fmt.Errorf("models: tag %q: %w", tag, err)
+	}
+	var cards []PhotoCard
+	err = db.Raw(`SELECT `+cardColumns+` FROM photo_tags pt
+		JOIN photos p ON p.id = pt.photo_id JOIN users u ON u.id = p.user_id
+		WHERE pt.tag_id = ? AND pt.photo_id < ? ORDER BY pt.photo_id DESC LIMIT ?`,
+		page.Tag.ID, cursor(before), GridSize+1).Scan(&cards).Error
+	if err != nil {
+		return page, fmt.Errorf("models: tag %q photos: %w", tag, err)
+	}
+	page.Grid = toGrid(cards)
+	return page, nil
+}
+
+// IsFavorite reports whether the user has favorited the photo.
+func (s *PhotoStore) IsFavorite(ctx context.Context, userID, photoID int64) (bool, error) {
+	var n int64
+	err := s.db.WithContext(ctx).Raw(`SELECT count(*) FROM favorites WHERE user_id = ? AND photo_id = ?`,
+		userID, photoID).Scan(&n).Error
+	if err != nil {
+		return false, fmt.Errorf("models: favorite %d/%d: %w", userID, photoID, err)
+	}
+	return n > 0, nil
+}
+
+// CreatePhoto inserts a photo and its tags (creating new tags) in one
+// transaction and returns the photo's id.
+func (s *PhotoStore) CreatePhoto(ctx context.Context, p NewPhoto) (int64, error) {
+	var id int64
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		err := tx.Raw(`INSERT INTO photos (user_id, title, description, image_key, width, height)
+			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+			p.Owner.ID, p.Title, p.Description, p.ImageKey, p.Width, p.Height).Scan(&id).Error
+		if err != nil {
+			return err
+		}
+		for _, name := range p.Tags {
+			var tagID int64
+			err := tx.Raw(`INSERT INTO tags (name, photo_count) VALUES (?, 1)
+				ON CONFLICT (name) DO UPDATE SET photo_count = tags.photo_count + 1
+				RETURNING id`, name).Scan(&tagID).Error
+			if err != nil {
+				return err
+			}
+			if err := tx.Exec(`INSERT INTO photo_tags (photo_id, tag_id) VALUES (?, ?)`, id, tagID).Error; err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("models: create photo for user %d: %w", p.Owner.ID, err)
+	}
+	return id, nil
+}
+
+// DeletePhoto deletes a photo the user owns, with its tags, favorites and
+// comments. Someone else's photo gives ErrForbidden, a missing one ErrNotFound.
+func (s *PhotoStore) DeletePhoto(ctx context.Context, photoID, userID int64) (DeletedPhoto, error) {
+	var d DeletedPhoto
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		err := tx.Raw(`SELECT * FROM photos WHERE id = ? FOR UPDATE`, photoID).Take(&d.Photo).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if d.Photo.UserID != userID {
+			return ErrForbidden
+		}
+		if err := tx.Raw(`SELECT name FROM users WHERE id = ?`, d.Photo.UserID).Scan(&d.Owner).Error; err != nil {
+			return err
+		}
+		err = tx.Raw(`UPDATE tags SET photo_count = photo_count - 1
+			WHERE id IN (SELECT tag_id FROM photo_tags WHERE photo_id = ?) RETURNING name`, photoID).Scan(&d.Tags).Error
+		if err != nil {
+			return err
+		}
+		// photo_tags, favorites and comments go with it (ON DELETE CASCADE).
+		return tx.Exec(`DELETE FROM photos WHERE id = ?`, photoID).Error
+	})
+	if err != nil {
+		return d, fmt.Errorf("models: delete photo %d: %w", photoID, err)
+	}
+	return d, nil
+}
+
+// SetFavorite adds (on) or removes the user's favorite; both are idempotent.
+func (s *PhotoStore) SetFavorite(ctx context.Context, userID, photoID int64, on bool) error {
+	db := s.db.WithContext(ctx)
+	var err error
+	if on {
+		err = db.Exec(`INSERT INTO favorites (user_id, photo_id) VALUES (?, ?) ON CONFLICT DO NOTHING`,
+			userID, photoID).Error
+	} else {
+		err = db.Exec(`DELETE FROM favorites WHERE user_id = ? AND photo_id = ?`, userID, photoID).Error
+	}
+	if pgCode(err) == foreignKeyViolation {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("models: favorite photo %d: %w", photoID, err)
+	}
+	return nil
+}
+
+// AddComment adds a comment by the user to the photo.
+func (s *PhotoStore) AddComment(ctx context.Context, photoID, userID int64, body string) error {
+	err := s.db.WithContext(ctx).Exec(`INSERT INTO comments (photo_id, user_id, body) VALUES (?, ?, ?)`,
+		photoID, userID, body).Error
+	if pgCode(err) == foreignKeyViolation {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("models: comment on photo %d: %w", photoID, err)
+	}
+	return nil
+}
+
+// cursor turns "no cursor" (0) into "before everything".
+func cursor(before int64) int64 {
+	if before <= 0 {
+		return math.MaxInt64
+	}
+	return before
+}
+
+// toGrid trims the one extra row a grid query fetches to know whether a next
+// page exists.
+func toGrid(cards []PhotoCard) Grid {
+	if len(cards) > GridSize {
+		return Grid{Photos: cards[:GridSize], Next: cards[GridSize-1].ID}
+	}
+	return Grid{Photos: cards}
+}

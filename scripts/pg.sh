@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Project-local PostgreSQL clusters, kept under .pgdata/ in the checkout (ignored by git).
+#
+#   scripts/pg.sh start dev|test   start (creating if needed) and print the database URL
+#   scripts/pg.sh stop  dev|test   stop the cluster (its data stays)
+#   scripts/pg.sh url   dev|test   print the URL without starting anything
+#   scripts/pg.sh status dev|test  exit 0 when running
+#
+# "dev" (port 54329) holds the data of `make run`, `make seed` and the load tests.
+# "test" (port 54330) is for `make test`: throw-away databases, fsync off.
+# Never docker, never a download: Debian's postgresql package, installed with
+# apt-get when we are root and it is missing.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cmd="${1:-}"; which="${2:-dev}"
+case "$which" in
+  dev)  port="${PGPORT_DEV:-54329}"; db="flickrkillr" ;;
+  test) port="${PGPORT_TEST:-54330}"; db="postgres" ;;
+  *) echo "scripts/pg.sh: cluster must be dev or test, not '$which'" >&2; exit 2 ;;
+esac
+data="$root/.pgdata/$which"
+url="postgres://postgres@127.0.0.1:$port/$db?sslmode=disable"
+
+say() { echo "pg.sh: $*" >&2; }
+
+find_bin() {
+  local tool="$1" p
+  if p="$(command -v "$tool" 2>/dev/null)"; then echo "$p"; return 0; fi
+  # Debian keeps the server tools out of PATH, under the major version.
+  for p in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+    if [ -x "$p/$tool" ]; then echo "$p/$tool"; return 0; fi
+  done
+  return 1
+}
+
+ensure_installed() {
+  if find_bin initdb >/dev/null && find_bin psql >/dev/null; then return 0; fi
+  if [ "$(id -u)" -ne 0 ]; then
+    say "PostgreSQL is not installed. Install it with:  sudo apt-get install -y postgresql"
+    say "(or set DATABASE_URL to a PostgreSQL you already run)"
+    exit 1
+  fi
+  say "installing Debian's postgresql package (apt-get)…"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq postgresql >&2
+  find_bin initdb >/dev/null || { say "initdb still not found after installing postgresql"; exit 1; }
+}
+
+# As root, the server runs as the postgres user (PostgreSQL refuses root).
+as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# The postgres user must be able to reach .pgdata: give "search" (x) on any
+# ancestor directory that lacks it (mktemp -d makes 0700 directories).
+ensure_reachable() {
+  [ "$(id -u)" -eq 0 ] || return 0
+  local d="$root"
+  while [ "$d" != "/" ]; do
+    if ! runuser -u postgres -- test -x "$d" 2>/dev/null; then
+      say "allowing the postgres user to pass through $d (chmod o+x)"
+      chmod o+x "$d"
+    fi
+    d="$(dirname "$d")"
+  done
+}
+
+running() {
+  [ -f "$data/postmaster.pid" ] && as_owner "$(find_bin pg_ctl)" -D "$data" status >/dev/null 2>&1
+}
+
+start() {
+  ensure_installed
+  mkdir -p "$root/.pgdata"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$root/.pgdata"; ensure_reachable; fi
+  if [ ! -f "$data/PG_VERSION" ]; then
+    say "creating the $which cluster in .pgdata/$which (port $port)"
+    as_owner "$(find_bin initdb)" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null \
+      || as_owner "$(find_bin initdb)" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+    {
+      echo "# FlickrKillr project-local settings"
+      echo "port = $port"
+      echo "listen_addresses = '127.0.0.1'"
+      echo "unix_socket_directories = ''"
+      echo "max_connections = 200"
+      # No replication here: minimal WAL lets the seed's COPY skip writing WAL.
+      echo "wal_level = minimal"
+      echo "max_wal_senders = 0"
+      echo "max_wal_size = 4GB"
+      if [ "$which" = dev ]; then
+        echo "shared_buffers = 512MB"
+        echo "maintenance_work_mem = 512MB"
+        echo "work_mem = 16MB"
+      else
+        # Test databases are thrown away: durability buys nothing.
+        echo "shared_buffers = 128MB"
+        echo "fsync = off"
+        echo "synchronous_commit = off"
+        echo "full_page_writes = off"
+      fi
+    } | as_owner tee -a "$data/postgresql.conf" >/dev/null
+  fi
+  if ! running; then
+    say "starting the $which cluster on 127.0.0.1:$port (log: .pgdata/$which.log)"
+    as_owner touch "$root/.pgdata/$which.log"
+    as_owner "$(find_bin pg_ctl)" -D "$data" -l "$root/.pgdata/$which.log" -w -t 60 start >/dev/null \
+      || { say "PostgreSQL did not start; the end of .pgdata/$which.log says:"; tail -n 20 "$root/.pgdata/$which.log" >&2; exit 1; }
+  fi
+  if [ "$db" != postgres ]; then
+    local psql; psql="$(find_bin psql)"
+    if ! "$psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
+      "$psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qc "CREATE DATABASE $db" >&2
+    fi
+  fi
+  echo "$url"
+}
+
+stop() {
+  if running; then
+    as_owner "$(find_bin pg_ctl)" -D "$data" -m fast -w stop >/dev/null
+    say "stopped the $which cluster"
+  fi
+}
+
+case "$cmd" in
+  start) start ;;
+  stop) stop ;;
+  url) echo "$url" ;;
+  status) running ;;
+  *) echo "usage: scripts/pg.sh start|stop|url|status dev|test" >&2; exit 2 ;;
+esac
