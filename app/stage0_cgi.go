@@ -20,11 +20,11 @@ import (
 // the database.
 func init() {
 	register(Stage{
-		Number:  0,
-		Name:    "cgi",
-		Summary: "a new process per request: connect, parse templates, answer, exit",
-		Schema:  1,
-		Serve:   serveCGI,
+		Number:   0,
+		Name:     "cgi",
+		Summary:  "a new process per request: connect, parse templates, answer, exit",
+		Schema:   1,
+		Serve:    serveCGI,
 		Sessions: dbSessions,
 	})
 }

@@ -14,6 +14,9 @@ import (
 //go:embed *.sql
 var files embed.FS
 
+// Files are the embedded migration files (tests hash them to name templates).
+var Files = files
+
 func provider(db *sql.DB) (*goose.Provider, error) {
 	p, err := goose.NewProvider(goose.DialectPostgres, db, files)
 	if err != nil {

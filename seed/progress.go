@@ -1,0 +1,93 @@
+package seed
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// progress reports work per table: a redrawn bar on a terminal, a plain line
+// every 25% otherwise (CI logs, pipes).
+type progress struct {
+	w   io.Writer
+	tty bool
+}
+
+// counter is one table's progress.
+type counter struct {
+	atomic.Int64
+	name  string
+	total int64
+	start time.Time
+	done  chan struct{}
+	quit  chan struct{}
+}
+
+func (p *progress) start(name string, total int64) *counter {
+	c := &counter{name: name, total: total, start: time.Now(), done: make(chan struct{}), quit: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		nextQuarter := int64(1)
+		for {
+			select {
+			case <-c.quit:
+				return
+			case <-t.C:
+				n := c.Load()
+				if p.tty {
+					fmt.Fprintf(p.w, "\r%s", p.line(c, n))
+				} else if c.total > 0 && n*4 >= nextQuarter*c.total && nextQuarter < 4 {
+					fmt.Fprintln(p.w, p.line(c, n))
+					nextQuarter = n*4/c.total + 1
+				}
+			}
+		}
+	}()
+	return c
+}
+
+// finish stops the reporter and prints the table's final line.
+func (p *progress) finish(c *counter) {
+	close(c.quit)
+	<-c.done
+	n := c.Load()
+	if p.tty {
+		fmt.Fprintf(p.w, "\r%s\n", p.line(c, n))
+	} else {
+		fmt.Fprintln(p.w, p.line(c, n))
+	}
+}
+
+func (p *progress) line(c *counter, n int64) string {
+	pct := 100.0
+	if c.total > 0 {
+		pct = min(100*float64(n)/float64(c.total), 100)
+	}
+	const width = 24
+	filled := int(pct / 100 * width)
+	el := time.Since(c.start)
+	rate := float64(n) / max(el.Seconds(), 1e-9)
+	return fmt.Sprintf("  %-11s [%s%s] %3.0f%%  %11s rows  %9s rows/s  %5.1fs",
+		c.name, strings.Repeat("#", filled), strings.Repeat(".", width-filled), pct,
+		thousands(n), thousands(int64(rate)), el.Seconds())
+}
+
+// thousands formats 1234567 as 1,234,567.
+func thousands(n int64) string {
+	s := fmt.Sprint(n)
+	if n < 0 {
+		return "-" + thousands(-n)
+	}
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
