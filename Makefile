@@ -1,0 +1,46 @@
+# FlickrKillr's command palette. Set-up is two commands: `make run` and `make test`.
+.PHONY: run test lint build seed migrate serve loadtest loadtest-sweep db-start db-stop clean help
+
+BIN := bin/flickrkillr
+DB_URL = $${DATABASE_URL:-$$(scripts/pg.sh start dev)}
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+run: ## serve the app (local PostgreSQL, embedded miniredis, small demo seed)
+	@scripts/run.sh
+
+test: ## gofmt, go vet and the whole test suite against a real PostgreSQL (and Redis)
+	@scripts/test.sh
+
+lint: ## gofmt and go vet only
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	@go vet ./...
+
+build: ## build bin/flickrkillr
+	@go build -o $(BIN) .
+
+migrate: build ## bring the schema to STAGE (default: the highest stage)
+	@DATABASE_URL=$(DB_URL) $(BIN) migrate $${STAGE:+--stage $$STAGE}
+
+seed: build ## the full demo data set: 100k users, 10-20 photos each (replaces the data)
+	@DATABASE_URL=$(DB_URL) $(BIN) migrate $${STAGE:+--stage $$STAGE}
+	@DATABASE_URL=$(DB_URL) $(BIN) seed --reset $(SEED_FLAGS)
+
+serve: build ## serve STAGE against the existing data (no seeding)
+	@DATABASE_URL=$(DB_URL) $(BIN) serve $${STAGE:+--stage $$STAGE}
+
+loadtest: build ## load-test a running server (URL, DURATION, CONCURRENCY)
+	@$(BIN) loadtest --url $${URL:-http://127.0.0.1:8080} $${DURATION:+--duration $$DURATION} $${CONCURRENCY:+--concurrency $$CONCURRENCY}
+
+loadtest-sweep: build ## measure every stage on the current data into results/
+	@DATABASE_URL=$(DB_URL) $(BIN) loadtest sweep --out results $(SWEEP_FLAGS)
+
+db-start: ## start the project-local PostgreSQL (prints its URL)
+	@scripts/pg.sh start dev
+
+db-stop: ## stop the project-local PostgreSQL clusters
+	@scripts/pg.sh stop dev; scripts/pg.sh stop test
+
+clean: ## remove the binary (keeps .pgdata and data/)
+	rm -rf bin
