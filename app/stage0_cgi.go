@@ -38,13 +38,24 @@ func serveCGI(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("app: find own binary: %w", err)
 	}
-	dataDir, err := filepath.Abs(cfg.DataDir)
+	h, err := cgiHandler(cfg, log, exe, "cgi")
 	if err != nil {
 		return err
 	}
-	h := &cgi.Handler{
+	s, _ := resolve(cfg.Stage)
+	return runServer(ctx, newServer(cfg.Addr, h, log), log, s)
+}
+
+// cgiHandler runs `exe args…` once per request with the configuration in
+// its environment, as a web server ran a CGI script.
+func cgiHandler(cfg Config, log *slog.Logger, exe string, args ...string) (*cgi.Handler, error) {
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return &cgi.Handler{
 		Path: exe,
-		Args: []string{"cgi"},
+		Args: args,
 		Dir:  filepath.Dir(exe),
 		Env: []string{
 			"DATABASE_URL=" + cfg.DatabaseURL,
@@ -54,9 +65,7 @@ func serveCGI(ctx context.Context, cfg Config, log *slog.Logger) error {
 		},
 		Logger: slog.NewLogLogger(log.Handler(), slog.LevelError),
 		Stderr: os.Stderr,
-	}
-	s, _ := resolve(cfg.Stage)
-	return runServer(ctx, newServer(cfg.Addr, h, log), log, s)
+	}, nil
 }
 
 func checkSchemaOnce(ctx context.Context, cfg Config) error {

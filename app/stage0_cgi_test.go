@@ -1,0 +1,71 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+
+	"flickrkillr/models/modeltest"
+)
+
+// TestMain lets the test binary be the CGI script of stage 0's tests: the
+// handler re-executes it with FLICKRKILLR_TEST_CGI=1, and it answers one request.
+func TestMain(m *testing.M) {
+	if os.Getenv("FLICKRKILLR_TEST_CGI") == "1" {
+		cfg, err := ConfigFromEnv()
+		if err == nil {
+			err = ServeCGIChild(context.Background(), cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+		}
+		if err != nil {
+			os.Stderr.WriteString("cgi child: " + err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestStage0AnswersEachRequestFromANewProcess(t *testing.T) {
+	need, _ := SchemaFor(0)
+	cfg := Config{DatabaseURL: modeltest.NewDB(t, need), DataDir: t.TempDir(), Stage: 0}
+	h, err := cgiHandler(cfg, slog.Default(), os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Env = append(h.Env, "FLICKRKILLR_TEST_CGI=1")
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	pids := map[int]bool{}
+	for range 3 {
+		res, err := http.Get(srv.URL + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body health
+		err = json.NewDecoder(res.Body).Decode(&body)
+		res.Body.Close()
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("healthz: status %d, %v", res.StatusCode, err)
+		}
+		if body.Stage != 0 || body.PID == os.Getpid() {
+			t.Fatalf("healthz says stage %d pid %d (test pid %d)", body.Stage, body.PID, os.Getpid())
+		}
+		pids[body.PID] = true
+	}
+	if len(pids) != 3 {
+		t.Fatalf("3 requests were answered by %d processes, want 3", len(pids))
+	}
+
+	// A whole page works through CGI too, sessions included.
+	ta := &testApp{srv: srv}
+	b := ta.browser(t)
+	b.signup("cgi_user")
+	res := b.get("/")
+	mustStatus(t, res, http.StatusOK)
+	mustContain(t, res, "Log out", "Stage <strong>0 · cgi")
+}
