@@ -37,6 +37,9 @@ type CachedGallery struct {
 
 // NewCachedGallery wraps inner with a Redis cache whose entries live for ttl.
 func NewCachedGallery(inner Gallery, rdb redis.UniversalClient, ttl time.Duration, log *slog.Logger) *CachedGallery {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &CachedGallery{inner: inner, rdb: rdb, ttl: ttl, log: log}
 }
 
