@@ -81,6 +81,3 @@ func cmdSeed(ctx context.Context, args []string, log *slog.Logger) error {
 	return nil
 }
 
-func cmdLoadtest(ctx context.Context, args []string, log *slog.Logger) error {
-	return errors.New("not built yet (issue: loadtest)")
-}

@@ -1,0 +1,57 @@
+// Package loadtest is FlickrKillr's own load tool: virtual users with their
+// own cookie jars browse a running server with a weighted, skewed mix of
+// pages, images and writes, every response is checked, and latencies go into
+// HdrHistograms per route. Closed loop (a fixed number of users) or open loop
+// (a fixed arrival rate, latency measured from the intended send time, so a
+// slow server cannot hide its queueing: no coordinated omission).
+package loadtest
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+)
+
+// Options say what to measure and how.
+type Options struct {
+	URL         string
+	Duration    time.Duration
+	Concurrency int           // closed loop: virtual users; open loop: at most this many requests in flight
+	Rate        float64       // open loop when > 0: requests (actions) per second
+	ThinkTime   time.Duration // closed loop: pause between a user's actions
+	Scenario    string        // browse (default) or static
+	Password    string        // of the seeded users
+	Seed        uint64        // choices of users, photos and tags
+	Progress    func(Progress)
+}
+
+// Progress is the live state, reported about once a second.
+type Progress struct {
+	Elapsed  time.Duration
+	Requests int64
+	Errors   int64
+	RPS      float64 // over the last interval
+}
+
+// Validate names the first bad option.
+func (o Options) Validate() error {
+	u, err := url.Parse(o.URL)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return fmt.Errorf("--url must be an http:// URL (got %q)", o.URL)
+	case o.Duration <= 0:
+		return fmt.Errorf("--duration must be positive (got %s)", o.Duration)
+	case o.Concurrency < 1:
+		return fmt.Errorf("--concurrency must be at least 1 (got %d)", o.Concurrency)
+	case o.Rate < 0:
+		return fmt.Errorf("--rate must be positive (got %g)", o.Rate)
+	}
+	if _, ok := scenarios[o.Scenario]; !ok {
+		return fmt.Errorf("unknown --scenario %q (known: %s)", o.Scenario, scenarioNames())
+	}
+	return nil
+}
+
+// ErrUnreachable is returned when the server does not answer /healthz.
+var ErrUnreachable = errors.New("loadtest: server unreachable")

@@ -1,0 +1,88 @@
+package loadtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteText writes the human report: the settings, the stage and data, and a
+// table of routes with the total.
+func WriteText(w io.Writer, r *Result) error {
+	fmt.Fprintf(w, "%s — %s, %s/%s, %d CPUs, GOMAXPROCS %d\n", r.Tool, r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch, r.Machine.CPUs, r.Machine.GOMAXPROCS)
+	fmt.Fprintf(w, "server:   %s  stage %d (%s)\n", r.Settings.URL, r.Server.Stage, r.Server.StageName)
+	fmt.Fprintf(w, "data:     %s\n", dataSize(r.Server.Rows))
+	load := fmt.Sprintf("closed loop, %d virtual users, think time %s", r.Settings.Concurrency, r.Settings.ThinkTime)
+	if r.Settings.Mode == "open" {
+		load = fmt.Sprintf("open loop, %g req/s, up to %d in flight (latency from the intended send time)", r.Settings.Rate, r.Settings.Concurrency)
+	}
+	fmt.Fprintf(w, "settings: scenario %s, %s, %s, seed %d\n", r.Settings.Scenario, load, r.Settings.Duration, r.Settings.Seed)
+	status := fmt.Sprintf("%.1fs measured", r.Elapsed)
+	if r.Interrupted {
+		status += " (INTERRUPTED: partial results)"
+	}
+	fmt.Fprintf(w, "run:      %s, started %s\n\n", status, r.Started.Format("2006-01-02 15:04:05 MST"))
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "route\trequests\treq/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\terrors\tMB/s\t")
+	for _, row := range append(append([]RouteResult{}, r.Routes...), r.Total) {
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%.2f\t\n",
+			row.Route, row.Requests, row.RPS, row.P50, row.P90, row.P99, row.P999, row.Max, row.Errors, row.MBps)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, row := range r.Routes {
+		for _, c := range topCauses(row.Causes, 3) {
+			fmt.Fprintf(w, "  %s error: %s (%d×)\n", row.Route, c, row.Causes[c])
+		}
+	}
+	return nil
+}
+
+func topCauses(causes map[string]int64, n int) []string {
+	var keys []string
+	for k := range causes {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return causes[keys[i]] > causes[keys[j]] })
+	return keys[:min(n, len(keys))]
+}
+
+func dataSize(rows map[string]int64) string {
+	if len(rows) == 0 {
+		return "unknown"
+	}
+	var parts []string
+	for _, t := range []string{"users", "photos", "tags", "photo_tags", "favorites", "comments"} {
+		if n, ok := rows[t]; ok {
+			parts = append(parts, fmt.Sprintf("%s %s", thousands(n), t))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// WriteJSON writes the result to path.
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func thousands(n int64) string {
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,274 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// scenario is a kind of traffic: what it learns before the run, how a
+// virtual user logs in, and one step (one weighted action) of a user.
+type scenario struct {
+	setup func(ctx context.Context, c *http.Client, o Options, info ServerInfo) (any, error)
+	login func(ctx context.Context, vu *vuser) error
+	step  func(ctx context.Context, vu *vuser)
+}
+
+var scenarios = map[string]scenario{
+	"browse": {setup: browseSetup, login: browseLogin, step: browseStep},
+	// static is the trivial endpoint for comparing this tool with wrk.
+	"static": {
+		setup: func(context.Context, *http.Client, Options, ServerInfo) (any, error) { return nil, nil },
+		login: func(context.Context, *vuser) error { return nil },
+		step: func(ctx context.Context, vu *vuser) {
+			vu.get(ctx, "static", "/static/style.css", statusIs(http.StatusOK))
+		},
+	},
+}
+
+func scenarioNames() string {
+	var names []string
+	for n := range scenarios {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// An action of the browse mix, with its weight out of the sum of weights.
+type action struct {
+	name   string
+	weight int
+	run    func(ctx context.Context, vu *vuser, b *browse)
+}
+
+// browseMix is what a logged-in visitor of a photo site does: mostly photo
+// pages and thumbnails, some home, user and tag pages, a few writes.
+var browseMix = []action{
+	{"home", 10, func(ctx context.Context, vu *vuser, b *browse) {
+		vu.get(ctx, "home", "/", statusIs(200, "Recent photos", "Log out"))
+	}},
+	{"photo", 30, func(ctx context.Context, vu *vuser, b *browse) {
+		vu.get(ctx, "photo", "/photos/"+b.photo(vu.rng), statusIs(200, `class="photo"`, "Log out"))
+	}},
+	{"thumb", 25, func(ctx context.Context, vu *vuser, b *browse) {
+		vu.get(ctx, "thumb", "/photos/"+b.photo(vu.rng)+"/thumb", isJPEG)
+	}},
+	{"image", 5, func(ctx context.Context, vu *vuser, b *browse) {
+		vu.get(ctx, "image", "/photos/"+b.photo(vu.rng)+"/image", isJPEG)
+	}},
+	{"user", 12, func(ctx context.Context, vu *vuser, b *browse) {
+		vu.get(ctx, "user", "/users/"+b.user(vu.rng), statusIs(200, "member since", "Log out"))
+	}},
+	{"tag", 10, func(ctx context.Context, vu *vuser, b *browse) {
+		vu.get(ctx, "tag", "/tags/"+b.tag(vu.rng), statusIs(200, "Photos tagged", "Log out"))
+	}},
+	{"favorite", 5, func(ctx context.Context, vu *vuser, b *browse) {
+		act := "add"
+		if vu.rng.IntN(2) == 0 {
+			act = "remove"
+		}
+		vu.post(ctx, "favorite", "/photos/"+b.photo(vu.rng)+"/favorite", url.Values{"action": {act}}, statusIs(303))
+	}},
+	{"comment", 3, func(ctx context.Context, vu *vuser, b *browse) {
+		photo := "/photos/" + b.photo(vu.rng)
+		token := fmt.Sprintf("lt-%d-%d", vu.id, vu.rng.Uint64())
+		if _, err := vu.post(ctx, "comment", photo+"/comments", url.Values{"body": {"Nice one! " + token}}, statusIs(303)); err != nil {
+			return
+		}
+		// The comment must be visible on the very next read (stage 3's cache
+		// must have been invalidated); a miss is the comment's error.
+		body, err := vu.get(ctx, "photo", photo, statusIs(200))
+		if err == nil && !strings.Contains(string(body), token) && ctx.Err() == nil {
+			vu.rec.record("comment", 0, 0, fmt.Errorf("posted comment not visible on the next read"))
+			vu.errs.Add(1)
+		}
+	}},
+}
+
+var mixTotal = func() int {
+	n := 0
+	for _, a := range browseMix {
+		n += a.weight
+	}
+	return n
+}()
+
+// browse is what the virtual users share: the data's shape, learned at setup.
+type browse struct {
+	o        Options
+	photos   int       // the newest photo's id: ids 1..photos
+	users    int       // seeded users user1..userN
+	tags     []string  // the popular tags, most popular first
+	photoCDF []float64 // hot photos: a Zipf-like skew over ranks
+	userCDF  []float64
+	tagCDF   []float64
+	step     int
+}
+
+var photoLinkRE = regexp.MustCompile(`href="/photos/(\d+)"`)
+var tagLinkRE = regexp.MustCompile(`href="/tags/([a-z0-9-]+)"`)
+
+func browseSetup(ctx context.Context, c *http.Client, o Options, info ServerInfo) (any, error) {
+	home, err := fetch(ctx, c, o.URL+"/")
+	if err != nil {
+		return nil, err
+	}
+	b := &browse{o: o}
+	for _, m := range photoLinkRE.FindAllStringSubmatch(home, -1) {
+		b.photos = max(b.photos, atoi(m[1]))
+	}
+	seen := map[string]bool{}
+	for _, m := range tagLinkRE.FindAllStringSubmatch(home, -1) {
+		if !seen[m[1]] {
+			seen[m[1]] = true
+			b.tags = append(b.tags, m[1])
+		}
+	}
+	if b.photos == 0 || len(b.tags) == 0 {
+		return nil, fmt.Errorf("loadtest: the server has no photos or tags: seed it first (make seed)")
+	}
+	// The seeded users are user1..userN: find N (the row estimate may count
+	// users who signed up by hand).
+	hi := int(max(info.Rows["users"], 1))
+	lo := 0
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if ok, err := exists(ctx, c, fmt.Sprintf("%s/users/user%d", o.URL, mid)); err != nil {
+			return nil, err
+		} else if ok {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	if lo == 0 {
+		return nil, fmt.Errorf("loadtest: no seeded users (user1 …) on the server: seed it first (make seed)")
+	}
+	b.users = lo
+	b.photoCDF = zipfCDF(b.photos, 0.8)
+	b.userCDF = zipfCDF(b.users, 0.9)
+	b.tagCDF = zipfCDF(len(b.tags), 1.0)
+	b.step = coprime(b.photos)
+	return b, nil
+}
+
+func browseLogin(ctx context.Context, vu *vuser) error {
+	b := vu.shared.(*browse)
+	name := "user" + strconv.Itoa(1+vu.rng.IntN(b.users))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, vu.base+"/login",
+		strings.NewReader(url.Values{"name": {name}, "password": {b.o.Password}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res, err := vu.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("loadtest: log in as %s: %w", name, err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusSeeOther {
+		return fmt.Errorf("loadtest: log in as %s: status %d (is --password right?)", name, res.StatusCode)
+	}
+	return nil
+}
+
+func browseStep(ctx context.Context, vu *vuser) {
+	b := vu.shared.(*browse)
+	n := vu.rng.IntN(mixTotal)
+	for _, a := range browseMix {
+		if n < a.weight {
+			a.run(ctx, vu, b)
+			return
+		}
+		n -= a.weight
+	}
+}
+
+func (b *browse) photo(r *rand.Rand) string {
+	rank := pick(r, b.photoCDF)
+	return strconv.Itoa(rank*b.step%b.photos + 1)
+}
+
+func (b *browse) user(r *rand.Rand) string {
+	return "user" + strconv.Itoa(pick(r, b.userCDF)*7919%b.users+1)
+}
+
+func (b *browse) tag(r *rand.Rand) string { return b.tags[pick(r, b.tagCDF)] }
+
+func (vu *vuser) post(ctx context.Context, route, path string, form url.Values, ok check) ([]byte, error) {
+	req, _ := http.NewRequest(http.MethodPost, vu.base+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return vu.do(ctx, route, req, ok)
+}
+
+func fetch(ctx context.Context, c *http.Client, u string) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	res, err := c.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("loadtest: %w", err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		return "", err
+	}
+	if res.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("loadtest: GET %s: %s", u, res.Status)
+	}
+	return string(b), nil
+}
+
+func exists(ctx context.Context, c *http.Client, u string) (bool, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	res, err := c.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("loadtest: %w", err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode == http.StatusOK, nil
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// zipfCDF is the cumulative distribution of ranks 1..n weighted 1/rank^s.
+func zipfCDF(n int, s float64) []float64 {
+	cdf := make([]float64, n)
+	var sum float64
+	for i := range n {
+		sum += math.Pow(float64(i+1), -s)
+		cdf[i] = sum
+	}
+	for i := range cdf {
+		cdf[i] /= sum
+	}
+	return cdf
+}
+
+func pick(r *rand.Rand, cdf []float64) int {
+	return min(sort.SearchFloat64s(cdf, r.Float64()), len(cdf)-1)
+}
+
+// coprime returns a step coprime with n: rank*step mod n spreads the hot
+// photos over all ids instead of crowding the newest.
+func coprime(n int) int {
+	step := 1_000_003 % max(n, 1)
+	for n > 1 && (step == 0 || gcdInt(step, n) != 1) {
+		step = (step + 1) % n
+	}
+	return max(step, 1)
+}
+
+func gcdInt(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
