@@ -7,10 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/term"
 
+	"flickrkillr/app"
 	"flickrkillr/loadtest"
 	"flickrkillr/seed"
 )
@@ -88,5 +92,82 @@ func clearProgress() {
 }
 
 func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
-	return errors.New("sweep: not built yet")
+	cfg, fs, err := configFor("loadtest sweep", "db", "redis", "data")
+	if err != nil {
+		return err
+	}
+	so := loadtest.SweepOptions{}
+	var stages, out string
+	loadtestFlags(fs, &so.Run)
+	fs.StringVar(&stages, "stages", fmt.Sprintf("0-%d", app.DefaultStage()), "stages to measure: a range (0-4) or a list (1,3,4)")
+	fs.DurationVar(&so.Warmup, "warmup", 5*time.Second, "unrecorded load before each measurement")
+	fs.StringVar(&so.Addr, "addr", "127.0.0.1:18080", "where each stage's server listens")
+	fs.StringVar(&out, "out", "results", "directory for README.md, chart.svg and sweep.json")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: flickrkillr loadtest sweep [flags]\n\nFor each stage: migrate, start the server, warm up, measure, stop. Then write the report.")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.Validate("db", "redis", "data"); err != nil {
+		return err
+	}
+	so.Run.URL = "http://" + so.Addr
+	if err := so.Run.Validate(); err != nil {
+		return &usageError{err.Error()}
+	}
+	if so.Stages, err = parseStages(stages); err != nil {
+		return err
+	}
+	if so.Exe, err = os.Executable(); err != nil {
+		return err
+	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	so.Env = []string{"DATABASE_URL=" + cfg.DatabaseURL, "REDIS_URL=" + cfg.RedisURL, "DATA_DIR=" + dataDir, "STAGE=", "ADDR="}
+	so.Command = "flickrkillr loadtest sweep " + strings.Join(args, " ")
+	so.Run.Progress = progressLine(so.Run.Duration)
+	so.Log = func(format string, a ...any) { clearProgress(); log.Info(fmt.Sprintf(format, a...)) }
+	sr, err := loadtest.Sweep(ctx, so)
+	clearProgress()
+	if sr != nil && len(sr.Stages) > 0 {
+		if werr := loadtest.WriteSweep(out, sr); werr != nil {
+			return werr
+		}
+		log.Info("wrote the sweep report", "dir", out)
+	}
+	if err != nil {
+		return err
+	}
+	if len(sr.Failed) > 0 {
+		return fmt.Errorf("%d stage(s) failed; see %s/README.md", len(sr.Failed), out)
+	}
+	return nil
+}
+
+// parseStages reads "0-4" or "1,3,4".
+func parseStages(s string) ([]int, error) {
+	var stages []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err1 := strconv.Atoi(lo)
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil || b < a {
+			return nil, &usageError{fmt.Sprintf("--stages must look like 0-4 or 1,3,4 (got %q)", s)}
+		}
+		for n := a; n <= b; n++ {
+			if _, ok := app.LookupStage(n); !ok {
+				return nil, &app.ConfigError{Name: "--stages", Msg: fmt.Sprintf("%d is not a stage of this build (%s)", n, app.StageList())}
+			}
+			stages = append(stages, n)
+		}
+	}
+	return stages, nil
 }

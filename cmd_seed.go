@@ -80,4 +80,3 @@ func cmdSeed(ctx context.Context, args []string, log *slog.Logger) error {
 	tw.Flush()
 	return nil
 }
-

@@ -26,5 +26,7 @@ stop_db() {
   if [ -n "$started_db" ]; then scripts/pg.sh stop dev || true; fi
 }
 trap stop_db EXIT
-trap '' INT  # the server handles Ctrl-C; this script waits for it to finish
+# A no-op trap (not an ignore, which the server would inherit): Ctrl-C reaches
+# the server, which shuts down gracefully, and then this script stops the DB.
+trap 'true' INT
 bin/flickrkillr serve ${STAGE:+--stage "$STAGE"} ${ADDR:+--addr "$ADDR"}
