@@ -102,7 +102,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	setupErrs := make(chan error, o.Concurrency)
 	var wg sync.WaitGroup
 	for i := range users {
-		jar, _ := cookiejar.New(nil)
+		var jar http.CookieJar
+		if sc.login != nil {
+			jar, _ = cookiejar.New(nil)
+		}
 		vu := &vuser{
 			id:   i,
 			base: o.URL,
@@ -118,6 +121,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if sc.login == nil {
+				return
+			}
 			if err := sc.login(ctx, vu); err != nil {
 				setupErrs <- err
 			}
@@ -266,7 +272,6 @@ func (vu *vuser) do(ctx context.Context, route string, req *http.Request, ok che
 	if !vu.intended.IsZero() {
 		start, vu.intended = vu.intended, time.Time{}
 	}
-	req = req.WithContext(ctx)
 	res, err := vu.client.Do(req)
 	vu.body.Reset()
 	if err == nil {
@@ -289,7 +294,7 @@ func (vu *vuser) do(ctx context.Context, route string, req *http.Request, ok che
 }
 
 func (vu *vuser) get(ctx context.Context, route, path string, ok check) ([]byte, error) {
-	req, _ := http.NewRequest(http.MethodGet, vu.base+path, nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, vu.base+path, nil)
 	return vu.do(ctx, route, req, ok)
 }
 
