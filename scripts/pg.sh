@@ -20,6 +20,16 @@ case "$which" in
   *) echo "scripts/pg.sh: cluster must be dev or test, not '$which'" >&2; exit 2 ;;
 esac
 data="$root/.pgdata/$which"
+portfile="$root/.pgdata/$which.port"
+
+# A cluster keeps the port it was created with (another checkout on the same
+# machine may hold the default one, so a new cluster takes the next free port).
+in_use() { (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if [ -f "$portfile" ]; then
+  port="$(cat "$portfile")"
+elif [ "$cmd" = start ]; then
+  while in_use "$port"; do port=$((port + 2)); done
+fi
 url="postgres://postgres@127.0.0.1:$port/$db?sslmode=disable"
 
 say() { echo "pg.sh: $*" >&2; }
@@ -77,6 +87,7 @@ start() {
   if [ "$(id -u)" -eq 0 ]; then chown postgres: "$root/.pgdata"; ensure_reachable; fi
   if [ ! -f "$data/PG_VERSION" ]; then
     say "creating the $which cluster in .pgdata/$which (port $port)"
+    echo "$port" > "$portfile"
     as_owner "$(find_bin initdb)" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null \
       || as_owner "$(find_bin initdb)" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
     {
