@@ -1,5 +1,5 @@
 # FlickrKillr's command palette. Set-up is two commands: `make run` and `make test`.
-.PHONY: run test lint build seed migrate serve loadtest loadtest-sweep db-start db-stop clean help
+.PHONY: run test lint build seed migrate serve loadtest loadtest-sweep workshop-tags workshop-verify db-start db-stop clean help
 
 BIN := bin/flickrkillr
 DB_URL = $${DATABASE_URL:-$$(scripts/pg.sh start dev)}
@@ -35,6 +35,12 @@ loadtest: build ## load-test a running server (URL, DURATION, CONCURRENCY)
 
 loadtest-sweep: build ## measure every stage on the current data into results/
 	@DATABASE_URL=$(DB_URL) $(BIN) loadtest sweep --out results $(SWEEP_FLAGS)
+
+workshop-tags: ## create (or replace) the local tags stage-0-cgi … stage-4-indexes from main
+	@scripts/workshop-tags.sh
+
+workshop-verify: ## create the tags, then build, test and compare each one in a temporary clone
+	@scripts/workshop-tags.sh --verify
 
 db-start: ## start the project-local PostgreSQL (prints its URL)
 	@scripts/pg.sh start dev

@@ -90,6 +90,10 @@ for tag in "${tags[@]}"; do
   "$tmp/bin/main" migrate --stage "$n" >/dev/null 2>&1
   serve_and_fetch "$tmp/bin/$tag" "" "$tmp/out-$tag"
   serve_and_fetch "$tmp/bin/main" "--stage $n" "$tmp/out-main-$n"
+  if ! grep -q "Recent photos" "$tmp/out-$tag/_" || ! grep -q "\"stage\":$n," "$tmp/out-$tag/healthz"; then
+    echo "workshop-tags: $tag did not serve its home page at stage $n (log: $tmp/out-$tag.log)" >&2
+    cat "$tmp/out-$tag.log" >&2; exit 1
+  fi
   if ! diff -r "$tmp/out-$tag" "$tmp/out-main-$n" >/dev/null; then
     echo "workshop-tags: $tag does not serve what main serves at stage $n:" >&2
     diff -r "$tmp/out-$tag" "$tmp/out-main-$n" | head -20 >&2
