@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -12,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"flickrkillr/seed"
 )
 
 // scenario is a kind of traffic: what it learns before the run, how a
@@ -154,10 +155,10 @@ func browseSetup(ctx context.Context, c *http.Client, o Options, info ServerInfo
 		return nil, fmt.Errorf("loadtest: no seeded users (user1 …) on the server: seed it first (make seed)")
 	}
 	b.users = lo
-	b.photoCDF = zipfCDF(b.photos, 0.8)
-	b.userCDF = zipfCDF(b.users, 0.9)
-	b.tagCDF = zipfCDF(len(b.tags), 1.0)
-	b.step = coprime(b.photos)
+	b.photoCDF = seed.ZipfCDF(b.photos, 0.8)
+	b.userCDF = seed.ZipfCDF(b.users, 0.9)
+	b.tagCDF = seed.ZipfCDF(len(b.tags), 1.0)
+	b.step = seed.CoprimeStep(b.photos)
 	return b, nil
 }
 
@@ -192,15 +193,15 @@ func browseStep(ctx context.Context, vu *vuser) {
 }
 
 func (b *browse) photo(r *rand.Rand) string {
-	rank := pick(r, b.photoCDF)
+	rank := seed.Pick(r, b.photoCDF)
 	return strconv.Itoa(rank*b.step%b.photos + 1)
 }
 
 func (b *browse) user(r *rand.Rand) string {
-	return "user" + strconv.Itoa(pick(r, b.userCDF)*7919%b.users+1)
+	return "user" + strconv.Itoa(seed.Pick(r, b.userCDF)*7919%b.users+1)
 }
 
-func (b *browse) tag(r *rand.Rand) string { return b.tags[pick(r, b.tagCDF)] }
+func (b *browse) tag(r *rand.Rand) string { return b.tags[seed.Pick(r, b.tagCDF)] }
 
 func (vu *vuser) post(ctx context.Context, route, path string, form url.Values, ok check) ([]byte, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, vu.base+path, strings.NewReader(form.Encode()))
@@ -237,38 +238,3 @@ func exists(ctx context.Context, c *http.Client, u string) (bool, error) {
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
-
-// zipfCDF is the cumulative distribution of ranks 1..n weighted 1/rank^s.
-func zipfCDF(n int, s float64) []float64 {
-	cdf := make([]float64, n)
-	var sum float64
-	for i := range n {
-		sum += math.Pow(float64(i+1), -s)
-		cdf[i] = sum
-	}
-	for i := range cdf {
-		cdf[i] /= sum
-	}
-	return cdf
-}
-
-func pick(r *rand.Rand, cdf []float64) int {
-	return min(sort.SearchFloat64s(cdf, r.Float64()), len(cdf)-1)
-}
-
-// coprime returns a step coprime with n: rank*step mod n spreads the hot
-// photos over all ids instead of crowding the newest.
-func coprime(n int) int {
-	step := 1_000_003 % max(n, 1)
-	for n > 1 && (step == 0 || gcdInt(step, n) != 1) {
-		step = (step + 1) % n
-	}
-	return max(step, 1)
-}
-
-func gcdInt(a, b int) int {
-	for b != 0 {
-		a, b = b, a%b
-	}
-	return a
-}

@@ -68,11 +68,11 @@ func newPlan(seed uint64, users, minP, maxP, images int) *plan {
 	}
 
 	p.tags = vocabulary(1000)
-	p.tagCDF = zipfCDF(len(p.tags), 1.0)
-	p.userCDF = zipfCDF(users, 0.9)
-	p.photoCDF = zipfCDF(p.photos, 0.8)
-	p.photoStep = coprimeStep(p.photos)
-	p.userStep = coprimeStep(users)
+	p.tagCDF = ZipfCDF(len(p.tags), 1.0)
+	p.userCDF = ZipfCDF(users, 0.9)
+	p.photoCDF = ZipfCDF(p.photos, 0.8)
+	p.photoStep = CoprimeStep(p.photos)
+	p.userStep = CoprimeStep(users)
 	p.favorites = p.photos
 	p.comments = p.photos / 3
 	return p
@@ -99,8 +99,9 @@ func vocabulary(n int) []string {
 	return out
 }
 
-// zipfCDF is the cumulative distribution of ranks 1..n with weight 1/rank^s.
-func zipfCDF(n int, s float64) []float64 {
+// ZipfCDF is the cumulative distribution of ranks 1..n with weight 1/rank^s:
+// the skew of the data set, which the load tool reuses to choose what to read.
+func ZipfCDF(n int, s float64) []float64 {
 	cdf := make([]float64, n)
 	var sum float64
 	for i := range n {
@@ -113,14 +114,14 @@ func zipfCDF(n int, s float64) []float64 {
 	return cdf
 }
 
-// pick draws a 0-based rank from a CDF.
-func pick(r *rand.Rand, cdf []float64) int {
+// Pick draws a 0-based rank from a CDF made by ZipfCDF.
+func Pick(r *rand.Rand, cdf []float64) int {
 	return min(sort.SearchFloat64s(cdf, r.Float64()), len(cdf)-1)
 }
 
-// coprimeStep returns a step coprime with n, so that rank*step mod n visits
+// CoprimeStep returns a step coprime with n, so that rank*step mod n visits
 // every photo once: the hottest photos are spread over the whole timeline.
-func coprimeStep(n int) int {
+func CoprimeStep(n int) int {
 	if n <= 1 {
 		return 1
 	}
@@ -141,12 +142,12 @@ func gcd(a, b int) int {
 
 // hotPhoto draws a photo id, popular ones far more often.
 func (p *plan) hotPhoto(r *rand.Rand) int64 {
-	rank := pick(r, p.photoCDF)
+	rank := Pick(r, p.photoCDF)
 	return int64(rank*p.photoStep%p.photos) + 1
 }
 
 // hotUser draws a user id, active ones far more often.
-func (p *plan) hotUser(r *rand.Rand) int64 { return p.userAt(pick(r, p.userCDF)) }
+func (p *plan) hotUser(r *rand.Rand) int64 { return p.userAt(Pick(r, p.userCDF)) }
 
 // userAt is the user of activity rank rank (a bijection, like photos').
 func (p *plan) userAt(rank int) int64 { return int64(rank*p.userStep%p.users) + 1 }
@@ -180,7 +181,7 @@ func (p *plan) photoRow(id int64, row []any) {
 	r := p.rng(saltPhotos, id)
 	title := titleAdjectives[r.IntN(len(titleAdjectives))] + " " + titleNouns[r.IntN(len(titleNouns))]
 	if r.IntN(3) == 0 {
-		title += ", " + p.tags[pick(r, p.tagCDF)]
+		title += ", " + p.tags[Pick(r, p.tagCDF)]
 	}
 	var desc string
 	if r.IntN(10) < 7 {
@@ -210,7 +211,7 @@ func (p *plan) photoTags(id int64, out []int) []int {
 	n := 1 + r.IntN(5)
 	out = out[:0]
 	for len(out) < n {
-		t := pick(r, p.tagCDF)
+		t := Pick(r, p.tagCDF)
 		dup := false
 		for _, have := range out {
 			dup = dup || have == t
