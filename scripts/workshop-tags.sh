@@ -27,6 +27,12 @@ for f in $(git ls-files 'app/stage[0-9]*' 'migrations/*.sql' | sort); do
   fi
 done
 
+# commit-tree and annotated tags need an identity; a fresh CI machine may have none.
+if ! git config user.email >/dev/null; then
+  export GIT_AUTHOR_NAME="FlickrKillr workshop" GIT_AUTHOR_EMAIL="workshop@flickrkillr.invalid"
+  export GIT_COMMITTER_NAME="$GIT_AUTHOR_NAME" GIT_COMMITTER_EMAIL="$GIT_AUTHOR_EMAIL"
+fi
+
 mapfile -t stages < <(grep -v '^#' stages.manifest | sed '/^\s*$/d')
 index="$(mktemp)"; trap 'rm -f "$index"' EXIT
 parent=""
