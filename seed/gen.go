@@ -251,6 +251,12 @@ func (p *plan) userFavorites(rank int, out []int64) (int64, []int64) {
 
 const maxFavoritesPerUser = 5000
 
+// tagRow fills tags(id, name, photo_count); the counts come from photo_tags,
+// which is generated first.
+func (p *plan) tagRow(id int64, row []any) {
+	row[0], row[1], row[2] = id, p.tags[id-1], p.tagCounts[id-1]
+}
+
 // commentRow fills comments(id, photo_id, user_id, body, created_at).
 func (p *plan) commentRow(id int64, row []any) {
 	r := p.rng(saltComments, id)

@@ -151,12 +151,12 @@ func Run(ctx context.Context, dsn string, o Options) (Report, error) {
 		total int64
 		src   func(row []any) (bool, error)
 	}{
-		{"users", []string{"id", "name", "display_name", "password_hash", "created_at"}, int64(p.users), p.usersSource(hash)},
-		{"photos", []string{"id", "user_id", "title", "description", "image_key", "width", "height", "created_at"}, int64(p.photos), p.photosSource()},
+		{"users", []string{"id", "name", "display_name", "password_hash", "created_at"}, int64(p.users), numbered(p.users, func(id int64, row []any) { p.userRow(id, hash, row) })},
+		{"photos", []string{"id", "user_id", "title", "description", "image_key", "width", "height", "created_at"}, int64(p.photos), numbered(p.photos, p.photoRow)},
 		{"photo_tags", []string{"photo_id", "tag_id"}, int64(p.photos) * 3, p.photoTagsSource()},
-		{"tags", []string{"id", "name", "photo_count"}, int64(len(p.tags)), p.tagsSource()},
+		{"tags", []string{"id", "name", "photo_count"}, int64(len(p.tags)), numbered(len(p.tags), p.tagRow)},
 		{"favorites", []string{"user_id", "photo_id", "created_at"}, int64(p.favorites), p.favoritesSource()},
-		{"comments", []string{"id", "photo_id", "user_id", "body", "created_at"}, int64(p.comments), p.commentsSource()},
+		{"comments", []string{"id", "photo_id", "user_id", "body", "created_at"}, int64(p.comments), numbered(p.comments, p.commentRow)},
 	}
 	for _, l := range loads {
 		t := time.Now()
@@ -226,24 +226,15 @@ func (s *rowSource) Next() bool {
 func (s *rowSource) Values() ([]any, error) { return s.row, nil }
 func (s *rowSource) Err() error             { return s.err }
 
-func (p *plan) usersSource(hash []byte) func([]any) (bool, error) {
+// numbered feeds rows 1..n, each filled by fill: the tables whose row number
+// is their id (users, photos, tags, comments).
+func numbered(n int, fill func(id int64, row []any)) func([]any) (bool, error) {
 	id := int64(0)
 	return func(row []any) (bool, error) {
-		if id++; id > int64(p.users) {
+		if id++; id > int64(n) {
 			return false, nil
 		}
-		p.userRow(id, hash, row)
-		return true, nil
-	}
-}
-
-func (p *plan) photosSource() func([]any) (bool, error) {
-	id := int64(0)
-	return func(row []any) (bool, error) {
-		if id++; id > int64(p.photos) {
-			return false, nil
-		}
-		p.photoRow(id, row)
+		fill(id, row)
 		return true, nil
 	}
 }
@@ -270,18 +261,6 @@ func (p *plan) photoTagsSource() func([]any) (bool, error) {
 	}
 }
 
-func (p *plan) tagsSource() func([]any) (bool, error) {
-	i := 0
-	return func(row []any) (bool, error) {
-		if i >= len(p.tags) {
-			return false, nil
-		}
-		row[0], row[1], row[2] = int64(i+1), p.tags[i], p.tagCounts[i]
-		i++
-		return true, nil
-	}
-}
-
 func (p *plan) favoritesSource() func([]any) (bool, error) {
 	rank := -1
 	var user int64
@@ -297,17 +276,6 @@ func (p *plan) favoritesSource() func([]any) (bool, error) {
 		pending = pending[1:]
 		row[0], row[1] = user, photo
 		row[2] = p.photoTime(photo).Add(time.Duration(1+photo%(60*24)) * time.Hour)
-		return true, nil
-	}
-}
-
-func (p *plan) commentsSource() func([]any) (bool, error) {
-	id := int64(0)
-	return func(row []any) (bool, error) {
-		if id++; id > int64(p.comments) {
-			return false, nil
-		}
-		p.commentRow(id, row)
 		return true, nil
 	}
 }
