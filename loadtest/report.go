@@ -3,6 +3,8 @@ package loadtest
 import (
 	"encoding/json"
 	"fmt"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 	"io"
 	"os"
 	"sort"
@@ -60,7 +62,7 @@ func dataSize(rows map[string]int64) string {
 	var parts []string
 	for _, t := range []string{"users", "photos", "tags", "photo_tags", "favorites", "comments"} {
 		if n, ok := rows[t]; ok {
-			parts = append(parts, fmt.Sprintf("%s %s", thousands(n), t))
+			parts = append(parts, numbers.Sprintf("%d %s", n, t))
 		}
 	}
 	return strings.Join(parts, ", ")
@@ -75,14 +77,5 @@ func WriteJSON(path string, v any) error {
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-func thousands(n int64) string {
-	s := fmt.Sprint(n)
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
+// numbers prints 1234567 as 1,234,567.
+var numbers = message.NewPrinter(language.English)

@@ -2,6 +2,8 @@ package seed
 
 import (
 	"fmt"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 	"io"
 	"strings"
 	"sync/atomic"
@@ -71,23 +73,10 @@ func (p *progress) line(c *counter, n int64) string {
 	filled := int(pct / 100 * width)
 	el := time.Since(c.start)
 	rate := float64(n) / max(el.Seconds(), 1e-9)
-	return fmt.Sprintf("  %-11s [%s%s] %3.0f%%  %11s rows  %9s rows/s  %5.1fs",
+	return numbers.Sprintf("  %-11s [%s%s] %3.0f%%  %11d rows  %9d rows/s  %5.1fs",
 		c.name, strings.Repeat("#", filled), strings.Repeat(".", width-filled), pct,
-		thousands(n), thousands(int64(rate)), el.Seconds())
+		n, int64(rate), el.Seconds())
 }
 
-// thousands formats 1234567 as 1,234,567.
-func thousands(n int64) string {
-	s := fmt.Sprint(n)
-	if n < 0 {
-		return "-" + thousands(-n)
-	}
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
+// numbers prints 1234567 as 1,234,567.
+var numbers = message.NewPrinter(language.English)
