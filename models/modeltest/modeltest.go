@@ -84,7 +84,11 @@ func NewDB(t testing.TB, version int64) string {
 			t.Logf("modeltest: drop %s: %v", name, err)
 		}
 	})
-	return withDatabase(t, admin, name)
+	u, err := databaseURL(admin, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 func createTemplate(ctx context.Context, conn *pgx.Conn, admin, tmpl string, version int64) error {
@@ -95,12 +99,11 @@ func createTemplate(ctx context.Context, conn *pgx.Conn, admin, tmpl string, ver
 	if _, err := conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s`, building)); err != nil {
 		return err
 	}
-	u, err := url.Parse(admin)
+	buildingURL, err := databaseURL(admin, building)
 	if err != nil {
 		return err
 	}
-	u.Path = "/" + building
-	db, err := sql.Open("pgx", u.String())
+	db, err := sql.Open("pgx", buildingURL)
 	if err != nil {
 		return err
 	}
@@ -133,13 +136,14 @@ func migrationsHash(t testing.TB) string {
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
-func withDatabase(t testing.TB, admin, name string) string {
+// databaseURL is the admin URL pointed at another database of the cluster.
+func databaseURL(admin, name string) (string, error) {
 	u, err := url.Parse(admin)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	u.Path = "/" + name
-	return u.String()
+	return u.String(), nil
 }
 
 func randomSuffix() string {
