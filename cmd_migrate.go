@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"flickrkillr/app"
@@ -37,7 +38,7 @@ func cmdMigrate(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	logf := func(format string, args ...any) { log.Info(sprintf(format, args...)) }
+	logf := func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }
 	if err := migrations.To(ctx, sqlDB, version, logf); err != nil {
 		return err
 	}

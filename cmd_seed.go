@@ -15,8 +15,6 @@ import (
 	"flickrkillr/seed"
 )
 
-func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
-
 func cmdSeed(ctx context.Context, args []string, log *slog.Logger) error {
 	cfg, fs, err := configFor("seed", "db", "data")
 	if err != nil {
