@@ -298,20 +298,35 @@ func (vu *vuser) get(ctx context.Context, route, path string, ok check) ([]byte,
 	return vu.do(ctx, route, req, ok)
 }
 
-// statusIs checks the status and that the body holds every marker.
+// statusIs checks the status and that the body holds every marker. Checks
+// are built once (the package-level is… values), not per request.
 func statusIs(code int, markers ...string) check {
+	want := make([][]byte, len(markers))
+	for i, m := range markers {
+		want[i] = []byte(m)
+	}
 	return func(res *http.Response, body []byte) error {
 		if res.StatusCode != code {
 			return fmt.Errorf("status %d, want %d", res.StatusCode, code)
 		}
-		for _, m := range markers {
-			if !bytes.Contains(body, []byte(m)) {
-				return fmt.Errorf("body lacks %q", m)
+		for i, m := range want {
+			if !bytes.Contains(body, m) {
+				return fmt.Errorf("body lacks %q", markers[i])
 			}
 		}
 		return nil
 	}
 }
+
+// The checks of the scenarios' requests.
+var (
+	isOK       = statusIs(http.StatusOK)
+	isRedirect = statusIs(http.StatusSeeOther)
+	isHome     = statusIs(http.StatusOK, "Recent photos", "Log out")
+	isPhoto    = statusIs(http.StatusOK, `class="photo"`, "Log out")
+	isUser     = statusIs(http.StatusOK, "member since", "Log out")
+	isTag      = statusIs(http.StatusOK, "Photos tagged", "Log out")
+)
 
 // isJPEG checks an image answer.
 func isJPEG(res *http.Response, body []byte) error {

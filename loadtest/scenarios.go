@@ -30,7 +30,7 @@ var scenarios = map[string]scenario{
 	"static": {
 		setup: func(context.Context, *http.Client, Options, ServerInfo) (any, error) { return nil, nil },
 		step: func(ctx context.Context, vu *vuser) {
-			vu.get(ctx, "static", "/static/style.css", statusIs(http.StatusOK))
+			vu.get(ctx, "static", "/static/style.css", isOK)
 		},
 	},
 }
@@ -55,10 +55,10 @@ type action struct {
 // pages and thumbnails, some home, user and tag pages, a few writes.
 var browseMix = []action{
 	{"home", 10, func(ctx context.Context, vu *vuser, b *browse) {
-		vu.get(ctx, "home", "/", statusIs(200, "Recent photos", "Log out"))
+		vu.get(ctx, "home", "/", isHome)
 	}},
 	{"photo", 30, func(ctx context.Context, vu *vuser, b *browse) {
-		vu.get(ctx, "photo", "/photos/"+b.photo(vu.rng), statusIs(200, `class="photo"`, "Log out"))
+		vu.get(ctx, "photo", "/photos/"+b.photo(vu.rng), isPhoto)
 	}},
 	{"thumb", 25, func(ctx context.Context, vu *vuser, b *browse) {
 		vu.get(ctx, "thumb", "/photos/"+b.photo(vu.rng)+"/thumb", isJPEG)
@@ -67,27 +67,27 @@ var browseMix = []action{
 		vu.get(ctx, "image", "/photos/"+b.photo(vu.rng)+"/image", isJPEG)
 	}},
 	{"user", 12, func(ctx context.Context, vu *vuser, b *browse) {
-		vu.get(ctx, "user", "/users/"+b.user(vu.rng), statusIs(200, "member since", "Log out"))
+		vu.get(ctx, "user", "/users/"+b.user(vu.rng), isUser)
 	}},
 	{"tag", 10, func(ctx context.Context, vu *vuser, b *browse) {
-		vu.get(ctx, "tag", "/tags/"+b.tag(vu.rng), statusIs(200, "Photos tagged", "Log out"))
+		vu.get(ctx, "tag", "/tags/"+b.tag(vu.rng), isTag)
 	}},
 	{"favorite", 5, func(ctx context.Context, vu *vuser, b *browse) {
 		act := "add"
 		if vu.rng.IntN(2) == 0 {
 			act = "remove"
 		}
-		vu.post(ctx, "favorite", "/photos/"+b.photo(vu.rng)+"/favorite", url.Values{"action": {act}}, statusIs(303))
+		vu.post(ctx, "favorite", "/photos/"+b.photo(vu.rng)+"/favorite", url.Values{"action": {act}}, isRedirect)
 	}},
 	{"comment", 3, func(ctx context.Context, vu *vuser, b *browse) {
 		photo := "/photos/" + b.photo(vu.rng)
 		token := fmt.Sprintf("lt-%d-%d", vu.id, vu.rng.Uint64())
-		if _, err := vu.post(ctx, "comment", photo+"/comments", url.Values{"body": {"Nice one! " + token}}, statusIs(303)); err != nil {
+		if _, err := vu.post(ctx, "comment", photo+"/comments", url.Values{"body": {"Nice one! " + token}}, isRedirect); err != nil {
 			return
 		}
 		// The comment must be visible on the very next read (stage 3's cache
 		// must have been invalidated); a miss is the comment's error.
-		body, err := vu.get(ctx, "photo", photo, statusIs(200))
+		body, err := vu.get(ctx, "photo", photo, isOK)
 		if err == nil && !strings.Contains(string(body), token) && ctx.Err() == nil {
 			vu.rec.record("comment", 0, 0, fmt.Errorf("posted comment not visible on the next read"))
 			vu.errs.Add(1)
