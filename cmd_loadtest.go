@@ -37,7 +37,7 @@ func cmdLoadtest(ctx context.Context, args []string, log *slog.Logger) error {
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	o := loadtest.Options{}
 	var jsonPath string
-	fs.StringVar(&o.URL, "url", "http://127.0.0.1:8080", "the server to measure")
+	fs.StringVar(&o.URL, "url", "http://127.0.0.1:8080", "the server to measure (http://, the tool speaks plain HTTP/1.1)")
 	loadtestFlags(fs, &o)
 	fs.StringVar(&jsonPath, "json", "", "also write the result as JSON to this file")
 	fs.Usage = func() {

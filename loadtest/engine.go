@@ -9,7 +9,7 @@ import (
 
 	"math/rand/v2"
 	"net/http"
-	"net/http/cookiejar"
+	"net/url"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -68,14 +68,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	transport := &http.Transport{
-		MaxIdleConns:        o.Concurrency * 2,
-		MaxIdleConnsPerHost: o.Concurrency * 2,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
+	setupClient, err := newClient(o.URL, 30*time.Second)
+	if err != nil {
+		return nil, err
 	}
-	defer transport.CloseIdleConnections()
-	info, err := probe(ctx, transport, o.URL)
+	defer setupClient.Close()
+	info, err := probe(ctx, setupClient)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +90,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	sc := scenarios[o.Scenario]
-	setupClient := &http.Client{Transport: transport, Timeout: 30 * time.Second}
 	shared, err := sc.setup(ctx, setupClient, o, info)
 	if err != nil {
 		return nil, err
@@ -102,15 +99,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	setupErrs := make(chan error, o.Concurrency)
 	var wg sync.WaitGroup
 	for i := range users {
-		var jar http.CookieJar
-		if sc.login != nil {
-			jar, _ = cookiejar.New(nil)
-		}
+		c, _ := newClient(o.URL, 60*time.Second)
+		defer c.Close()
 		vu := &vuser{
-			id:   i,
-			base: o.URL,
-			client: &http.Client{Transport: transport, Jar: jar, Timeout: 60 * time.Second,
-				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+			id:     i,
+			client: c,
 			rng:    rand.New(rand.NewPCG(o.Seed, uint64(i))),
 			rec:    newRecorder(),
 			shared: shared,
@@ -226,60 +219,51 @@ func reportProgress(fn func(Progress), start time.Time, reqs, errs *atomic.Int64
 }
 
 // probe reads /healthz?data=1: the server must answer before we start.
-func probe(ctx context.Context, rt http.RoundTripper, base string) (ServerInfo, error) {
+func probe(ctx context.Context, c *client) (ServerInfo, error) {
 	var info ServerInfo
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz?data=1", nil)
-	if err != nil {
-		return info, err
+	var res response
+	if err := c.do(ctx, http.MethodGet, "/healthz?data=1", nil, &res); err != nil {
+		return info, fmt.Errorf("%w: %s: %v", ErrUnreachable, c.base(), err)
 	}
-	res, err := (&http.Client{Transport: rt}).Do(req)
-	if err != nil {
-		return info, fmt.Errorf("%w: %s: %v", ErrUnreachable, base, err)
+	if res.status != http.StatusOK {
+		return info, fmt.Errorf("%w: %s/healthz answered %d", ErrUnreachable, c.base(), res.status)
 	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return info, fmt.Errorf("%w: %s/healthz answered %s", ErrUnreachable, base, res.Status)
-	}
-	if err := json.NewDecoder(res.Body).Decode(&info); err != nil {
-		return info, fmt.Errorf("%w: %s/healthz is not FlickrKillr's: %v", ErrUnreachable, base, err)
+	if err := json.Unmarshal(res.body, &info); err != nil {
+		return info, fmt.Errorf("%w: %s/healthz is not FlickrKillr's: %v", ErrUnreachable, c.base(), err)
 	}
 	return info, nil
 }
 
-// vuser is one virtual user: its own cookie jar, random stream and statistics.
+// vuser is one virtual user: its own connection and cookies, random stream
+// and statistics.
 type vuser struct {
 	id       int
-	base     string
-	client   *http.Client
+	client   *client
+	res      response // the last answer; its buffers are reused
 	rng      *rand.Rand
 	rec      *recorder
 	shared   any
 	reqs     *atomic.Int64
 	errs     *atomic.Int64
 	intended time.Time // open loop: when this action should have started
-	body     bytes.Buffer
 }
 
 // check inspects a response; it returns an error for a wrong one.
-type check func(res *http.Response, body []byte) error
+type check func(res *response) error
 
-// do sends one request, checks the answer and records it under route. A
-// request cut off because the run ended is not counted.
-func (vu *vuser) do(ctx context.Context, route string, req *http.Request, ok check) ([]byte, error) {
+// do sends one request (a form, when not nil, is posted), checks the answer
+// and records it under route. A request cut off because the run ended is not
+// counted. The body returned is valid until the user's next request.
+func (vu *vuser) do(ctx context.Context, route, method, path string, form url.Values, ok check) ([]byte, error) {
 	start := time.Now()
 	if !vu.intended.IsZero() {
 		start, vu.intended = vu.intended, time.Time{}
 	}
-	res, err := vu.client.Do(req)
-	vu.body.Reset()
+	err := vu.client.do(ctx, method, path, form, &vu.res)
 	if err == nil {
-		_, err = vu.body.ReadFrom(res.Body)
-		res.Body.Close()
-		if err == nil {
-			err = ok(res, vu.body.Bytes())
-		}
+		err = ok(&vu.res)
 	}
 	latency := time.Since(start)
 	if ctx.Err() != nil && err != nil {
@@ -289,13 +273,16 @@ func (vu *vuser) do(ctx context.Context, route string, req *http.Request, ok che
 	if err != nil {
 		vu.errs.Add(1)
 	}
-	vu.rec.record(route, latency, int64(vu.body.Len()), err)
-	return vu.body.Bytes(), err
+	vu.rec.record(route, latency, int64(len(vu.res.body)), err)
+	return vu.res.body, err
 }
 
 func (vu *vuser) get(ctx context.Context, route, path string, ok check) ([]byte, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, vu.base+path, nil)
-	return vu.do(ctx, route, req, ok)
+	return vu.do(ctx, route, http.MethodGet, path, nil, ok)
+}
+
+func (vu *vuser) post(ctx context.Context, route, path string, form url.Values, ok check) ([]byte, error) {
+	return vu.do(ctx, route, http.MethodPost, path, form, ok)
 }
 
 // statusIs checks the status and that the body holds every marker. Checks
@@ -305,12 +292,12 @@ func statusIs(code int, markers ...string) check {
 	for i, m := range markers {
 		want[i] = []byte(m)
 	}
-	return func(res *http.Response, body []byte) error {
-		if res.StatusCode != code {
-			return fmt.Errorf("status %d, want %d", res.StatusCode, code)
+	return func(res *response) error {
+		if res.status != code {
+			return fmt.Errorf("status %d, want %d", res.status, code)
 		}
 		for i, m := range want {
-			if !bytes.Contains(body, m) {
+			if !bytes.Contains(res.body, m) {
 				return fmt.Errorf("body lacks %q", markers[i])
 			}
 		}
@@ -329,11 +316,11 @@ var (
 )
 
 // isJPEG checks an image answer.
-func isJPEG(res *http.Response, body []byte) error {
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %d, want 200", res.StatusCode)
+func isJPEG(res *response) error {
+	if res.status != http.StatusOK {
+		return fmt.Errorf("status %d, want 200", res.status)
 	}
-	if ct := res.Header.Get("Content-Type"); ct != "image/jpeg" || len(body) < 3 || body[0] != 0xff || body[1] != 0xd8 {
+	if string(res.contentType) != "image/jpeg" || len(res.body) < 3 || res.body[0] != 0xff || res.body[1] != 0xd8 {
 		return errors.New("not a JPEG")
 	}
 	return nil

@@ -130,7 +130,12 @@ func TestBrowseFindsTheSeededUsers(t *testing.T) {
 	site := &fakeSite{comments: map[string][]string{}}
 	srv := httptest.NewServer(site)
 	defer srv.Close()
-	b, err := browseSetup(context.Background(), srv.Client(), Options{URL: srv.URL}, ServerInfo{Rows: map[string]int64{"users": 5}})
+	c, err := newClient(srv.URL, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b, err := browseSetup(context.Background(), c, Options{URL: srv.URL}, ServerInfo{Rows: map[string]int64{"users": 5}})
 	if err != nil {
 		t.Fatal(err)
 	}

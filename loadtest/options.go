@@ -9,7 +9,6 @@ package loadtest
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"time"
 )
 
@@ -36,10 +35,10 @@ type Progress struct {
 
 // Validate names the first bad option.
 func (o Options) Validate() error {
-	u, err := url.Parse(o.URL)
+	if _, err := newClient(o.URL, 0); err != nil {
+		return err
+	}
 	switch {
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return fmt.Errorf("--url must be an http:// URL (got %q)", o.URL)
 	case o.Duration <= 0:
 		return fmt.Errorf("--duration must be positive (got %s)", o.Duration)
 	case o.Concurrency < 1:

@@ -3,7 +3,6 @@ package loadtest
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -18,7 +17,7 @@ import (
 // scenario is a kind of traffic: what it learns before the run, how a
 // virtual user logs in, and one step (one weighted action) of a user.
 type scenario struct {
-	setup func(ctx context.Context, c *http.Client, o Options, info ServerInfo) (any, error)
+	setup func(ctx context.Context, c *client, o Options, info ServerInfo) (any, error)
 	login func(ctx context.Context, vu *vuser) error
 	step  func(ctx context.Context, vu *vuser)
 }
@@ -28,7 +27,7 @@ var scenarios = map[string]scenario{
 	// static is the trivial endpoint for comparing this tool with wrk: no
 	// log-in, no cookie jar, the smallest cost per request on both sides.
 	"static": {
-		setup: func(context.Context, *http.Client, Options, ServerInfo) (any, error) { return nil, nil },
+		setup: func(context.Context, *client, Options, ServerInfo) (any, error) { return nil, nil },
 		step: func(ctx context.Context, vu *vuser) {
 			vu.get(ctx, "static", "/static/style.css", isOK)
 		},
@@ -118,8 +117,8 @@ type browse struct {
 var photoLinkRE = regexp.MustCompile(`href="/photos/(\d+)"`)
 var tagLinkRE = regexp.MustCompile(`href="/tags/([a-z0-9-]+)"`)
 
-func browseSetup(ctx context.Context, c *http.Client, o Options, info ServerInfo) (any, error) {
-	home, err := fetch(ctx, c, o.URL+"/")
+func browseSetup(ctx context.Context, c *client, o Options, info ServerInfo) (any, error) {
+	home, err := fetch(ctx, c, "/")
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +142,7 @@ func browseSetup(ctx context.Context, c *http.Client, o Options, info ServerInfo
 	lo := 0
 	for lo < hi {
 		mid := (lo + hi + 1) / 2
-		if ok, err := exists(ctx, c, fmt.Sprintf("%s/users/user%d", o.URL, mid)); err != nil {
+		if ok, err := exists(ctx, c, "/users/user"+strconv.Itoa(mid)); err != nil {
 			return nil, err
 		} else if ok {
 			lo = mid
@@ -165,17 +164,12 @@ func browseSetup(ctx context.Context, c *http.Client, o Options, info ServerInfo
 func browseLogin(ctx context.Context, vu *vuser) error {
 	b := vu.shared.(*browse)
 	name := "user" + strconv.Itoa(1+vu.rng.IntN(b.users))
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, vu.base+"/login",
-		strings.NewReader(url.Values{"name": {name}, "password": {b.o.Password}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	res, err := vu.client.Do(req)
+	err := vu.client.do(ctx, http.MethodPost, "/login", url.Values{"name": {name}, "password": {b.o.Password}}, &vu.res)
 	if err != nil {
 		return fmt.Errorf("loadtest: log in as %s: %w", name, err)
 	}
-	io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	if res.StatusCode != http.StatusSeeOther {
-		return fmt.Errorf("loadtest: log in as %s: status %d (is --password right?)", name, res.StatusCode)
+	if vu.res.status != http.StatusSeeOther {
+		return fmt.Errorf("loadtest: log in as %s: status %d (is --password right?)", name, vu.res.status)
 	}
 	return nil
 }
@@ -203,38 +197,24 @@ func (b *browse) user(r *rand.Rand) string {
 
 func (b *browse) tag(r *rand.Rand) string { return b.tags[seed.Pick(r, b.tagCDF)] }
 
-func (vu *vuser) post(ctx context.Context, route, path string, form url.Values, ok check) ([]byte, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, vu.base+path, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return vu.do(ctx, route, req, ok)
+// fetch GETs a page the run needs to know about before it starts.
+func fetch(ctx context.Context, c *client, path string) (string, error) {
+	var res response
+	if err := c.do(ctx, http.MethodGet, path, nil, &res); err != nil {
+		return "", fmt.Errorf("loadtest: GET %s: %w", path, err)
+	}
+	if res.status != http.StatusOK {
+		return "", fmt.Errorf("loadtest: GET %s: status %d", path, res.status)
+	}
+	return string(res.body), nil
 }
 
-func fetch(ctx context.Context, c *http.Client, u string) (string, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	res, err := c.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("loadtest: %w", err)
+func exists(ctx context.Context, c *client, path string) (bool, error) {
+	var res response
+	if err := c.do(ctx, http.MethodGet, path, nil, &res); err != nil {
+		return false, fmt.Errorf("loadtest: GET %s: %w", path, err)
 	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		return "", err
-	}
-	if res.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("loadtest: GET %s: %s", u, res.Status)
-	}
-	return string(b), nil
-}
-
-func exists(ctx context.Context, c *http.Client, u string) (bool, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	res, err := c.Do(req)
-	if err != nil {
-		return false, fmt.Errorf("loadtest: %w", err)
-	}
-	io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	return res.StatusCode == http.StatusOK, nil
+	return res.status == http.StatusOK, nil
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }

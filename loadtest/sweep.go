@@ -2,7 +2,6 @@ package loadtest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -124,20 +123,22 @@ func stopServer(cmd *exec.Cmd) {
 }
 
 func waitHealthy(ctx context.Context, url string, limit time.Duration) error {
+	c, err := newClient(url, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var res response
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/healthz", nil)
-		if res, err := http.DefaultClient.Do(req); err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return nil
-			}
+		if err := c.do(ctx, http.MethodGet, "/healthz", nil, &res); err == nil && res.status == http.StatusOK {
+			return nil
 		}
 		if !sleepUntil(ctx, time.Now().Add(200*time.Millisecond)) {
 			return ctx.Err()
 		}
 	}
-	return errors.New("the server did not become healthy within 30s")
+	return fmt.Errorf("the server did not become healthy within %s", limit)
 }
 
 func hostInfo() HostInfo {
