@@ -53,4 +53,4 @@ func (o Options) Validate() error {
 }
 
 // ErrUnreachable is returned when the server does not answer /healthz.
-var ErrUnreachable = errors.New("loadtest: server unreachable")
+var ErrUnreachable = errors.New("server unreachable")

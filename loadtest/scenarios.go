@@ -134,7 +134,7 @@ func browseSetup(ctx context.Context, c *client, o Options, info ServerInfo) (an
 		}
 	}
 	if b.photos == 0 || len(b.tags) == 0 {
-		return nil, fmt.Errorf("loadtest: the server has no photos or tags: seed it first (make seed)")
+		return nil, fmt.Errorf("the server has no photos or tags: seed it first (make seed)")
 	}
 	// The seeded users are user1..userN: find N (the row estimate may count
 	// users who signed up by hand).
@@ -151,7 +151,7 @@ func browseSetup(ctx context.Context, c *client, o Options, info ServerInfo) (an
 		}
 	}
 	if lo == 0 {
-		return nil, fmt.Errorf("loadtest: no seeded users (user1 …) on the server: seed it first (make seed)")
+		return nil, fmt.Errorf("no seeded users (user1 …) on the server: seed it first (make seed)")
 	}
 	b.users = lo
 	b.photoCDF = seed.ZipfCDF(b.photos, 0.8)
@@ -166,10 +166,10 @@ func browseLogin(ctx context.Context, vu *vuser) error {
 	name := "user" + strconv.Itoa(1+vu.rng.IntN(b.users))
 	err := vu.client.do(ctx, http.MethodPost, "/login", url.Values{"name": {name}, "password": {b.o.Password}}, &vu.res)
 	if err != nil {
-		return fmt.Errorf("loadtest: log in as %s: %w", name, err)
+		return fmt.Errorf("log in as %s: %w", name, err)
 	}
 	if vu.res.status != http.StatusSeeOther {
-		return fmt.Errorf("loadtest: log in as %s: status %d (is --password right?)", name, vu.res.status)
+		return fmt.Errorf("log in as %s: status %d (is --password right?)", name, vu.res.status)
 	}
 	return nil
 }
@@ -201,10 +201,10 @@ func (b *browse) tag(r *rand.Rand) string { return b.tags[seed.Pick(r, b.tagCDF)
 func fetch(ctx context.Context, c *client, path string) (string, error) {
 	var res response
 	if err := c.do(ctx, http.MethodGet, path, nil, &res); err != nil {
-		return "", fmt.Errorf("loadtest: GET %s: %w", path, err)
+		return "", fmt.Errorf("GET %s: %w", path, err)
 	}
 	if res.status != http.StatusOK {
-		return "", fmt.Errorf("loadtest: GET %s: status %d", path, res.status)
+		return "", fmt.Errorf("GET %s: status %d", path, res.status)
 	}
 	return string(res.body), nil
 }
@@ -212,7 +212,7 @@ func fetch(ctx context.Context, c *client, path string) (string, error) {
 func exists(ctx context.Context, c *client, path string) (bool, error) {
 	var res response
 	if err := c.do(ctx, http.MethodGet, path, nil, &res); err != nil {
-		return false, fmt.Errorf("loadtest: GET %s: %w", path, err)
+		return false, fmt.Errorf("GET %s: %w", path, err)
 	}
 	return res.status == http.StatusOK, nil
 }
