@@ -269,5 +269,16 @@ func (p *plan) commentRow(id int64, row []any) {
 	row[1] = photo
 	row[2] = p.hotUser(r)
 	row[3] = body
-	row[4] = p.photoTime(photo).Add(time.Duration(1+r.IntN(30*24)) * time.Hour)
+	row[4] = p.commentTime(id, photo)
+}
+
+// commentTime is after the photo's upload (within an hour of photoTime) and
+// grows with the comment's id, so a photo's comments, shown in id order, are
+// in time order too: the first comments come soon after the upload, the last
+// up to 30 days after the timeline's end.
+func (p *plan) commentTime(id, photo int64) time.Time {
+	after := p.photoTime(photo).Add(time.Hour)
+	horizon := timelineEnd.Add(30 * 24 * time.Hour)
+	share := float64(id) / float64(p.comments+1)
+	return after.Add(time.Duration(float64(horizon.Sub(after)) * share)).Truncate(time.Second)
 }

@@ -92,6 +92,9 @@ func TestSeedSmallDataSet(t *testing.T) {
 		if n := scalar[int64](t, c, `SELECT count(*) FROM comments c JOIN photos p ON p.id = c.photo_id WHERE c.created_at < p.created_at`); n != 0 {
 			t.Fatalf("%d comments older than their photo", n)
 		}
+		if n := scalar[int64](t, c, `SELECT count(*) FROM (SELECT created_at, lag(created_at) OVER (PARTITION BY photo_id ORDER BY id) prev FROM comments) x WHERE created_at < prev`); n != 0 {
+			t.Fatalf("%d comments older than the comment before them on the same photo: the photo page shows them in id order", n)
+		}
 		if n := scalar[int64](t, c, `SELECT count(*) FROM (SELECT id, created_at, lag(created_at) OVER (ORDER BY id) prev FROM photos) x WHERE created_at < prev - interval '2 hours'`); n != 0 {
 			t.Fatalf("%d photos out of time order: ids should follow upload time", n)
 		}
