@@ -22,14 +22,11 @@ esac
 data="$root/.pgdata/$which"
 portfile="$root/.pgdata/$which.port"
 
-# A cluster keeps the port it was created with (another checkout on the same
-# machine may hold the default one, so a new cluster takes the next free port).
+# A cluster listens on the port saved in .pgdata/<cluster>.port. When it
+# starts and that port is taken (another checkout on the same machine runs
+# its own cluster there), it moves to the next free one and saves that.
 in_use() { (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-if [ -f "$portfile" ]; then
-  port="$(cat "$portfile")"
-elif [ "$cmd" = start ]; then
-  while in_use "$port"; do port=$((port + 2)); done
-fi
+if [ -f "$portfile" ]; then port="$(cat "$portfile")"; fi
 url="postgres://postgres@127.0.0.1:$port/$db?sslmode=disable"
 
 say() { echo "pg.sh: $*" >&2; }
@@ -85,14 +82,19 @@ start() {
   ensure_installed
   mkdir -p "$root/.pgdata"
   if [ "$(id -u)" -eq 0 ]; then chown postgres: "$root/.pgdata"; ensure_reachable; fi
+  if ! running && in_use "$port"; then
+    local taken="$port"
+    while in_use "$port"; do port=$((port + 2)); done
+    say "port $taken is taken (another checkout's cluster?): the $which cluster uses $port"
+    url="postgres://postgres@127.0.0.1:$port/$db?sslmode=disable"
+  fi
+  echo "$port" > "$portfile"
   if [ ! -f "$data/PG_VERSION" ]; then
-    say "creating the $which cluster in .pgdata/$which (port $port)"
-    echo "$port" > "$portfile"
+    say "creating the $which cluster in .pgdata/$which"
     as_owner "$(find_bin initdb)" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null \
       || as_owner "$(find_bin initdb)" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
     {
       echo "# FlickrKillr project-local settings"
-      echo "port = $port"
       echo "listen_addresses = '127.0.0.1'"
       echo "unix_socket_directories = ''"
       echo "max_connections = 200"
@@ -116,7 +118,7 @@ start() {
   if ! running; then
     say "starting the $which cluster on 127.0.0.1:$port (log: .pgdata/$which.log)"
     as_owner touch "$root/.pgdata/$which.log"
-    as_owner "$(find_bin pg_ctl)" -D "$data" -l "$root/.pgdata/$which.log" -w -t 60 start >/dev/null \
+    as_owner "$(find_bin pg_ctl)" -D "$data" -l "$root/.pgdata/$which.log" -o "-p $port" -w -t 60 start >/dev/null \
       || { say "PostgreSQL did not start; the end of .pgdata/$which.log says:"; tail -n 20 "$root/.pgdata/$which.log" >&2; exit 1; }
   fi
   if [ "$db" != postgres ]; then

@@ -7,6 +7,16 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
+# What this script starts it stops at the end (a cluster already running,
+# say for `go test` by hand, is left running).
+started_pg=""
+redis_port=""
+cleanup() {
+  if [ -n "$redis_port" ]; then redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true; fi
+  if [ -n "$started_pg" ]; then scripts/pg.sh stop test || true; fi
+}
+trap cleanup EXIT
+scripts/pg.sh status test || started_pg=1
 TEST_DATABASE_URL="$(scripts/pg.sh start test)"
 export TEST_DATABASE_URL
 
@@ -21,7 +31,6 @@ echo "== go test (PostgreSQL, embedded miniredis)"
 go test -count=1 ./...
 
 echo "== go test (PostgreSQL, real redis-server)"
-redis_port=6390
 if ! command -v redis-server >/dev/null; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "installing Debian's redis-server package (apt-get)…"
@@ -34,12 +43,15 @@ if ! command -v redis-server >/dev/null; then
     exit 0
   fi
 fi
+# Our own redis-server on the first free port from 6390 (never another
+# checkout's, which its tests may be flushing).
 mkdir -p .pgdata
-if ! redis-cli -p "$redis_port" ping >/dev/null 2>&1; then
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-    --daemonize yes --logfile "$root/.pgdata/redis-test.log" --dir "$root/.pgdata"
-  for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-fi
+port=6390
+while (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+  --daemonize yes --logfile "$root/.pgdata/redis-test.log" --dir "$root/.pgdata"
+redis_port="$port"
+for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 REDIS_URL="redis://127.0.0.1:$redis_port/0" go test -count=1 -p 1 ./app/... ./models/...
 
 # CI also builds the workshop tags (in this clone; main is untouched) and
