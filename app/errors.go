@@ -45,10 +45,7 @@ func (a *App) httpError(err error, c echo.Context) {
 		p.Message = "There is nothing here. The photo or page may have been deleted."
 	}
 	p.Heading = http.StatusText(p.Status)
-	if c.Request().Method == http.MethodHead {
-		_ = c.NoContent(p.Status)
-		return
-	}
+	// HEAD too: its headers are GET's, and net/http sends no body.
 	if rerr := a.render(c, p.Status, "error", p.Heading, p); rerr != nil {
 		a.log.Error("render error page", "err", rerr)
 		_ = c.String(p.Status, p.Heading)

@@ -311,6 +311,22 @@ func TestGetNeverChangesState(t *testing.T) {
 	mustContain(t, b.get("/"), "Log out")
 }
 
+func TestHeadAnswersLikeGet(t *testing.T) {
+	ta := newTestApp(t, DefaultStage())
+	b := ta.browser(t)
+	b.signup("hal")
+	photo := b.upload(map[string]string{"title": "x"}, "a.png", testPNG(t, 20, 20)).Header.Get("Location")
+	for _, path := range []string{"/", "/static/style.css", photo, photo + "/thumb", "/users/hal", "/upload", "/healthz", "/nope"} {
+		get := b.get(path)
+		req, _ := http.NewRequest(http.MethodHead, b.base+path, nil)
+		head := b.do(req)
+		if head.Status != get.Status || head.Body != "" || head.Header.Get("Content-Type") != get.Header.Get("Content-Type") {
+			t.Errorf("HEAD %s: status %d, %d body bytes, %q; want GET's %d, none, %q", path,
+				head.Status, len(head.Body), head.Header.Get("Content-Type"), get.Status, get.Header.Get("Content-Type"))
+		}
+	}
+}
+
 func TestHealthz(t *testing.T) {
 	ta := newTestApp(t, DefaultStage())
 	res := ta.browser(t).get("/healthz?data=1")

@@ -20,38 +20,44 @@ func (a *App) routes() *echo.Echo {
 	e.HTTPErrorHandler = a.httpError
 	e.Use(a.recoverPanics, a.logRequests, a.securityHeaders, a.crossOriginProtection)
 
+	// Every page answers HEAD as it answers GET (net/http sends no body), as
+	// monitors and `curl -I` expect.
+	get := func(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+		e.Match([]string{http.MethodGet, http.MethodHead}, path, h, m...)
+	}
+
 	// public pages load the session; authed ones also require a logged-in user.
 	public := []echo.MiddlewareFunc{a.loadSession}
 	authed := []echo.MiddlewareFunc{a.loadSession, a.requireLogin}
 
 	// Operations and assets: no session.
-	e.GET("/healthz", a.healthz)
+	get("/healthz", a.healthz)
 	static, _ := fs.Sub(templates.Static, "static")
-	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", staticHandler(static))))
+	get("/static/*", echo.WrapHandler(http.StripPrefix("/static/", staticHandler(static))))
 
 	// Home.
-	e.GET("/", a.home, public...)
+	get("/", a.home, public...)
 
 	// Photos.
-	e.GET("/photos/:id", a.photoShow, public...)
-	e.GET("/photos/:id/image", a.photoImage)
-	e.GET("/photos/:id/thumb", a.photoThumb)
+	get("/photos/:id", a.photoShow, public...)
+	get("/photos/:id/image", a.photoImage)
+	get("/photos/:id/thumb", a.photoThumb)
 	e.POST("/photos/:id/favorite", a.favoritePost, authed...)
 	e.POST("/photos/:id/comments", a.commentPost, authed...)
 	e.POST("/photos/:id/delete", a.photoDeletePost, authed...)
 
 	// Upload.
-	e.GET("/upload", a.uploadNew, authed...)
+	get("/upload", a.uploadNew, authed...)
 	e.POST("/upload", a.uploadNewPost, authed...)
 
 	// Users and tags.
-	e.GET("/users/:name", a.userShow, public...)
-	e.GET("/tags/:tag", a.tagShow, public...)
+	get("/users/:name", a.userShow, public...)
+	get("/tags/:tag", a.tagShow, public...)
 
 	// Accounts.
-	e.GET("/signup", a.signup, public...)
+	get("/signup", a.signup, public...)
 	e.POST("/signup", a.signupPost, public...)
-	e.GET("/login", a.login, public...)
+	get("/login", a.login, public...)
 	e.POST("/login", a.loginPost, public...)
 	e.POST("/logout", a.logoutPost, authed...)
 	return e
