@@ -136,6 +136,19 @@ func Run(ctx context.Context, dsn string, o Options) (Report, error) {
 	}
 	defer tx.Rollback(context.Background()) // a no-op after Commit
 
+	// Uploaded photos go with the rows; their files are removed once the new
+	// data is committed (the seed's own pool stays, for the next seed).
+	var uploads []string
+	if users > 0 {
+		rows, err := tx.Query(ctx, `SELECT image_key FROM photos WHERE image_key NOT LIKE 'seed%'`)
+		if err == nil {
+			uploads, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		if err != nil {
+			return rep, fmt.Errorf("seed: list uploaded images: %w", err)
+		}
+	}
+
 	// TRUNCATE in the same transaction as the COPY lets PostgreSQL (with
 	// wal_level=minimal, as scripts/pg.sh sets it) skip writing WAL for the load.
 	if _, err := tx.Exec(ctx, `TRUNCATE `+strings.Join(tables, ", ")+` RESTART IDENTITY CASCADE`); err != nil {
@@ -187,6 +200,16 @@ func Run(ctx context.Context, dsn string, o Options) (Report, error) {
 	rep.Steps = append(rep.Steps, TableReport{"analyze", 0, time.Since(t)})
 	if err := tx.Commit(ctx); err != nil {
 		return rep, fmt.Errorf("seed: commit: %w", err)
+	}
+	if len(uploads) > 0 {
+		var errs []error
+		for _, key := range uploads {
+			errs = append(errs, store.Remove(key))
+		}
+		fmt.Fprintf(o.Progress, "  removed the files of %d uploaded photos from %s\n", len(uploads), o.DataDir)
+		if err := errors.Join(errs...); err != nil {
+			fmt.Fprintf(o.Progress, "  (some could not be removed: %v)\n", err)
+		}
 	}
 	rep.Total = time.Since(start)
 	return rep, nil

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"flickrkillr/migrations"
+	"flickrkillr/models"
 	"flickrkillr/models/modeltest"
 	"flickrkillr/seed"
 )
@@ -184,13 +185,46 @@ func TestSeedRefusesNonEmptyDatabase(t *testing.T) {
 	if rep, err := seed.Run(context.Background(), dsn, o); err != nil || !rep.Skipped {
 		t.Fatalf("--if-empty on a seeded database: %+v, %v", rep, err)
 	}
+	// A photo someone uploaded: --reset removes its row and, once the new
+	// data is committed, its files; the seed's image pool stays.
+	store, err := models.NewImageStore(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upload := models.NewImageKey()
+	var files []string
+	for _, v := range []models.Variant{models.Original, models.Thumbnail} {
+		path, _ := store.Path(upload, v)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte("jpeg"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, path)
+	}
+	c := connect(t, dsn)
+	if _, err := c.Exec(context.Background(), `INSERT INTO photos (user_id, title, description, image_key, width, height, created_at)
+		VALUES (1, 'mine', '', $1, 1, 1, now())`, upload); err != nil {
+		t.Fatal(err)
+	}
+	pool, _ := filepath.Glob(filepath.Join(dataDir, "se", "seed7-*.jpg"))
+
 	o = small(dataDir)
 	o.Reset, o.Users = true, 10
 	if _, err := seed.Run(context.Background(), dsn, o); err != nil {
 		t.Fatal(err)
 	}
-	if n := scalar[int64](t, connect(t, dsn), `SELECT count(*) FROM users`); n != 10 {
+	if n := scalar[int64](t, c, `SELECT count(*) FROM users`); n != 10 {
 		t.Fatalf("%d users after --reset with 10, want 10", n)
+	}
+	for _, f := range files {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still there after --reset (%v)", f, err)
+		}
+	}
+	if after, _ := filepath.Glob(filepath.Join(dataDir, "se", "seed7-*.jpg")); len(pool) == 0 || len(after) != len(pool) {
+		t.Errorf("the seed's image pool had %d files and has %d after --reset", len(pool), len(after))
 	}
 }
 
