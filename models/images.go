@@ -132,8 +132,6 @@ func NewImageStore(dir string) (*ImageStore, error) {
 }
 
 // Dir is the root directory of the store.
-func (s *ImageStore) Dir() string { return s.dir }
-
 // NewImageKey returns a fresh random key.
 func NewImageKey() string {
 	var b [16]byte

@@ -43,12 +43,3 @@ func (s *UserStore) ByName(ctx context.Context, name string) (User, error) {
 	}
 	return u, nil
 }
-
-// Count returns how many users there are (make run seeds an empty database).
-func (s *UserStore) Count(ctx context.Context) (int64, error) {
-	var n int64
-	if err := s.db.WithContext(ctx).Raw(`SELECT count(*) FROM users`).Scan(&n).Error; err != nil {
-		return 0, fmt.Errorf("models: count users: %w", err)
-	}
-	return n, nil
-}
