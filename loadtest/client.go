@@ -42,6 +42,7 @@ type client struct {
 	unwatch func() bool
 
 	req     []byte   // the request being written, reused
+	head    bool     // it is a HEAD: the answer has no body
 	cookies []cookie // the jar: one host, so names are enough
 	cookieH string   // the Cookie header built from the jar
 }
@@ -161,6 +162,7 @@ func (c *client) close() {
 }
 
 func (c *client) buildRequest(method, path string, form url.Values) {
+	c.head = method == http.MethodHead
 	b := c.req[:0]
 	b = append(b, method...)
 	b = append(b, ' ')
@@ -319,7 +321,7 @@ func (c *client) readOne(res *response) (keep bool, err error) {
 		}
 	}
 	switch {
-	case res.status < 200 || res.status == http.StatusNoContent || res.status == http.StatusNotModified:
+	case c.head || res.status < 200 || res.status == http.StatusNoContent || res.status == http.StatusNotModified:
 		return keep, nil
 	case chunked:
 		return keep, c.readChunked(res)

@@ -79,8 +79,11 @@ func TestClientReadsEveryKindOfBody(t *testing.T) {
 	if err := c.do(context.Background(), http.MethodGet, "/length", nil, &res); err != nil || string(res.contentType) != "text/plain" {
 		t.Fatalf("GET /length: %v, content type %q", err, res.contentType)
 	}
+	if err := c.do(context.Background(), http.MethodHead, "/length", nil, &res); err != nil || res.status != 200 || len(res.body) != 0 {
+		t.Fatalf("HEAD /length: %v, status %d, %d body bytes; want 200 and none", err, res.status, len(res.body))
+	}
 	if n := conns.Load(); n != 1 {
-		t.Fatalf("13 requests used %d connections, want 1 (keep-alive)", n)
+		t.Fatalf("14 requests used %d connections, want 1 (keep-alive)", n)
 	}
 	for range 2 {
 		if err := c.do(context.Background(), http.MethodGet, "/close", nil, &res); err != nil || string(res.body) != "bye" {
