@@ -20,7 +20,7 @@ type errorPage struct {
 // else is a 500 page with a generic message and the cause in the log.
 func (a *App) httpError(err error, c echo.Context) {
 	if c.Response().Committed {
-		a.log.Error("error after response started", "path", c.Request().URL.Path, "err", err)
+		a.logFailure(c, "error after response started", "err", err)
 		return
 	}
 	p := errorPage{Status: http.StatusInternalServerError, Message: "Something went wrong on our side. Please try again."}
@@ -36,10 +36,10 @@ func (a *App) httpError(err error, c echo.Context) {
 			p.Message = msg
 		}
 		if he.Internal != nil || p.Status >= 500 {
-			a.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", p.Status, "err", err)
+			a.logFailure(c, "request failed", "status", p.Status, "err", err)
 		}
 	default:
-		a.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+		a.logFailure(c, "request failed", "err", err)
 	}
 	if p.Status == http.StatusNotFound && p.Message == "Not Found" {
 		p.Message = "There is nothing here. The photo or page may have been deleted."
@@ -50,4 +50,17 @@ func (a *App) httpError(err error, c echo.Context) {
 		a.log.Error("render error page", "err", rerr)
 		_ = c.String(p.Status, p.Heading)
 	}
+}
+
+// logFailure logs what went wrong with a request: as an error, or as info
+// when the client had already gone (its request's context ended), which is
+// no fault of the server's and happens whenever a load test stops.
+func (a *App) logFailure(c echo.Context, msg string, args ...any) {
+	req := c.Request()
+	args = append([]any{"method", req.Method, "path", req.URL.Path}, args...)
+	if req.Context().Err() != nil {
+		a.log.Info(msg+" (the client went away)", args...)
+		return
+	}
+	a.log.Error(msg, args...)
 }

@@ -64,7 +64,7 @@ func (a *App) commitSession(c echo.Context) {
 	case scs.Modified:
 		token, expiry, err := a.sessions.Commit(ctx)
 		if err != nil {
-			a.log.Error("session commit failed", "path", c.Request().URL.Path, "err", err)
+			a.logFailure(c, "session commit failed", "err", err)
 			res.Header().Del(echo.HeaderLocation)
 			res.Status = http.StatusInternalServerError
 			return
