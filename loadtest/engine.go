@@ -307,12 +307,13 @@ func statusIs(code int, markers ...string) check {
 
 // The checks of the scenarios' requests.
 var (
-	isOK       = statusIs(http.StatusOK)
-	isRedirect = statusIs(http.StatusSeeOther)
-	isHome     = statusIs(http.StatusOK, "Recent photos", "Log out")
-	isPhoto    = statusIs(http.StatusOK, `class="photo"`, "Log out")
-	isUser     = statusIs(http.StatusOK, "member since", "Log out")
-	isTag      = statusIs(http.StatusOK, "Photos tagged", "Log out")
+	isOK         = statusIs(http.StatusOK)
+	isRedirect   = statusIs(http.StatusSeeOther)
+	isHome       = statusIs(http.StatusOK, "Recent photos", "Log out")
+	isPhoto      = statusIs(http.StatusOK, `class="photo"`, "Log out")
+	isUser       = statusIs(http.StatusOK, "member since", "Log out")
+	isTag        = statusIs(http.StatusOK, "Photos tagged", "Log out")
+	isUploadForm = statusIs(http.StatusOK, `enctype="multipart/form-data"`, "Log out")
 )
 
 // isJPEG checks an image answer.

@@ -57,6 +57,8 @@ func (f *fakeSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		page("member since")
 	case strings.HasPrefix(p, "/tags/"):
 		page("Photos tagged")
+	case p == "/upload":
+		page(`enctype="multipart/form-data"`)
 	case strings.HasSuffix(p, "/thumb") || strings.HasSuffix(p, "/image"):
 		w.Header().Set("Content-Type", "image/jpeg")
 		w.Write([]byte{0xff, 0xd8, 0xff, 0xe0, 1, 2, 3})

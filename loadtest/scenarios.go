@@ -56,10 +56,10 @@ var browseMix = []action{
 	{"home", 10, func(ctx context.Context, vu *vuser, b *browse) {
 		vu.get(ctx, "home", "/", isHome)
 	}},
-	{"photo", 30, func(ctx context.Context, vu *vuser, b *browse) {
+	{"photo", 28, func(ctx context.Context, vu *vuser, b *browse) {
 		vu.get(ctx, "photo", "/photos/"+b.photo(vu.rng), isPhoto)
 	}},
-	{"thumb", 25, func(ctx context.Context, vu *vuser, b *browse) {
+	{"thumb", 23, func(ctx context.Context, vu *vuser, b *browse) {
 		vu.get(ctx, "thumb", "/photos/"+b.photo(vu.rng)+"/thumb", isJPEG)
 	}},
 	{"image", 5, func(ctx context.Context, vu *vuser, b *browse) {
@@ -70,6 +70,11 @@ var browseMix = []action{
 	}},
 	{"tag", 10, func(ctx context.Context, vu *vuser, b *browse) {
 		vu.get(ctx, "tag", "/tags/"+b.tag(vu.rng), isTag)
+	}},
+	// The upload form needs nothing but the session: the route on which the
+	// session stages show when the photo pages' queries hide them.
+	{"upload-form", 4, func(ctx context.Context, vu *vuser, b *browse) {
+		vu.get(ctx, "upload-form", "/upload", isUploadForm)
 	}},
 	{"favorite", 5, func(ctx context.Context, vu *vuser, b *browse) {
 		act := "add"
