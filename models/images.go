@@ -131,7 +131,6 @@ func NewImageStore(dir string) (*ImageStore, error) {
 	return &ImageStore{dir: dir}, nil
 }
 
-// Dir is the root directory of the store.
 // NewImageKey returns a fresh random key.
 func NewImageKey() string {
 	var b [16]byte
