@@ -152,7 +152,11 @@ func (p *plan) hotUser(r *rand.Rand) int64 { return p.userAt(Pick(r, p.userCDF))
 // userAt is the user of activity rank rank (a bijection, like photos').
 func (p *plan) userAt(rank int) int64 { return int64(rank*p.userStep%p.users) + 1 }
 
-// photoTime is when photo id was uploaded: ids follow time, as on a real site.
+// uploadSpread is how long after its photoTime a photo is uploaded, at most.
+const uploadSpread = time.Hour
+
+// photoTime is when photo id was uploaded (within uploadSpread): ids follow
+// time, as on a real site.
 func (p *plan) photoTime(id int64) time.Time {
 	span := timelineEnd.Sub(timelineStart)
 	return timelineStart.Add(time.Duration(float64(span) * float64(id-1) / float64(max(p.photos, 1))))
@@ -201,7 +205,7 @@ func (p *plan) photoRow(id int64, row []any) {
 	row[4] = poolKey(p.seed, img)
 	row[5] = int32(w)
 	row[6] = int32(h)
-	row[7] = p.photoTime(id).Add(time.Duration(r.IntN(3600)) * time.Second)
+	row[7] = p.photoTime(id).Add(time.Duration(r.IntN(int(uploadSpread/time.Second))) * time.Second)
 }
 
 // photoTags returns the tag indexes of a photo: one to five, popular tags
@@ -272,12 +276,12 @@ func (p *plan) commentRow(id int64, row []any) {
 	row[4] = p.commentTime(id, photo)
 }
 
-// commentTime is after the photo's upload (within an hour of photoTime) and
+// commentTime is after the photo's upload (within uploadSpread of photoTime) and
 // grows with the comment's id, so a photo's comments, shown in id order, are
 // in time order too: the first comments come soon after the upload, the last
 // up to 30 days after the timeline's end.
 func (p *plan) commentTime(id, photo int64) time.Time {
-	after := p.photoTime(photo).Add(time.Hour)
+	after := p.photoTime(photo).Add(uploadSpread)
 	horizon := timelineEnd.Add(30 * 24 * time.Hour)
 	share := float64(id) / float64(p.comments+1)
 	return after.Add(time.Duration(float64(horizon.Sub(after)) * share)).Truncate(time.Second)

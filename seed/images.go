@@ -12,8 +12,11 @@ import (
 	"flickrkillr/models"
 )
 
+// poolPrefix starts every pool key, and no uploaded photo's (NewImageKey is hex).
+const poolPrefix = "seed"
+
 // poolKey names pool image i of a seed; keys are valid ImageStore keys.
-func poolKey(seed uint64, i int) string { return fmt.Sprintf("seed%d-%04d", seed, i) }
+func poolKey(seed uint64, i int) string { return fmt.Sprintf("%s%d-%04d", poolPrefix, seed, i) }
 
 // poolSize is how many distinct images a data set shares: several hundred at
 // full scale, fewer for the small demo so that `make run` starts quickly.

@@ -140,7 +140,7 @@ func Run(ctx context.Context, dsn string, o Options) (Report, error) {
 	// data is committed (the seed's own pool stays, for the next seed).
 	var uploads []string
 	if users > 0 {
-		rows, err := tx.Query(ctx, `SELECT image_key FROM photos WHERE image_key NOT LIKE 'seed%'`)
+		rows, err := tx.Query(ctx, `SELECT image_key FROM photos WHERE image_key NOT LIKE $1`, poolPrefix+"%")
 		if err == nil {
 			uploads, err = pgx.CollectRows(rows, pgx.RowTo[string])
 		}
