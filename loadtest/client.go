@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -70,20 +71,13 @@ func newClient(base string, timeout time.Duration) (*client, error) {
 	return &client{
 		addr:    net.JoinHostPort(u.Hostname(), port),
 		host:    u.Host,
-		prefix:  trimSlash(u.Path),
+		prefix:  strings.TrimRight(u.Path, "/"),
 		timeout: timeout,
 	}, nil
 }
 
 // base is the URL the client was made for, for messages.
 func (c *client) base() string { return "http://" + c.host + c.prefix }
-
-func trimSlash(p string) string {
-	for len(p) > 0 && p[len(p)-1] == '/' {
-		p = p[:len(p)-1]
-	}
-	return p
-}
 
 // errAborted is a request cut off because its context ended (the run's end,
 // Ctrl-C, a set-up time limit).
@@ -97,7 +91,7 @@ func (c *client) do(ctx context.Context, method, path string, form url.Values, r
 	}
 	c.watch(ctx)
 	c.buildRequest(method, path, form)
-	reused := c.conn != nil && c.reused
+	reused := c.reused // close() clears it with the connection
 	err := c.roundTrip(ctx, res)
 	if err != nil && reused && ctx.Err() == nil && errors.Is(err, errNoAnswer) && closedByPeer(err) {
 		// The server may close a kept-alive connection at any time (its idle
