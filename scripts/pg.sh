@@ -27,7 +27,7 @@ portfile="$root/.pgdata/$which.port"
 # its own cluster there), it moves to the next free one and saves that.
 in_use() { (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if [ -f "$portfile" ]; then port="$(cat "$portfile")"; fi
-url="postgres://postgres@127.0.0.1:$port/$db?sslmode=disable"
+url() { echo "postgres://postgres@127.0.0.1:$port/$db?sslmode=disable"; }
 
 say() { echo "pg.sh: $*" >&2; }
 
@@ -86,7 +86,6 @@ start() {
     local taken="$port"
     while in_use "$port"; do port=$((port + 2)); done
     say "port $taken is taken (another checkout's cluster?): the $which cluster uses $port"
-    url="postgres://postgres@127.0.0.1:$port/$db?sslmode=disable"
   fi
   echo "$port" > "$portfile"
   if [ ! -f "$data/PG_VERSION" ]; then
@@ -127,7 +126,7 @@ start() {
       "$psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qc "CREATE DATABASE $db" >&2
     fi
   fi
-  echo "$url"
+  url
 }
 
 stop() {
@@ -140,7 +139,7 @@ stop() {
 case "$cmd" in
   start) start ;;
   stop) stop ;;
-  url) echo "$url" ;;
+  url) url ;;
   status) running ;;
   *) echo "usage: scripts/pg.sh start|stop|url|status dev|test" >&2; exit 2 ;;
 esac
