@@ -20,14 +20,14 @@ lint: ## gofmt and go vet only
 build: ## build bin/flickrkillr
 	@go build -o $(BIN) .
 
-migrate: build ## bring the schema to STAGE (default: the highest stage)
+migrate: build ## bring the schema to STAGE (default: the highest stage; INDEXES=1: with stage 4's indexes)
 	@DATABASE_URL=$(DB_URL) $(BIN) migrate $${STAGE:+--stage $$STAGE}
 
 seed: build ## the full demo data set: 100k users, 10-20 photos each (replaces the data)
 	@DATABASE_URL=$(DB_URL) $(BIN) migrate $${STAGE:+--stage $$STAGE}
 	@DATABASE_URL=$(DB_URL) $(BIN) seed --reset $(SEED_FLAGS)
 
-serve: build ## serve STAGE against the existing data (no seeding)
+serve: build ## serve STAGE against the existing data (no seeding; INDEXES=1: on the indexed schema)
 	@DATABASE_URL=$(DB_URL) $(BIN) serve $${STAGE:+--stage $$STAGE}
 
 loadtest: build ## load-test a running server (URL, DURATION, CONCURRENCY)

@@ -11,21 +11,21 @@ import (
 )
 
 func cmdMigrate(ctx context.Context, args []string, log *slog.Logger) error {
-	cfg, fs, err := configFor("migrate", "db", "stage")
+	cfg, fs, err := configFor("migrate", "db", "stage", "indexes")
 	if err != nil {
 		return err
 	}
 	fs.Usage = func() {
-		fs.Output().Write([]byte("Usage: flickrkillr migrate [--stage N]\n\nBrings the schema to what stage N needs: up, or down (stage 4's indexes are removed for stages 0-3).\n\n"))
+		fs.Output().Write([]byte("Usage: flickrkillr migrate [--stage N] [--indexes]\n\nBrings the schema to what stage N needs: up, or down (stage 4's indexes are removed for stages 0-3,\nunless --indexes asks for stage N's code on the indexed schema).\n\n"))
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := cfg.Validate("db", "stage"); err != nil {
+	if err := cfg.Validate("db", "stage", "indexes"); err != nil {
 		return err
 	}
-	version, err := app.SchemaFor(cfg.Stage)
+	version, err := app.SchemaForRun(cfg.Stage, cfg.Indexes)
 	if err != nil {
 		return err
 	}
@@ -42,6 +42,6 @@ func cmdMigrate(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := migrations.To(ctx, sqlDB, version, logf); err != nil {
 		return err
 	}
-	log.Info("schema ready", "stage", cfg.Stage, "version", version)
+	log.Info("schema ready", "stage", cfg.Stage, "indexes", cfg.Indexes, "version", version)
 	return nil
 }

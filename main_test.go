@@ -18,13 +18,14 @@ func TestBadConfigurationExits2WithOneLine(t *testing.T) {
 		{"stage not a number", map[string]string{"STAGE": "two"}, []string{"serve"}, "STAGE"},
 		{"stage unknown", map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x"}, []string{"serve", "--stage", "9"}, "STAGE"},
 		{"bad redis url", map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x", "REDIS_URL": "nope://"}, []string{"serve"}, "REDIS_URL"},
+		{"indexes not a boolean", map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x", "INDEXES": "please"}, []string{"migrate"}, "INDEXES"},
 		{"unknown flag", nil, []string{"migrate", "--bogus"}, "bogus"},
 		{"bad photo range", map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x"}, []string{"seed", "--photos-per-user", "ten"}, "--photos-per-user"},
 		{"unknown command", nil, []string{"fly"}, "unknown command"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, k := range []string{"DATABASE_URL", "REDIS_URL", "STAGE", "ADDR", "DATA_DIR"} {
+			for _, k := range []string{"DATABASE_URL", "REDIS_URL", "STAGE", "ADDR", "DATA_DIR", "INDEXES"} {
 				t.Setenv(k, tt.env[k])
 			}
 			var stderr bytes.Buffer

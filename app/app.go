@@ -41,7 +41,7 @@ func New(cfg Config, d *Deps) (*App, error) {
 	if d.Log == nil {
 		d.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	stage, err := resolve(cfg.Stage)
+	stage, err := resolveRun(cfg)
 	if err != nil {
 		return nil, err
 	}

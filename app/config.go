@@ -18,6 +18,9 @@ type Config struct {
 	DataDir     string // DATA_DIR: where photo files live
 	Addr        string // ADDR: where serve listens
 	Stage       int    // STAGE: which scaling stage to run (default: the highest this build has)
+	// INDEXES=1: run the stage's code on the schema with stage 4's indexes
+	// (the "each step alone" ladder) instead of its own schema.
+	Indexes bool
 }
 
 // ConfigError names the variable or flag that is wrong; main prints it as one
@@ -45,6 +48,13 @@ func ConfigFromEnv() (Config, error) {
 		}
 		cfg.Stage = n
 	}
+	if s := os.Getenv("INDEXES"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return cfg, &ConfigError{"INDEXES", fmt.Sprintf("%q is not 1 or 0", s)}
+		}
+		cfg.Indexes = b
+	}
 	return cfg, nil
 }
 
@@ -56,7 +66,8 @@ func envOr(name, def string) string {
 }
 
 // Flags registers the flags a subcommand accepts on fs; each overrides its
-// variable. which names the fields: "db", "redis", "data", "addr", "stage".
+// variable. which names the fields: "db", "redis", "data", "addr", "stage",
+// "indexes".
 func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 	for _, w := range which {
 		switch w {
@@ -70,6 +81,8 @@ func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 			fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (env ADDR)")
 		case "stage":
 			fs.IntVar(&c.Stage, "stage", c.Stage, "scaling stage "+StageList()+" (env STAGE)")
+		case "indexes":
+			fs.BoolVar(&c.Indexes, "indexes", c.Indexes, "run the stage on the schema with stage 4's indexes, to measure its step alone (env INDEXES=1)")
 		}
 	}
 }
@@ -106,6 +119,12 @@ func (c Config) Validate(which ...string) error {
 		case "stage":
 			if _, ok := LookupStage(c.Stage); !ok {
 				return &ConfigError{"STAGE", fmt.Sprintf("%d is not a stage of this build (stages: %s)", c.Stage, StageList())}
+			}
+		case "indexes":
+			if c.Indexes {
+				if _, err := IndexSchema(); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -15,8 +15,11 @@ type health struct {
 	Status    string `json:"status"`
 	Stage     int    `json:"stage"`
 	StageName string `json:"stage_name"`
-	PID       int    `json:"pid"`
-	Database  string `json:"database"`
+	// Indexes says whether the schema has the hot queries' indexes: stage 4
+	// and later on their own, stages 0-3 only with --indexes.
+	Indexes  bool   `json:"indexes"`
+	PID      int    `json:"pid"`
+	Database string `json:"database"`
 	// Rows are estimated table sizes (pg_class.reltuples), with ?data=1:
 	// the load tool records them next to its figures.
 	Rows map[string]int64 `json:"rows,omitempty"`
@@ -25,7 +28,7 @@ type health struct {
 // healthz answers whether this process can reach its database. Its pid is
 // how a test (and a workshop attendee) sees stage 0 start a process per request.
 func (a *App) healthz(c echo.Context) error {
-	h := health{Status: "ok", Stage: a.stage.Number, StageName: a.stage.Name, PID: os.Getpid(), Database: "ok"}
+	h := health{Status: "ok", Stage: a.stage.Number, StageName: a.stage.Name, Indexes: a.stage.Indexes, PID: os.Getpid(), Database: "ok"}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := models.Ping(ctx, a.db); err != nil {

@@ -61,13 +61,18 @@ func newTestApp(t *testing.T, stage int) *testApp {
 // newTestAppOn builds an App on an existing database, data dir and Redis.
 func newTestAppOn(t *testing.T, stage int, dsn, dataDir, redisURL string) *testApp {
 	t.Helper()
+	return newTestAppWith(t, Config{DatabaseURL: dsn, RedisURL: redisURL, DataDir: dataDir, Stage: stage})
+}
+
+// newTestAppWith builds the App of cfg (say, a stage with Indexes).
+func newTestAppWith(t *testing.T, cfg Config) *testApp {
+	t.Helper()
 	n := &atomic.Int64{}
-	db, err := models.Open(context.Background(), dsn, models.Options{Tracer: queryCounter{n}})
+	db, err := models.Open(context.Background(), cfg.DatabaseURL, models.Options{Tracer: queryCounter{n}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { models.Close(db) })
-	cfg := Config{DatabaseURL: dsn, RedisURL: redisURL, DataDir: dataDir, Stage: stage}
 	d := &Deps{DB: db, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if testing.Verbose() {
 		d.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -78,7 +83,7 @@ func newTestAppOn(t *testing.T, stage int, dsn, dataDir, redisURL string) *testA
 	}
 	srv := httptest.NewServer(a)
 	t.Cleanup(func() { srv.Close(); d.Close() })
-	return &testApp{App: a, srv: srv, db: db, dsn: dsn, queries: n, deps: d}
+	return &testApp{App: a, srv: srv, db: db, dsn: cfg.DatabaseURL, queries: n, deps: d}
 }
 
 // testRedisURL is REDIS_URL when the suite runs against a real Redis (the

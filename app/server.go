@@ -35,7 +35,7 @@ func runServer(ctx context.Context, srv *http.Server, log *slog.Logger, stage St
 	if err != nil {
 		return fmt.Errorf("app: listen on %s: %w", srv.Addr, err)
 	}
-	log.Info("FlickrKillr is serving", "url", "http://"+ln.Addr().String(), "stage", fmt.Sprintf("%d (%s)", stage.Number, stage.Name))
+	log.Info("FlickrKillr is serving", "url", "http://"+ln.Addr().String(), "stage", fmt.Sprintf("%d (%s)", stage.Number, stage.Name), "indexes", stage.Indexes)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -55,25 +55,41 @@ func runServer(ctx context.Context, srv *http.Server, log *slog.Logger, stage St
 	return nil
 }
 
-// SchemaError says the database is not at the schema the stage needs, and
+// SchemaError says the database is not at the schema the run needs, and
 // how to fix it.
 type SchemaError struct {
-	Stage    int
-	Have     int64
-	Need     int64
-	FixStage int
+	Stage   int
+	Indexes bool // the run asked for the index schema (--indexes)
+	Have    int64
+	Need    int64
+	// HaveIndexes: the database is at the index schema that a stage below 4
+	// refuses unless asked; the message names --indexes as the other fix.
+	HaveIndexes bool
 }
 
 func (e *SchemaError) Error() string {
-	return fmt.Sprintf("the database schema is at version %d but stage %d needs version %d: run `go run . migrate --stage %d` (or `make migrate STAGE=%d`)",
-		e.Have, e.Stage, e.Need, e.FixStage, e.FixStage)
+	flag, env := "", ""
+	if e.Indexes {
+		flag, env = " --indexes", " INDEXES=1"
+	}
+	with := ""
+	if e.Indexes {
+		with = " with --indexes"
+	}
+	msg := fmt.Sprintf("the database schema is at version %d but stage %d%s needs version %d: run `go run . migrate --stage %d%s` (or `make migrate STAGE=%d%s`)",
+		e.Have, e.Stage, with, e.Need, e.Stage, flag, e.Stage, env)
+	if e.HaveIndexes {
+		msg += fmt.Sprintf(", or run stage %d on this schema on purpose with --indexes (INDEXES=1)", e.Stage)
+	}
+	return msg
 }
 
-// CheckSchema refuses a database whose schema does not match the stage: at
-// stage 4 the indexes must exist, below it they must not (or the
-// measurements would lie).
-func CheckSchema(ctx context.Context, db *gorm.DB, stage int) error {
-	need, err := SchemaFor(stage)
+// CheckSchema refuses a database whose schema is not the one the run needs:
+// the stage's own schema (at stage 4 the indexes must exist, below it they
+// must not, or the measurements would lie), or with indexes exactly the
+// index schema. Anything else is a SchemaError that names the fix.
+func CheckSchema(ctx context.Context, db *gorm.DB, stage int, indexes bool) error {
+	need, err := SchemaForRun(stage, indexes)
 	if err != nil {
 		return err
 	}
@@ -86,7 +102,11 @@ func CheckSchema(ctx context.Context, db *gorm.DB, stage int) error {
 		return err
 	}
 	if have != need {
-		return &SchemaError{Stage: stage, Have: have, Need: need, FixStage: stage}
+		se := &SchemaError{Stage: stage, Indexes: indexes, Have: have, Need: need}
+		if idx, err := IndexSchema(); err == nil && !indexes && have == idx && !SchemaHasIndexes(stage) {
+			se.HaveIndexes = true
+		}
+		return se
 	}
 	return nil
 }

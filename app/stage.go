@@ -29,6 +29,12 @@ type Stage struct {
 
 	// Schema is the migration version the stage needs; 0 keeps the earlier one.
 	Schema int64
+	// Indexes marks the stage whose Schema adds the indexes the hot queries
+	// need (stage 4). Earlier stages can run on that schema on purpose
+	// (--indexes, the "each step alone" ladder); a build without such a
+	// stage (an early workshop tag) cannot. In a resolved stage it says
+	// whether the schema it runs on has those indexes.
+	Indexes bool
 	// Serve runs the server: stage 0 as CGI, stage 1 on as one long-running process.
 	Serve func(ctx context.Context, cfg Config, log *slog.Logger) error
 	// Sessions makes the scs session store.
@@ -99,6 +105,7 @@ func resolve(n int) (Stage, error) {
 		if s.Schema != 0 {
 			r.Schema = s.Schema
 		}
+		r.Indexes = r.Indexes || s.Indexes
 		if s.Serve != nil {
 			r.Serve = s.Serve
 		}
@@ -115,7 +122,42 @@ func resolve(n int) (Stage, error) {
 	return r, nil
 }
 
-// SchemaFor is the migration version stage n needs.
+// resolveRun is resolve for a configuration: with cfg.Indexes, the stage's
+// code runs on the index schema (never below its own schema: a later stage
+// that adds a migration keeps it).
+func resolveRun(cfg Config) (Stage, error) {
+	s, err := resolve(cfg.Stage)
+	if err != nil || !cfg.Indexes || s.Indexes {
+		return s, err
+	}
+	idx, err := IndexSchema()
+	if err != nil {
+		return Stage{}, err
+	}
+	s.Schema, s.Indexes = max(s.Schema, idx), true
+	return s, nil
+}
+
+// IndexSchema is the migration version that adds the hot queries' indexes:
+// the Schema of the stage registered with Indexes. A build without that
+// stage (the workshop tags of stages 0-3) has no index schema: a ConfigError.
+func IndexSchema() (int64, error) {
+	for _, s := range Stages() {
+		if s.Indexes {
+			return s.Schema, nil
+		}
+	}
+	return 0, &ConfigError{"INDEXES", fmt.Sprintf("this build has no index migration (stages: %s); the workshop tags before stage 4 run only on their own schema: use main for --indexes", StageList())}
+}
+
+// HasIndexSchema reports whether this build can run a stage on the index
+// schema (--indexes).
+func HasIndexSchema() bool {
+	_, err := IndexSchema()
+	return err == nil
+}
+
+// SchemaFor is the migration version stage n needs on its own.
 func SchemaFor(n int) (int64, error) {
 	s, err := resolve(n)
 	if err != nil {
@@ -124,9 +166,26 @@ func SchemaFor(n int) (int64, error) {
 	return s.Schema, nil
 }
 
+// SchemaForRun is the migration version stage n runs on: its own, or with
+// indexes the index schema.
+func SchemaForRun(n int, indexes bool) (int64, error) {
+	s, err := resolveRun(Config{Stage: n, Indexes: indexes})
+	if err != nil {
+		return 0, err
+	}
+	return s.Schema, nil
+}
+
+// SchemaHasIndexes reports whether stage n on its own schema already has
+// the hot queries' indexes (stage 4 and later): then --indexes changes nothing.
+func SchemaHasIndexes(n int) bool {
+	s, err := resolve(n)
+	return err == nil && s.Indexes
+}
+
 // Serve runs the server of cfg.Stage until ctx is cancelled.
 func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
-	s, err := resolve(cfg.Stage)
+	s, err := resolveRun(cfg)
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func serveCGI(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	s, _ := resolve(cfg.Stage)
+	s, _ := resolveRun(cfg)
 	return runServer(ctx, newServer(cfg.Addr, h, log), log, s)
 }
 
@@ -62,6 +62,7 @@ func cgiHandler(cfg Config, log *slog.Logger, exe string, args ...string) (*cgi.
 			"REDIS_URL=" + cfg.RedisURL,
 			"DATA_DIR=" + dataDir,
 			fmt.Sprintf("STAGE=%d", cfg.Stage),
+			fmt.Sprintf("INDEXES=%t", cfg.Indexes),
 		},
 		Logger: slog.NewLogLogger(log.Handler(), slog.LevelError),
 		Stderr: os.Stderr,
@@ -74,7 +75,7 @@ func checkSchemaOnce(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer models.Close(db)
-	return CheckSchema(ctx, db, cfg.Stage)
+	return CheckSchema(ctx, db, cfg.Stage, cfg.Indexes)
 }
 
 // ServeCGIChild answers the one request of a CGI process: open the database,

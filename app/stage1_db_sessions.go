@@ -27,7 +27,7 @@ func serveLongRunning(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer models.Close(db)
-	if err := CheckSchema(ctx, db, cfg.Stage); err != nil {
+	if err := CheckSchema(ctx, db, cfg.Stage, cfg.Indexes); err != nil {
 		return err
 	}
 	d := &Deps{DB: db, Log: log}

@@ -9,5 +9,6 @@ func init() {
 		Name:    "indexes",
 		Summary: "the indexes the hot queries need (one migration)",
 		Schema:  2,
+		Indexes: true, // stages 0-3 can run on this schema with --indexes
 	})
 }
