@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,8 @@ import (
 
 	"flickrkillr/app"
 	"flickrkillr/loadtest"
+	"flickrkillr/migrations"
+	"flickrkillr/models"
 	"flickrkillr/seed"
 )
 
@@ -99,12 +102,18 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	so := loadtest.SweepOptions{}
 	var stages, out string
 	loadtestFlags(fs, &so.Run)
+	defaultLadder := "both"
+	if !app.HasIndexSchema() {
+		defaultLadder = loadtest.LadderTagged // a workshop tag before stage 4: no index schema
+	}
 	fs.StringVar(&stages, "stages", fmt.Sprintf("0-%d", app.DefaultStage()), "stages to measure: a range (0-4) or a list (1,3,4)")
-	fs.DurationVar(&so.Warmup, "warmup", 5*time.Second, "unrecorded load before each measurement")
+	fs.StringVar(&so.Ladder, "ladder", defaultLadder, "tagged (each stage on its own schema), alone (stages before 4 with --indexes) or both")
+	fs.DurationVar(&so.Warmup, "warmup", 10*time.Second, "unrecorded load before each measurement")
 	fs.StringVar(&so.Addr, "addr", "127.0.0.1:18080", "where each stage's server listens")
 	fs.StringVar(&out, "out", "results", "directory for README.md, chart.svg and sweep.json")
+	fs.StringVar(&so.Note, "note", "", "a note for the report (say, what else ran on the machine)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: flickrkillr loadtest sweep [flags]\n\nFor each stage: migrate, start the server, warm up, measure, stop. Then write the report.")
+		fmt.Fprintln(fs.Output(), "Usage: flickrkillr loadtest sweep [flags]\n\nFor each run (a stage, on its own schema or with --indexes): migrate, start the server, warm up,\nmeasure, stop. Then bring the schema back and write the report with both ladders.")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
@@ -117,7 +126,19 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := so.Run.Validate(); err != nil {
 		return &usageError{err.Error()}
 	}
-	if so.Stages, err = parseStages(stages); err != nil {
+	if !slices.Contains(loadtest.Ladders, so.Ladder) {
+		return &usageError{fmt.Sprintf("--ladder must be tagged, alone or both (got %q)", so.Ladder)}
+	}
+	if so.Ladder != loadtest.LadderTagged {
+		if _, err := app.IndexSchema(); err != nil {
+			return &app.ConfigError{Name: "--ladder", Msg: fmt.Sprintf("%s needs the index migration, which this build does not have (a workshop tag before stage 4): use --ladder tagged, or main", so.Ladder)}
+		}
+	}
+	numbers, err := parseStages(stages)
+	if err != nil {
+		return err
+	}
+	if so.Stages, err = stageSchemas(numbers); err != nil {
 		return err
 	}
 	if so.Exe, err = os.Executable(); err != nil {
@@ -127,13 +148,16 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	so.Env = []string{"DATABASE_URL=" + cfg.DatabaseURL, "REDIS_URL=" + cfg.RedisURL, "DATA_DIR=" + dataDir, "STAGE=", "ADDR="}
-	so.Command = "flickrkillr loadtest sweep " + strings.Join(args, " ")
+	if so.Current, so.PostgresPID, so.PostgresNote, err = probeDatabase(ctx, cfg.DatabaseURL); err != nil {
+		return err
+	}
+	so.Env = []string{"DATABASE_URL=" + cfg.DatabaseURL, "REDIS_URL=" + cfg.RedisURL, "DATA_DIR=" + dataDir, "STAGE=", "ADDR=", "INDEXES="}
+	so.Command, so.Rerun = sweepCommand(fs)
 	so.Run.Progress = progressLine(so.Run.Duration)
 	so.Log = func(format string, a ...any) { clearProgress(); log.Info(fmt.Sprintf(format, a...)) }
 	sr, err := loadtest.Sweep(ctx, so)
 	clearProgress()
-	if sr != nil && len(sr.Stages) > 0 {
+	if sr != nil && len(sr.Runs) > 0 {
 		if werr := loadtest.WriteSweep(out, sr); werr != nil {
 			return werr
 		}
@@ -142,10 +166,86 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if len(sr.Failed) > 0 {
-		return fmt.Errorf("%d stage(s) failed; see %s/README.md", len(sr.Failed), out)
+	if failed := sr.Failed(); len(failed) > 0 {
+		return fmt.Errorf("%d run(s) failed; see %s/README.md", len(failed), out)
 	}
 	return nil
+}
+
+// sweepCommand is how the report records the sweep: every flag that was set,
+// once, in a fixed order (make passes --out results, which a user's
+// SWEEP_FLAGS may repeat), and the make command that repeats it.
+func sweepCommand(fs *flag.FlagSet) (command, rerun string) {
+	var all, forMake []string
+	fs.Visit(func(f *flag.Flag) {
+		v := f.Value.String()
+		if strings.ContainsAny(v, " \t'\"$") || v == "" {
+			v = "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
+		}
+		arg := "--" + f.Name + " " + v
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			arg = "--" + f.Name + "=" + v
+		}
+		all = append(all, arg)
+		if f.Name != "out" || f.Value.String() != f.DefValue {
+			forMake = append(forMake, arg)
+		}
+	})
+	command = strings.TrimSpace("flickrkillr loadtest sweep " + strings.Join(all, " "))
+	rerun = "make loadtest-sweep"
+	if len(forMake) > 0 {
+		rerun += " SWEEP_FLAGS=\"" + strings.ReplaceAll(strings.Join(forMake, " "), `"`, `\"`) + "\""
+	}
+	return command, rerun
+}
+
+// stageSchemas reads, for each stage to measure, the schema versions it runs
+// on from the build's registered stages: its own, and with --indexes.
+func stageSchemas(numbers []int) ([]loadtest.StageSchemas, error) {
+	var list []loadtest.StageSchemas
+	for _, n := range numbers {
+		st, _ := app.LookupStage(n)
+		own, err := app.SchemaFor(n)
+		if err != nil {
+			return nil, err
+		}
+		s := loadtest.StageSchemas{Stage: n, Name: st.Name, Own: own}
+		if app.HasIndexSchema() {
+			if s.Indexed, err = app.SchemaForRun(n, true); err != nil {
+				return nil, err
+			}
+		}
+		list = append(list, s)
+	}
+	return list, nil
+}
+
+// probeDatabase reads the schema version the database is at (the sweep
+// measures the runs on it first and comes back to it) and finds the
+// postmaster whose CPU the report counts: the parent of our own backend,
+// when PostgreSQL runs on this machine.
+func probeDatabase(ctx context.Context, dsn string) (version int64, pgPID int, pgNote string, err error) {
+	db, err := models.Open(ctx, dsn, models.Options{MaxOpenConns: 1})
+	if err != nil {
+		return 0, 0, "", err
+	}
+	defer models.Close(db)
+	sqlDB, err := db.DB()
+	if err != nil {
+		return 0, 0, "", err
+	}
+	if version, err = migrations.Version(ctx, sqlDB); err != nil {
+		return 0, 0, "", err
+	}
+	var backend int
+	if err := sqlDB.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		return version, 0, fmt.Sprintf("pg_backend_pid(): %v", err), nil
+	}
+	pid, perr := loadtest.PostgresParent(backend)
+	if perr != nil {
+		return version, 0, perr.Error(), nil
+	}
+	return version, pid, "", nil
 }
 
 // parseStages reads "0-4" or "1,3,4".

@@ -46,6 +46,7 @@ type ServerInfo struct {
 	Status    string           `json:"status"`
 	Stage     int              `json:"stage"`
 	StageName string           `json:"stage_name"`
+	Indexes   bool             `json:"indexes"`
 	PID       int              `json:"pid"`
 	Rows      map[string]int64 `json:"rows"`
 }
@@ -128,6 +129,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 
+	if o.OnWindow != nil {
+		o.OnWindow(true)
+	}
 	runCtx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
 	start := time.Now()
@@ -162,6 +166,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	if o.OnWindow != nil {
+		o.OnWindow(false)
+	}
 	stopProgress()
 	res.Interrupted = ctx.Err() != nil
 	if !res.Interrupted {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -252,40 +253,152 @@ func TestInterruptedRunReportsPartialResults(t *testing.T) {
 	}
 }
 
-func fixedResult(stage int, name string, rps, p99 float64) *Result {
+func fixedResult(stage int, name string, indexes bool, rps, p99 float64) *Result {
 	return &Result{
 		Tool:     "flickrkillr loadtest",
 		Settings: Settings{Scenario: "browse", Mode: "closed", Concurrency: 32, Duration: "30s"},
-		Server:   ServerInfo{Stage: stage, StageName: name, Rows: map[string]int64{"users": 100000, "photos": 1500000}},
+		Server:   ServerInfo{Stage: stage, StageName: name, Indexes: indexes, Rows: map[string]int64{"users": 100000, "photos": 1500000}},
 		Elapsed:  30,
 		Routes:   []RouteResult{{Route: "photo", Requests: int64(rps * 30 / 2), RPS: rps / 2, P99: p99}, {Route: "thumb", Requests: int64(rps * 15), RPS: rps / 2, P99: p99 / 2}},
 		Total:    RouteResult{Route: "total", Requests: int64(rps * 30), RPS: rps, P50: p99 / 4, P99: p99, P999: p99 * 2},
 	}
 }
 
-func TestSweepReportFromFixedInputs(t *testing.T) {
-	sr := &SweepResult{
+// fiveStages are stages 0-4 of the design: the indexes come with stage 4.
+var fiveStages = []StageSchemas{
+	{0, "cgi", 1, 2}, {1, "db-sessions", 1, 2}, {2, "mem-sessions", 1, 2}, {3, "cache", 1, 2}, {4, "indexes", 2, 2},
+}
+
+func TestSweepPlan(t *testing.T) {
+	labels := func(runs []*SweepRun) string {
+		var l []string
+		for _, r := range runs {
+			l = append(l, r.Label())
+		}
+		return strings.Join(l, ", ")
+	}
+	t.Run("both ladders from the index schema: no migration until the tagged runs, stage 4 measured once", func(t *testing.T) {
+		runs, ladders, err := planSweep(fiveStages, "both", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "0 cgi --indexes, 1 db-sessions --indexes, 2 mem-sessions --indexes, 3 cache --indexes, 4 indexes, 0 cgi, 1 db-sessions, 2 mem-sessions, 3 cache"
+		if got := labels(runs); got != want {
+			t.Fatalf("runs %s\nwant %s", got, want)
+		}
+		if len(ladders) != 2 || ladders[0].Name != LadderTagged || ladders[1].Name != LadderAlone {
+			t.Fatalf("ladders %+v", ladders)
+		}
+		for _, l := range ladders {
+			if len(l.Steps) != 5 || runs[l.Steps[4].Run].Label() != "4 indexes" {
+				t.Fatalf("%s: steps %+v", l.Name, l.Steps)
+			}
+		}
+		if got := runs[4].Ladders; len(got) != 2 {
+			t.Fatalf("stage 4 serves ladders %v, want both", got)
+		}
+		if restoreArgs(fiveStages, 2)[1] != "4" {
+			t.Fatalf("restore to version 2 with %v", restoreArgs(fiveStages, 2))
+		}
+	})
+	t.Run("from the schema without indexes: the tagged runs first", func(t *testing.T) {
+		runs, _, _ := planSweep(fiveStages, "both", 1)
+		if got := labels(runs[:4]); got != "0 cgi, 1 db-sessions, 2 mem-sessions, 3 cache" {
+			t.Fatalf("first runs %s", got)
+		}
+	})
+	t.Run("later stages with their own migrations join both ladders", func(t *testing.T) {
+		more := append(append([]StageSchemas{}, fiveStages...), StageSchemas{5, "fanout", 2, 2}, StageSchemas{6, "queue", 3, 3}, StageSchemas{7, "scale-out", 3, 3})
+		runs, ladders, err := planSweep(more, "both", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(runs) != 12 || len(ladders[1].Steps) != 8 {
+			t.Fatalf("%d runs (%s), alone steps %d; want 12 and 8", len(runs), labels(runs), len(ladders[1].Steps))
+		}
+		if got := labels(runs[len(runs)-2:]); got != "6 queue, 7 scale-out" {
+			t.Fatalf("the highest schema should come last: %s", labels(runs))
+		}
+	})
+	t.Run("one ladder", func(t *testing.T) {
+		runs, ladders, _ := planSweep(fiveStages[1:3], LadderAlone, 2)
+		if got := labels(runs); got != "1 db-sessions --indexes, 2 mem-sessions --indexes" || len(ladders) != 1 {
+			t.Fatalf("runs %s, %d ladders", got, len(ladders))
+		}
+	})
+	t.Run("a build without the index migration has no alone ladder", func(t *testing.T) {
+		tag := []StageSchemas{{0, "cgi", 1, 0}, {1, "db-sessions", 1, 0}}
+		if _, _, err := planSweep(tag, "both", 1); err == nil || !strings.Contains(err.Error(), "--ladder tagged") {
+			t.Fatalf("planSweep: %v", err)
+		}
+		if runs, _, err := planSweep(tag, LadderTagged, 1); err != nil || len(runs) != 2 {
+			t.Fatalf("tagged: %v, %d runs", err, len(runs))
+		}
+	})
+}
+
+func fixedSweep() *SweepResult {
+	runs, ladders, _ := planSweep(fiveStages, "both", 2)
+	figures := map[string]float64{
+		"0 cgi --indexes": 20, "1 db-sessions --indexes": 800, "2 mem-sessions --indexes": 1400, "3 cache --indexes": 2000,
+		"4 indexes": 1990, "0 cgi": 5, "1 db-sessions": 10, "2 mem-sessions": 12, "3 cache": 15,
+	}
+	for _, r := range runs {
+		v := figures[r.Label()]
+		r.Result = fixedResult(r.Stage, r.Name, r.Indexes || r.Stage == 4, v, 40000/v)
+		r.CPU = &CPU{Seconds: 30, Requests: int64(v * 30), ToolS: 5, ServerS: 30, PostgresS: 20, PostgresOK: true}
+	}
+	runs[2].CPU.ToolS, runs[2].CPU.ToolOverServer = 40, true
+	return &SweepResult{
 		Command: "flickrkillr loadtest sweep --duration 30s",
+		Rerun:   `make loadtest-sweep SWEEP_FLAGS="--duration 30s"`,
+		Note:    "four other helpers shared the machine",
+		Warmup:  "10s",
 		Host:    HostInfo{CPU: "Test CPU", Cores: 2, Memory: "24 GiB", Go: "go1.26"},
 		Started: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC),
-		Stages:  []*Result{fixedResult(0, "cgi", 20, 2000), fixedResult(1, "db-sessions", 50, 900), fixedResult(4, "indexes", 1000, 40)},
+		Runs:    runs, Ladders: ladders,
 	}
+}
+
+func TestSweepReportFromFixedInputs(t *testing.T) {
+	sr := fixedSweep()
 	var md bytes.Buffer
 	if err := writeSweepMarkdown(&md, sr); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
 		"flickrkillr loadtest sweep --duration 30s",
+		`make loadtest-sweep SWEEP_FLAGS="--duration 30s"`,
+		"four other helpers shared the machine",
 		"Test CPU, 2 cores, 24 GiB memory",
 		"100,000 users, 1,500,000 photos",
-		"| 0 | cgi | 20.0 | — |",
-		"| 1 | db-sessions | 50.0 | 2.50× |",
-		"| 4 | indexes | 1000.0 | 20.00× |",
-		"| photo | 10.0 (2000.0) | 25.0 (900.0) | 500.0 (40.0) |",
+		"| stage | as the tags build it: req/s | × previous | p99 ms | each step alone (--indexes): req/s | × previous | p99 ms | the talk, 2007: req/s | × previous |",
+		"| 0 cgi | 5.0 | — | 8000.0 | 20.0 | — | 2000.0 | 23 | — |",
+		"| 1 db-sessions | 10.0 | 2.00× | 4000.0 | 800.0 | 40.00× | 50.0 | 139 | 6.04× |",
+		"| 4 indexes | 1990.0 ‡ | 132.67× | 20.1 | 1990.0 ‡ | 0.99× | 20.1 | 616 (without the index: 28) | 22.00× over no index |",
+		"‡ one run that both ladders share",
+		"its × previous is this sweep's run-to-run noise",
+		"### Step 2: mem-sessions",
+		"- as the tags build it: 10.0 → 12.0 req/s (**1.20×**)",
+		"- each step alone (--indexes): 800.0 → 1400.0 req/s (**1.75×**)",
+		"| route | tagged: 1 db-sessions | tagged: 2 mem-sessions | alone: 1 db-sessions --indexes | alone: 2 mem-sessions --indexes |",
+		"## Per route, as the tags build it: req/s (p99 ms)",
+		"## Per route, each step alone (--indexes): req/s (p99 ms)",
+		"| photo | 2.5 (8000.0) | 5.0 (4000.0) | 6.0 (3333.3) | 7.5 (2666.7) | 995.0 (20.1) |",
+		"## CPU per side",
+		"- the talk, 2007: 28 without the index → 616 req/s (22.00×)",
+		"- the talk, 2007: 139 → 217 req/s (1.56×)",
+		"| 1 db-sessions | 1 | no | tagged | 300 |",
+		"| 3 cache --indexes | 2 | yes | alone | 60000 | 5.0 | 30.0 | 20.0 | 0.08 | 0.50 | 0.33 | yes |",
+		"| 2 mem-sessions --indexes | 2 | yes | alone | 42000 | 40.0 | 30.0 | 20.0 | 0.95 | 0.71 | 0.48 | **NO: the tool took more CPU than the server** |",
+		"In 1 run(s) the load tool took more CPU than the server",
 	} {
 		if !strings.Contains(md.String(), want) {
-			t.Errorf("README lacks %q:\n%s", want, md.String())
+			t.Errorf("README lacks %q", want)
 		}
+	}
+	if t.Failed() || os.Getenv("SHOW") != "" {
+		t.Log(md.String())
 	}
 	svg := sweepSVG(sr)
 	dec := xml.NewDecoder(strings.NewReader(svg))
@@ -296,11 +409,71 @@ func TestSweepReportFromFixedInputs(t *testing.T) {
 			t.Fatalf("chart.svg is not well-formed XML: %v", err)
 		}
 	}
-	if bars := strings.Count(svg, `fill="#0063dc"/>`); bars != 3 {
-		t.Fatalf("%d bars, want one per stage", bars)
+	if bars := strings.Count(svg, `class="bar"`); bars != 15 {
+		t.Fatalf("%d bars, want 5 stages × (two ladders + the talk)", bars)
 	}
 	dir := t.TempDir()
 	if err := WriteSweep(dir, sr); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A /proc/<pid>/stat line whose command name holds spaces and parentheses.
+func TestParseStat(t *testing.T) {
+	line := "4242 (flickr (kill) r) S 17 4242 17 0 -1 4194560 1234 0 0 0 150 30 7 3 20 0 9 0 12345 1000000 500 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+	st, err := parseStat(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := procStat{PID: 4242, PPID: 17, UTime: 150, STime: 30, CUTime: 7, CSTime: 3}
+	if st != want {
+		t.Fatalf("parseStat = %+v, want %+v", st, want)
+	}
+	for _, bad := range []string{"", "12 no parentheses S 1", "12 (short) S 1 2 3"} {
+		if _, err := parseStat(bad); err == nil {
+			t.Errorf("parseStat(%q) accepted", bad)
+		}
+	}
+}
+
+// The CPU of a process tree: its own, its waited-for children's and its live
+// children's, so that a CGI child is counted whether or not it has exited.
+func TestTreeTicksCountsWaitedAndLiveChildren(t *testing.T) {
+	tbl := procTable{
+		stat: map[int]procStat{
+			10: {PID: 10, PPID: 1, UTime: 100, STime: 20, CUTime: 50, CSTime: 5},
+			11: {PID: 11, PPID: 10, UTime: 7, STime: 3},
+			12: {PID: 12, PPID: 11, UTime: 1, STime: 1},
+			20: {PID: 20, PPID: 1, UTime: 999},
+		},
+		children: map[int][]int{1: {10, 20}, 10: {11}, 11: {12}},
+	}
+	if got, ok := tbl.treeTicks(10); !ok || got != 100+20+50+5+7+3+1+1 {
+		t.Fatalf("treeTicks(10) = %d, %v", got, ok)
+	}
+	if _, ok := tbl.treeTicks(99); ok {
+		t.Fatal("a missing process has a tree")
+	}
+	c := cpuBetween(cpuReading{tool: 1, server: 10, postgres: 5, postgresOK: true}, cpuReading{tool: 4, server: 12, postgres: 9, postgresOK: true}, 30, 100)
+	if c.ToolS != 3 || c.ServerS != 2 || c.PostgresS != 4 || !c.ToolOverServer || c.PerRequestMS(c.ServerS) != 20 {
+		t.Fatalf("cpuBetween = %+v", c)
+	}
+}
+
+// This process's own reading from the real /proc: positive and growing.
+func TestReadCPUOfThisProcess(t *testing.T) {
+	a, err := readCPU(os.Getpid(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50_000_000; i++ {
+		_ = i * i
+	}
+	b, err := readCPU(os.Getpid(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.tool < a.tool || b.server < a.server || a.postgresOK {
+		t.Fatalf("readings %+v then %+v", a, b)
 	}
 }

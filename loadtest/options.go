@@ -23,6 +23,9 @@ type Options struct {
 	Password    string        // of the seeded users
 	Seed        uint64        // choices of users, photos and tags
 	Progress    func(Progress)
+	// OnWindow is called when the measured window opens (true) and closes
+	// (false), outside the timed requests: the sweep reads CPU counters there.
+	OnWindow func(open bool)
 }
 
 // Progress is the live state, reported about once a second.

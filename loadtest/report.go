@@ -16,7 +16,7 @@ import (
 // table of routes with the total.
 func WriteText(w io.Writer, r *Result) error {
 	fmt.Fprintf(w, "%s — %s, %s/%s, %d CPUs, GOMAXPROCS %d\n", r.Tool, r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch, r.Machine.CPUs, r.Machine.GOMAXPROCS)
-	fmt.Fprintf(w, "server:   %s  stage %d (%s)\n", r.Settings.URL, r.Server.Stage, r.Server.StageName)
+	fmt.Fprintf(w, "server:   %s  stage %d (%s), %s\n", r.Settings.URL, r.Server.Stage, r.Server.StageName, schemaText(r.Server.Indexes))
 	fmt.Fprintf(w, "data:     %s\n", dataSize(r.Server.Rows))
 	load := fmt.Sprintf("closed loop, %d virtual users, think time %s", r.Settings.Concurrency, r.Settings.ThinkTime)
 	if r.Settings.Mode == "open" {
@@ -44,6 +44,14 @@ func WriteText(w io.Writer, r *Result) error {
 		}
 	}
 	return nil
+}
+
+// schemaText says which schema a server ran on, as its /healthz said.
+func schemaText(indexes bool) string {
+	if indexes {
+		return "schema with the hot queries' indexes"
+	}
+	return "schema without the hot queries' indexes"
 }
 
 func topCauses(causes map[string]int64, n int) []string {

@@ -8,36 +8,104 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
 )
 
-// SweepOptions say how to measure every stage in turn.
+// SweepOptions say how to measure the stages, on one or both ladders.
 type SweepOptions struct {
-	Run     Options       // the measurement of each stage (URL is set by the sweep)
-	Stages  []int         // in order
-	Warmup  time.Duration // unrecorded load before each measurement
-	Exe     string        // the flickrkillr binary that migrates and serves
-	Addr    string        // where each stage's server listens
-	Env     []string      // DATABASE_URL, DATA_DIR, REDIS_URL for the server
-	Command string        // how the sweep was started, for the report
-	Log     func(format string, args ...any)
+	Run     Options        // the measurement of each stage (URL is set by the sweep)
+	Stages  []StageSchemas // the stages to measure, in order, with their schemas
+	Ladder  string         // tagged, alone or both
+	Current int64          // the schema version the database is at: measured first, restored at the end
+	Warmup  time.Duration  // unrecorded load before each measurement
+	Exe     string         // the flickrkillr binary that migrates and serves
+	Addr    string         // where each stage's server listens
+	Env     []string       // DATABASE_URL, DATA_DIR, REDIS_URL for the server
+	Command string         // how the sweep was started, for the report
+	Rerun   string         // the one command that repeats it
+	Note    string         // the operator's note for the report (say, a shared machine)
+	// PostgresPID is the cluster's postmaster, whose process tree's CPU the
+	// sweep reports; 0 with PostgresNote saying why it is not measured.
+	PostgresPID  int
+	PostgresNote string
+	Log          func(format string, args ...any)
 }
 
-// SweepResult is a sweep: one Result per stage.
+// StageSchemas is one stage of the build and the schema versions it runs on:
+// its own (Own), and with --indexes (Indexed; equal to Own from the stage
+// that adds the indexes on, 0 when the build has no index migration).
+type StageSchemas struct {
+	Stage   int    `json:"stage"`
+	Name    string `json:"name"`
+	Own     int64  `json:"own_schema"`
+	Indexed int64  `json:"indexed_schema,omitempty"`
+}
+
+// The two ladders.
+const (
+	LadderTagged = "tagged" // each stage on its own schema, as the workshop tags build it
+	LadderAlone  = "alone"  // stages before the indexes on the index schema: each step alone
+)
+
+// Ladders lists the --ladder values.
+var Ladders = []string{LadderTagged, LadderAlone, "both"}
+
+var ladderTitles = map[string]string{
+	LadderTagged: "as the tags build it",
+	LadderAlone:  "each step alone (--indexes)",
+}
+
+// SweepResult is a sweep: the runs in the order they were measured, and the
+// ladders that read them.
 type SweepResult struct {
-	Command string       `json:"command"`
-	Host    HostInfo     `json:"host"`
-	Started time.Time    `json:"started"`
-	Stages  []*Result    `json:"stages"`
-	Failed  []StageError `json:"failed,omitempty"`
+	Command      string      `json:"command"`
+	Rerun        string      `json:"rerun"`
+	Note         string      `json:"note,omitempty"`
+	Warmup       string      `json:"warmup"`
+	Host         HostInfo    `json:"host"`
+	Started      time.Time   `json:"started"`
+	PostgresNote string      `json:"postgres_note,omitempty"`
+	Runs         []*SweepRun `json:"runs"`
+	Ladders      []Ladder    `json:"ladders"`
 }
 
-// StageError is a stage that could not be measured.
-type StageError struct {
-	Stage int    `json:"stage"`
-	Error string `json:"error"`
+// SweepRun is one server measured: a stage's code on one schema. A run can
+// be a step of both ladders (from stage 4 on, --indexes changes nothing).
+type SweepRun struct {
+	Stage   int      `json:"stage"`
+	Name    string   `json:"name"`
+	Indexes bool     `json:"indexes"` // served with --indexes
+	Schema  int64    `json:"schema"`
+	Ladders []string `json:"ladders"`
+	Result  *Result  `json:"result,omitempty"`
+	CPU     *CPU     `json:"cpu,omitempty"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// Label names the run: "3 cache" or "3 cache --indexes".
+func (r *SweepRun) Label() string {
+	l := fmt.Sprintf("%d %s", r.Stage, r.Name)
+	if r.Indexes {
+		l += " --indexes"
+	}
+	return l
+}
+
+// Ladder is one ladder: for each stage, the run measured for it.
+type Ladder struct {
+	Name  string       `json:"name"`
+	Title string       `json:"title"`
+	Steps []LadderStep `json:"steps"`
+}
+
+// LadderStep is a stage of a ladder; Run indexes SweepResult.Runs.
+type LadderStep struct {
+	Stage int `json:"stage"`
+	Run   int `json:"run"`
 }
 
 // HostInfo describes the machine for the record.
@@ -49,65 +117,212 @@ type HostInfo struct {
 	Go     string `json:"go"`
 }
 
-// Sweep migrates, starts, warms up, measures and stops each stage in turn.
+// Failed lists the runs that could not be measured.
+func (sr *SweepResult) Failed() []*SweepRun {
+	var failed []*SweepRun
+	for _, r := range sr.Runs {
+		if r.Error != "" {
+			failed = append(failed, r)
+		}
+	}
+	return failed
+}
+
+// planSweep turns the stages and the ladder choice into runs, ordered to
+// migrate as little as possible: the runs on the schema the database is at
+// come first, then each other schema in turn (the index migration on the
+// full seed takes a while, so each direction happens once). A stage whose
+// own schema already has the indexes is one run that both ladders share.
+func planSweep(stages []StageSchemas, ladder string, current int64) ([]*SweepRun, []Ladder, error) {
+	var names []string
+	switch ladder {
+	case LadderTagged, LadderAlone:
+		names = []string{ladder}
+	case "both", "":
+		names = []string{LadderTagged, LadderAlone}
+	default:
+		return nil, nil, fmt.Errorf("--ladder must be tagged, alone or both (got %q)", ladder)
+	}
+	type key struct {
+		stage   int
+		indexes bool
+	}
+	byKey := map[key]*SweepRun{}
+	var runs []*SweepRun
+	for _, name := range names {
+		for _, st := range stages {
+			k, schema := key{st.Stage, false}, st.Own
+			if name == LadderAlone {
+				if st.Indexed == 0 {
+					return nil, nil, fmt.Errorf("the %q ladder needs the index migration, which this build does not have: use --ladder tagged (or main)", LadderAlone)
+				}
+				if st.Indexed != st.Own {
+					k, schema = key{st.Stage, true}, st.Indexed
+				}
+			}
+			r := byKey[k]
+			if r == nil {
+				r = &SweepRun{Stage: st.Stage, Name: st.Name, Indexes: k.indexes, Schema: schema}
+				byKey[k] = r
+				runs = append(runs, r)
+			}
+			r.Ladders = append(r.Ladders, name)
+		}
+	}
+	// Order: the current schema first, then the others in ascending version;
+	// within a schema, by stage.
+	rank := func(r *SweepRun) int64 {
+		if r.Schema == current {
+			return -1
+		}
+		return r.Schema
+	}
+	sort.SliceStable(runs, func(i, j int) bool {
+		if ri, rj := rank(runs[i]), rank(runs[j]); ri != rj {
+			return ri < rj
+		}
+		return runs[i].Stage < runs[j].Stage
+	})
+	var ladders []Ladder
+	for _, name := range names {
+		l := Ladder{Name: name, Title: ladderTitles[name]}
+		for _, st := range stages {
+			for i, r := range runs {
+				if r.Stage == st.Stage && slices.Contains(r.Ladders, name) {
+					l.Steps = append(l.Steps, LadderStep{Stage: st.Stage, Run: i})
+				}
+			}
+		}
+		ladders = append(ladders, l)
+	}
+	return runs, ladders, nil
+}
+
+// restoreArgs are the migrate flags that bring the database back to the
+// schema version it was found at, or nil when no stage runs on it.
+func restoreArgs(stages []StageSchemas, version int64) []string {
+	for _, st := range stages {
+		if st.Own == version {
+			return []string{"--stage", fmt.Sprint(st.Stage)}
+		}
+	}
+	for _, st := range stages {
+		if st.Indexed == version {
+			return []string{"--stage", fmt.Sprint(st.Stage), "--indexes"}
+		}
+	}
+	return nil
+}
+
+// Sweep migrates, starts, warms up, measures and stops each run in turn,
+// then brings the schema back to where it was.
 func Sweep(ctx context.Context, so SweepOptions) (*SweepResult, error) {
 	if so.Log == nil {
 		so.Log = func(string, ...any) {}
 	}
-	sr := &SweepResult{Command: so.Command, Host: hostInfo(), Started: time.Now().UTC()}
-	for _, stage := range so.Stages {
-		res, err := sweepStage(ctx, so, stage)
+	runs, ladders, err := planSweep(so.Stages, so.Ladder, so.Current)
+	if err != nil {
+		return nil, err
+	}
+	sr := &SweepResult{Command: so.Command, Rerun: so.Rerun, Note: so.Note, Warmup: so.Warmup.String(), Host: hostInfo(), Started: time.Now().UTC(),
+		PostgresNote: so.PostgresNote, Runs: runs, Ladders: ladders}
+	for _, run := range runs {
+		err := sweepRun(ctx, so, run)
 		if ctx.Err() != nil {
 			return sr, ctx.Err()
 		}
 		if err != nil {
-			so.Log("stage %d failed: %v", stage, err)
-			sr.Failed = append(sr.Failed, StageError{stage, err.Error()})
+			so.Log("%s failed: %v", run.Label(), err)
+			run.Error = err.Error()
 			continue
 		}
-		so.Log("stage %d: %.1f req/s, p99 %.1f ms, %d errors", stage, res.Total.RPS, res.Total.P99, res.Total.Errors)
-		sr.Stages = append(sr.Stages, res)
+		so.Log("%s: %.1f req/s, p99 %.1f ms, %d errors; CPU s: tool %.1f, server %.1f, PostgreSQL %.1f",
+			run.Label(), run.Result.Total.RPS, run.Result.Total.P99, run.Result.Total.Errors, run.CPU.ToolS, run.CPU.ServerS, run.CPU.PostgresS)
+	}
+	if args := restoreArgs(so.Stages, so.Current); args != nil && len(runs) > 0 && runs[len(runs)-1].Schema != so.Current {
+		so.Log("bringing the schema back to version %d", so.Current)
+		if err := migrate(ctx, so, args...); err != nil {
+			return sr, err
+		}
 	}
 	return sr, nil
 }
 
-func sweepStage(ctx context.Context, so SweepOptions, stage int) (*Result, error) {
-	so.Log("stage %d: migrating", stage)
-	migrate := exec.CommandContext(ctx, so.Exe, "migrate", "--stage", fmt.Sprint(stage))
-	migrate.Env = append(os.Environ(), so.Env...)
-	if out, err := migrate.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("migrate: %v\n%s", err, out)
+func migrate(ctx context.Context, so SweepOptions, args ...string) error {
+	cmd := exec.CommandContext(ctx, so.Exe, append([]string{"migrate"}, args...)...)
+	cmd.Env = append(os.Environ(), so.Env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("migrate %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	so.Log("stage %d: starting the server on %s", stage, so.Addr)
-	logPath := filepath.Join(os.TempDir(), fmt.Sprintf("flickrkillr-sweep-stage%d.log", stage))
+	return nil
+}
+
+func sweepRun(ctx context.Context, so SweepOptions, run *SweepRun) error {
+	args := []string{"--stage", fmt.Sprint(run.Stage)}
+	if run.Indexes {
+		args = append(args, "--indexes")
+	}
+	so.Log("%s: migrating to schema %d", run.Label(), run.Schema)
+	if err := migrate(ctx, so, args...); err != nil {
+		return err
+	}
+	so.Log("%s: starting the server on %s", run.Label(), so.Addr)
+	name := fmt.Sprintf("flickrkillr-sweep-stage%d", run.Stage)
+	if run.Indexes {
+		name += "-indexes"
+	}
+	logPath := filepath.Join(os.TempDir(), name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer logFile.Close()
-	srv := exec.Command(so.Exe, "serve", "--stage", fmt.Sprint(stage), "--addr", so.Addr)
+	srv := exec.Command(so.Exe, append([]string{"serve", "--addr", so.Addr}, args...)...)
 	srv.Env = append(os.Environ(), so.Env...)
 	srv.Stdout, srv.Stderr = logFile, logFile
 	if err := srv.Start(); err != nil {
-		return nil, err
+		return err
 	}
 	defer stopServer(srv)
 	url := "http://" + so.Addr
 	if err := waitHealthy(ctx, url, 30*time.Second); err != nil {
-		return nil, fmt.Errorf("%w (server log: %s)", err, logPath)
+		return fmt.Errorf("%w (server log: %s)", err, logPath)
 	}
 	o := so.Run
 	o.URL = url
 	if so.Warmup > 0 {
-		so.Log("stage %d: warming up for %s", stage, so.Warmup)
+		so.Log("%s: warming up for %s", run.Label(), so.Warmup)
 		w := o
 		w.Duration, w.Progress = so.Warmup, nil
 		if _, err := Run(ctx, w); err != nil {
-			return nil, fmt.Errorf("warm-up: %w", err)
+			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	so.Log("stage %d: measuring for %s", stage, o.Duration)
-	return Run(ctx, o)
+	so.Log("%s: measuring for %s", run.Label(), o.Duration)
+	var before cpuReading
+	var cpuErr error
+	o.OnWindow = func(open bool) {
+		r, err := readCPU(srv.Process.Pid, so.PostgresPID)
+		if err != nil {
+			cpuErr = err
+			return
+		}
+		if open {
+			before = r
+			return
+		}
+		run.CPU = cpuBetween(before, r, 0, 0)
+	}
+	res, err := Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	if cpuErr != nil || run.CPU == nil {
+		return fmt.Errorf("reading CPU from /proc: %v", cpuErr)
+	}
+	run.CPU.Seconds, run.CPU.Requests = res.Elapsed, res.Total.Requests
+	run.Result = res
+	return nil
 }
 
 func stopServer(cmd *exec.Cmd) {

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"encoding/xml"
 	"fmt"
 	"io"
 	"math"
@@ -10,9 +11,10 @@ import (
 	"strings"
 )
 
-// WriteSweep writes dir/README.md (the table across stages, with ratios to
-// the stage before), dir/chart.svg (throughput and p99 per stage) and
-// dir/sweep.json (everything measured).
+// WriteSweep writes dir/README.md (both ladders side by side with ratios to
+// the stage before and the talk's figures, each step's routes, each side's
+// CPU), dir/chart.svg (req/s per stage and ladder) and dir/sweep.json
+// (everything measured).
 func WriteSweep(dir string, sr *SweepResult) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -34,44 +36,285 @@ func WriteSweep(dir string, sr *SweepResult) error {
 	return os.WriteFile(filepath.Join(dir, "chart.svg"), []byte(sweepSVG(sr)), 0o644)
 }
 
+// talkFigure is what the PyCon 2007 talk measured for the iteration that a
+// stage retells (DESIGN.md): req/s with its own tool. Before, when set, is
+// the figure the step is measured against instead of the previous stage's
+// (the talk's index step is "the same iteration without an index").
+type talkFigure struct {
+	RPS    float64
+	Before float64
+	Note   string
+}
+
+var talk = map[int]talkFigure{
+	0: {RPS: 23},
+	1: {RPS: 139},
+	2: {RPS: 217},
+	3: {RPS: 616},
+	4: {RPS: 616, Before: 28, Note: "without the index: 28"},
+}
+
 func writeSweepMarkdown(w io.Writer, sr *SweepResult) error {
-	fmt.Fprintln(w, "# Stage sweep")
+	fmt.Fprintln(w, "# Stage sweep: both ladders")
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Measured %s with:\n\n    %s\n\n", sr.Started.Format("2006-01-02 15:04 MST"), sr.Command)
+	if sr.Rerun != "" {
+		fmt.Fprintf(w, "Re-run it all with one command: `%s` (it migrates as each run needs, the index migration once each way, and leaves the schema as it found it).\n\n", sr.Rerun)
+	}
+	if sr.Note != "" {
+		fmt.Fprintf(w, "**Note:** %s\n\n", sr.Note)
+	}
 	fmt.Fprintf(w, "Machine: %s, %d cores, %s memory, %s, %s. The server, PostgreSQL and the load tool share it.\n\n",
 		orUnknown(sr.Host.CPU), sr.Host.Cores, orUnknown(sr.Host.Memory), orUnknown(sr.Host.Kernel), sr.Host.Go)
-	if len(sr.Stages) > 0 {
-		r := sr.Stages[0]
+	if r := firstResult(sr); r != nil {
 		load := fmt.Sprintf("closed loop, %d virtual users", r.Settings.Concurrency)
 		if r.Settings.Mode == "open" {
 			load = fmt.Sprintf("open loop at %g req/s", r.Settings.Rate)
 		}
-		fmt.Fprintf(w, "Data: %s. Scenario %s, %s, %s per stage.\n\n", dataSize(r.Server.Rows), r.Settings.Scenario, load, r.Settings.Duration)
+		fmt.Fprintf(w, "Data: %s. Scenario %s, %s, %s per run after a %s warm-up; each run is a fresh server.\n\n",
+			dataSize(r.Server.Rows), r.Settings.Scenario, load, r.Settings.Duration, orUnknown(sr.Warmup))
 	}
-	fmt.Fprintln(w, "![throughput and p99 latency per stage](chart.svg)")
+	fmt.Fprintln(w, "![req/s per stage on both ladders, with the talk's figures](chart.svg)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| stage | name | req/s | × previous | p50 ms | p99 ms | p99.9 ms | errors |")
-	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|")
-	var prev *Result
-	for _, r := range sr.Stages {
-		ratio := "—"
-		if prev != nil && prev.Total.RPS > 0 {
-			ratio = fmt.Sprintf("%.2f×", r.Total.RPS/prev.Total.RPS)
+	writeLadderTable(w, sr)
+	writeSteps(w, sr)
+	for _, l := range sr.Ladders {
+		fmt.Fprintf(w, "## Per route, %s: req/s (p99 ms)\n\n", l.Title)
+		var cols []*SweepRun
+		for _, st := range l.Steps {
+			cols = append(cols, sr.Runs[st.Run])
 		}
-		fmt.Fprintf(w, "| %d | %s | %.1f | %s | %.2f | %.2f | %.2f | %d |\n",
-			r.Server.Stage, r.Server.StageName, r.Total.RPS, ratio, r.Total.P50, r.Total.P99, r.Total.P999, r.Total.Errors)
-		prev = r
+		writeRouteTable(w, cols)
 	}
-	for _, f := range sr.Failed {
-		fmt.Fprintf(w, "| %d | (failed) | | | | | | %s |\n", f.Stage, strings.ReplaceAll(f.Error, "\n", " "))
+	writeCPUTable(w, sr)
+	if failed := sr.Failed(); len(failed) > 0 {
+		fmt.Fprintln(w, "## Failed runs")
+		fmt.Fprintln(w)
+		for _, r := range failed {
+			fmt.Fprintf(w, "- %s: %s\n", r.Label(), strings.ReplaceAll(r.Error, "\n", " "))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "sweep.json has every figure; docs/loadtest.md says how the tool measures.")
+	return nil
+}
+
+func firstResult(sr *SweepResult) *Result {
+	for _, r := range sr.Runs {
+		if r.Result != nil {
+			return r.Result
+		}
+	}
+	return nil
+}
+
+// stagesOf lists the stages of every ladder, in order, once each.
+func stagesOf(sr *SweepResult) []int {
+	seen := map[int]bool{}
+	var list []int
+	for _, l := range sr.Ladders {
+		for _, st := range l.Steps {
+			if !seen[st.Stage] {
+				seen[st.Stage] = true
+				list = append(list, st.Stage)
+			}
+		}
+	}
+	sort.Ints(list)
+	return list
+}
+
+// step returns the run of a ladder at a stage, or nil.
+func (sr *SweepResult) step(l Ladder, stage int) *SweepRun {
+	for _, st := range l.Steps {
+		if st.Stage == stage {
+			return sr.Runs[st.Run]
+		}
+	}
+	return nil
+}
+
+func stageName(sr *SweepResult, stage int) string {
+	for _, r := range sr.Runs {
+		if r.Stage == stage {
+			return r.Name
+		}
+	}
+	return ""
+}
+
+func rps(r *SweepRun) (float64, bool) {
+	if r == nil || r.Result == nil {
+		return 0, false
+	}
+	return r.Result.Total.RPS, true
+}
+
+func ratio(now, before *SweepRun) string {
+	a, ok1 := rps(now)
+	b, ok2 := rps(before)
+	if !ok1 || !ok2 || b == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+func writeLadderTable(w io.Writer, sr *SweepResult) {
+	fmt.Fprintln(w, "## Both ladders")
+	fmt.Fprintln(w)
+	for _, l := range sr.Ladders {
+		switch l.Name {
+		case LadderTagged:
+			fmt.Fprintln(w, "- **As the tags build it**: each stage on its own schema, as `git checkout stage-N-…` runs it; the hot queries' indexes come only with stage 4, so the stages before it scan tables.")
+		case LadderAlone:
+			fmt.Fprintln(w, "- **Each step alone**: the stages before the indexes run on the index schema (`--indexes`), so each step shows by itself, the way the talk measured (its indexes were there all along; \"without an index\" was its counterfactual).")
+		}
+	}
+	fmt.Fprintln(w, "- **The talk, 2007**: PyCon 2007's FlickrKillr with its own tool, for the iteration each stage retells.")
+	fmt.Fprintln(w)
+	fmt.Fprint(w, "| stage |")
+	for _, l := range sr.Ladders {
+		fmt.Fprintf(w, " %s: req/s | × previous | p99 ms |", l.Title)
+	}
+	fmt.Fprintln(w, " the talk, 2007: req/s | × previous |")
+	fmt.Fprint(w, "|---|")
+	for range sr.Ladders {
+		fmt.Fprint(w, "---:|---:|---:|")
+	}
+	fmt.Fprintln(w, "---:|---:|")
+	shared, noise := false, ""
+	stages := stagesOf(sr)
+	for i, n := range stages {
+		fmt.Fprintf(w, "| %d %s |", n, stageName(sr, n))
+		for _, l := range sr.Ladders {
+			r := sr.step(l, n)
+			var prev *SweepRun
+			if i > 0 {
+				prev = sr.step(l, stages[i-1])
+			}
+			cell, p99 := "—", "—"
+			if r != nil && r.Error != "" {
+				cell = "failed"
+			} else if v, ok := rps(r); ok {
+				cell, p99 = fmt.Sprintf("%.1f", v), fmt.Sprintf("%.1f", r.Result.Total.P99)
+				if len(r.Ladders) > 1 && len(sr.Ladders) > 1 {
+					cell += " ‡"
+					shared = true
+				}
+				if l.Name == LadderAlone && prev != nil && prev.Indexes && !r.Indexes && prev.Schema == r.Schema {
+					noise = fmt.Sprintf("On the \"each step alone\" ladder, stage %d runs the code of stage %d on the same schema: its stage's one change is the migration that `--indexes` had already applied, so its × previous is this sweep's run-to-run noise.", n, prev.Stage)
+				}
+			}
+			fmt.Fprintf(w, " %s | %s | %s |", cell, ratio(r, prev), p99)
+		}
+		fmt.Fprintf(w, " %s |\n", talkCells(n, i > 0 && stages[i-1] == n-1))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "## Per route: req/s (p99 ms)")
+	if shared {
+		fmt.Fprintln(w, "‡ one run that both ladders share: the stage's own schema already has the indexes, so `--indexes` changes nothing (same code, same schema).")
+		fmt.Fprintln(w)
+	}
+	if noise != "" {
+		fmt.Fprintln(w, noise)
+		fmt.Fprintln(w)
+	}
+}
+
+// talkCells are the talk's req/s and × previous for a stage ("—" when the
+// talk has none); the ratio needs the previous stage in the table.
+func talkCells(stage int, hasPrev bool) string {
+	f, ok := talk[stage]
+	if !ok {
+		return "— | — |"
+	}
+	cell := fmt.Sprintf("%g", f.RPS)
+	if f.Note != "" {
+		cell += " (" + f.Note + ")"
+	}
+	before := f.Before
+	if before == 0 && hasPrev {
+		before = talk[stage-1].RPS
+	}
+	r := "—"
+	if before > 0 {
+		r = fmt.Sprintf("%.2f×", f.RPS/before)
+		if f.Before > 0 {
+			r += " over no index"
+		}
+	}
+	return cell + " | " + r
+}
+
+// writeSteps gives each step its own section (docs/stages link to them):
+// both ladders' totals and every route, the stage before against this one.
+func writeSteps(w io.Writer, sr *SweepResult) {
+	stages := stagesOf(sr)
+	if len(stages) < 2 {
+		return
+	}
+	fmt.Fprintln(w, "## Step by step")
 	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Each stage against the one before it on the same data, on each ladder: req/s (p99 ms) per route. The stage docs (docs/stages/) say which figure shows the step and why.")
+	fmt.Fprintln(w)
+	for i := 1; i < len(stages); i++ {
+		n, p := stages[i], stages[i-1]
+		fmt.Fprintf(w, "### Step %d: %s\n\n", n, stageName(sr, n))
+		var cols []*SweepRun
+		var heads []string
+		for _, l := range sr.Ladders {
+			before, now := sr.step(l, p), sr.step(l, n)
+			if before == nil || now == nil {
+				continue
+			}
+			fmt.Fprintf(w, "- %s: %s → %s req/s (**%s**), p99 %s → %s ms\n", l.Title, rpsText(before), rpsText(now), ratio(now, before), p99Text(before), p99Text(now))
+			cols = append(cols, before, now)
+			heads = append(heads, fmt.Sprintf("%s: %s", l.Name, before.Label()), fmt.Sprintf("%s: %s", l.Name, now.Label()))
+		}
+		if f, ok := talk[n]; ok {
+			before, note := f.Before, ""
+			if before > 0 {
+				note = " without the index"
+			} else {
+				before = talk[p].RPS
+			}
+			if before > 0 {
+				fmt.Fprintf(w, "- the talk, 2007: %g%s → %g req/s (%.2f×)\n", before, note, f.RPS, f.RPS/before)
+			}
+		}
+		fmt.Fprintln(w)
+		writeRouteTableWithHeads(w, cols, heads)
+	}
+}
+
+func rpsText(r *SweepRun) string {
+	if v, ok := rps(r); ok {
+		return fmt.Sprintf("%.1f", v)
+	}
+	return "—"
+}
+
+func p99Text(r *SweepRun) string {
+	if _, ok := rps(r); ok {
+		return fmt.Sprintf("%.1f", r.Result.Total.P99)
+	}
+	return "—"
+}
+
+func writeRouteTable(w io.Writer, runs []*SweepRun) {
+	var heads []string
+	for _, r := range runs {
+		heads = append(heads, r.Label())
+	}
+	writeRouteTableWithHeads(w, runs, heads)
+}
+
+func writeRouteTableWithHeads(w io.Writer, runs []*SweepRun, heads []string) {
 	routes := map[string]bool{}
-	for _, r := range sr.Stages {
-		for _, rr := range r.Routes {
-			routes[rr.Route] = true
+	for _, r := range runs {
+		if r.Result != nil {
+			for _, rr := range r.Result.Routes {
+				routes[rr.Route] = true
+			}
 		}
 	}
 	var names []string
@@ -79,22 +322,25 @@ func writeSweepMarkdown(w io.Writer, sr *SweepResult) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	names = append(names, "total")
 	fmt.Fprint(w, "| route |")
-	for _, r := range sr.Stages {
-		fmt.Fprintf(w, " %d %s |", r.Server.Stage, r.Server.StageName)
+	for _, h := range heads {
+		fmt.Fprintf(w, " %s |", h)
 	}
 	fmt.Fprint(w, "\n|---|")
-	for range sr.Stages {
+	for range heads {
 		fmt.Fprint(w, "---:|")
 	}
 	fmt.Fprintln(w)
 	for _, n := range names {
 		fmt.Fprintf(w, "| %s |", n)
-		for _, r := range sr.Stages {
+		for _, r := range runs {
 			cell := ""
-			for _, rr := range r.Routes {
-				if rr.Route == n {
-					cell = fmt.Sprintf("%.1f (%.1f)", rr.RPS, rr.P99)
+			if r.Result != nil {
+				for _, rr := range append(r.Result.Routes, r.Result.Total) {
+					if rr.Route == n {
+						cell = fmt.Sprintf("%.1f (%.1f)", rr.RPS, rr.P99)
+					}
 				}
 			}
 			fmt.Fprintf(w, " %s |", cell)
@@ -102,8 +348,45 @@ func writeSweepMarkdown(w io.Writer, sr *SweepResult) error {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Regenerate with `make loadtest-sweep` (see docs/loadtest.md); sweep.json has every figure.")
-	return nil
+}
+
+func writeCPUTable(w io.Writer, sr *SweepResult) {
+	fmt.Fprintln(w, "## CPU per side")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "CPU seconds (user + system) over each measured window, from /proc: the load tool's own (/proc/self/stat), the server's with the children it waited for (stage 0's CGI processes) and any still running, and PostgreSQL's postmaster with all its children (the backends, the checkpointer, autovacuum). The runs are listed in the order they were measured.")
+	fmt.Fprintln(w)
+	if sr.PostgresNote != "" {
+		fmt.Fprintf(w, "PostgreSQL's CPU was not measured: %s.\n\n", sr.PostgresNote)
+	}
+	fmt.Fprintln(w, "| run | schema | indexes (its /healthz) | ladders | requests | tool CPU s | server CPU s | PostgreSQL CPU s | tool ms/req | server ms/req | PostgreSQL ms/req | tool < server |")
+	fmt.Fprintln(w, "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+	over := 0
+	for _, r := range sr.Runs {
+		c := r.CPU
+		if c == nil {
+			fmt.Fprintf(w, "| %s | %d | | %s | | | | | | | | not measured |\n", r.Label(), r.Schema, strings.Join(r.Ladders, ", "))
+			continue
+		}
+		pg, pgReq := "—", "—"
+		if c.PostgresOK {
+			pg, pgReq = fmt.Sprintf("%.1f", c.PostgresS), fmt.Sprintf("%.2f", c.PerRequestMS(c.PostgresS))
+		}
+		flag := "yes"
+		if c.ToolOverServer {
+			flag = "**NO: the tool took more CPU than the server**"
+			over++
+		}
+		idx := "no"
+		if r.Result != nil && r.Result.Server.Indexes {
+			idx = "yes"
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %d | %.1f | %.1f | %s | %.2f | %.2f | %s | %s |\n", r.Label(), r.Schema, idx, strings.Join(r.Ladders, ", "),
+			c.Requests, c.ToolS, c.ServerS, pg, c.PerRequestMS(c.ToolS), c.PerRequestMS(c.ServerS), pgReq, flag)
+	}
+	fmt.Fprintln(w)
+	if over > 0 {
+		fmt.Fprintf(w, "In %d run(s) the load tool took more CPU than the server it measured: on a shared machine those figures are partly the tool's limit.\n\n", over)
+	}
 }
 
 func orUnknown(s string) string {
@@ -113,55 +396,84 @@ func orUnknown(s string) string {
 	return s
 }
 
-// sweepSVG draws req/s as bars and p99 as a line, both on log scales (stage
-// 0 and stage 4 differ by orders of magnitude).
+// sweepSVG draws req/s per stage as grouped bars on a log scale: one bar
+// per ladder and one for the talk's 2007 figure.
 func sweepSVG(sr *SweepResult) string {
-	const W, H, left, right, top, bottom = 720, 360, 70, 70, 40, 50
+	const W, H, left, right, top, bottom = 760, 380, 70, 20, 60, 50
 	plotW, plotH := float64(W-left-right), float64(H-top-bottom)
-	n := len(sr.Stages)
+	stages := stagesOf(sr)
+	colors := map[string]string{LadderTagged: "#0063dc", LadderAlone: "#ff0084"}
+	const talkColor = "#9e9e9e"
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", W, H, W, H)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", W, H)
-	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" font-weight="bold">FlickrKillr: throughput (bars, req/s) and p99 latency (line, ms) per stage</text>`+"\n", left)
-	if n == 0 {
+	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" font-weight="bold">FlickrKillr: req/s per stage, both ladders and the talk (2007)</text>`+"\n", left)
+	// Legend.
+	x := float64(left)
+	type series struct{ name, title, color string }
+	var all []series
+	for _, l := range sr.Ladders {
+		all = append(all, series{l.Name, l.Title, colors[l.Name]})
+	}
+	all = append(all, series{"talk", "the talk, 2007", talkColor})
+	for _, s := range all {
+		fmt.Fprintf(&b, `<rect x="%.1f" y="32" width="12" height="12" fill="%s"/><text x="%.1f" y="43">%s</text>`+"\n", x, s.color, x+16, xmlEscape(s.title))
+		x += 30 + 7*float64(len(s.title))
+	}
+	if len(stages) == 0 {
 		b.WriteString("</svg>\n")
 		return b.String()
 	}
-	maxRPS, maxP99 := 1.0, 1.0
-	for _, r := range sr.Stages {
-		maxRPS, maxP99 = math.Max(maxRPS, r.Total.RPS), math.Max(maxP99, r.Total.P99)
+	maxRPS := 1.0
+	for _, r := range sr.Runs {
+		if v, ok := rps(r); ok {
+			maxRPS = math.Max(maxRPS, v)
+		}
 	}
-	rpsTop, p99Top := math.Pow(10, math.Ceil(math.Log10(maxRPS))), math.Pow(10, math.Ceil(math.Log10(maxP99)))
-	y := func(v, topV float64) float64 {
+	rpsTop := math.Pow(10, math.Ceil(math.Log10(maxRPS)))
+	y := func(v float64) float64 {
 		if v < 1 {
 			v = 1
 		}
-		return float64(top) + plotH*(1-math.Log10(v)/math.Log10(topV))
+		return float64(top) + plotH*(1-math.Log10(v)/math.Log10(rpsTop))
 	}
-	// Axes with decade ticks.
 	for d := 1.0; d <= rpsTop; d *= 10 {
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%g</text>`+"\n",
-			left, W-right, y(d, rpsTop), y(d, rpsTop), left-6, y(d, rpsTop)+4, d)
+			left, W-right, y(d), y(d), left-6, y(d)+4, d)
 	}
-	for d := 1.0; d <= p99Top; d *= 10 {
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" fill="#c2185b">%g ms</text>`+"\n", W-right+6, y(d, p99Top)+4, d)
+	slot := plotW / float64(len(stages))
+	barW := slot * 0.8 / float64(len(all))
+	for i, n := range stages {
+		x0 := float64(left) + slot*float64(i) + slot*0.1
+		for j, s := range all {
+			var v float64
+			ok := false
+			if s.name == "talk" {
+				f, has := talk[n]
+				v, ok = f.RPS, has
+			} else {
+				for _, l := range sr.Ladders {
+					if l.Name == s.name {
+						v, ok = rps(sr.step(l, n))
+					}
+				}
+			}
+			if !ok {
+				continue
+			}
+			bx, by := x0+barW*float64(j), y(v)
+			fmt.Fprintf(&b, `<rect class="bar" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", bx+1, by, barW-2, float64(top)+plotH-by, s.color)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10" fill="%s">%.0f</text>`+"\n", bx+barW/2, by-4, s.color, v)
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%d %s</text>`+"\n", float64(left)+slot*(float64(i)+0.5), H-bottom+18, n, xmlEscape(stageName(sr, n)))
 	}
-	slot := plotW / float64(n)
-	var points []string
-	for i, r := range sr.Stages {
-		x := float64(left) + slot*float64(i)
-		by := y(r.Total.RPS, rpsTop)
-		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#0063dc"/>`+"\n", x+slot*0.2, by, slot*0.6, float64(top)+plotH-by)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#0063dc">%.0f</text>`+"\n", x+slot/2, by-6, r.Total.RPS)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%d %s</text>`+"\n", x+slot/2, H-bottom+18, r.Server.Stage, r.Server.StageName)
-		points = append(points, fmt.Sprintf("%.1f,%.1f", x+slot/2, y(r.Total.P99, p99Top)))
-	}
-	fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="#c2185b" stroke-width="2.5"/>`+"\n", strings.Join(points, " "))
-	for _, p := range points {
-		xy := strings.Split(p, ",")
-		fmt.Fprintf(&b, `<circle cx="%s" cy="%s" r="4" fill="#c2185b"/>`+"\n", xy[0], xy[1])
-	}
-	fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#555">log scales; bars: req/s (left), line: p99 ms (right)</text>`+"\n", left, H-12)
+	fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#555">log scale; req/s of each measured run (the talk: its own tool, its own machine, 2007)</text>`+"\n", left, H-12)
 	b.WriteString("</svg>\n")
+	return b.String()
+}
+
+func xmlEscape(s string) string {
+	var b strings.Builder
+	xml.EscapeText(&b, []byte(s))
 	return b.String()
 }

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"flickrkillr/app"
+	"flickrkillr/loadtest"
+	"flickrkillr/migrations"
+	"flickrkillr/models"
+	"flickrkillr/models/modeltest"
+)
+
+// The sweep runs this binary's migrate and serve: under `go test` that is the
+// test binary, which acts as flickrkillr when this variable is set.
+func TestMain(m *testing.M) {
+	if os.Getenv("FLICKRKILLR_TEST_AS_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// The sweep on a tiny seed writes both ladders: the runs in the order that
+// migrates least, stage 4 measured once for both, each run's schema as its
+// /healthz says, the CPU of each side, and the command once. Structure and
+// labels only, never timings.
+func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server per run")
+	}
+	if !app.HasIndexSchema() {
+		t.Skip("a build without the index migration has one ladder")
+	}
+	latest, err := app.SchemaFor(app.DefaultStage())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := modeltest.NewDB(t, latest)
+	for k, v := range map[string]string{"FLICKRKILLR_TEST_AS_MAIN": "1", "DATABASE_URL": dsn, "DATA_DIR": t.TempDir(), "REDIS_URL": "", "STAGE": "", "INDEXES": "", "ADDR": ""} {
+		t.Setenv(k, v)
+	}
+	var stderr bytes.Buffer
+	if code := run([]string{"seed", "--users", "20", "--photos-per-user", "2-3", "--images", "3"}, &stderr); code != 0 {
+		t.Fatalf("seed: exit %d\n%s", code, stderr.String())
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	out := t.TempDir()
+	// As `make loadtest-sweep SWEEP_FLAGS="… --out …"` calls it: --out twice.
+	args := []string{"loadtest", "sweep", "--out", "results", "--stages", "2-4", "--duration", "1s", "--warmup", "0s",
+		"--concurrency", "2", "--addr", addr, "--note", "a test", "--out", out}
+	stderr.Reset()
+	if code := run(args, &stderr); code != 0 {
+		t.Fatalf("sweep: exit %d\n%s", code, stderr.String())
+	}
+
+	var sr loadtest.SweepResult
+	b, err := os.ReadFile(filepath.Join(out, "sweep.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &sr); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, r := range sr.Runs {
+		order = append(order, r.Label())
+		if r.Error != "" || r.Result == nil || r.CPU == nil {
+			t.Fatalf("%s: error %q, result %v, cpu %v", r.Label(), r.Error, r.Result != nil, r.CPU)
+		}
+		wantIndexes := r.Indexes || r.Stage == 4
+		if r.Result.Server.Stage != r.Stage || r.Result.Server.Indexes != wantIndexes {
+			t.Errorf("%s: /healthz said stage %d, indexes %v", r.Label(), r.Result.Server.Stage, r.Result.Server.Indexes)
+		}
+		if r.CPU.Requests != r.Result.Total.Requests || (sr.PostgresNote == "") != r.CPU.PostgresOK {
+			t.Errorf("%s: cpu %+v with postgres note %q", r.Label(), r.CPU, sr.PostgresNote)
+		}
+	}
+	// The database was at the index schema: those runs first, then one
+	// migration down for the tagged stages 2 and 3.
+	if got, want := strings.Join(order, ", "), "2 mem-sessions --indexes, 3 cache --indexes, 4 indexes, 2 mem-sessions, 3 cache"; got != want {
+		t.Fatalf("runs in the order %s, want %s", got, want)
+	}
+	if len(sr.Ladders) != 2 || len(sr.Ladders[0].Steps) != 3 || len(sr.Ladders[1].Steps) != 3 || sr.Ladders[0].Steps[2].Run != sr.Ladders[1].Steps[2].Run {
+		t.Fatalf("ladders %+v: want two of three steps sharing stage 4's run", sr.Ladders)
+	}
+	if strings.Count(sr.Command, "--out") != 1 || !strings.Contains(sr.Command, "--out "+out) {
+		t.Errorf("command %q: want --out once, the value used", sr.Command)
+	}
+	if !strings.HasPrefix(sr.Rerun, "make loadtest-sweep SWEEP_FLAGS=") || strings.Contains(sr.Rerun, "--out results ") {
+		t.Errorf("rerun %q", sr.Rerun)
+	}
+
+	md, err := os.ReadFile(filepath.Join(out, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"# Stage sweep: both ladders",
+		"**Note:** a test",
+		"| stage | as the tags build it: req/s | × previous | p99 ms | each step alone (--indexes): req/s |",
+		"| 2 mem-sessions |", "| 3 cache |", "| 4 indexes |", " ‡ |",
+		"### Step 3: cache", "### Step 4: indexes",
+		"| route | tagged: 2 mem-sessions | tagged: 3 cache | alone: 2 mem-sessions --indexes | alone: 3 cache --indexes |",
+		"## Per route, as the tags build it", "## Per route, each step alone (--indexes)",
+		"## CPU per side", "| 3 cache --indexes | 2 | yes | alone |", "| 3 cache | 1 | no | tagged |", "| 4 indexes | 2 | yes | tagged, alone |",
+	} {
+		if !bytes.Contains(md, []byte(want)) {
+			t.Errorf("README.md lacks %q", want)
+		}
+	}
+	if t.Failed() || os.Getenv("SHOW") != "" {
+		t.Logf("README.md:\n%s", md)
+	}
+	if _, err := os.Stat(filepath.Join(out, "chart.svg")); err != nil {
+		t.Error(err)
+	}
+
+	// The schema is left as the sweep found it.
+	db, err := models.Open(context.Background(), dsn, models.Options{MaxOpenConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer models.Close(db)
+	sqlDB, _ := db.DB()
+	if v, err := migrations.Version(context.Background(), sqlDB); err != nil || v != latest {
+		t.Fatalf("schema version %d (%v) after the sweep, want %d", v, err, latest)
+	}
+}
