@@ -100,7 +100,7 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	so := loadtest.SweepOptions{}
-	var stages, out string
+	var stages, out, docs string
 	loadtestFlags(fs, &so.Run)
 	defaultLadder := "both"
 	if !app.HasIndexSchema() {
@@ -111,6 +111,7 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.DurationVar(&so.Warmup, "warmup", 10*time.Second, "unrecorded load before each measurement")
 	fs.StringVar(&so.Addr, "addr", "127.0.0.1:18080", "where each stage's server listens")
 	fs.StringVar(&out, "out", "results", "directory for README.md, chart.svg and sweep.json")
+	fs.StringVar(&docs, "docs", "", "also refresh the figures of the stage docs in this directory (the <!-- sweep: step N --> blocks; make passes docs/stages)")
 	fs.StringVar(&so.Note, "note", "", "a note for the report (say, what else ran on the machine)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: flickrkillr loadtest sweep [flags]\n\nFor each run (a stage, on its own schema or with --indexes): migrate, start the server, warm up,\nmeasure, stop. Then bring the schema back and write the report with both ladders.")
@@ -162,6 +163,13 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 			return werr
 		}
 		log.Info("wrote the sweep report", "dir", out)
+		if docs != "" {
+			changed, werr := loadtest.WriteStepBlocks(docs, sr)
+			if werr != nil {
+				return werr
+			}
+			log.Info("refreshed the stage docs' figures", "files", strings.Join(changed, " "))
+		}
 	}
 	if err != nil {
 		return err
@@ -171,6 +179,10 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	return nil
 }
+
+// makePasses are the flags the Makefile's loadtest-sweep target passes
+// before SWEEP_FLAGS: the make command that repeats a sweep leaves them out.
+var makePasses = map[string]string{"out": "results", "docs": "docs/stages"}
 
 // sweepCommand is how the report records the sweep: every flag that was set,
 // once, in a fixed order (make passes --out results, which a user's
@@ -187,7 +199,7 @@ func sweepCommand(fs *flag.FlagSet) (command, rerun string) {
 			arg = "--" + f.Name + "=" + v
 		}
 		all = append(all, arg)
-		if f.Name != "out" || f.Value.String() != f.DefValue {
+		if makePasses[f.Name] != f.Value.String() {
 			forMake = append(forMake, arg)
 		}
 	})

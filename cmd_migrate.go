@@ -42,6 +42,6 @@ func cmdMigrate(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := migrations.To(ctx, sqlDB, version, logf); err != nil {
 		return err
 	}
-	log.Info("schema ready", "stage", cfg.Stage, "indexes", cfg.Indexes, "version", version)
+	log.Info("schema ready", "stage", cfg.Stage, "indexes", cfg.Indexes || app.SchemaHasIndexes(cfg.Stage), "version", version)
 	return nil
 }

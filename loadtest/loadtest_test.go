@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -346,7 +347,7 @@ func fixedSweep() *SweepResult {
 	for _, r := range runs {
 		v := figures[r.Label()]
 		r.Result = fixedResult(r.Stage, r.Name, r.Indexes || r.Stage == 4, v, 40000/v)
-		r.CPU = &CPU{Seconds: 30, Requests: int64(v * 30), ToolS: 5, ServerS: 30, PostgresS: 20, PostgresOK: true}
+		r.CPU = &CPU{Seconds: 30, Requests: int64(v * 30), ToolS: 5, ServerS: 30, PostgresS: 20, PostgresOK: true, OthersS: 3, MachineS: 60}
 	}
 	runs[2].CPU.ToolS, runs[2].CPU.ToolOverServer = 40, true
 	return &SweepResult{
@@ -389,8 +390,8 @@ func TestSweepReportFromFixedInputs(t *testing.T) {
 		"- the talk, 2007: 28 without the index → 616 req/s (22.00×)",
 		"- the talk, 2007: 139 → 217 req/s (1.56×)",
 		"| 1 db-sessions | 1 | no | tagged | 300 |",
-		"| 3 cache --indexes | 2 | yes | alone | 60000 | 5.0 | 30.0 | 20.0 | 0.08 | 0.50 | 0.33 | yes |",
-		"| 2 mem-sessions --indexes | 2 | yes | alone | 42000 | 40.0 | 30.0 | 20.0 | 0.95 | 0.71 | 0.48 | **NO: the tool took more CPU than the server** |",
+		"| 3 cache --indexes | 2 | yes | alone | 60000 | 5.0 | 30.0 | 20.0 | 3.0 | 60 | 0.08 | 0.50 | 0.33 | yes |",
+		"| 2 mem-sessions --indexes | 2 | yes | alone | 42000 | 40.0 | 30.0 | 20.0 | 3.0 | 60 | 0.95 | 0.71 | 0.48 | **NO: the tool took more CPU than the server** |",
 		"In 1 run(s) the load tool took more CPU than the server",
 	} {
 		if !strings.Contains(md.String(), want) {
@@ -434,6 +435,10 @@ func TestParseStat(t *testing.T) {
 			t.Errorf("parseStat(%q) accepted", bad)
 		}
 	}
+	busy, err := parseMachineBusy("cpu  100 5 50 1000 40 3 2 1 0 0\ncpu0 50 2 25 500 20 1 1 0 0 0\n")
+	if err != nil || busy != 100+5+50+3+2+1 {
+		t.Fatalf("parseMachineBusy = %d, %v; want 161 (idle and iowait left out)", busy, err)
+	}
 }
 
 // The CPU of a process tree: its own, its waited-for children's and its live
@@ -475,5 +480,34 @@ func TestReadCPUOfThisProcess(t *testing.T) {
 	}
 	if b.tool < a.tool || b.server < a.server || a.postgresOK {
 		t.Fatalf("readings %+v then %+v", a, b)
+	}
+}
+
+// The sweep refreshes the figure blocks of the stage docs for the steps it
+// measured and leaves the rest of each doc, and other steps' blocks, alone.
+func TestWriteStepBlocks(t *testing.T) {
+	dir := t.TempDir()
+	doc := "# Stage 2\n\nProse that stays.\n\n<!-- sweep: step 2 -->\nold figures\n<!-- /sweep -->\n\nMore prose.\n"
+	other := "<!-- sweep: step 0 -->\nold\n<!-- /sweep -->\n<!-- sweep: step 9 -->\nnot measured\n<!-- /sweep -->\n"
+	os.WriteFile(filepath.Join(dir, "02-mem-sessions.md"), []byte(doc), 0o644)
+	os.WriteFile(filepath.Join(dir, "00-cgi.md"), []byte(other), 0o644)
+	changed, err := WriteStepBlocks(dir, fixedSweep())
+	if err != nil || len(changed) != 2 {
+		t.Fatalf("changed %v, %v", changed, err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "02-mem-sessions.md"))
+	got := string(b)
+	for _, want := range []string{"Prose that stays.", "More prose.", "<!-- sweep: step 2 -->\nMeasured 2026-11-22 by `flickrkillr loadtest sweep --duration 30s`",
+		"- each step alone (--indexes): 800.0 → 1400.0 req/s (**1.75×**)", "| route | tagged: 1 db-sessions | tagged: 2 mem-sessions |", "\n<!-- /sweep -->\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("doc lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "old figures") {
+		t.Errorf("the old figures stayed:\n%s", got)
+	}
+	b, _ = os.ReadFile(filepath.Join(dir, "00-cgi.md"))
+	if got := string(b); !strings.Contains(got, "| route | tagged: 0 cgi | alone: 0 cgi --indexes |") || !strings.Contains(got, "not measured") {
+		t.Errorf("stage 0's block or the unmeasured one:\n%s", got)
 	}
 }

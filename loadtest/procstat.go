@@ -134,10 +134,34 @@ var clockTicks = func() float64 {
 }()
 
 // cpuReading is one reading of the three sides, in seconds of CPU since
-// each process started.
+// each process started, and of the whole machine's busy time.
 type cpuReading struct {
 	tool, server, postgres float64
 	postgresOK             bool
+	machine                float64 // every CPU's busy time since boot (/proc/stat)
+	machineOK              bool
+}
+
+// parseMachineBusy reads the "cpu" line of /proc/stat: the ticks every CPU
+// spent on anything but idle and iowait.
+func parseMachineBusy(procStat string) (uint64, error) {
+	line, _, _ := strings.Cut(procStat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, fmt.Errorf("loadtest: /proc/stat starts with %.40q, not the cpu line", line)
+	}
+	var busy uint64
+	// user nice system idle iowait irq softirq steal (guest time is already in user).
+	for i, v := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("loadtest: /proc/stat cpu field %d: %q", i+1, v)
+		}
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, nil
 }
 
 // readCPU reads the load tool's own CPU (this process: its threads, not the
@@ -162,6 +186,11 @@ func readCPU(serverPID, pgPID int) (cpuReading, error) {
 		return cpuReading{}, errors.New("loadtest: the server's process is gone")
 	}
 	r.server = float64(srv) / clockTicks
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		if busy, err := parseMachineBusy(string(b)); err == nil {
+			r.machine, r.machineOK = float64(busy)/clockTicks, true
+		}
+	}
 	if pgPID > 0 {
 		var pg uint64
 		pg, r.postgresOK = t.treeTicks(pgPID)
@@ -179,6 +208,12 @@ type CPU struct {
 	ServerS    float64 `json:"server_s"`
 	PostgresS  float64 `json:"postgres_s"`
 	PostgresOK bool    `json:"postgres_measured"` // false: PostgreSQL's processes were not found (see the sweep's postgres_note)
+	// OthersS is the machine's busy CPU time that none of the three sides
+	// took: other processes on a shared machine (and PostgreSQL's, if not
+	// measured). It says how much the figures were disturbed.
+	OthersS float64 `json:"others_s"`
+	// MachineS is the CPU time the machine had in the window (cores × seconds).
+	MachineS float64 `json:"machine_s"`
 	// ToolOverServer: the tool took more CPU than the server it measured,
 	// so on a shared machine it may be what limits the figures.
 	ToolOverServer bool `json:"tool_over_server"`
@@ -189,6 +224,9 @@ func cpuBetween(a, b cpuReading, seconds float64, requests int64) *CPU {
 		PostgresOK: a.postgresOK && b.postgresOK}
 	if c.PostgresOK {
 		c.PostgresS = b.postgres - a.postgres
+	}
+	if a.machineOK && b.machineOK {
+		c.OthersS = max(0, (b.machine-a.machine)-c.ToolS-c.ServerS-c.PostgresS)
 	}
 	c.ToolOverServer = c.ToolS > c.ServerS
 	return c

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -266,6 +267,13 @@ func sweepRun(ctx context.Context, so SweepOptions, run *SweepRun) error {
 	if err := migrate(ctx, so, args...); err != nil {
 		return err
 	}
+	// Another server on the address (another checkout's sweep) would answer
+	// our health check and be measured in our server's place.
+	if ln, err := net.Listen("tcp", so.Addr); err != nil {
+		return fmt.Errorf("%s is taken (another server or sweep?): pass --addr: %w", so.Addr, err)
+	} else {
+		ln.Close()
+	}
 	so.Log("%s: starting the server on %s", run.Label(), so.Addr)
 	name := fmt.Sprintf("flickrkillr-sweep-stage%d", run.Stage)
 	if run.Indexes {
@@ -321,6 +329,7 @@ func sweepRun(ctx context.Context, so SweepOptions, run *SweepRun) error {
 		return fmt.Errorf("reading CPU from /proc: %v", cpuErr)
 	}
 	run.CPU.Seconds, run.CPU.Requests = res.Elapsed, res.Total.Requests
+	run.CPU.MachineS = res.Elapsed * float64(runtime.NumCPU())
 	run.Result = res
 	return nil
 }

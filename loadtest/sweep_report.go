@@ -7,7 +7,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -257,33 +259,98 @@ func writeSteps(w io.Writer, sr *SweepResult) {
 	fmt.Fprintln(w, "Each stage against the one before it on the same data, on each ladder: req/s (p99 ms) per route. The stage docs (docs/stages/) say which figure shows the step and why.")
 	fmt.Fprintln(w)
 	for i := 1; i < len(stages); i++ {
-		n, p := stages[i], stages[i-1]
-		fmt.Fprintf(w, "### Step %d: %s\n\n", n, stageName(sr, n))
-		var cols []*SweepRun
-		var heads []string
-		for _, l := range sr.Ladders {
-			before, now := sr.step(l, p), sr.step(l, n)
-			if before == nil || now == nil {
-				continue
-			}
-			fmt.Fprintf(w, "- %s: %s → %s req/s (**%s**), p99 %s → %s ms\n", l.Title, rpsText(before), rpsText(now), ratio(now, before), p99Text(before), p99Text(now))
-			cols = append(cols, before, now)
-			heads = append(heads, fmt.Sprintf("%s: %s", l.Name, before.Label()), fmt.Sprintf("%s: %s", l.Name, now.Label()))
-		}
-		if f, ok := talk[n]; ok {
-			before, note := f.Before, ""
-			if before > 0 {
-				note = " without the index"
-			} else {
-				before = talk[p].RPS
-			}
-			if before > 0 {
-				fmt.Fprintf(w, "- the talk, 2007: %g%s → %g req/s (%.2f×)\n", before, note, f.RPS, f.RPS/before)
-			}
-		}
-		fmt.Fprintln(w)
-		writeRouteTableWithHeads(w, cols, heads)
+		fmt.Fprintf(w, "### Step %d: %s\n\n", stages[i], stageName(sr, stages[i]))
+		writeStep(w, sr, stages[i-1], stages[i])
 	}
+}
+
+// writeStep is stage n against stage p on each ladder: the totals, the
+// talk's step, and every route.
+func writeStep(w io.Writer, sr *SweepResult, p, n int) {
+	var cols []*SweepRun
+	var heads []string
+	for _, l := range sr.Ladders {
+		before, now := sr.step(l, p), sr.step(l, n)
+		if before == nil || now == nil {
+			continue
+		}
+		fmt.Fprintf(w, "- %s: %s → %s req/s (**%s**), p99 %s → %s ms\n", l.Title, rpsText(before), rpsText(now), ratio(now, before), p99Text(before), p99Text(now))
+		cols = append(cols, before, now)
+		heads = append(heads, fmt.Sprintf("%s: %s", l.Name, before.Label()), fmt.Sprintf("%s: %s", l.Name, now.Label()))
+	}
+	if f, ok := talk[n]; ok {
+		before, note := f.Before, ""
+		if before > 0 {
+			note = " without the index"
+		} else {
+			before = talk[p].RPS
+		}
+		if before > 0 {
+			fmt.Fprintf(w, "- the talk, 2007: %g%s → %g req/s (%.2f×)\n", before, note, f.RPS, f.RPS/before)
+		}
+	}
+	fmt.Fprintln(w)
+	writeRouteTableWithHeads(w, cols, heads)
+}
+
+// stepBlock matches the part of a stage doc that the sweep refreshes:
+//
+//	<!-- sweep: step 2 -->
+//	… (generated) …
+//	<!-- /sweep -->
+var stepBlock = regexp.MustCompile(`(?s)(<!-- sweep: step (\d+) -->\n).*?(<!-- /sweep -->)`)
+
+// WriteStepBlocks refreshes the figures in the docs of dir (docs/stages):
+// each "sweep: step N" block gets step N of this sweep (stage N-1 against
+// stage N on each ladder, with a stage 0 block showing stage 0 alone), when
+// the sweep measured both stages; other blocks are left as they are. It
+// returns the files it changed.
+func WriteStepBlocks(dir string, sr *SweepResult) ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.md"))
+	if err != nil {
+		return nil, err
+	}
+	measured := map[int]bool{}
+	for _, n := range stagesOf(sr) {
+		measured[n] = true
+	}
+	var changed []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return changed, err
+		}
+		out := stepBlock.ReplaceAllStringFunc(string(b), func(block string) string {
+			m := stepBlock.FindStringSubmatch(block)
+			n, _ := strconv.Atoi(m[2])
+			if !measured[n] || (n > 0 && !measured[n-1]) {
+				return block
+			}
+			var body strings.Builder
+			fmt.Fprintf(&body, "Measured %s by `%s` (generated from [results/README.md](../../results/README.md); refreshed by the sweep, do not edit). req/s (p99 ms):\n\n",
+				sr.Started.Format("2006-01-02"), sr.Command)
+			if n == 0 {
+				var cols []*SweepRun
+				var heads []string
+				for _, l := range sr.Ladders {
+					if r := sr.step(l, 0); r != nil {
+						cols, heads = append(cols, r), append(heads, l.Name+": "+r.Label())
+					}
+				}
+				writeRouteTableWithHeads(&body, cols, heads)
+			} else {
+				writeStep(&body, sr, n-1, n)
+			}
+			return m[1] + body.String() + m[3]
+		})
+		if out != string(b) {
+			if err := os.WriteFile(f, []byte(out), 0o644); err != nil {
+				return changed, err
+			}
+			changed = append(changed, f)
+		}
+	}
+	return changed, nil
 }
 
 func rpsText(r *SweepRun) string {
@@ -353,18 +420,18 @@ func writeRouteTableWithHeads(w io.Writer, runs []*SweepRun, heads []string) {
 func writeCPUTable(w io.Writer, sr *SweepResult) {
 	fmt.Fprintln(w, "## CPU per side")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "CPU seconds (user + system) over each measured window, from /proc: the load tool's own (/proc/self/stat), the server's with the children it waited for (stage 0's CGI processes) and any still running, and PostgreSQL's postmaster with all its children (the backends, the checkpointer, autovacuum). The runs are listed in the order they were measured.")
+	fmt.Fprintln(w, "CPU seconds (user + system) over each measured window, from /proc: the load tool's own (/proc/self/stat), the server's with the children it waited for (stage 0's CGI processes) and any still running, and PostgreSQL's postmaster with all its children (the backends, the checkpointer, autovacuum). \"others\" is the machine's busy time (/proc/stat) that none of the three took: other processes on a shared machine, which disturb the figures; \"of\" is what the machine had (cores × seconds). The runs are listed in the order they were measured.")
 	fmt.Fprintln(w)
 	if sr.PostgresNote != "" {
 		fmt.Fprintf(w, "PostgreSQL's CPU was not measured: %s.\n\n", sr.PostgresNote)
 	}
-	fmt.Fprintln(w, "| run | schema | indexes (its /healthz) | ladders | requests | tool CPU s | server CPU s | PostgreSQL CPU s | tool ms/req | server ms/req | PostgreSQL ms/req | tool < server |")
-	fmt.Fprintln(w, "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Fprintln(w, "| run | schema | indexes (its /healthz) | ladders | requests | tool CPU s | server CPU s | PostgreSQL CPU s | others CPU s | of | tool ms/req | server ms/req | PostgreSQL ms/req | tool < server |")
+	fmt.Fprintln(w, "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	over := 0
 	for _, r := range sr.Runs {
 		c := r.CPU
 		if c == nil {
-			fmt.Fprintf(w, "| %s | %d | | %s | | | | | | | | not measured |\n", r.Label(), r.Schema, strings.Join(r.Ladders, ", "))
+			fmt.Fprintf(w, "| %s | %d | | %s | | | | | | | | | | not measured |\n", r.Label(), r.Schema, strings.Join(r.Ladders, ", "))
 			continue
 		}
 		pg, pgReq := "—", "—"
@@ -380,8 +447,8 @@ func writeCPUTable(w io.Writer, sr *SweepResult) {
 		if r.Result != nil && r.Result.Server.Indexes {
 			idx = "yes"
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %d | %.1f | %.1f | %s | %.2f | %.2f | %s | %s |\n", r.Label(), r.Schema, idx, strings.Join(r.Ladders, ", "),
-			c.Requests, c.ToolS, c.ServerS, pg, c.PerRequestMS(c.ToolS), c.PerRequestMS(c.ServerS), pgReq, flag)
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %d | %.1f | %.1f | %s | %.1f | %.0f | %.2f | %.2f | %s | %s |\n", r.Label(), r.Schema, idx, strings.Join(r.Ladders, ", "),
+			c.Requests, c.ToolS, c.ServerS, pg, c.OthersS, c.MachineS, c.PerRequestMS(c.ToolS), c.PerRequestMS(c.ServerS), pgReq, flag)
 	}
 	fmt.Fprintln(w)
 	if over > 0 {
