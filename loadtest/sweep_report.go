@@ -89,6 +89,20 @@ func writeSweepMarkdown(w io.Writer, sr *SweepResult) error {
 		writeRouteTable(w, cols)
 	}
 	writeCPUTable(w, sr)
+	var retried []string
+	for _, r := range sr.Runs {
+		if r.Retried != "" {
+			retried = append(retried, fmt.Sprintf("- %s: %s", r.Label(), strings.ReplaceAll(r.Retried, "\n", " ")))
+		}
+	}
+	if len(retried) > 0 {
+		fmt.Fprintln(w, "## Runs measured a second time")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Their first attempt failed; the figures above are the second attempt's.")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, strings.Join(retried, "\n"))
+		fmt.Fprintln(w)
+	}
 	if failed := sr.Failed(); len(failed) > 0 {
 		fmt.Fprintln(w, "## Failed runs")
 		fmt.Fprintln(w)
