@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -100,7 +101,7 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	so := loadtest.SweepOptions{}
-	var stages, out, docs string
+	var stages, out, docs, from string
 	loadtestFlags(fs, &so.Run)
 	defaultLadder := "both"
 	if !app.HasIndexSchema() {
@@ -112,6 +113,7 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.StringVar(&so.Addr, "addr", "127.0.0.1:18080", "where each stage's server listens")
 	fs.StringVar(&out, "out", "results", "directory for README.md, chart.svg and sweep.json")
 	fs.StringVar(&docs, "docs", "", "also refresh the figures of the stage docs in this directory (the <!-- sweep: step N --> blocks; make passes docs/stages)")
+	fs.StringVar(&from, "from", "", "measure nothing: write the report (and --docs) again from this sweep.json")
 	fs.StringVar(&so.Note, "note", "", "a note for the report (say, what else ran on the machine)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: flickrkillr loadtest sweep [flags]\n\nFor each run (a stage, on its own schema or with --indexes): migrate, start the server, warm up,\nmeasure, stop. Then bring the schema back and write the report with both ladders.")
@@ -119,6 +121,9 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if from != "" {
+		return rewriteSweep(from, out, docs, log)
 	}
 	if err := cfg.Validate("db", "redis", "data"); err != nil {
 		return err
@@ -159,16 +164,8 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	sr, err := loadtest.Sweep(ctx, so)
 	clearProgress()
 	if sr != nil && len(sr.Runs) > 0 {
-		if werr := loadtest.WriteSweep(out, sr); werr != nil {
+		if werr := writeSweep(sr, out, docs, log); werr != nil {
 			return werr
-		}
-		log.Info("wrote the sweep report", "dir", out)
-		if docs != "" {
-			changed, werr := loadtest.WriteStepBlocks(docs, sr)
-			if werr != nil {
-				return werr
-			}
-			log.Info("refreshed the stage docs' figures", "files", strings.Join(changed, " "))
 		}
 	}
 	if err != nil {
@@ -178,6 +175,35 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 		return fmt.Errorf("%d run(s) failed; see %s/README.md", len(failed), out)
 	}
 	return nil
+}
+
+func writeSweep(sr *loadtest.SweepResult, out, docs string, log *slog.Logger) error {
+	if err := loadtest.WriteSweep(out, sr); err != nil {
+		return err
+	}
+	log.Info("wrote the sweep report", "dir", out)
+	if docs != "" {
+		changed, err := loadtest.WriteStepBlocks(docs, sr)
+		if err != nil {
+			return err
+		}
+		log.Info("refreshed the stage docs' figures", "files", strings.Join(changed, " "))
+	}
+	return nil
+}
+
+// rewriteSweep writes the report of a recorded sweep again (after the report's
+// code or the docs changed), measuring nothing.
+func rewriteSweep(from, out, docs string, log *slog.Logger) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return &usageError{fmt.Sprintf("--from: %v", err)}
+	}
+	var sr loadtest.SweepResult
+	if err := json.Unmarshal(b, &sr); err != nil || len(sr.Runs) == 0 {
+		return &usageError{fmt.Sprintf("--from: %s is not a two-ladder sweep.json (%v)", from, err)}
+	}
+	return writeSweep(&sr, out, docs, log)
 }
 
 // makePasses are the flags the Makefile's loadtest-sweep target passes

@@ -228,7 +228,9 @@ func reportProgress(fn func(Progress), start time.Time, reqs, errs *atomic.Int64
 // probe reads /healthz?data=1: the server must answer before we start.
 func probe(ctx context.Context, c *client) (ServerInfo, error) {
 	var info ServerInfo
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// Generous: a stage 0 server still busy with the scans of the requests
+	// a warm-up cut off can take seconds to start one more process.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var res response
 	if err := c.do(ctx, http.MethodGet, "/healthz?data=1", nil, &res); err != nil {

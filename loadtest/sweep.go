@@ -317,6 +317,11 @@ func sweepRun(ctx context.Context, so SweepOptions, run *SweepRun) error {
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
+	// The warm-up's last requests were cut off, not their work on the
+	// server (stage 0's processes scanning tables): let it answer again first.
+	if err := waitHealthy(ctx, url, 60*time.Second); err != nil {
+		return fmt.Errorf("after the warm-up: %w (server log: %s)", err, logPath)
+	}
 	so.Log("%s: measuring for %s", run.Label(), o.Duration)
 	var before cpuReading
 	var cpuErr error

@@ -288,7 +288,11 @@ func writeStep(w io.Writer, sr *SweepResult, p, n int) {
 		if before == nil || now == nil {
 			continue
 		}
-		fmt.Fprintf(w, "- %s: %s → %s req/s (**%s**), p99 %s → %s ms\n", l.Title, rpsText(before), rpsText(now), ratio(now, before), p99Text(before), p99Text(now))
+		fmt.Fprintf(w, "- %s: %s → %s req/s (**%s**), p99 %s → %s ms; CPU per request: server %s, PostgreSQL %s, tool %s ms\n",
+			l.Title, rpsText(before), rpsText(now), ratio(now, before), p99Text(before), p99Text(now),
+			cpuStep(before, now, func(c *CPU) (float64, bool) { return c.ServerS, true }),
+			cpuStep(before, now, func(c *CPU) (float64, bool) { return c.PostgresS, c.PostgresOK }),
+			cpuStep(before, now, func(c *CPU) (float64, bool) { return c.ToolS, true }))
 		cols = append(cols, before, now)
 		heads = append(heads, fmt.Sprintf("%s: %s", l.Name, before.Label()), fmt.Sprintf("%s: %s", l.Name, now.Label()))
 	}
@@ -349,8 +353,13 @@ func WriteStepBlocks(dir string, sr *SweepResult) ([]string, error) {
 				for _, l := range sr.Ladders {
 					if r := sr.step(l, 0); r != nil {
 						cols, heads = append(cols, r), append(heads, l.Name+": "+r.Label())
+						if r.CPU != nil {
+							fmt.Fprintf(&body, "- %s: %s req/s, p99 %s ms; CPU per request: server %.2f, PostgreSQL %.2f, tool %.2f ms\n", l.Title, rpsText(r), p99Text(r),
+								r.CPU.PerRequestMS(r.CPU.ServerS), r.CPU.PerRequestMS(r.CPU.PostgresS), r.CPU.PerRequestMS(r.CPU.ToolS))
+						}
 					}
 				}
+				fmt.Fprintln(&body)
 				writeRouteTableWithHeads(&body, cols, heads)
 			} else {
 				writeStep(&body, sr, n-1, n)
@@ -365,6 +374,21 @@ func WriteStepBlocks(dir string, sr *SweepResult) ([]string, error) {
 		}
 	}
 	return changed, nil
+}
+
+// cpuStep is "a → b" of one side's CPU ms per request over two runs.
+func cpuStep(before, now *SweepRun, side func(*CPU) (float64, bool)) string {
+	text := func(r *SweepRun) string {
+		if r.CPU == nil {
+			return "—"
+		}
+		v, ok := side(r.CPU)
+		if !ok {
+			return "—"
+		}
+		return fmt.Sprintf("%.2f", r.CPU.PerRequestMS(v))
+	}
+	return text(before) + " → " + text(now)
 }
 
 func rpsText(r *SweepRun) string {
