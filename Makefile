@@ -34,7 +34,7 @@ loadtest: build ## load-test a running server (URL, DURATION, CONCURRENCY)
 	@$(BIN) loadtest --url $${URL:-http://127.0.0.1:8080} $${DURATION:+--duration $$DURATION} $${CONCURRENCY:+--concurrency $$CONCURRENCY}
 
 loadtest-sweep: build ## measure both ladders on the current data into results/ (and the stage docs' figures)
-	@DATABASE_URL=$(DB_URL) $(BIN) loadtest sweep --out results --docs docs/stages $(SWEEP_FLAGS)
+	@DATABASE_URL=$(DB_URL) $(BIN) loadtest sweep --out results --docs docs/stages,README.md $(SWEEP_FLAGS)
 
 workshop-tags: ## create (or replace) the local tags stage-0-cgi … stage-4-indexes from main
 	@scripts/workshop-tags.sh

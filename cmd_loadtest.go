@@ -112,7 +112,7 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.DurationVar(&so.Warmup, "warmup", 10*time.Second, "unrecorded load before each measurement")
 	fs.StringVar(&so.Addr, "addr", "127.0.0.1:18080", "where each stage's server listens")
 	fs.StringVar(&out, "out", "results", "directory for README.md, chart.svg and sweep.json")
-	fs.StringVar(&docs, "docs", "", "also refresh the figures of the stage docs in this directory (the <!-- sweep: step N --> blocks; make passes docs/stages)")
+	fs.StringVar(&docs, "docs", "", "also refresh the figure blocks (<!-- sweep: step N --> or ladders) of these docs: files or directories, comma-separated (make passes docs/stages,README.md)")
 	fs.StringVar(&from, "from", "", "measure nothing: write the report (and --docs) again from this sweep.json")
 	fs.StringVar(&so.Note, "note", "", "a note for the report (say, what else ran on the machine)")
 	fs.Usage = func() {
@@ -183,7 +183,7 @@ func writeSweep(sr *loadtest.SweepResult, out, docs string, log *slog.Logger) er
 	}
 	log.Info("wrote the sweep report", "dir", out)
 	if docs != "" {
-		changed, err := loadtest.WriteStepBlocks(docs, sr)
+		changed, err := loadtest.WriteStepBlocks(strings.Split(docs, ","), sr)
 		if err != nil {
 			return err
 		}
@@ -208,7 +208,7 @@ func rewriteSweep(from, out, docs string, log *slog.Logger) error {
 
 // makePasses are the flags the Makefile's loadtest-sweep target passes
 // before SWEEP_FLAGS: the make command that repeats a sweep leaves them out.
-var makePasses = map[string]string{"out": "results", "docs": "docs/stages"}
+var makePasses = map[string]string{"out": "results", "docs": "docs/stages,README.md"}
 
 // sweepCommand is how the report records the sweep: every flag that was set,
 // once, in a fixed order (make passes --out results, which a user's

@@ -55,10 +55,12 @@ func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	out := t.TempDir()
+	out, docs := t.TempDir(), t.TempDir()
+	doc := filepath.Join(docs, "03-cache.md")
+	os.WriteFile(doc, []byte("# Stage 3\n<!-- sweep: step 3 -->\n<!-- /sweep -->\n"), 0o644)
 	// As `make loadtest-sweep SWEEP_FLAGS="… --out …"` calls it: --out twice.
 	args := []string{"loadtest", "sweep", "--out", "results", "--stages", "2-4", "--duration", "1s", "--warmup", "0s",
-		"--concurrency", "2", "--addr", addr, "--note", "a test", "--out", out}
+		"--concurrency", "2", "--addr", addr, "--note", "a test", "--docs", docs, "--out", out}
 	stderr.Reset()
 	if code := run(args, &stderr); code != 0 {
 		t.Fatalf("sweep: exit %d\n%s", code, stderr.String())
@@ -124,6 +126,9 @@ func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "chart.svg")); err != nil {
 		t.Error(err)
+	}
+	if b, _ := os.ReadFile(doc); !bytes.Contains(b, []byte("| route | tagged: 2 mem-sessions | tagged: 3 cache |")) {
+		t.Errorf("the doc's step 3 block was not refreshed:\n%s", b)
 	}
 
 	// The schema is left as the sweep found it.

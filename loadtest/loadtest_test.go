@@ -489,10 +489,12 @@ func TestWriteStepBlocks(t *testing.T) {
 	dir := t.TempDir()
 	doc := "# Stage 2\n\nProse that stays.\n\n<!-- sweep: step 2 -->\nold figures\n<!-- /sweep -->\n\nMore prose.\n"
 	other := "<!-- sweep: step 0 -->\nold\n<!-- /sweep -->\n<!-- sweep: step 9 -->\nnot measured\n<!-- /sweep -->\n"
+	readme := filepath.Join(t.TempDir(), "README.md")
+	os.WriteFile(readme, []byte("# App\n<!-- sweep: ladders -->\n<!-- /sweep -->\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "02-mem-sessions.md"), []byte(doc), 0o644)
 	os.WriteFile(filepath.Join(dir, "00-cgi.md"), []byte(other), 0o644)
-	changed, err := WriteStepBlocks(dir, fixedSweep())
-	if err != nil || len(changed) != 2 {
+	changed, err := WriteStepBlocks([]string{dir, readme}, fixedSweep())
+	if err != nil || len(changed) != 3 {
 		t.Fatalf("changed %v, %v", changed, err)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "02-mem-sessions.md"))
@@ -509,5 +511,9 @@ func TestWriteStepBlocks(t *testing.T) {
 	b, _ = os.ReadFile(filepath.Join(dir, "00-cgi.md"))
 	if got := string(b); !strings.Contains(got, "| route | tagged: 0 cgi | alone: 0 cgi --indexes |") || !strings.Contains(got, "not measured") {
 		t.Errorf("stage 0's block or the unmeasured one:\n%s", got)
+	}
+	b, _ = os.ReadFile(readme)
+	if got := string(b); !strings.Contains(got, "| 1 db-sessions | 10.0 | 2.00× | 4000.0 | 800.0 | 40.00× | 50.0 | 139 | 6.04× |") {
+		t.Errorf("README's ladders block:\n%s", got)
 	}
 }

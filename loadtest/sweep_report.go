@@ -178,6 +178,11 @@ func ratio(now, before *SweepRun) string {
 func writeLadderTable(w io.Writer, sr *SweepResult) {
 	fmt.Fprintln(w, "## Both ladders")
 	fmt.Fprintln(w)
+	writeLadderIntro(w, sr)
+	writeLadderRows(w, sr)
+}
+
+func writeLadderIntro(w io.Writer, sr *SweepResult) {
 	for _, l := range sr.Ladders {
 		switch l.Name {
 		case LadderTagged:
@@ -188,6 +193,10 @@ func writeLadderTable(w io.Writer, sr *SweepResult) {
 	}
 	fmt.Fprintln(w, "- **The talk, 2007**: PyCon 2007's FlickrKillr with its own tool, for the iteration each stage retells.")
 	fmt.Fprintln(w)
+}
+
+// writeLadderRows is the table of both ladders and the talk, with its notes.
+func writeLadderRows(w io.Writer, sr *SweepResult) {
 	fmt.Fprint(w, "| stage |")
 	for _, l := range sr.Ladders {
 		fmt.Fprintf(w, " %s: req/s | × previous | p99 ms |", l.Title)
@@ -311,22 +320,35 @@ func writeStep(w io.Writer, sr *SweepResult, p, n int) {
 	writeRouteTableWithHeads(w, cols, heads)
 }
 
-// stepBlock matches the part of a stage doc that the sweep refreshes:
+// docBlock matches a part of a doc that the sweep refreshes:
 //
-//	<!-- sweep: step 2 -->
+//	<!-- sweep: step 2 -->    (stage 1 against stage 2 on each ladder; step 0 is stage 0 alone)
+//	<!-- sweep: ladders -->   (the table of both ladders and the talk)
 //	… (generated) …
 //	<!-- /sweep -->
-var stepBlock = regexp.MustCompile(`(?s)(<!-- sweep: step (\d+) -->\n).*?(<!-- /sweep -->)`)
+var docBlock = regexp.MustCompile(`(?s)(<!-- sweep: (step (\d+)|ladders) -->\n).*?(<!-- /sweep -->)`)
 
-// WriteStepBlocks refreshes the figures in the docs of dir (docs/stages):
-// each "sweep: step N" block gets step N of this sweep (stage N-1 against
-// stage N on each ladder, with a stage 0 block showing stage 0 alone), when
-// the sweep measured both stages; other blocks are left as they are. It
-// returns the files it changed.
-func WriteStepBlocks(dir string, sr *SweepResult) ([]string, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "*.md"))
-	if err != nil {
-		return nil, err
+// WriteStepBlocks refreshes the figures in the docs at paths (files, or
+// directories whose *.md files are read): each block gets this sweep's
+// figures when the sweep measured what it shows; other blocks, and
+// everything outside the blocks, stay as they are. It returns the files it
+// changed.
+func WriteStepBlocks(paths []string, sr *SweepResult) ([]string, error) {
+	var files []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		md, err := filepath.Glob(filepath.Join(p, "*.md"))
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, md...)
 	}
 	measured := map[int]bool{}
 	for _, n := range stagesOf(sr) {
@@ -338,15 +360,32 @@ func WriteStepBlocks(dir string, sr *SweepResult) ([]string, error) {
 		if err != nil {
 			return changed, err
 		}
-		out := stepBlock.ReplaceAllStringFunc(string(b), func(block string) string {
-			m := stepBlock.FindStringSubmatch(block)
-			n, _ := strconv.Atoi(m[2])
+		rel, err := filepath.Rel(filepath.Dir(f), "results/README.md")
+		if err != nil {
+			rel = "results/README.md"
+		}
+		out := docBlock.ReplaceAllStringFunc(string(b), func(block string) string {
+			m := docBlock.FindStringSubmatch(block)
+			var body strings.Builder
+			header := func() {
+				fmt.Fprintf(&body, "Measured %s by `%s` (generated from [results/README.md](%s); the sweep refreshes this block, do not edit it).\n\n",
+					sr.Started.Format("2006-01-02"), sr.Command, filepath.ToSlash(rel))
+			}
+			if m[2] == "ladders" {
+				if len(stagesOf(sr)) < 2 {
+					return block
+				}
+				header()
+				writeLadderRows(&body, sr)
+				return m[1] + body.String() + m[4]
+			}
+			n, _ := strconv.Atoi(m[3])
 			if !measured[n] || (n > 0 && !measured[n-1]) {
 				return block
 			}
-			var body strings.Builder
-			fmt.Fprintf(&body, "Measured %s by `%s` (generated from [results/README.md](../../results/README.md); refreshed by the sweep, do not edit). req/s (p99 ms):\n\n",
-				sr.Started.Format("2006-01-02"), sr.Command)
+			header()
+			fmt.Fprintln(&body, "req/s (p99 ms) per route:")
+			fmt.Fprintln(&body)
 			if n == 0 {
 				var cols []*SweepRun
 				var heads []string
@@ -364,7 +403,7 @@ func WriteStepBlocks(dir string, sr *SweepResult) ([]string, error) {
 			} else {
 				writeStep(&body, sr, n-1, n)
 			}
-			return m[1] + body.String() + m[3]
+			return m[1] + body.String() + m[4]
 		})
 		if out != string(b) {
 			if err := os.WriteFile(f, []byte(out), 0o644); err != nil {
