@@ -111,6 +111,7 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.StringVar(&so.Ladder, "ladder", defaultLadder, "tagged (each stage on its own schema), alone (stages before 4 with --indexes) or both")
 	fs.DurationVar(&so.Warmup, "warmup", 10*time.Second, "unrecorded load before each measurement")
 	fs.StringVar(&so.Addr, "addr", "127.0.0.1:18080", "where each stage's server listens")
+	fs.DurationVar(&so.RetryPause, "retry-pause", 20*time.Second, "wait before measuring a failed run again (up to 3 attempts)")
 	fs.StringVar(&out, "out", "results", "directory for README.md, chart.svg and sweep.json")
 	fs.StringVar(&docs, "docs", "", "also refresh the figure blocks (<!-- sweep: step N --> or ladders) of these docs: files or directories, comma-separated (make passes docs/stages,README.md)")
 	fs.StringVar(&from, "from", "", "measure nothing: write the report (and --docs) again from this sweep.json")

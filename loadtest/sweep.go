@@ -23,12 +23,14 @@ type SweepOptions struct {
 	Ladder  string         // tagged, alone or both
 	Current int64          // the schema version the database is at: measured first, restored at the end
 	Warmup  time.Duration  // unrecorded load before each measurement
-	Exe     string         // the flickrkillr binary that migrates and serves
-	Addr    string         // where each stage's server listens
-	Env     []string       // DATABASE_URL, DATA_DIR, REDIS_URL for the server
-	Command string         // how the sweep was started, for the report
-	Rerun   string         // the one command that repeats it
-	Note    string         // the operator's note for the report (say, a shared machine)
+	// RetryPause is the wait before measuring a failed run again.
+	RetryPause time.Duration
+	Exe        string   // the flickrkillr binary that migrates and serves
+	Addr       string   // where each stage's server listens
+	Env        []string // DATABASE_URL, DATA_DIR, REDIS_URL for the server
+	Command    string   // how the sweep was started, for the report
+	Rerun      string   // the one command that repeats it
+	Note       string   // the operator's note for the report (say, a shared machine)
 	// PostgresPID is the cluster's postmaster, whose process tree's CPU the
 	// sweep reports; 0 with PostgresNote saying why it is not measured.
 	PostgresPID  int
@@ -85,9 +87,9 @@ type SweepRun struct {
 	Result  *Result  `json:"result,omitempty"`
 	CPU     *CPU     `json:"cpu,omitempty"`
 	Error   string   `json:"error,omitempty"`
-	// Retried is why the first attempt failed, when the run was measured
-	// a second time.
-	Retried string `json:"retried,omitempty"`
+	// Retried says why each earlier attempt failed, when the run was
+	// measured again.
+	Retried []string `json:"retried,omitempty"`
 }
 
 // Label names the run: "3 cache" or "3 cache --indexes".
@@ -232,12 +234,17 @@ func Sweep(ctx context.Context, so SweepOptions) (*SweepResult, error) {
 		PostgresNote: so.PostgresNote, Runs: runs, Ladders: ladders}
 	for _, run := range runs {
 		err := sweepRun(ctx, so, run)
-		if err != nil && ctx.Err() == nil {
-			// A shared machine can stall a server long enough for one
-			// request to fail (a Redis timeout during a login); one retry
-			// keeps the ladder whole, and the report says so.
-			so.Log("%s failed (%v); trying it once more", run.Label(), err)
-			run.Retried = err.Error()
+		// A shared machine can stall a server long enough for one request
+		// to fail (a Redis timeout during the logins); up to two more
+		// attempts after a pause keep the ladder whole, and the report
+		// lists every failed attempt.
+		for attempt := 2; err != nil && ctx.Err() == nil && attempt <= 3; attempt++ {
+			run.Retried = append(run.Retried, err.Error())
+			so.Log("%s failed (%v); attempt %d of 3 in %s", run.Label(), err, attempt, so.RetryPause)
+			if !sleepUntil(ctx, time.Now().Add(so.RetryPause)) {
+				break
+			}
+			run.Result, run.CPU = nil, nil
 			err = sweepRun(ctx, so, run)
 		}
 		if ctx.Err() != nil {
@@ -291,7 +298,7 @@ func sweepRun(ctx context.Context, so SweepOptions, run *SweepRun) error {
 		name += "-indexes"
 	}
 	logPath := filepath.Join(os.TempDir(), name+".log")
-	logFile, err := os.Create(logPath)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644) // a retry appends
 	if err != nil {
 		return err
 	}

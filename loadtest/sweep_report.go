@@ -91,14 +91,14 @@ func writeSweepMarkdown(w io.Writer, sr *SweepResult) error {
 	writeCPUTable(w, sr)
 	var retried []string
 	for _, r := range sr.Runs {
-		if r.Retried != "" {
-			retried = append(retried, fmt.Sprintf("- %s: %s", r.Label(), strings.ReplaceAll(r.Retried, "\n", " ")))
+		for i, why := range r.Retried {
+			retried = append(retried, fmt.Sprintf("- %s, attempt %d: %s", r.Label(), i+1, strings.ReplaceAll(why, "\n", " ")))
 		}
 	}
 	if len(retried) > 0 {
-		fmt.Fprintln(w, "## Runs measured a second time")
+		fmt.Fprintln(w, "## Runs measured again")
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "Their first attempt failed; the figures above are the second attempt's.")
+		fmt.Fprintln(w, "These attempts failed; the figures above are the last attempt's (or the run is listed as failed).")
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, strings.Join(retried, "\n"))
 		fmt.Fprintln(w)
