@@ -7,13 +7,17 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/term"
 
 	"flickrkillr/app"
@@ -114,6 +118,8 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.DurationVar(&so.RetryPause, "retry-pause", 20*time.Second, "wait before measuring a failed run again (up to 3 attempts)")
 	fs.StringVar(&out, "out", "results", "directory for README.md, chart.svg and sweep.json")
 	fs.StringVar(&docs, "docs", "", "also refresh the figure blocks (<!-- sweep: step N --> or ladders) of these docs: files or directories, comma-separated (make passes docs/stages,README.md)")
+	var redisServer bool
+	fs.BoolVar(&redisServer, "redis-server", false, "run the servers against a private redis-server (Debian's), emptied before each run, instead of each server's embedded miniredis")
 	fs.StringVar(&from, "from", "", "measure nothing: write the report (and --docs) again from this sweep.json")
 	fs.StringVar(&so.Note, "note", "", "a note for the report (say, what else ran on the machine)")
 	fs.Usage = func() {
@@ -157,6 +163,19 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	if so.Current, so.PostgresPID, so.PostgresNote, err = probeDatabase(ctx, cfg.DatabaseURL); err != nil {
 		return err
+	}
+	so.Redis = "each server's embedded miniredis"
+	if cfg.RedisURL != "" {
+		so.Redis = "REDIS_URL (shared by the runs, not emptied)"
+	}
+	if redisServer {
+		url, flush, stop, err := privateRedis(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg.RedisURL, so.BeforeRun = url, flush
+		so.Redis = "a private redis-server (--redis-server), emptied before each run"
 	}
 	so.Env = []string{"DATABASE_URL=" + cfg.DatabaseURL, "REDIS_URL=" + cfg.RedisURL, "DATA_DIR=" + dataDir, "STAGE=", "ADDR=", "INDEXES="}
 	so.Command, so.Rerun = sweepCommand(fs)
@@ -205,6 +224,42 @@ func rewriteSweep(from, out, docs string, log *slog.Logger) error {
 		return &usageError{fmt.Sprintf("--from: %s is not a two-ladder sweep.json (%v)", from, err)}
 	}
 	return writeSweep(&sr, out, docs, log)
+}
+
+// privateRedis starts a redis-server of our own on a free loopback port
+// (no persistence): a separate process, so that on a busy machine the
+// server's goroutines do not starve an in-process miniredis into timeouts.
+// flush empties it; stop ends it.
+func privateRedis(ctx context.Context) (url string, flush func(context.Context) error, stop func(), err error) {
+	exe, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", nil, nil, &app.ConfigError{Name: "--redis-server", Msg: "redis-server is not installed (apt-get install redis-server)"}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, nil, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.Command(exe, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--logfile", "")
+	if err := cmd.Start(); err != nil {
+		return "", nil, nil, err
+	}
+	stopServer := func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }
+	url = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
+	for i := 0; ; i++ {
+		if err := rdb.Ping(ctx).Err(); err == nil {
+			break
+		} else if i == 50 {
+			rdb.Close()
+			stopServer()
+			return "", nil, nil, fmt.Errorf("the private redis-server on port %d did not answer: %w", port, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	flush = func(ctx context.Context) error { return rdb.FlushAll(ctx).Err() }
+	return url, flush, func() { rdb.Close(); stopServer() }, nil
 }
 
 // makePasses are the flags the Makefile's loadtest-sweep target passes

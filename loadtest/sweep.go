@@ -25,12 +25,17 @@ type SweepOptions struct {
 	Warmup  time.Duration  // unrecorded load before each measurement
 	// RetryPause is the wait before measuring a failed run again.
 	RetryPause time.Duration
-	Exe        string   // the flickrkillr binary that migrates and serves
-	Addr       string   // where each stage's server listens
-	Env        []string // DATABASE_URL, DATA_DIR, REDIS_URL for the server
-	Command    string   // how the sweep was started, for the report
-	Rerun      string   // the one command that repeats it
-	Note       string   // the operator's note for the report (say, a shared machine)
+	// Redis says which Redis the servers use, for the report; BeforeRun,
+	// when set, runs before each server starts (it empties a private Redis,
+	// so that no run finds the cache of the one before).
+	Redis     string
+	BeforeRun func(ctx context.Context) error
+	Exe       string   // the flickrkillr binary that migrates and serves
+	Addr      string   // where each stage's server listens
+	Env       []string // DATABASE_URL, DATA_DIR, REDIS_URL for the server
+	Command   string   // how the sweep was started, for the report
+	Rerun     string   // the one command that repeats it
+	Note      string   // the operator's note for the report (say, a shared machine)
 	// PostgresPID is the cluster's postmaster, whose process tree's CPU the
 	// sweep reports; 0 with PostgresNote saying why it is not measured.
 	PostgresPID  int
@@ -69,6 +74,7 @@ type SweepResult struct {
 	Rerun        string      `json:"rerun"`
 	Note         string      `json:"note,omitempty"`
 	Warmup       string      `json:"warmup"`
+	Redis        string      `json:"redis"`
 	Host         HostInfo    `json:"host"`
 	Started      time.Time   `json:"started"`
 	PostgresNote string      `json:"postgres_note,omitempty"`
@@ -230,7 +236,7 @@ func Sweep(ctx context.Context, so SweepOptions) (*SweepResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	sr := &SweepResult{Command: so.Command, Rerun: so.Rerun, Note: so.Note, Warmup: so.Warmup.String(), Host: hostInfo(), Started: time.Now().UTC(),
+	sr := &SweepResult{Command: so.Command, Rerun: so.Rerun, Note: so.Note, Warmup: so.Warmup.String(), Redis: so.Redis, Host: hostInfo(), Started: time.Now().UTC(),
 		PostgresNote: so.PostgresNote, Runs: runs, Ladders: ladders}
 	for _, run := range runs {
 		err := sweepRun(ctx, so, run)
@@ -284,6 +290,11 @@ func sweepRun(ctx context.Context, so SweepOptions, run *SweepRun) error {
 	so.Log("%s: migrating to schema %d", run.Label(), run.Schema)
 	if err := migrate(ctx, so, args...); err != nil {
 		return err
+	}
+	if so.BeforeRun != nil {
+		if err := so.BeforeRun(ctx); err != nil {
+			return err
+		}
 	}
 	// Another server on the address (another checkout's sweep) would answer
 	// our health check and be measured in our server's place.

@@ -73,8 +73,8 @@ func writeSweepMarkdown(w io.Writer, sr *SweepResult) error {
 		if r.Settings.Mode == "open" {
 			load = fmt.Sprintf("open loop at %g req/s", r.Settings.Rate)
 		}
-		fmt.Fprintf(w, "Data: %s. Scenario %s, %s, %s per run after a %s warm-up; each run is a fresh server.\n\n",
-			dataSize(r.Server.Rows), r.Settings.Scenario, load, r.Settings.Duration, orUnknown(sr.Warmup))
+		fmt.Fprintf(w, "Data: %s. Scenario %s, %s, %s per run after a %s warm-up; each run is a fresh server. Redis (stages 2 and later): %s.\n\n",
+			dataSize(r.Server.Rows), r.Settings.Scenario, load, r.Settings.Duration, orUnknown(sr.Warmup), orUnknown(sr.Redis))
 	}
 	fmt.Fprintln(w, "![req/s per stage on both ladders, with the talk's figures](chart.svg)")
 	fmt.Fprintln(w)
