@@ -379,7 +379,7 @@ func TestSweepReportFromFixedInputs(t *testing.T) {
 		"| 4 indexes | 1990.0 ‡ | 132.67× | 20.1 | 1990.0 ‡ | 0.99× | 20.1 | 616 (without the index: 28) | 22.00× over no index |",
 		"‡ one run that both ladders share",
 		"its × previous is this sweep's run-to-run noise",
-		"### Step 2: mem-sessions",
+		"### Step 2: mem-sessions\n\n**Buys:** sessions stop loading the database.",
 		"- as the tags build it: 10.0 → 12.0 req/s (**1.20×**), p99 4000.0 → 3333.3 ms; CPU per request: server 100.00 → 83.33, PostgreSQL 66.67 → 55.56, tool 16.67 → 13.89 ms",
 		"- each step alone (--indexes): 800.0 → 1400.0 req/s (**1.75×**)",
 		"| route | tagged: 1 db-sessions | tagged: 2 mem-sessions | alone: 1 db-sessions --indexes | alone: 2 mem-sessions --indexes |",

@@ -56,6 +56,15 @@ var talk = map[int]talkFigure{
 	4: {RPS: 616, Before: 28, Note: "without the index: 28"},
 }
 
+// stepNotes say, per step, what it buys and where it shows on each ladder
+// (the stage docs say why); a stage added later adds its line here.
+var stepNotes = map[int]string{
+	1: "**Buys:** no process, connection and template parse per request. **Shows:** each step alone, on the aggregate; as the tags build it, on the server CPU per request and the routes with the least SQL (`thumb`, `upload-form`), since table scans bound the rest.",
+	2: "**Buys:** sessions stop loading the database. **Shows:** each step alone, on the aggregate; as the tags build it, on `upload-form` (the session and nothing else) and the PostgreSQL CPU per request; the aggregate is within the noise behind the scans.",
+	3: "**Buys:** the hot reads (and images) without the database. **Shows:** each step alone, on the aggregate; as the tags build it, on `home`, the p50 and the PostgreSQL CPU per request, while the p99 is still a miss that scans a table.",
+	4: "**Buys:** no table scans. **Shows:** as the tags build it, on everything (the aggregate, every route, the p99). Each step alone: stages 0-3 already had the indexes, so the ratio is the run-to-run noise.",
+}
+
 func writeSweepMarkdown(w io.Writer, sr *SweepResult) error {
 	fmt.Fprintln(w, "# Stage sweep: both ladders")
 	fmt.Fprintln(w)
@@ -283,6 +292,9 @@ func writeSteps(w io.Writer, sr *SweepResult) {
 	fmt.Fprintln(w)
 	for i := 1; i < len(stages); i++ {
 		fmt.Fprintf(w, "### Step %d: %s\n\n", stages[i], stageName(sr, stages[i]))
+		if note, ok := stepNotes[stages[i]]; ok && stages[i-1] == stages[i]-1 {
+			fmt.Fprintf(w, "%s\n\n", note)
+		}
 		writeStep(w, sr, stages[i-1], stages[i])
 	}
 }
