@@ -264,7 +264,7 @@ func privateRedis(ctx context.Context) (url string, flush func(context.Context) 
 
 // makePasses are the flags the Makefile's loadtest-sweep target passes
 // before SWEEP_FLAGS: the make command that repeats a sweep leaves them out.
-var makePasses = map[string]string{"out": "results", "docs": "docs/stages,README.md"}
+var makePasses = map[string]string{"out": "results", "docs": "docs/stages,README.md", "redis-server": "true"}
 
 // sweepCommand is how the report records the sweep: every flag that was set,
 // once, in a fixed order (make passes --out results, which a user's
