@@ -68,13 +68,9 @@ type SchemaError struct {
 }
 
 func (e *SchemaError) Error() string {
-	flag, env := "", ""
+	with, flag, env := "", "", ""
 	if e.Indexes {
-		flag, env = " --indexes", " INDEXES=1"
-	}
-	with := ""
-	if e.Indexes {
-		with = " with --indexes"
+		with, flag, env = " with --indexes", " --indexes", " INDEXES=1"
 	}
 	msg := fmt.Sprintf("the database schema is at version %d but stage %d%s needs version %d: run `go run . migrate --stage %d%s` (or `make migrate STAGE=%d%s`)",
 		e.Have, e.Stage, with, e.Need, e.Stage, flag, e.Stage, env)
