@@ -499,7 +499,7 @@ func TestWriteStepBlocks(t *testing.T) {
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "02-mem-sessions.md"))
 	got := string(b)
-	for _, want := range []string{"Prose that stays.", "More prose.", "<!-- sweep: step 2 -->\nMeasured 2026-11-22 by `flickrkillr loadtest sweep --duration 30s`",
+	for _, want := range []string{"Prose that stays.", "More prose.", "<!-- sweep: step 2 -->\nMeasured 2026-11-22 00:00 UTC by the sweep in [results/README.md](",
 		"- each step alone (--indexes): 800.0 → 1400.0 req/s (**1.75×**)", "| route | tagged: 1 db-sessions | tagged: 2 mem-sessions |", "\n<!-- /sweep -->\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("doc lacks %q:\n%s", want, got)

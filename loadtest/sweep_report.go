@@ -61,7 +61,7 @@ var talk = map[int]talkFigure{
 var stepNotes = map[int]string{
 	1: "**Buys:** no process, connection and template parse per request. **Shows:** each step alone, on the aggregate; as the tags build it, on the server CPU per request and the routes with the least SQL (`thumb`, `upload-form`), since table scans bound the rest.",
 	2: "**Buys:** sessions stop loading the database. **Shows:** each step alone, on the aggregate; as the tags build it, on `upload-form` (the session and nothing else) and the PostgreSQL CPU per request; the aggregate is within the noise behind the scans.",
-	3: "**Buys:** the hot reads (and images) without the database. **Shows:** each step alone, on the aggregate; as the tags build it, on `home`, the p50 and the PostgreSQL CPU per request, while the p99 is still a miss that scans a table.",
+	3: "**Buys:** the hot reads (and images) without the database. **Shows:** each step alone, on the aggregate; as the tags build it, on `home` (its p99 becomes a cache hit's) and the PostgreSQL CPU per request, while the total p99 is still a miss that scans a table.",
 	4: "**Buys:** no table scans. **Shows:** as the tags build it, on everything (the aggregate, every route, the p99). Each step alone: stages 0-3 already had the indexes, so the ratio is the run-to-run noise.",
 }
 
@@ -380,8 +380,8 @@ func WriteStepBlocks(paths []string, sr *SweepResult) ([]string, error) {
 			m := docBlock.FindStringSubmatch(block)
 			var body strings.Builder
 			header := func() {
-				fmt.Fprintf(&body, "Measured %s by `%s` (generated from [results/README.md](%s); the sweep refreshes this block, do not edit it).\n\n",
-					sr.Started.Format("2006-01-02"), sr.Command, filepath.ToSlash(rel))
+				fmt.Fprintf(&body, "Measured %s by the sweep in [results/README.md](%s), where its command, machine and notes are (the sweep refreshes this block: do not edit it).\n\n",
+					sr.Started.Format("2006-01-02 15:04 MST"), filepath.ToSlash(rel))
 			}
 			if m[2] == "ladders" {
 				if len(stagesOf(sr)) < 2 {
