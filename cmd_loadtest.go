@@ -92,7 +92,7 @@ func clearProgress() {
 }
 
 func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
-	cfg, fs, err := configFor("loadtest sweep", "db", "redis", "data")
+	cfg, fs, err := configFor("loadtest sweep", "db", "redis", "data", "latency")
 	if err != nil {
 		return err
 	}
@@ -110,7 +110,7 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := cfg.Validate("db", "redis", "data"); err != nil {
+	if err := cfg.Validate("db", "redis", "data", "latency"); err != nil {
 		return err
 	}
 	so.Run.URL = "http://" + so.Addr
@@ -128,6 +128,7 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	so.Env = []string{"DATABASE_URL=" + cfg.DatabaseURL, "REDIS_URL=" + cfg.RedisURL, "DATA_DIR=" + dataDir, "STAGE=", "ADDR="}
+	so.Env = append(so.Env, "DB_LATENCY="+cfg.DBLatency.String()) // every server it starts: a simulation
 	so.Command = "flickrkillr loadtest sweep " + strings.Join(args, " ")
 	so.Run.Progress = progressLine(so.Run.Duration)
 	so.Log = func(format string, a ...any) { clearProgress(); log.Info(fmt.Sprintf(format, a...)) }

@@ -91,7 +91,7 @@ func usage(w io.Writer) {
 	for _, name := range []string{"serve", "migrate", "seed", "loadtest"} {
 		fmt.Fprintf(w, "  %-9s %s\n", name, commands[name].summary)
 	}
-	fmt.Fprintln(w, "\nEnvironment: DATABASE_URL, REDIS_URL (empty: embedded miniredis), DATA_DIR, ADDR, STAGE.")
+	fmt.Fprintln(w, "\nEnvironment: DATABASE_URL, REDIS_URL (empty: embedded miniredis), DATA_DIR, ADDR, STAGE,\nDB_LATENCY (a simulation: the database and Redis this far away each way).")
 	fmt.Fprintf(w, "Stages: %s (default %d).\n", app.StageList(), app.DefaultStage())
 }
 
@@ -128,14 +128,14 @@ func configFor(name string, which ...string) (*app.Config, *flag.FlagSet, error)
 }
 
 func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
-	cfg, fs, err := configFor("serve", "db", "redis", "data", "addr", "stage")
+	cfg, fs, err := configFor("serve", "db", "redis", "data", "addr", "stage", "latency")
 	if err != nil {
 		return err
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := cfg.Validate("db", "redis", "data", "addr", "stage"); err != nil {
+	if err := cfg.Validate("db", "redis", "data", "addr", "stage", "latency"); err != nil {
 		return err
 	}
 	return app.Serve(ctx, *cfg, log)

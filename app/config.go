@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"time"
 )
 
 // Config is everything the app is told from outside: the environment first,
@@ -18,6 +19,9 @@ type Config struct {
 	DataDir     string // DATA_DIR: where photo files live
 	Addr        string // ADDR: where serve listens
 	Stage       int    // STAGE: which scaling stage to run (default: the highest this build has)
+	// DBLatency (DB_LATENCY) is a simulation: PostgreSQL and Redis are reached
+	// through a proxy that delays every byte this long each way (latency.go).
+	DBLatency time.Duration
 }
 
 // ConfigError names the variable or flag that is wrong; main prints it as one
@@ -45,6 +49,13 @@ func ConfigFromEnv() (Config, error) {
 		}
 		cfg.Stage = n
 	}
+	if s := os.Getenv("DB_LATENCY"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return cfg, &ConfigError{"DB_LATENCY", fmt.Sprintf("%q is not a duration (like 1ms)", s)}
+		}
+		cfg.DBLatency = d
+	}
 	return cfg, nil
 }
 
@@ -56,7 +67,8 @@ func envOr(name, def string) string {
 }
 
 // Flags registers the flags a subcommand accepts on fs; each overrides its
-// variable. which names the fields: "db", "redis", "data", "addr", "stage".
+// variable. which names the fields: "db", "redis", "data", "addr", "stage",
+// "latency".
 func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 	for _, w := range which {
 		switch w {
@@ -70,6 +82,8 @@ func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 			fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (env ADDR)")
 		case "stage":
 			fs.IntVar(&c.Stage, "stage", c.Stage, "scaling stage "+StageList()+" (env STAGE)")
+		case "latency":
+			fs.DurationVar(&c.DBLatency, "db-latency", c.DBLatency, "SIMULATION: reach PostgreSQL and Redis through an in-process proxy that delays\nevery byte this long each way, as a network this far away would (e.g. 1ms; env DB_LATENCY)")
 		}
 	}
 }
@@ -106,6 +120,10 @@ func (c Config) Validate(which ...string) error {
 		case "stage":
 			if _, ok := LookupStage(c.Stage); !ok {
 				return &ConfigError{"STAGE", fmt.Sprintf("%d is not a stage of this build (stages: %s)", c.Stage, StageList())}
+			}
+		case "latency":
+			if c.DBLatency < 0 || c.DBLatency > 10*time.Second {
+				return &ConfigError{"DB_LATENCY", fmt.Sprintf("%s is out of range (0 to 10s; 1ms is a database in the next rack)", c.DBLatency)}
 			}
 		}
 	}
