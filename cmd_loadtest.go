@@ -25,7 +25,7 @@ func loadtestFlags(fs *flag.FlagSet, o *loadtest.Options) {
 	fs.IntVar(&o.Concurrency, "concurrency", 32, "virtual users (closed loop) or requests in flight at most (open loop)")
 	fs.Float64Var(&o.Rate, "rate", 0, "open loop: actions per second on a fixed schedule (0: closed loop)")
 	fs.DurationVar(&o.ThinkTime, "think", 0, "closed loop: pause between a user's actions")
-	fs.StringVar(&o.Scenario, "scenario", "browse", "browse (the photo-site mix) or static (a trivial endpoint, for comparing with wrk)")
+	fs.StringVar(&o.Scenario, "scenario", "browse", "browse (the photo-site mix), static (a trivial endpoint, for comparing with wrk),\nor connections (loadtest only: browse alone, then beside --connections idle ones; C10K)")
 	fs.StringVar(&o.Password, "password", seed.Password, "password of the seeded users")
 	fs.Uint64Var(&o.Seed, "seed", 1, "random seed of the virtual users' choices")
 }
@@ -40,6 +40,8 @@ func cmdLoadtest(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.StringVar(&o.URL, "url", "http://127.0.0.1:8080", "the server to measure (http://, the tool speaks plain HTTP/1.1)")
 	loadtestFlags(fs, &o)
 	fs.StringVar(&jsonPath, "json", "", "also write the result as JSON to this file")
+	fs.IntVar(&o.Connections, "connections", 0, "--scenario connections: idle keep-alive connections to hold beside the browse mix (C10K: 10000)")
+	fs.Float64Var(&o.DialRate, "dial-rate", 1000, "--scenario connections: new connections per second at most")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: flickrkillr loadtest [flags]\n       flickrkillr loadtest sweep [flags]   (every stage in turn; sweep --help)")
 		fs.PrintDefaults()
@@ -51,6 +53,9 @@ func cmdLoadtest(ctx context.Context, args []string, log *slog.Logger) error {
 		return &usageError{err.Error()}
 	}
 	o.Progress = progressLine(o.Duration)
+	if o.Scenario == "connections" {
+		return runConnections(ctx, o, jsonPath)
+	}
 	res, err := loadtest.Run(ctx, o)
 	clearProgress()
 	if errors.Is(err, loadtest.ErrUnreachable) {
@@ -68,6 +73,28 @@ func cmdLoadtest(ctx context.Context, args []string, log *slog.Logger) error {
 		}
 	}
 	return nil
+}
+
+// runConnections is the C10K scenario: the browse mix alone, then beside
+// o.Connections idle connections.
+func runConnections(ctx context.Context, o loadtest.Options, jsonPath string) error {
+	res, err := loadtest.RunConnections(ctx, o)
+	clearProgress()
+	var limit *loadtest.LimitError
+	if errors.Is(err, loadtest.ErrUnreachable) || errors.As(err, &limit) {
+		return &usageError{err.Error()}
+	}
+	if res != nil && res.Baseline != nil {
+		if werr := loadtest.WriteConnectionsText(os.Stdout, res); werr != nil {
+			return werr
+		}
+		if jsonPath != "" {
+			if werr := loadtest.WriteJSON(jsonPath, res); werr != nil {
+				return werr
+			}
+		}
+	}
+	return err
 }
 
 var stderrIsTTY = term.IsTerminal(int(os.Stderr.Fd()))
