@@ -4,6 +4,7 @@
 //	flickrkillr migrate  [--stage N]
 //	flickrkillr seed     [--users N] [--photos-per-user A-B] [--seed S] [--reset]
 //	flickrkillr loadtest [--url U] [--duration D] [--concurrency C] [--rate R] [--json FILE]
+//	flickrkillr bench concurrency [--sizes 100,1000,10000,100000]
 //
 // Configuration comes from the environment (DATABASE_URL, REDIS_URL,
 // DATA_DIR, ADDR, STAGE); flags override it.
@@ -38,6 +39,7 @@ func init() {
 		"migrate":  {"bring the database schema to a stage", cmdMigrate, false},
 		"seed":     {"fill the database with the demo data set", cmdSeed, false},
 		"loadtest": {"measure a running server", cmdLoadtest, false},
+		"bench":    {"benchmark this machine: `bench concurrency`, goroutines vs OS threads", cmdBench, false},
 		"cgi":      {"answer one CGI request (stage 0 runs this per request)", cmdCGI, true},
 	}
 }
@@ -88,7 +90,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "FlickrKillr: a photo-sharing app for learning how web apps scale.")
 	fmt.Fprintln(w, "\nUsage: flickrkillr <command> [flags]   (flickrkillr <command> --help for its flags)")
 	fmt.Fprintln(w, "\nCommands:")
-	for _, name := range []string{"serve", "migrate", "seed", "loadtest"} {
+	for _, name := range []string{"serve", "migrate", "seed", "loadtest", "bench"} {
 		fmt.Fprintf(w, "  %-9s %s\n", name, commands[name].summary)
 	}
 	fmt.Fprintln(w, "\nEnvironment: DATABASE_URL, REDIS_URL (empty: embedded miniredis), DATA_DIR, ADDR, STAGE,\nDB_LATENCY (a simulation: the database and Redis this far away each way).")
