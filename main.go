@@ -35,12 +35,13 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"serve":    {"serve the web app at one stage", cmdServe, false},
-		"migrate":  {"bring the database schema to a stage", cmdMigrate, false},
-		"seed":     {"fill the database with the demo data set", cmdSeed, false},
-		"loadtest": {"measure a running server", cmdLoadtest, false},
-		"bench":    {"benchmark this machine: `bench concurrency`, goroutines vs OS threads", cmdBench, false},
-		"cgi":      {"answer one CGI request (stage 0 runs this per request)", cmdCGI, true},
+		"serve":         {"serve the web app at one stage", cmdServe, false},
+		"migrate":       {"bring the database schema to a stage", cmdMigrate, false},
+		"seed":          {"fill the database with the demo data set", cmdSeed, false},
+		"loadtest":      {"measure a running server", cmdLoadtest, false},
+		"bench":         {"benchmark this machine: `bench concurrency`, goroutines vs OS threads", cmdBench, false},
+		"cgi":           {"answer one CGI request (stage 0 runs this per request)", cmdCGI, true},
+		"latency-proxy": {"forward to the database with a delay (serve --db-latency runs this)", cmdLatencyProxy, true},
 	}
 }
 
@@ -152,4 +153,8 @@ func cmdCGI(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	return app.ServeCGIChild(ctx, cfg, log)
+}
+
+func cmdLatencyProxy(ctx context.Context, args []string, log *slog.Logger) error {
+	return app.ServeLatencyProxy(args, os.Stdin, os.Stdout)
 }

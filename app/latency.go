@@ -1,14 +1,20 @@
 package app
 
 import (
+	"bufio"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -31,6 +37,16 @@ import (
 // processes) go through it too, and so can psql. The price is one more
 // loopback hop (tens of microseconds) and two more file descriptors per
 // connection.
+//
+// Why in a process of its own (this binary, as `flickrkillr latency-proxy`)?
+// A network does not slow down when the app's CPU is busy, but goroutines
+// in the app's process do: under a full load, a goroutine woken by the
+// network waits behind every runnable one (32 logins hashing passwords on 2
+// cores: up to ~160 ms). In the app's process, each round trip took four such
+// wake-ups instead of one, and Redis's 200 ms timeouts fired (29 failed
+// session commits in the load tool's log-in burst, against 0-1 without the
+// proxy). In its own process, the kernel wakes it promptly, and its CPU is
+// not counted as the app's.
 
 // latencyProxy forwards each connection it accepts to target with delay
 // added each way.
@@ -206,14 +222,14 @@ func acrossNetwork(cfg Config, log *slog.Logger) (Config, func(), error) {
 	if err != nil {
 		return cfg, nil, err
 	}
-	p, err := startLatencyProxy(network, target, cfg.DBLatency)
+	addr, stop, err := spawnLatencyProxy(network, target, cfg.DBLatency)
 	if err != nil {
 		return cfg, nil, err
 	}
-	cfg.DatabaseURL = rewrite(p.Addr())
+	cfg.DatabaseURL = rewrite(addr)
 	log.Info("simulation: PostgreSQL and Redis are reached through a delay proxy",
-		"db_latency", cfg.DBLatency.String(), "round_trip_adds", (2 * cfg.DBLatency).String(), "postgres_proxy", p.Addr())
-	return cfg, func() { p.Close() }, nil
+		"db_latency", cfg.DBLatency.String(), "round_trip_adds", (2 * cfg.DBLatency).String(), "postgres_proxy", addr)
+	return cfg, func() { stop() }, nil
 }
 
 // pgTarget reads where a postgres:// URL points (a TCP host:port, or a Unix
@@ -264,10 +280,74 @@ func (d *Deps) overNetwork(addr string) (string, error) {
 	if d.Config.DBLatency <= 0 {
 		return addr, nil
 	}
-	p, err := startLatencyProxy("tcp", addr, d.Config.DBLatency)
+	proxy, stop, err := spawnLatencyProxy("tcp", addr, d.Config.DBLatency)
 	if err != nil {
 		return "", err
 	}
-	d.OnClose(p.Close)
-	return p.Addr(), nil
+	d.OnClose(stop)
+	return proxy, nil
+}
+
+// spawnLatencyProxy runs the proxy in a child process, this binary as
+// `flickrkillr latency-proxy`, and returns the address it listens on. The
+// child lives until stop closes its standard input (or this process dies,
+// which closes it too).
+func spawnLatencyProxy(network, target string, delay time.Duration) (addr string, stop func() error, err error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", nil, fmt.Errorf("app: latency proxy: find own binary: %w", err)
+	}
+	cmd := exec.Command(exe, "latency-proxy", "--network", network, "--target", target, "--delay", delay.String())
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("app: latency proxy: %w", err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return "", nil, fmt.Errorf("app: latency proxy to %s did not start", target)
+	}
+	stop = func() error {
+		stdin.Close()
+		cmd.Wait()
+		return nil
+	}
+	return strings.TrimSpace(line), stop, nil
+}
+
+// ServeLatencyProxy is the child's side (`flickrkillr latency-proxy`): it
+// prints the address it listens on and forwards until its standard input
+// closes. It ignores Ctrl-C, which the terminal sends to the whole process
+// group: the server it serves still drains its requests, through it.
+func ServeLatencyProxy(args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("latency-proxy", flag.ContinueOnError)
+	network := fs.String("network", "tcp", "tcp or unix")
+	target := fs.String("target", "", "address to forward to")
+	delay := fs.Duration("delay", 0, "added each way")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *target == "" || *delay <= 0 {
+		return errors.New("latency-proxy needs --target and a positive --delay")
+	}
+	signal.Ignore(os.Interrupt, syscall.SIGTERM)
+	p, err := startLatencyProxy(*network, *target, *delay)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if _, err := fmt.Fprintln(stdout, p.Addr()); err != nil {
+		return err
+	}
+	io.Copy(io.Discard, stdin)
+	return nil
 }

@@ -58,7 +58,6 @@ func TestDelayProxyPostgresRoundTripTakesTwiceTheDelay(t *testing.T) {
 func TestDelayProxyRedisPingTakesTwiceTheDelay(t *testing.T) {
 	mr := miniredis.RunT(t)
 	d := &Deps{Config: Config{DBLatency: testDelay}}
-	defer d.Close()
 	addr, err := d.overNetwork(mr.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -68,6 +67,14 @@ func TestDelayProxyRedisPingTakesTwiceTheDelay(t *testing.T) {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 1})
 	defer rdb.Close()
+	defer func() {
+		// Closing the Deps ends the proxy's process: nothing listens there any more.
+		d.Close()
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Errorf("the proxy at %s still accepts after Close", addr)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := range 3 {
