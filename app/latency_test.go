@@ -185,3 +185,19 @@ func TestDelayProxyDatabaseURLs(t *testing.T) {
 		t.Fatalf("a host list: %v, want a configuration error", err)
 	}
 }
+
+func TestDBLatencyConfiguration(t *testing.T) {
+	t.Setenv("DB_LATENCY", "soon")
+	if _, err := ConfigFromEnv(); !IsConfigError(err) || !strings.Contains(err.Error(), "DB_LATENCY") {
+		t.Fatalf("DB_LATENCY=soon: %v, want an error naming DB_LATENCY", err)
+	}
+	t.Setenv("DB_LATENCY", "1ms")
+	cfg, err := ConfigFromEnv()
+	if err != nil || cfg.DBLatency != time.Millisecond {
+		t.Fatalf("DB_LATENCY=1ms: %s, %v", cfg.DBLatency, err)
+	}
+	cfg.DBLatency = -time.Millisecond
+	if err := cfg.Validate("latency"); !IsConfigError(err) {
+		t.Fatalf("a negative latency: %v, want a configuration error", err)
+	}
+}

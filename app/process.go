@@ -3,6 +3,7 @@ package app
 import (
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,12 +18,24 @@ type processStats struct {
 	MaxFDs     uint64 `json:"max_fds"`    // RLIMIT_NOFILE, soft: Go raises it to the hard limit at start
 	Goroutines int    `json:"goroutines"` // one per open connection, plus the app's own
 	Threads    int    `json:"threads"`    // OS threads (/proc/self/status)
+	// What the Go runtime holds of it: live and not yet collected heap
+	// objects, and goroutine stacks (runtime/metrics, no stop-the-world).
+	HeapBytes  int64 `json:"heap_bytes"`
+	StackBytes int64 `json:"stack_bytes"`
 }
 
 // readProcessStats reads them; on a system without /proc the file-based
 // figures stay zero.
 func readProcessStats() *processStats {
 	ps := &processStats{Goroutines: runtime.NumGoroutine()}
+	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
+	metrics.Read(samples)
+	if samples[0].Value.Kind() == metrics.KindUint64 {
+		ps.HeapBytes = int64(samples[0].Value.Uint64())
+	}
+	if samples[1].Value.Kind() == metrics.KindUint64 {
+		ps.StackBytes = int64(samples[1].Value.Uint64())
+	}
 	if b, err := os.ReadFile("/proc/self/statm"); err == nil {
 		if f := strings.Fields(string(b)); len(f) > 1 {
 			pages, _ := strconv.ParseInt(f[1], 10, 64)

@@ -16,7 +16,8 @@ func TestHealthzReportsTheProcessCosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := h.Process
-	if p == nil || p.RSSBytes <= 0 || p.OpenFDs <= 0 || p.MaxFDs == 0 || p.Goroutines <= 0 || p.Threads <= 0 {
+	if p == nil || p.RSSBytes <= 0 || p.OpenFDs <= 0 || p.MaxFDs == 0 || p.Goroutines <= 0 || p.Threads <= 0 ||
+		p.HeapBytes <= 0 || p.StackBytes <= 0 {
 		t.Fatalf("process figures %+v: want them all positive", p)
 	}
 	var plain health

@@ -35,6 +35,8 @@ type ProcessInfo struct {
 	MaxFDs     uint64 `json:"max_fds"`
 	Goroutines int    `json:"goroutines"`
 	Threads    int    `json:"threads"`
+	HeapBytes  int64  `json:"heap_bytes"`  // Go heap objects, live and not yet collected
+	StackBytes int64  `json:"stack_bytes"` // goroutine stacks
 }
 
 // ConnectionsResult is a connections run.
@@ -62,6 +64,8 @@ type ConnectionsResult struct {
 	// PerConnection is (Held - Before) / Established.
 	PerConnection struct {
 		RSSBytes   float64 `json:"rss_bytes"`
+		HeapBytes  float64 `json:"heap_bytes"`
+		StackBytes float64 `json:"stack_bytes"`
 		FDs        float64 `json:"fds"`
 		Goroutines float64 `json:"goroutines"`
 	} `json:"per_connection"`
@@ -149,6 +153,8 @@ func RunConnections(ctx context.Context, o Options) (*ConnectionsResult, error) 
 	}
 	n := float64(r.Established)
 	r.PerConnection.RSSBytes = float64(r.Held.RSSBytes-r.Before.RSSBytes) / n
+	r.PerConnection.HeapBytes = float64(r.Held.HeapBytes-r.Before.HeapBytes) / n
+	r.PerConnection.StackBytes = float64(r.Held.StackBytes-r.Before.StackBytes) / n
 	r.PerConnection.FDs = float64(r.Held.OpenFDs-r.Before.OpenFDs) / n
 	r.PerConnection.Goroutines = float64(r.Held.Goroutines-r.Before.Goroutines) / n
 
@@ -384,6 +390,8 @@ func WriteConnectionsText(w io.Writer, r *ConnectionsResult) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "server\tbefore\tcrowd held\tafter browse\tper connection\t")
 	fmt.Fprintf(tw, "RSS MB\t%.1f\t%.1f\t%.1f\t%.1f KB\t\n", mb(r.Before.RSSBytes), mb(r.Held.RSSBytes), mb(r.After.RSSBytes), r.PerConnection.RSSBytes/1024)
+	fmt.Fprintf(tw, "  Go heap MB\t%.1f\t%.1f\t%.1f\t%.1f KB\t\n", mb(r.Before.HeapBytes), mb(r.Held.HeapBytes), mb(r.After.HeapBytes), r.PerConnection.HeapBytes/1024)
+	fmt.Fprintf(tw, "  stacks MB\t%.1f\t%.1f\t%.1f\t%.1f KB\t\n", mb(r.Before.StackBytes), mb(r.Held.StackBytes), mb(r.After.StackBytes), r.PerConnection.StackBytes/1024)
 	fmt.Fprintf(tw, "open fds\t%d\t%d\t%d\t%.2f\t\n", r.Before.OpenFDs, r.Held.OpenFDs, r.After.OpenFDs, r.PerConnection.FDs)
 	fmt.Fprintf(tw, "goroutines\t%d\t%d\t%d\t%.2f\t\n", r.Before.Goroutines, r.Held.Goroutines, r.After.Goroutines, r.PerConnection.Goroutines)
 	fmt.Fprintf(tw, "OS threads\t%d\t%d\t%d\t\t\n", r.Before.Threads, r.Held.Threads, r.After.Threads)
