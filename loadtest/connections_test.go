@@ -57,8 +57,10 @@ func TestConnectionsHoldsTheCrowdBesideTheBrowseMix(t *testing.T) {
 	if r.Held.OpenFDs-r.Before.OpenFDs < n || r.Held.Goroutines-r.Before.Goroutines < n {
 		t.Fatalf("server figures before %+v, held %+v: the crowd is not there", r.Before, r.Held)
 	}
-	if r.Baseline == nil || r.WithCrowd == nil || r.Baseline.Total.Requests == 0 || r.WithCrowd.Total.Requests == 0 {
-		t.Fatal("a browse phase is missing")
+	for name, phase := range map[string]*Result{"baseline": r.Baseline, "beside": r.WithCrowd, "after": r.BaselineAfter} {
+		if phase == nil || phase.Total.Requests == 0 {
+			t.Fatalf("the browse phase %s is missing", name)
+		}
 	}
 	if r.P99Ratio <= 0 {
 		t.Fatalf("p99 ratio %g", r.P99Ratio)
@@ -67,7 +69,7 @@ func TestConnectionsHoldsTheCrowdBesideTheBrowseMix(t *testing.T) {
 	if err := WriteConnectionsText(&out, r); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{fmt.Sprintf("%d established", n), "RSS MB", "open fds", "goroutines", "beside the crowd", "alone (baseline)"} {
+	for _, want := range []string{fmt.Sprintf("%d established", n), "RSS MB", "open fds", "goroutines", "beside the crowd", "alone (baseline)", "alone again, after"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("the report lacks %q:\n%s", want, out.String())
 		}
