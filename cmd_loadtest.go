@@ -33,7 +33,7 @@ func loadtestFlags(fs *flag.FlagSet, o *loadtest.Options) {
 	fs.IntVar(&o.Concurrency, "concurrency", 32, "virtual users (closed loop) or requests in flight at most (open loop)")
 	fs.Float64Var(&o.Rate, "rate", 0, "open loop: actions per second on a fixed schedule (0: closed loop)")
 	fs.DurationVar(&o.ThinkTime, "think", 0, "closed loop: pause between a user's actions")
-	fs.StringVar(&o.Scenario, "scenario", "browse", "browse (the photo-site mix) or static (a trivial endpoint, for comparing with wrk)")
+	fs.StringVar(&o.Scenario, "scenario", "browse", "browse (the photo-site mix), static (a trivial endpoint, for comparing with wrk),\nor connections (loadtest only, C10K: browse alone, beside --connections idle ones, alone again)")
 	fs.StringVar(&o.Password, "password", seed.Password, "password of the seeded users")
 	fs.Uint64Var(&o.Seed, "seed", 1, "random seed of the virtual users' choices")
 }
@@ -48,6 +48,8 @@ func cmdLoadtest(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.StringVar(&o.URL, "url", "http://127.0.0.1:8080", "the server to measure (http://, the tool speaks plain HTTP/1.1)")
 	loadtestFlags(fs, &o)
 	fs.StringVar(&jsonPath, "json", "", "also write the result as JSON to this file")
+	fs.IntVar(&o.Connections, "connections", 0, "--scenario connections: idle keep-alive connections to hold beside the browse mix (C10K: 10000)")
+	fs.Float64Var(&o.DialRate, "dial-rate", 1000, "--scenario connections: new connections per second at most")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: flickrkillr loadtest [flags]\n       flickrkillr loadtest sweep [flags]   (every stage in turn; sweep --help)")
 		fs.PrintDefaults()
@@ -59,6 +61,9 @@ func cmdLoadtest(ctx context.Context, args []string, log *slog.Logger) error {
 		return &usageError{err.Error()}
 	}
 	o.Progress = progressLine(o.Duration)
+	if o.Scenario == "connections" {
+		return runConnections(ctx, o, jsonPath)
+	}
 	res, err := loadtest.Run(ctx, o)
 	clearProgress()
 	if errors.Is(err, loadtest.ErrUnreachable) {
@@ -76,6 +81,28 @@ func cmdLoadtest(ctx context.Context, args []string, log *slog.Logger) error {
 		}
 	}
 	return nil
+}
+
+// runConnections is the C10K scenario: the browse mix alone, then beside
+// o.Connections idle connections.
+func runConnections(ctx context.Context, o loadtest.Options, jsonPath string) error {
+	res, err := loadtest.RunConnections(ctx, o)
+	clearProgress()
+	var limit *loadtest.LimitError
+	if errors.Is(err, loadtest.ErrUnreachable) || errors.As(err, &limit) {
+		return &usageError{err.Error()}
+	}
+	if res != nil && res.Baseline != nil {
+		if werr := loadtest.WriteConnectionsText(os.Stdout, res); werr != nil {
+			return werr
+		}
+		if jsonPath != "" {
+			if werr := loadtest.WriteJSON(jsonPath, res); werr != nil {
+				return werr
+			}
+		}
+	}
+	return err
 }
 
 var stderrIsTTY = term.IsTerminal(int(os.Stderr.Fd()))
@@ -100,7 +127,7 @@ func clearProgress() {
 }
 
 func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
-	cfg, fs, err := configFor("loadtest sweep", "db", "redis", "data")
+	cfg, fs, err := configFor("loadtest sweep", "db", "redis", "data", "latency")
 	if err != nil {
 		return err
 	}
@@ -132,7 +159,7 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	if from != "" {
 		return rewriteSweep(from, out, docs, log)
 	}
-	if err := cfg.Validate("db", "redis", "data"); err != nil {
+	if err := cfg.Validate("db", "redis", "data", "latency"); err != nil {
 		return err
 	}
 	so.Run.URL = "http://" + so.Addr
@@ -178,6 +205,7 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 		so.Redis = "a private redis-server (--redis-server), emptied before each run"
 	}
 	so.Env = []string{"DATABASE_URL=" + cfg.DatabaseURL, "REDIS_URL=" + cfg.RedisURL, "DATA_DIR=" + dataDir, "STAGE=", "ADDR=", "INDEXES="}
+	so.Env = append(so.Env, "DB_LATENCY="+cfg.DBLatency.String()) // every server it starts: a simulation
 	so.Command, so.Rerun = sweepCommand(fs)
 	so.Run.Progress = progressLine(so.Run.Duration)
 	so.Log = func(format string, a ...any) { clearProgress(); log.Info(fmt.Sprintf(format, a...)) }

@@ -4,6 +4,7 @@
 //	flickrkillr migrate  [--stage N] [--indexes]
 //	flickrkillr seed     [--users N] [--photos-per-user A-B] [--seed S] [--reset]
 //	flickrkillr loadtest [--url U] [--duration D] [--concurrency C] [--rate R] [--json FILE]
+//	flickrkillr bench concurrency [--sizes 100,1000,10000,100000]
 //
 // Configuration comes from the environment (DATABASE_URL, REDIS_URL,
 // DATA_DIR, ADDR, STAGE, INDEXES); flags override it.
@@ -34,11 +35,13 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"serve":    {"serve the web app at one stage", cmdServe, false},
-		"migrate":  {"bring the database schema to a stage", cmdMigrate, false},
-		"seed":     {"fill the database with the demo data set", cmdSeed, false},
-		"loadtest": {"measure a running server", cmdLoadtest, false},
-		"cgi":      {"answer one CGI request (stage 0 runs this per request)", cmdCGI, true},
+		"serve":         {"serve the web app at one stage", cmdServe, false},
+		"migrate":       {"bring the database schema to a stage", cmdMigrate, false},
+		"seed":          {"fill the database with the demo data set", cmdSeed, false},
+		"loadtest":      {"measure a running server", cmdLoadtest, false},
+		"bench":         {"benchmark this machine: `bench concurrency`, goroutines vs OS threads", cmdBench, false},
+		"cgi":           {"answer one CGI request (stage 0 runs this per request)", cmdCGI, true},
+		"latency-proxy": {"forward to the database with a delay (serve --db-latency runs this)", cmdLatencyProxy, true},
 	}
 }
 
@@ -88,10 +91,10 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "FlickrKillr: a photo-sharing app for learning how web apps scale.")
 	fmt.Fprintln(w, "\nUsage: flickrkillr <command> [flags]   (flickrkillr <command> --help for its flags)")
 	fmt.Fprintln(w, "\nCommands:")
-	for _, name := range []string{"serve", "migrate", "seed", "loadtest"} {
+	for _, name := range []string{"serve", "migrate", "seed", "loadtest", "bench"} {
 		fmt.Fprintf(w, "  %-9s %s\n", name, commands[name].summary)
 	}
-	fmt.Fprintln(w, "\nEnvironment: DATABASE_URL, REDIS_URL (empty: embedded miniredis), DATA_DIR, ADDR, STAGE, INDEXES.")
+	fmt.Fprintln(w, "\nEnvironment: DATABASE_URL, REDIS_URL (empty: embedded miniredis), DATA_DIR, ADDR, STAGE, INDEXES,\nDB_LATENCY (a simulation: the database and Redis this far away each way).")
 	fmt.Fprintf(w, "Stages: %s (default %d).\n", app.StageList(), app.DefaultStage())
 }
 
@@ -128,14 +131,14 @@ func configFor(name string, which ...string) (*app.Config, *flag.FlagSet, error)
 }
 
 func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
-	cfg, fs, err := configFor("serve", "db", "redis", "data", "addr", "stage", "indexes")
+	cfg, fs, err := configFor("serve", "db", "redis", "data", "addr", "stage", "indexes", "latency")
 	if err != nil {
 		return err
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := cfg.Validate("db", "redis", "data", "addr", "stage", "indexes"); err != nil {
+	if err := cfg.Validate("db", "redis", "data", "addr", "stage", "indexes", "latency"); err != nil {
 		return err
 	}
 	return app.Serve(ctx, *cfg, log)
@@ -150,4 +153,8 @@ func cmdCGI(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	return app.ServeCGIChild(ctx, cfg, log)
+}
+
+func cmdLatencyProxy(ctx context.Context, args []string, log *slog.Logger) error {
+	return app.ServeLatencyProxy(args, os.Stdin, os.Stdout)
 }

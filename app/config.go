@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"time"
 )
 
 // Config is everything the app is told from outside: the environment first,
@@ -21,6 +22,9 @@ type Config struct {
 	// INDEXES=1: run the stage's code on the schema with stage 4's indexes
 	// (the "each step alone" ladder) instead of its own schema.
 	Indexes bool
+	// DBLatency (DB_LATENCY) is a simulation: PostgreSQL and Redis are reached
+	// through a proxy that delays every byte this long each way (latency.go).
+	DBLatency time.Duration
 }
 
 // ConfigError names the variable or flag that is wrong; main prints it as one
@@ -55,6 +59,13 @@ func ConfigFromEnv() (Config, error) {
 		}
 		cfg.Indexes = b
 	}
+	if s := os.Getenv("DB_LATENCY"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return cfg, &ConfigError{"DB_LATENCY", fmt.Sprintf("%q is not a duration (like 1ms)", s)}
+		}
+		cfg.DBLatency = d
+	}
 	return cfg, nil
 }
 
@@ -67,7 +78,7 @@ func envOr(name, def string) string {
 
 // Flags registers the flags a subcommand accepts on fs; each overrides its
 // variable. which names the fields: "db", "redis", "data", "addr", "stage",
-// "indexes".
+// "indexes", "latency".
 func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 	for _, w := range which {
 		switch w {
@@ -83,6 +94,8 @@ func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 			fs.IntVar(&c.Stage, "stage", c.Stage, "scaling stage "+StageList()+" (env STAGE)")
 		case "indexes":
 			fs.BoolVar(&c.Indexes, "indexes", c.Indexes, "run the stage on the schema with stage 4's indexes, to measure its step alone (env INDEXES=1)")
+		case "latency":
+			fs.DurationVar(&c.DBLatency, "db-latency", c.DBLatency, "SIMULATION: reach PostgreSQL and Redis through an in-process proxy that delays\nevery byte this long each way, as a network this far away would (e.g. 1ms; env DB_LATENCY)")
 		}
 	}
 }
@@ -125,6 +138,10 @@ func (c Config) Validate(which ...string) error {
 				if _, err := IndexSchema(); err != nil {
 					return err
 				}
+			}
+		case "latency":
+			if c.DBLatency < 0 || c.DBLatency > 10*time.Second {
+				return &ConfigError{"DB_LATENCY", fmt.Sprintf("%s is out of range (0 to 10s; 1ms is a database in the next rack)", c.DBLatency)}
 			}
 		}
 	}

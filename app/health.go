@@ -23,6 +23,9 @@ type health struct {
 	// Rows are estimated table sizes (pg_class.reltuples), with ?data=1:
 	// the load tool records them next to its figures.
 	Rows map[string]int64 `json:"rows,omitempty"`
+	// Process is the server's memory, file descriptors and goroutines, with
+	// ?data=1: the connections scenario compares them (process.go).
+	Process *processStats `json:"process,omitempty"`
 }
 
 // healthz answers whether this process can reach its database. Its pid is
@@ -42,6 +45,7 @@ func (a *App) healthz(c echo.Context) error {
 			return err
 		}
 		h.Rows = rows
+		h.Process = readProcessStats()
 	}
 	return c.JSON(http.StatusOK, h)
 }

@@ -189,6 +189,11 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	cfg, stop, err := acrossNetwork(cfg, log) // --db-latency: a simulation
+	if err != nil {
+		return err
+	}
+	defer stop()
 	return s.Serve(ctx, cfg, log)
 }
 

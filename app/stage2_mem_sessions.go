@@ -46,6 +46,9 @@ func redisClient(d *Deps) (*redis.Client, error) {
 		if err != nil {
 			return nil, &ConfigError{"REDIS_URL", "is not a valid redis:// URL"}
 		}
+		if opt.Addr, err = d.overNetwork(opt.Addr); err != nil { // --db-latency
+			return nil, err
+		}
 		// Short timeouts: the cache fails open to the database rather than
 		// holding a request while Redis is slow or gone.
 		opt.DialTimeout = 500 * time.Millisecond

@@ -19,13 +19,18 @@ type Options struct {
 	Concurrency int           // closed loop: virtual users; open loop: at most this many requests in flight
 	Rate        float64       // open loop when > 0: requests (actions) per second
 	ThinkTime   time.Duration // closed loop: pause between a user's actions
-	Scenario    string        // browse (default) or static
+	Scenario    string        // browse (default), static, or connections (RunConnections)
 	Password    string        // of the seeded users
 	Seed        uint64        // choices of users, photos and tags
 	Progress    func(Progress)
 	// OnWindow is called when the measured window opens (true) and closes
 	// (false), outside the timed requests: the sweep reads CPU counters there.
 	OnWindow func(open bool)
+
+	// The connections scenario (C10K): idle keep-alive connections held
+	// beside the browse mix, opened at most DialRate per second.
+	Connections int
+	DialRate    float64
 }
 
 // Progress is the live state, reported about once a second.
@@ -49,8 +54,17 @@ func (o Options) Validate() error {
 	case o.Rate < 0:
 		return fmt.Errorf("--rate must be positive (got %g)", o.Rate)
 	}
+	if o.Scenario == "connections" {
+		switch {
+		case o.Connections < 1:
+			return fmt.Errorf("--scenario connections needs --connections N (at least 1, got %d)", o.Connections)
+		case o.DialRate <= 0:
+			return fmt.Errorf("--dial-rate must be positive (got %g)", o.DialRate)
+		}
+		return nil
+	}
 	if _, ok := scenarios[o.Scenario]; !ok {
-		return fmt.Errorf("unknown --scenario %q (known: %s)", o.Scenario, scenarioNames())
+		return fmt.Errorf("unknown --scenario %q (known: %s, connections)", o.Scenario, scenarioNames())
 	}
 	return nil
 }
