@@ -35,13 +35,13 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"serve":         {"serve the web app at one stage", cmdServe, false},
-		"migrate":       {"bring the database schema to a stage", cmdMigrate, false},
-		"seed":          {"fill the database with the demo data set", cmdSeed, false},
-		"loadtest":      {"measure a running server", cmdLoadtest, false},
-		"bench":         {"benchmark this machine: `bench concurrency`, goroutines vs OS threads", cmdBench, false},
-		"cgi":           {"answer one CGI request (stage 0 runs this per request)", cmdCGI, true},
-		"latency-proxy": {"forward to the database with a delay (serve --db-latency runs this)", cmdLatencyProxy, true},
+		"serve":    {"serve the web app at one stage", cmdServe, false},
+		"migrate":  {"bring the database schema to a stage", cmdMigrate, false},
+		"seed":     {"fill the database with the demo data set", cmdSeed, false},
+		"loadtest": {"measure a running server", cmdLoadtest, false},
+		"bench":    {"benchmark this machine: `bench concurrency`, goroutines vs OS threads", cmdBench, false},
+		"cgi":      {"answer one CGI request (stage 0 runs this per request)", cmdCGI, true},
+		"netdelay": {"forward to the database with a delay (serve --db-latency runs this)", cmdLatencyProxy, true},
 	}
 }
 

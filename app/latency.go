@@ -38,7 +38,7 @@ import (
 // loopback hop (tens of microseconds) and two more file descriptors per
 // connection.
 //
-// Why in a process of its own (this binary, as `flickrkillr latency-proxy`)?
+// Why in a process of its own (this binary, as `flickrkillr netdelay`)?
 // A network does not slow down when the app's CPU is busy, but goroutines
 // in the app's process do: under a full load, a goroutine woken by the
 // network waits behind every runnable one (32 logins hashing passwords on 2
@@ -289,7 +289,7 @@ func (d *Deps) overNetwork(addr string) (string, error) {
 }
 
 // spawnLatencyProxy runs the proxy in a child process, this binary as
-// `flickrkillr latency-proxy`, and returns the address it listens on. The
+// `flickrkillr netdelay`, and returns the address it listens on. The
 // child lives until stop closes its standard input (or this process dies,
 // which closes it too).
 func spawnLatencyProxy(network, target string, delay time.Duration) (addr string, stop func() error, err error) {
@@ -297,7 +297,7 @@ func spawnLatencyProxy(network, target string, delay time.Duration) (addr string
 	if err != nil {
 		return "", nil, fmt.Errorf("app: latency proxy: find own binary: %w", err)
 	}
-	cmd := exec.Command(exe, "latency-proxy", "--network", network, "--target", target, "--delay", delay.String())
+	cmd := exec.Command(exe, "netdelay", "--network", network, "--target", target, "--delay", delay.String())
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -324,12 +324,12 @@ func spawnLatencyProxy(network, target string, delay time.Duration) (addr string
 	return strings.TrimSpace(line), stop, nil
 }
 
-// ServeLatencyProxy is the child's side (`flickrkillr latency-proxy`): it
+// ServeLatencyProxy is the child's side (`flickrkillr netdelay`): it
 // prints the address it listens on and forwards until its standard input
 // closes. It ignores Ctrl-C, which the terminal sends to the whole process
 // group: the server it serves still drains its requests, through it.
 func ServeLatencyProxy(args []string, stdin io.Reader, stdout io.Writer) error {
-	fs := flag.NewFlagSet("latency-proxy", flag.ContinueOnError)
+	fs := flag.NewFlagSet("netdelay", flag.ContinueOnError)
 	network := fs.String("network", "tcp", "tcp or unix")
 	target := fs.String("target", "", "address to forward to")
 	delay := fs.Duration("delay", 0, "added each way")
@@ -337,7 +337,7 @@ func ServeLatencyProxy(args []string, stdin io.Reader, stdout io.Writer) error {
 		return err
 	}
 	if *target == "" || *delay <= 0 {
-		return errors.New("latency-proxy needs --target and a positive --delay")
+		return errors.New("netdelay needs --target and a positive --delay")
 	}
 	signal.Ignore(os.Interrupt, syscall.SIGTERM)
 	p, err := startLatencyProxy(*network, *target, *delay)
