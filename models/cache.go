@@ -236,7 +236,11 @@ func (n *nearCache) remove(e *list.Element) {
 }
 
 // CachedGallery is stage 3's gallery: the PostgreSQL one behind a Cache, with
-// the same interface, so that handlers cannot tell.
+// the same interface, so that handlers cannot tell. It keeps the results
+// that several pages share (a user's grid is also "more from" on each of
+// their photos), the image keys and the favorite stars. The home, photo and
+// tag pages are read only to render their views, which the app keeps as
+// HTML in the same Cache: keeping their data too would store each twice.
 type CachedGallery struct {
 	inner Gallery
 	cache *Cache
@@ -249,15 +253,12 @@ func NewCachedGallery(inner Gallery, cache *Cache) *CachedGallery {
 
 var _ Gallery = (*CachedGallery)(nil)
 
-// Home is cached until an upload or a delete.
-func (g *CachedGallery) Home(ctx context.Context) (HomePage, error) {
-	return cachedJSON(ctx, g.cache, "home", []string{DepHome}, g.inner.Home)
-}
+// Home is read through: the home view is what is kept.
+func (g *CachedGallery) Home(ctx context.Context) (HomePage, error) { return g.inner.Home(ctx) }
 
-// Photo is cached until the photo is favorited, commented or deleted.
+// Photo is read through: the photo's view is what is kept.
 func (g *CachedGallery) Photo(ctx context.Context, id int64) (PhotoPage, error) {
-	return cachedJSON(ctx, g.cache, "photo:"+strconv.FormatInt(id, 10), []string{DepPhoto(id)},
-		func(ctx context.Context) (PhotoPage, error) { return g.inner.Photo(ctx, id) })
+	return g.inner.Photo(ctx, id)
 }
 
 // ImageKey is cached until the photo is deleted.
@@ -272,10 +273,9 @@ func (g *CachedGallery) UserPhotos(ctx context.Context, name string, before int6
 		func(ctx context.Context) (UserPage, error) { return g.inner.UserPhotos(ctx, name, before) })
 }
 
-// TagPhotos is cached until a photo with the tag is uploaded or deleted.
+// TagPhotos is read through: the tag's view is what is kept.
 func (g *CachedGallery) TagPhotos(ctx context.Context, tag string, before int64) (TagPage, error) {
-	return cachedJSON(ctx, g.cache, "tag:"+tag+":"+strconv.FormatInt(before, 10), []string{DepTag(tag)},
-		func(ctx context.Context) (TagPage, error) { return g.inner.TagPhotos(ctx, tag, before) })
+	return g.inner.TagPhotos(ctx, tag, before)
 }
 
 // IsFavorite is cached per user and photo until the photo's next change.
