@@ -31,11 +31,12 @@ type App struct {
 	images   ImageSource
 	sessions *scs.SessionManager
 	tmpl     *renderer
+	views    ViewCache
 	echo     *echo.Echo
 }
 
 // New builds the App for cfg.Stage from the opened dependencies; the stage
-// decides which session store, gallery and image source it gets.
+// decides which session store, gallery, image source and view cache it gets.
 func New(cfg Config, d *Deps) (*App, error) {
 	d.Config = cfg
 	if d.Log == nil {
@@ -79,6 +80,12 @@ func New(cfg Config, d *Deps) (*App, error) {
 	if stage.Images != nil {
 		if a.images, err = stage.Images(d, a.images); err != nil {
 			return nil, fmt.Errorf("app: images: %w", err)
+		}
+	}
+	a.views = renderViews{}
+	if stage.Views != nil {
+		if a.views, err = stage.Views(d); err != nil {
+			return nil, fmt.Errorf("app: views: %w", err)
 		}
 	}
 	a.echo = a.routes()

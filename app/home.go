@@ -1,15 +1,27 @@
 package app
 
 import (
+	"context"
+	"html/template"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"flickrkillr/models"
 )
 
 func (a *App) home(c echo.Context) error {
-	page, err := a.gallery.Home(c.Request().Context())
-	if err != nil {
-		return err
-	}
-	return a.render(c, http.StatusOK, "home", "Recent photos", page)
+	return a.renderView(c, http.StatusOK, "home", viewSpec{key: "home", deps: []string{models.DepHome},
+		render: func(ctx context.Context) (View, error) {
+			page, err := a.gallery.Home(ctx)
+			if err != nil {
+				return View{}, err
+			}
+			html, err := a.renderPart("home", "home-view", page)
+			return View{Title: "Recent photos", HTML: []template.HTML{html}}, err
+		}}, nil, noLiveParts)
 }
+
+// noLiveParts is the live part of a page whose content is the same for
+// every viewer (only the layout's header and flash differ).
+func noLiveParts(View) (any, error) { return nil, nil }

@@ -1,8 +1,10 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"net/http"
 	"strconv"
@@ -12,13 +14,18 @@ import (
 	"flickrkillr/models"
 )
 
-// photoView is the photo page: the photo, the viewer's favorite state, the
-// owner's other photos and the comment form (with errors on a failed post).
-type photoView struct {
-	models.PhotoPage
+// photoMore is the owner's other photos, under the photo.
+type photoMore struct {
+	Owner models.PublicUser
+	More  []models.PhotoCard
+}
+
+// photoLive is the viewer's own part of a photo page: the favorite star, the
+// delete button and the comment form (with errors after a failed post).
+type photoLive struct {
+	ID         int64
 	IsFavorite bool
 	IsOwner    bool
-	More       []models.PhotoCard
 	Comment    *commentForm
 }
 
@@ -34,32 +41,58 @@ func (a *App) photoShow(c echo.Context) error {
 }
 
 // renderPhoto renders the photo page; a failed comment re-renders it with the
-// form's errors and status 422.
+// form's errors and status 422. Its shared parts are two views: the photo
+// with its comments, and the owner's other photos (which change with the
+// owner's uploads, not with the photo).
 func (a *App) renderPhoto(c echo.Context, status int, id int64, form *commentForm) error {
-	ctx := c.Request().Context()
-	page, err := a.gallery.Photo(ctx, id)
-	if err != nil {
-		return err
+	sid := strconv.FormatInt(id, 10)
+	photo := viewSpec{key: "photo:" + sid, deps: []string{models.DepPhoto(id)},
+		render: func(ctx context.Context) (View, error) {
+			page, err := a.gallery.Photo(ctx, id)
+			if err != nil {
+				return View{}, err
+			}
+			v := View{Title: page.Photo.Title, OwnerID: page.Photo.UserID, Owner: page.Owner.Name,
+				Deps: []string{models.DepPhoto(id), models.DepUser(page.Owner.Name)}}
+			for _, part := range []string{"photo-top", "photo-comments"} {
+				html, err := a.renderPart("photo", part, page)
+				if err != nil {
+					return View{}, err
+				}
+				v.HTML = append(v.HTML, html)
+			}
+			return v, nil
+		}}
+	more := func(ctx context.Context, pv View) ([]View, error) {
+		v, err := a.views.View(ctx, "photo-more:"+sid, []string{models.DepUser(pv.Owner)}, func(ctx context.Context) (View, error) {
+			// The owner's first grid page: the same query (and, at stage 3, the
+			// same cache entry) as the top of their user page.
+			owner, err := a.gallery.UserPhotos(ctx, pv.Owner, 0)
+			if err != nil {
+				return View{}, err
+			}
+			m := photoMore{Owner: owner.User}
+			for _, p := range owner.Grid.Photos {
+				if p.ID != id && len(m.More) < moreFromOwner {
+					m.More = append(m.More, p)
+				}
+			}
+			html, err := a.renderPart("photo", "photo-more", m)
+			return View{HTML: []template.HTML{html}}, err
+		})
+		return []View{v}, err
 	}
-	v := photoView{PhotoPage: page, Comment: form}
-	// The owner's first grid page: the same query (and, at stage 3, the same
-	// cache entry) as the top of their user page.
-	owner, err := a.gallery.UserPhotos(ctx, page.Owner.Name, 0)
-	if err != nil {
-		return err
-	}
-	for _, p := range owner.Grid.Photos {
-		if p.ID != id && len(v.More) < moreFromOwner {
-			v.More = append(v.More, p)
+	return a.renderView(c, status, "photo", photo, more, func(v View) (any, error) {
+		l := photoLive{ID: id, Comment: form}
+		if u, ok := currentUser(c); ok {
+			l.IsOwner = u.ID == v.OwnerID
+			var err error
+			if l.IsFavorite, err = a.gallery.IsFavorite(c.Request().Context(), u.ID, id); err != nil {
+				return nil, err
+			}
 		}
-	}
-	if u, ok := currentUser(c); ok {
-		v.IsOwner = u.ID == page.Photo.UserID
-		if v.IsFavorite, err = a.gallery.IsFavorite(ctx, u.ID, id); err != nil {
-			return err
-		}
-	}
-	return a.render(c, status, "photo", page.Photo.Title, v)
+		return l, nil
+	})
 }
 
 func (a *App) photoImage(c echo.Context) error { return a.serveImage(c, models.Original) }

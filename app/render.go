@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -30,6 +31,9 @@ type pageData struct {
 // layout and partials plus that page's file.
 type renderer struct {
 	pages map[string]*template.Template
+	// executed counts template executions: the tests prove with it that a
+	// cached page executes none.
+	executed atomic.Int64
 }
 
 var templateFuncs = template.FuncMap{
@@ -79,22 +83,48 @@ func newRenderer() (*renderer, error) {
 	return r, nil
 }
 
-// render executes a page into a buffer first, so that a template error
-// becomes a clean 500 page instead of half a page with a 200 status.
-func (a *App) render(c echo.Context, status int, page, title string, data any) error {
-	t, ok := a.tmpl.pages[page]
+// execute runs the template name of page into a buffer, so that a template
+// error becomes a clean 500 page instead of half a page with a 200 status.
+func (r *renderer) execute(page, name string, data any) ([]byte, error) {
+	t, ok := r.pages[page]
 	if !ok {
-		return fmt.Errorf("app: no page template %q", page)
+		return nil, fmt.Errorf("app: no page template %q", page)
 	}
+	r.executed.Add(1)
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, name, data); err != nil {
+		return nil, fmt.Errorf("app: render %s %s: %w", page, name, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// render renders a whole page live: the layout around the page's content.
+func (a *App) render(c echo.Context, status int, page, title string, data any) error {
 	pd := pageData{Title: title, Flash: a.popFlash(c), Stage: a.stage, Page: data}
 	if u, ok := currentUser(c); ok {
 		pd.User = &u
 	}
-	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, "layout", pd); err != nil {
-		return fmt.Errorf("app: render %s: %w", page, err)
+	html, err := a.tmpl.execute(page, "layout", pd)
+	if err != nil {
+		return err
 	}
-	return c.HTMLBlob(status, buf.Bytes())
+	return c.HTMLBlob(status, html)
+}
+
+// renderLayout renders the layout around a view and the viewer's live parts.
+func (a *App) renderLayout(page string, v View, user *models.PublicUser, flash string, live func(View) (any, error)) ([]byte, error) {
+	l, err := live(v)
+	if err != nil {
+		return nil, err
+	}
+	pd := pageData{Title: v.Title, User: user, Flash: flash, Stage: a.stage, Page: viewPage{View: v, Live: l}}
+	return a.tmpl.execute(page, "layout", pd)
+}
+
+// renderPart renders one shared part of a view from the page's data.
+func (a *App) renderPart(page, name string, data any) (template.HTML, error) {
+	b, err := a.tmpl.execute(page, name, data)
+	return template.HTML(b), err
 }
 
 // redirect answers a successful POST: 303 See Other, with a flash message.

@@ -43,6 +43,8 @@ type Stage struct {
 	Gallery func(d *Deps, inner models.Gallery) (models.Gallery, error)
 	// Images wraps (or replaces) where image bytes come from.
 	Images func(d *Deps, inner ImageSource) (ImageSource, error)
+	// Views keeps (or not) the parts of pages that every viewer shares.
+	Views func(d *Deps) (ViewCache, error)
 }
 
 var stages = map[int]Stage{}
@@ -117,6 +119,9 @@ func resolve(n int) (Stage, error) {
 		}
 		if s.Images != nil {
 			r.Images = s.Images
+		}
+		if s.Views != nil {
+			r.Views = s.Views
 		}
 	}
 	return r, nil

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"container/list"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"sync"
 	"time"
@@ -12,27 +15,170 @@ import (
 	"flickrkillr/models"
 )
 
-// Stage 3: caching. The hot reads (home, photo pages, user and tag grids)
-// go through a cache-aside wrapper in Redis with the Gallery's interface,
-// invalidated by every write; images are kept in memory and sent with an
-// ETag and a long Cache-Control, so a browser asks again only with
-// If-None-Match (answered 304) and the disk is read once per image.
+// Stage 3: caching. What costs is kept in Redis (models.Cache: cache-aside
+// under generations that every write bumps): the pages' shared views as
+// rendered HTML, whole pages for anonymous viewers, and the query results
+// behind them (a gallery wrapper with the Gallery's interface). Images are
+// kept in memory and sent with an ETag and a long Cache-Control, so a
+// browser asks again only with If-None-Match (answered 304) and the disk is
+// read once per image.
 func init() {
 	register(Stage{
 		Number:  3,
 		Name:    "cache",
 		Summary: "cache-aside in Redis for the hot reads; images from memory with ETag/Cache-Control",
 		Gallery: func(d *Deps, inner models.Gallery) (models.Gallery, error) {
-			rdb, err := redisClient(d)
+			cache, err := sharedCache(d)
 			if err != nil {
 				return nil, err
 			}
-			return models.NewCachedGallery(inner, rdb, 10*time.Minute, d.Log), nil
+			return models.NewCachedGallery(inner, cache), nil
 		},
 		Images: func(d *Deps, inner ImageSource) (ImageSource, error) {
 			return newMemoryImages(inner, 256<<20), nil
 		},
+		Views: func(d *Deps) (ViewCache, error) {
+			cache, err := sharedCache(d)
+			if err != nil {
+				return nil, err
+			}
+			return &cachedViews{cache: cache}, nil
+		},
 	})
+}
+
+// sharedCache is the one Cache that the gallery and the views share.
+func sharedCache(d *Deps) (*models.Cache, error) {
+	rdb, err := redisClient(d) // first: Shared does not nest
+	if err != nil {
+		return nil, err
+	}
+	v, err := d.Shared("cache", func() (any, error) {
+		// Entries live 10 minutes; the last 64 MB read are also kept in this process.
+		return models.NewCache(rdb, 10*time.Minute, 64<<20, d.Log), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*models.Cache), nil
+}
+
+// cachedViews keeps views, encoded, in the Cache.
+type cachedViews struct {
+	cache *models.Cache
+}
+
+func (cv *cachedViews) View(ctx context.Context, key string, deps []string, render func(context.Context) (View, error)) (View, error) {
+	var rendered *View
+	b, err := cv.cache.Load(ctx, "view:"+key, deps, func(ctx context.Context) ([]byte, bool, error) {
+		v, err := render(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		rendered = &v
+		return encodeView(v), true, nil
+	})
+	if err != nil {
+		return View{}, err
+	}
+	if rendered != nil {
+		return *rendered, nil
+	}
+	v, err := decodeView(b)
+	if err != nil {
+		// Not a view (a foreign or truncated value): render it afresh.
+		return render(ctx)
+	}
+	return v, nil
+}
+
+// encodeView is a view as bytes: its fields as length-prefixed strings (no
+// JSON: HTML would be escaped on the way in and out).
+func encodeView(v View) []byte {
+	n := len(v.Owner) + len(v.Title) + 32
+	for _, d := range v.Deps {
+		n += len(d) + 4
+	}
+	for _, h := range v.HTML {
+		n += len(h) + 4
+	}
+	b := make([]byte, 0, n)
+	b = append(b, viewFormat)
+	b = binary.AppendUvarint(b, uint64(v.OwnerID))
+	b = appendString(b, v.Owner)
+	b = appendString(b, v.Title)
+	b = binary.AppendUvarint(b, uint64(len(v.Deps)))
+	for _, d := range v.Deps {
+		b = appendString(b, d)
+	}
+	b = binary.AppendUvarint(b, uint64(len(v.HTML)))
+	for _, h := range v.HTML {
+		b = appendString(b, string(h))
+	}
+	return b
+}
+
+// viewFormat is the first byte of an encoded view, changed with the format.
+const viewFormat = 1
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+var errBadView = errors.New("app: not an encoded view")
+
+func decodeView(b []byte) (View, error) {
+	var v View
+	if len(b) == 0 || b[0] != viewFormat {
+		return v, errBadView
+	}
+	r := viewReader{b: b[1:]}
+	v.OwnerID = int64(r.uvarint())
+	v.Owner = r.string()
+	v.Title = r.string()
+	if n := r.uvarint(); n > 0 && n < 64 {
+		v.Deps = make([]string, n)
+		for i := range v.Deps {
+			v.Deps[i] = r.string()
+		}
+	}
+	if n := r.uvarint(); n > 0 && n < 64 {
+		v.HTML = make([]template.HTML, n)
+		for i := range v.HTML {
+			v.HTML[i] = template.HTML(r.string())
+		}
+	}
+	if r.bad || len(r.b) != 0 || len(v.HTML) == 0 {
+		return View{}, errBadView
+	}
+	return v, nil
+}
+
+type viewReader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *viewReader) uvarint() uint64 {
+	n, k := binary.Uvarint(r.b)
+	if k <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.b = r.b[k:]
+	return n
+}
+
+func (r *viewReader) string() string {
+	n := r.uvarint()
+	if r.bad || n > uint64(len(r.b)) {
+		r.bad = true
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
 }
 
 // memoryImages keeps image bytes in memory, least recently used out first,

@@ -1,9 +1,18 @@
 package app
 
 import (
+	"net"
 	"net/http"
 	"net/url"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+
+	"flickrkillr/models/modeltest"
 )
 
 func TestStage3ServesRepeatedReadsWithoutTheDatabase(t *testing.T) {
@@ -54,4 +63,229 @@ func TestStagesBefore3SendNoImageValidators(t *testing.T) {
 	if etag := b.get(photo + "/image").Header.Get("ETag"); etag != "" {
 		t.Fatalf("stage 2 sent ETag %q; image caching is stage 3's change", etag)
 	}
+}
+
+// anonymous is a browser that never logs in.
+func anonymous(ta *testApp, t *testing.T) *browser { return ta.browser(t) }
+
+func TestStage3RepeatedAnonymousPagesRunNoSQLAndNoTemplate(t *testing.T) {
+	ta := newTestApp(t, 3)
+	owner := ta.browser(t)
+	owner.signup("rita")
+	photo := owner.upload(map[string]string{"title": "Quiet", "tags": "calm"}, "a.png", testPNG(t, 40, 30)).Header.Get("Location")
+	owner.post(photo+"/comments", url.Values{"body": {"a comment"}})
+	anon := anonymous(ta, t)
+	for _, path := range []string{"/", photo, "/users/rita", "/tags/calm"} {
+		t.Run(path, func(t *testing.T) {
+			first := anon.get(path) // fills the cache
+			mustStatus(t, first, http.StatusOK)
+			queries, templates := ta.queries.Load(), ta.tmpl.executed.Load()
+			again := anon.get(path)
+			mustStatus(t, again, http.StatusOK)
+			if n := ta.queries.Load() - queries; n != 0 {
+				t.Errorf("the repeated page sent %d SQL statements, want 0", n)
+			}
+			if n := ta.tmpl.executed.Load() - templates; n != 0 {
+				t.Errorf("the repeated page executed %d templates, want 0", n)
+			}
+			if again.Body != first.Body {
+				t.Errorf("the cached page differs from the rendered one")
+			}
+			// Another anonymous visitor gets the same page, also from the cache.
+			templates = ta.tmpl.executed.Load()
+			if other := anonymous(ta, t).get(path); other.Body != first.Body || ta.tmpl.executed.Load() != templates {
+				t.Errorf("another anonymous visitor did not get the cached page")
+			}
+		})
+	}
+}
+
+// TestStage3EveryWriteIsVisibleOnTheNextRead checks each write against the
+// pages it changes, read by the writer, another user and an anonymous
+// visitor, all of whom had those pages cached before the write.
+func TestStage3EveryWriteIsVisibleOnTheNextRead(t *testing.T) {
+	ta := newTestApp(t, 3)
+	writer, other := ta.browser(t), ta.browser(t)
+	writer.signup("wanda")
+	other.signup("otto")
+	anon := anonymous(ta, t)
+	readers := map[string]*browser{"the writer": writer, "another user": other, "an anonymous visitor": anon}
+	first := writer.upload(map[string]string{"title": "First", "tags": "w"}, "a.png", testPNG(t, 40, 30)).Header.Get("Location")
+	warm := func(pages ...string) {
+		t.Helper()
+		for _, b := range readers {
+			for _, p := range pages {
+				b.get(p)
+				b.get(p)
+			}
+		}
+	}
+	mustSee := func(what string, pages []string, want, notWant string) {
+		t.Helper()
+		for who, b := range readers {
+			for _, p := range pages {
+				res := b.get(p)
+				if want != "" && !strings.Contains(res.Body, want) {
+					t.Errorf("after %s, %s does not see %q on %s", what, who, want, p)
+				}
+				if notWant != "" && strings.Contains(res.Body, notWant) {
+					t.Errorf("after %s, %s still sees %q on %s", what, who, notWant, p)
+				}
+			}
+		}
+	}
+
+	listings := []string{"/", "/users/wanda", "/tags/w", first}
+	warm(listings...)
+	second := writer.upload(map[string]string{"title": "Second", "tags": "w"}, "b.png", testPNG(t, 40, 30)).Header.Get("Location")
+	mustSee("an upload", listings, `href="`+second+`"`, "")
+
+	warm(first)
+	mustStatus(t, writer.post(first+"/comments", url.Values{"body": {"seen by all"}}), http.StatusSeeOther)
+	mustSee("a comment", []string{first}, "seen by all", "")
+
+	warm(first)
+	mustStatus(t, other.post(first+"/favorite", url.Values{"action": {"add"}}), http.StatusSeeOther)
+	mustSee("a favorite", []string{first}, "★ 1 favorite", "")
+	mustContain(t, other.get(first), "★ Unfavorite")
+	mustContain(t, writer.get(first), "☆ Favorite")
+
+	warm(append(listings, second)...)
+	mustStatus(t, writer.post(second+"/delete", nil), http.StatusSeeOther)
+	mustSee("a delete", listings, "", `href="`+second+`"`)
+	for who, b := range readers {
+		if res := b.get(second); res.Status != http.StatusNotFound {
+			t.Errorf("after a delete, %s gets %d for the deleted photo", who, res.Status)
+		}
+	}
+}
+
+func TestStage3ViewersNeverSeeEachOthersParts(t *testing.T) {
+	ta := newTestApp(t, 3)
+	owner, guest := ta.browser(t), ta.browser(t)
+	owner.signup("olga")
+	guest.signup("gus")
+	photo := owner.upload(map[string]string{"title": "Mine", "tags": "m"}, "a.png", testPNG(t, 40, 30)).Header.Get("Location")
+	mustStatus(t, owner.post(photo+"/favorite", url.Values{"action": {"add"}}), http.StatusSeeOther)
+	// The owner fills every cache first, with a comment form full of errors.
+	for _, p := range []string{photo, photo, "/", "/users/olga", "/tags/m"} {
+		owner.get(p)
+	}
+	mustStatus(t, owner.post(photo+"/comments", url.Values{"body": {"   "}}), http.StatusUnprocessableEntity)
+
+	res := guest.get(photo)
+	mustContain(t, res, "☆ Favorite", `action="`+photo+`/comments"`, "★ 1 favorite")
+	for _, leak := range []string{"★ Unfavorite", "Delete this photo", `class="error"`} {
+		if strings.Contains(res.Body, leak) {
+			t.Errorf("the guest's photo page shows the owner's %q", leak)
+		}
+	}
+	for _, p := range []string{photo, "/", "/users/olga", "/tags/m"} {
+		if h := header(guest.get(p).Body); strings.Contains(h, "olga") || !strings.Contains(h, `<a href="/users/gus">gus</a>`) {
+			t.Errorf("%s: the guest's header is not the guest's:\n%s", p, h)
+		}
+	}
+	res = anonymous(ta, t).get(photo)
+	mustContain(t, res, "Log in</a> to favorite and comment.", `<a href="/login">Log in</a>`)
+	for _, leak := range []string{"Log out", "Unfavorite", "☆ Favorite", "Delete this photo", `action="` + photo + `/comments"`, "gus"} {
+		if strings.Contains(res.Body, leak) {
+			t.Errorf("the anonymous photo page shows %q", leak)
+		}
+	}
+	if h := header(res.Body); strings.Contains(h, "olga") {
+		t.Errorf("the anonymous header names a user:\n%s", h)
+	}
+	// And the owner still sees their own parts after the others filled the cache.
+	res = owner.get(photo)
+	mustContain(t, res, "★ Unfavorite", "Delete this photo")
+	if h := header(res.Body); !strings.Contains(h, `<a href="/users/olga">olga</a>`) || strings.Contains(h, "gus") {
+		t.Errorf("the owner's header is not the owner's:\n%s", h)
+	}
+}
+
+// header is the page's header (the logged-in user's name, or the log-in links).
+func header(body string) string {
+	start, end := strings.Index(body, `<header class="top">`), strings.Index(body, "</header>")
+	if start < 0 || end < start {
+		return ""
+	}
+	return body[start:end]
+}
+
+func TestStage3ServesCorrectPagesWhileRedisIsDown(t *testing.T) {
+	for _, kind := range []string{"miniredis closed", "redis-server stopped"} {
+		t.Run(kind, func(t *testing.T) {
+			url, stop := stoppableRedis(t, kind)
+			need, _ := SchemaFor(3)
+			ta := newTestAppOn(t, 3, modeltest.NewDB(t, need), t.TempDir(), url)
+			owner := ta.browser(t)
+			owner.signup("ursula")
+			photo := owner.upload(map[string]string{"title": "Before the outage", "tags": "out"}, "a.png", testPNG(t, 40, 30)).Header.Get("Location")
+			// Every request waits for the Redis dial to fail: a few pages only.
+			pages := []string{"/", photo}
+			anon := anonymous(ta, t)
+			for _, p := range pages {
+				anon.get(p)
+				mustContain(t, anon.get(p), "Before the outage")
+			}
+			// A write the cache cannot hear about: while Redis is down, pages
+			// come from the database, so they show it.
+			ta.db.Exec(`UPDATE photos SET title = 'During the outage'`)
+			stop()
+			for _, p := range pages {
+				res := anon.get(p)
+				mustStatus(t, res, http.StatusOK)
+				mustContain(t, res, "During the outage")
+				if strings.Contains(res.Body, "Before the outage") {
+					t.Errorf("%s: served the cached page while Redis was down", p)
+				}
+			}
+			if thumb := anon.get(photo + "/thumb"); thumb.Status != http.StatusOK || len(thumb.Body) == 0 {
+				t.Errorf("thumbnail while Redis is down: status %d", thumb.Status)
+			}
+		})
+	}
+}
+
+// stoppableRedis is a Redis that this test alone uses and can stop: an
+// embedded miniredis, or a redis-server process on a free port.
+func stoppableRedis(t *testing.T, kind string) (url string, stop func()) {
+	t.Helper()
+	if kind == "miniredis closed" {
+		mr := miniredis.RunT(t)
+		return "redis://" + mr.Addr(), mr.Close
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server is not installed (scripts/test.sh installs it)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}
+	t.Cleanup(stop)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	for range 100 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return "redis://" + addr, stop
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("redis-server did not listen on %s", addr)
+	return "", nil
 }

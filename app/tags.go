@@ -1,10 +1,14 @@
 package app
 
 import (
+	"context"
+	"html/template"
 	"net/http"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
+
+	"flickrkillr/models"
 )
 
 func (a *App) tagShow(c echo.Context) error {
@@ -12,11 +16,16 @@ func (a *App) tagShow(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := a.gallery.TagPhotos(c.Request().Context(), c.Param("tag"), before)
-	if err != nil {
-		return err
-	}
-	return a.render(c, http.StatusOK, "tag", "#"+page.Tag.Name, page)
+	tag := c.Param("tag")
+	return a.renderView(c, http.StatusOK, "tag", viewSpec{key: "tag:" + tag + ":" + strconv.FormatInt(before, 10), deps: []string{models.DepTag(tag)},
+		render: func(ctx context.Context) (View, error) {
+			page, err := a.gallery.TagPhotos(ctx, tag, before)
+			if err != nil {
+				return View{}, err
+			}
+			html, err := a.renderPart("tag", "tag-view", page)
+			return View{Title: "#" + page.Tag.Name, HTML: []template.HTML{html}}, err
+		}}, nil, noLiveParts)
 }
 
 // cursorParam reads the keyset cursor ?before=<photo id>; absent means the first page.

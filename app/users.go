@@ -1,9 +1,14 @@
 package app
 
 import (
+	"context"
+	"html/template"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
+
+	"flickrkillr/models"
 )
 
 func (a *App) userShow(c echo.Context) error {
@@ -11,9 +16,14 @@ func (a *App) userShow(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := a.gallery.UserPhotos(c.Request().Context(), c.Param("name"), before)
-	if err != nil {
-		return err
-	}
-	return a.render(c, http.StatusOK, "user", page.User.DisplayName, page)
+	name := c.Param("name")
+	return a.renderView(c, http.StatusOK, "user", viewSpec{key: "user:" + name + ":" + strconv.FormatInt(before, 10), deps: []string{models.DepUser(name)},
+		render: func(ctx context.Context) (View, error) {
+			page, err := a.gallery.UserPhotos(ctx, name, before)
+			if err != nil {
+				return View{}, err
+			}
+			html, err := a.renderPart("user", "user-view", page)
+			return View{Title: page.User.DisplayName, HTML: []template.HTML{html}}, err
+		}}, nil, noLiveParts)
 }

@@ -1,13 +1,14 @@
 package models
 
 import (
+	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,173 +16,132 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// CachedGallery is stage 3: cache-aside in Redis in front of another Gallery.
+// Cache is stage 3's cache-aside in Redis: one mechanism for every value it
+// keeps, the gallery's query results (JSON) and the app's rendered HTML.
 //
-// Every cached value depends on one or more generations ("gen:photo:42",
-// "gen:user:alice", "gen:tag:beach", "gen:home") and is stored under a key
-// that includes their current numbers. A write increments the generations of
-// what it changed, after its transaction commits, so the next read misses and
-// recomputes. A reader that raced the write stored its stale value under the
-// old generation, where nobody looks again: no stale-after-write window.
+// Every value depends on one or more dependencies (DepPhoto(42),
+// DepUser("alice"), DepTag("beach"), DepHome), each with a generation number
+// in Redis ("gen:photo:42"), and is stored under a key that includes their
+// current numbers. A write increments the generations of what it changed,
+// after its transaction commits, so the next read misses and recomputes. A
+// reader that raced the write read the old numbers before it loaded, so its
+// stale value lands under the old key, where nobody looks again: no
+// stale-after-write window.
 //
-// Misses are computed once per key (singleflight), whatever the number of
-// concurrent readers. Redis errors fail open: the read goes to the database.
-type CachedGallery struct {
-	inner   Gallery
+// Because a key's value never changes, the last values read are also kept in
+// this process (a small LRU in front of Redis, entries living as long as in
+// Redis): a hit then costs one MGET of the generations and no transfer. Misses are computed once per key
+// (singleflight), whatever the number of concurrent readers. Redis errors
+// fail open: the value is computed as if there were no cache.
+type Cache struct {
 	rdb     redis.UniversalClient
 	ttl     time.Duration
 	log     *slog.Logger
 	flight  singleflight.Group
 	lastLog atomic.Int64
+	near    *nearCache
 }
 
-// NewCachedGallery wraps inner with a Redis cache whose entries live for ttl.
-func NewCachedGallery(inner Gallery, rdb redis.UniversalClient, ttl time.Duration, log *slog.Logger) *CachedGallery {
+// NewCache keeps values in Redis for ttl, and up to nearBytes of them in
+// this process too (0: none).
+func NewCache(rdb redis.UniversalClient, ttl time.Duration, nearBytes int64, log *slog.Logger) *Cache {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &CachedGallery{inner: inner, rdb: rdb, ttl: ttl, log: log}
+	c := &Cache{rdb: rdb, ttl: ttl, log: log}
+	if nearBytes > 0 {
+		c.near = newNearCache(nearBytes, ttl)
+	}
+	return c
 }
 
-var _ Gallery = (*CachedGallery)(nil)
-
-func genPhoto(id int64) string   { return "photo:" + strconv.FormatInt(id, 10) }
-func genUser(name string) string { return "user:" + name }
-func genTag(name string) string  { return "tag:" + name }
-
-const genHome = "home"
-
-// Home is cached until an upload or a delete.
-func (g *CachedGallery) Home(ctx context.Context) (HomePage, error) {
-	return cached(ctx, g, "home", []string{genHome}, g.inner.Home)
-}
-
-// Photo is cached until the photo is favorited, commented or deleted.
-func (g *CachedGallery) Photo(ctx context.Context, id int64) (PhotoPage, error) {
-	return cached(ctx, g, fmt.Sprintf("photo:%d", id), []string{genPhoto(id)},
-		func(ctx context.Context) (PhotoPage, error) { return g.inner.Photo(ctx, id) })
-}
-
-// ImageKey is cached until the photo is deleted.
-func (g *CachedGallery) ImageKey(ctx context.Context, id int64) (string, error) {
-	return cached(ctx, g, fmt.Sprintf("imagekey:%d", id), []string{genPhoto(id)},
-		func(ctx context.Context) (string, error) { return g.inner.ImageKey(ctx, id) })
-}
-
-// UserPhotos is cached until the user uploads or deletes a photo.
-func (g *CachedGallery) UserPhotos(ctx context.Context, name string, before int64) (UserPage, error) {
-	return cached(ctx, g, fmt.Sprintf("user:%s:%d", name, before), []string{genUser(name)},
-		func(ctx context.Context) (UserPage, error) { return g.inner.UserPhotos(ctx, name, before) })
-}
-
-// TagPhotos is cached until a photo with the tag is uploaded or deleted.
-func (g *CachedGallery) TagPhotos(ctx context.Context, tag string, before int64) (TagPage, error) {
-	return cached(ctx, g, fmt.Sprintf("tag:%s:%d", tag, before), []string{genTag(tag)},
-		func(ctx context.Context) (TagPage, error) { return g.inner.TagPhotos(ctx, tag, before) })
-}
-
-// IsFavorite is cached per user and photo until the photo's next change.
-func (g *CachedGallery) IsFavorite(ctx context.Context, userID, photoID int64) (bool, error) {
-	return cached(ctx, g, fmt.Sprintf("fav:%d:%d", photoID, userID), []string{genPhoto(photoID)},
-		func(ctx context.Context) (bool, error) { return g.inner.IsFavorite(ctx, userID, photoID) })
-}
-
-// CreatePhoto invalidates the home page, the owner's pages and the tags' pages.
-func (g *CachedGallery) CreatePhoto(ctx context.Context, p NewPhoto) (int64, error) {
-	id, err := g.inner.CreatePhoto(ctx, p)
+// Load is cache-aside for one value named name that depends on deps: look it
+// up under the current generations and, on a miss, compute it once with load
+// and store it. load says whether its value may be stored (false: use it for
+// this request only).
+func (c *Cache) Load(ctx context.Context, name string, deps []string, load func(context.Context) (value []byte, store bool, err error)) ([]byte, error) {
+	key, err := c.key(ctx, name, deps)
 	if err != nil {
-		return id, err
+		c.failOpen(err)
+		v, _, err := load(ctx)
+		return v, err
 	}
-	gens := []string{genHome, genUser(p.Owner.Name)}
-	for _, t := range p.Tags {
-		gens = append(gens, genTag(t))
+	if v, ok := c.near.get(key); ok {
+		return v, nil
 	}
-	g.bump(ctx, gens...)
-	return id, nil
-}
-
-// DeletePhoto invalidates the photo, the home page, the owner's and the tags' pages.
-func (g *CachedGallery) DeletePhoto(ctx context.Context, photoID, userID int64) (DeletedPhoto, error) {
-	d, err := g.inner.DeletePhoto(ctx, photoID, userID)
-	if err != nil {
-		return d, err
-	}
-	gens := []string{genPhoto(photoID), genHome, genUser(d.Owner)}
-	for _, t := range d.Tags {
-		gens = append(gens, genTag(t))
-	}
-	g.bump(ctx, gens...)
-	return d, nil
-}
-
-// SetFavorite invalidates the photo (its count and the viewer's star).
-func (g *CachedGallery) SetFavorite(ctx context.Context, userID, photoID int64, on bool) error {
-	if err := g.inner.SetFavorite(ctx, userID, photoID, on); err != nil {
-		return err
-	}
-	g.bump(ctx, genPhoto(photoID))
-	return nil
-}
-
-// AddComment invalidates the photo.
-func (g *CachedGallery) AddComment(ctx context.Context, photoID, userID int64, body string) error {
-	if err := g.inner.AddComment(ctx, photoID, userID, body); err != nil {
-		return err
-	}
-	g.bump(ctx, genPhoto(photoID))
-	return nil
-}
-
-// cached is cache-aside for one value: read the generations, look up the
-// value under them, and on a miss compute it once and store it.
-func cached[T any](ctx context.Context, g *CachedGallery, name string, gens []string, load func(context.Context) (T, error)) (T, error) {
-	key, err := g.key(ctx, name, gens)
-	if err != nil {
-		g.failOpen(err)
-		return load(ctx)
-	}
-	b, err := g.rdb.Get(ctx, key).Bytes()
+	v, err := c.rdb.Get(ctx, key).Bytes()
 	switch {
 	case err == nil:
-		var v T
-		if jerr := json.Unmarshal(b, &v); jerr == nil {
-			return v, nil
-		}
+		c.near.put(key, v)
+		return v, nil
 	case !errors.Is(err, redis.Nil):
-		g.failOpen(err)
-		return load(ctx)
+		c.failOpen(err)
+		v, _, err := load(ctx)
+		return v, err
 	}
 	// A miss. Concurrent misses on one key share one computation; it runs
 	// without the first caller's cancellation so that one impatient client
 	// cannot fail the others.
-	v, err, _ := g.flight.Do(key, func() (any, error) {
+	shared, err, _ := c.flight.Do(key, func() (any, error) {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		v, err := load(lctx)
-		if err != nil {
+		v, store, err := load(lctx)
+		if err != nil || !store {
 			return v, err
 		}
-		if b, err := json.Marshal(v); err == nil {
-			if err := g.rdb.Set(lctx, key, b, g.ttl).Err(); err != nil {
-				g.failOpen(err)
-			}
+		if err := c.rdb.Set(lctx, key, v, c.ttl).Err(); err != nil {
+			c.failOpen(err)
 		}
+		c.near.put(key, v)
 		return v, nil
 	})
 	if err != nil {
-		var zero T
-		return zero, err
+		return nil, err
 	}
-	return v.(T), nil
+	return shared.([]byte), nil
+}
+
+// Bump increments generations after a write has committed. If Redis is down
+// the old entries stay visible until their TTL: logged, and bounded by ttl.
+func (c *Cache) Bump(ctx context.Context, deps ...string) {
+	_, err := c.rdb.Pipelined(context.WithoutCancel(ctx), func(p redis.Pipeliner) error {
+		for _, d := range deps {
+			p.Incr(ctx, "gen:"+d)
+		}
+		return nil
+	})
+	if err != nil {
+		c.log.Error("cache invalidation failed; entries may be stale until their TTL", "deps", deps, "err", err)
+	}
+}
+
+// cachedJSON is Load for a value kept as JSON.
+func cachedJSON[T any](ctx context.Context, c *Cache, name string, deps []string, load func(context.Context) (T, error)) (T, error) {
+	var v T
+	b, err := c.Load(ctx, name, deps, func(ctx context.Context) ([]byte, bool, error) {
+		v, err := load(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		b, err := json.Marshal(v)
+		return b, err == nil, err
+	})
+	if err != nil {
+		return v, err
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return load(ctx)
+	}
+	return v, nil
 }
 
 // key is "c:<name>@<gen>.<gen>…" with the current generation numbers.
-func (g *CachedGallery) key(ctx context.Context, name string, gens []string) (string, error) {
-	keys := make([]string, len(gens))
-	for i, gen := range gens {
-		keys[i] = "gen:" + gen
+func (c *Cache) key(ctx context.Context, name string, deps []string) (string, error) {
+	keys := make([]string, len(deps))
+	for i, d := range deps {
+		keys[i] = "gen:" + d
 	}
-	vals, err := g.rdb.MGet(ctx, keys...).Result()
+	vals, err := c.rdb.MGet(ctx, keys...).Result()
 	if err != nil {
 		return "", err
 	}
@@ -202,25 +162,170 @@ func (g *CachedGallery) key(ctx context.Context, name string, gens []string) (st
 	return sb.String(), nil
 }
 
-// bump increments generations after a write has committed. If Redis is down
-// the old entries stay visible until their TTL: logged, and bounded by ttl.
-func (g *CachedGallery) bump(ctx context.Context, gens ...string) {
-	_, err := g.rdb.Pipelined(context.WithoutCancel(ctx), func(p redis.Pipeliner) error {
-		for _, gen := range gens {
-			p.Incr(ctx, "gen:"+gen)
-		}
-		return nil
-	})
-	if err != nil {
-		g.log.Error("cache invalidation failed; entries may be stale until their TTL", "gens", gens, "err", err)
+// failOpen logs a Redis error at most every ten seconds (under load every
+// request would log it) and lets the caller compute the value.
+func (c *Cache) failOpen(err error) {
+	now := time.Now().Unix()
+	if last := c.lastLog.Load(); now-last >= 10 && c.lastLog.CompareAndSwap(last, now) {
+		c.log.Warn("cache unavailable, computing without it", "err", err)
 	}
 }
 
-// failOpen logs a Redis error at most every ten seconds (under load every
-// request would log it) and lets the caller go to the database.
-func (g *CachedGallery) failOpen(err error) {
-	now := time.Now().Unix()
-	if last := g.lastLog.Load(); now-last >= 10 && g.lastLog.CompareAndSwap(last, now) {
-		g.log.Warn("cache unavailable, reading from the database", "err", err)
+// nearCache keeps the most recently used values in this process, up to max
+// bytes. Its keys carry their generations, so an entry is never stale: a
+// write changes the key the next reader looks for.
+type nearCache struct {
+	max   int64
+	ttl   time.Duration
+	mu    sync.Mutex
+	size  int64
+	order *list.List // of *nearEntry, most recently used at the front
+	items map[string]*list.Element
+}
+
+type nearEntry struct {
+	key     string
+	value   []byte
+	expires time.Time
+}
+
+func newNearCache(max int64, ttl time.Duration) *nearCache {
+	return &nearCache{max: max, ttl: ttl, order: list.New(), items: map[string]*list.Element{}}
+}
+
+func (n *nearCache) get(key string) ([]byte, bool) {
+	if n == nil {
+		return nil, false
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e, ok := n.items[key]
+	if !ok {
+		return nil, false
+	}
+	ne := e.Value.(*nearEntry)
+	if time.Now().After(ne.expires) {
+		n.remove(e)
+		return nil, false
+	}
+	n.order.MoveToFront(e)
+	return ne.value, true
+}
+
+func (n *nearCache) put(key string, value []byte) {
+	if n == nil || int64(len(value)) > n.max/16 {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.items[key]; ok {
+		return
+	}
+	n.items[key] = n.order.PushFront(&nearEntry{key: key, value: value, expires: time.Now().Add(n.ttl)})
+	n.size += int64(len(key) + len(value))
+	for n.size > n.max {
+		n.remove(n.order.Back())
+	}
+}
+
+func (n *nearCache) remove(e *list.Element) {
+	ne := e.Value.(*nearEntry)
+	n.order.Remove(e)
+	delete(n.items, ne.key)
+	n.size -= int64(len(ne.key) + len(ne.value))
+}
+
+// CachedGallery is stage 3's gallery: the PostgreSQL one behind a Cache, with
+// the same interface, so that handlers cannot tell. It keeps the results
+// that several pages share (a user's grid is also "more from" on each of
+// their photos), the image keys and the favorite stars. The home, photo and
+// tag pages are read only to render their views, which the app keeps as
+// HTML in the same Cache: keeping their data too would store each twice.
+type CachedGallery struct {
+	inner Gallery
+	cache *Cache
+}
+
+// NewCachedGallery wraps inner with cache.
+func NewCachedGallery(inner Gallery, cache *Cache) *CachedGallery {
+	return &CachedGallery{inner: inner, cache: cache}
+}
+
+var _ Gallery = (*CachedGallery)(nil)
+
+// Home is read through: the home view is what is kept.
+func (g *CachedGallery) Home(ctx context.Context) (HomePage, error) { return g.inner.Home(ctx) }
+
+// Photo is read through: the photo's view is what is kept.
+func (g *CachedGallery) Photo(ctx context.Context, id int64) (PhotoPage, error) {
+	return g.inner.Photo(ctx, id)
+}
+
+// ImageKey is cached until the photo is deleted.
+func (g *CachedGallery) ImageKey(ctx context.Context, id int64) (string, error) {
+	return cachedJSON(ctx, g.cache, "imagekey:"+strconv.FormatInt(id, 10), []string{DepPhoto(id)},
+		func(ctx context.Context) (string, error) { return g.inner.ImageKey(ctx, id) })
+}
+
+// UserPhotos is cached until the user uploads or deletes a photo.
+func (g *CachedGallery) UserPhotos(ctx context.Context, name string, before int64) (UserPage, error) {
+	return cachedJSON(ctx, g.cache, "user:"+name+":"+strconv.FormatInt(before, 10), []string{DepUser(name)},
+		func(ctx context.Context) (UserPage, error) { return g.inner.UserPhotos(ctx, name, before) })
+}
+
+// TagPhotos is read through: the tag's view is what is kept.
+func (g *CachedGallery) TagPhotos(ctx context.Context, tag string, before int64) (TagPage, error) {
+	return g.inner.TagPhotos(ctx, tag, before)
+}
+
+// IsFavorite is cached per user and photo until the photo's next change.
+func (g *CachedGallery) IsFavorite(ctx context.Context, userID, photoID int64) (bool, error) {
+	return cachedJSON(ctx, g.cache, "fav:"+strconv.FormatInt(photoID, 10)+":"+strconv.FormatInt(userID, 10), []string{DepPhoto(photoID)},
+		func(ctx context.Context) (bool, error) { return g.inner.IsFavorite(ctx, userID, photoID) })
+}
+
+// CreatePhoto invalidates the home page, the owner's pages and the tags' pages.
+func (g *CachedGallery) CreatePhoto(ctx context.Context, p NewPhoto) (int64, error) {
+	id, err := g.inner.CreatePhoto(ctx, p)
+	if err != nil {
+		return id, err
+	}
+	deps := []string{DepHome, DepUser(p.Owner.Name)}
+	for _, t := range p.Tags {
+		deps = append(deps, DepTag(t))
+	}
+	g.cache.Bump(ctx, deps...)
+	return id, nil
+}
+
+// DeletePhoto invalidates the photo, the home page, the owner's and the tags' pages.
+func (g *CachedGallery) DeletePhoto(ctx context.Context, photoID, userID int64) (DeletedPhoto, error) {
+	d, err := g.inner.DeletePhoto(ctx, photoID, userID)
+	if err != nil {
+		return d, err
+	}
+	deps := []string{DepPhoto(photoID), DepHome, DepUser(d.Owner)}
+	for _, t := range d.Tags {
+		deps = append(deps, DepTag(t))
+	}
+	g.cache.Bump(ctx, deps...)
+	return d, nil
+}
+
+// SetFavorite invalidates the photo (its count and the viewer's star).
+func (g *CachedGallery) SetFavorite(ctx context.Context, userID, photoID int64, on bool) error {
+	if err := g.inner.SetFavorite(ctx, userID, photoID, on); err != nil {
+		return err
+	}
+	g.cache.Bump(ctx, DepPhoto(photoID))
+	return nil
+}
+
+// AddComment invalidates the photo.
+func (g *CachedGallery) AddComment(ctx context.Context, photoID, userID int64, body string) error {
+	if err := g.inner.AddComment(ctx, photoID, userID, body); err != nil {
+		return err
+	}
+	g.cache.Bump(ctx, DepPhoto(photoID))
+	return nil
 }
