@@ -19,10 +19,11 @@ import (
 // crowdSite is the fake site plus what the connections scenario needs: the
 // static file the crowd asks for and the process figures of /healthz?data=1,
 // here this test process's own (it holds both ends of every connection).
-func crowdSite(t *testing.T) *httptest.Server {
+// idle is the server's idle timeout (0: net/http's default).
+func crowdSite(t *testing.T, idle time.Duration) *httptest.Server {
 	t.Helper()
 	site := &fakeSite{comments: map[string][]string{}}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/healthz":
 			fds, _ := os.ReadDir("/proc/self/fd")
@@ -37,12 +38,14 @@ func crowdSite(t *testing.T) *httptest.Server {
 			site.ServeHTTP(w, r)
 		}
 	}))
+	srv.Config.IdleTimeout = idle
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv
 }
 
 func TestConnectionsHoldsTheCrowdBesideTheBrowseMix(t *testing.T) {
-	srv := crowdSite(t)
+	srv := crowdSite(t, 0)
 	const n = 60
 	r, err := RunConnections(context.Background(), Options{URL: srv.URL, Scenario: "connections", Connections: n,
 		DialRate: 2000, Duration: 300 * time.Millisecond, Concurrency: 2, Seed: 1})
@@ -77,9 +80,8 @@ func TestConnectionsHoldsTheCrowdBesideTheBrowseMix(t *testing.T) {
 }
 
 func TestConnectionsCountsWhatTheServerDrops(t *testing.T) {
-	srv := crowdSite(t)
 	// A server that closes idle connections at once: nothing stays open.
-	srv.Config.IdleTimeout = time.Millisecond
+	srv := crowdSite(t, time.Millisecond)
 	r, err := RunConnections(context.Background(), Options{URL: srv.URL, Scenario: "connections", Connections: 20,
 		DialRate: 2000, Duration: 300 * time.Millisecond, Concurrency: 1, Seed: 1})
 	if err != nil {
@@ -106,7 +108,7 @@ func TestConnectionsNamesTheOpenFileLimit(t *testing.T) {
 		fmt.Printf("limit error: %v\nerror: %v\n", errors.As(err, &le), err)
 		os.Exit(0)
 	}
-	srv := crowdSite(t)
+	srv := crowdSite(t, 0)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestConnectionsNamesTheOpenFileLimit$")
 	cmd.Env = append(os.Environ(), "LOADTEST_FD_LIMIT_CHILD="+srv.URL)
 	out, err := cmd.CombinedOutput()
