@@ -32,6 +32,7 @@ type App struct {
 	sessions *scs.SessionManager
 	tmpl     *renderer
 	echo     *echo.Echo
+	lim      *limits
 }
 
 // New builds the App for cfg.Stage from the opened dependencies; the stage
@@ -61,6 +62,7 @@ func New(cfg Config, d *Deps) (*App, error) {
 		users: models.NewUserStore(d.DB),
 		files: files,
 		tmpl:  tmpl,
+		lim:   newLimits(),
 	}
 
 	store, err := stage.Sessions(d)

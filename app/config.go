@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"time"
 )
 
 // Config is everything the app is told from outside: the environment first,
@@ -18,6 +19,9 @@ type Config struct {
 	DataDir     string // DATA_DIR: where photo files live
 	Addr        string // ADDR: where serve listens
 	Stage       int    // STAGE: which scaling stage to run (default: the highest this build has)
+	// DRAIN_DELAY: on shutdown, how long /readyz answers 503 while the server
+	// still serves, so that a load balancer stops sending before it closes.
+	DrainDelay time.Duration
 }
 
 // ConfigError names the variable or flag that is wrong; main prints it as one
@@ -45,6 +49,13 @@ func ConfigFromEnv() (Config, error) {
 		}
 		cfg.Stage = n
 	}
+	if s := os.Getenv("DRAIN_DELAY"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return cfg, &ConfigError{"DRAIN_DELAY", fmt.Sprintf("%q is not a duration such as 5s", s)}
+		}
+		cfg.DrainDelay = d
+	}
 	return cfg, nil
 }
 
@@ -56,7 +67,7 @@ func envOr(name, def string) string {
 }
 
 // Flags registers the flags a subcommand accepts on fs; each overrides its
-// variable. which names the fields: "db", "redis", "data", "addr", "stage".
+// variable. which names the fields: "db", "redis", "data", "addr", "stage", "drain".
 func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 	for _, w := range which {
 		switch w {
@@ -68,6 +79,8 @@ func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 			fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of photo files (env DATA_DIR)")
 		case "addr":
 			fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (env ADDR)")
+		case "drain":
+			fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "on shutdown, answer /readyz 503 this long before closing (env DRAIN_DELAY)")
 		case "stage":
 			fs.IntVar(&c.Stage, "stage", c.Stage, "scaling stage "+StageList()+" (env STAGE)")
 		}

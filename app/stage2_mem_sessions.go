@@ -46,11 +46,10 @@ func redisClient(d *Deps) (*redis.Client, error) {
 		if err != nil {
 			return nil, &ConfigError{"REDIS_URL", "is not a valid redis:// URL"}
 		}
-		// Short timeouts: the cache fails open to the database rather than
-		// holding a request while Redis is slow or gone.
-		opt.DialTimeout = 500 * time.Millisecond
-		opt.ReadTimeout = 200 * time.Millisecond
-		opt.WriteTimeout = 200 * time.Millisecond
+		// Short timeouts, no retries and a circuit breaker (limits_redis.go):
+		// the cache fails open to the database and session pages answer 503
+		// rather than holding a request while Redis is slow or gone.
+		failFast(opt)
 		opt.PoolSize = 64
 		rdb := redis.NewClient(opt)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -59,6 +58,7 @@ func redisClient(d *Deps) (*redis.Client, error) {
 			rdb.Close()
 			return nil, fmt.Errorf("app: connect to Redis at %s: %w", opt.Addr, err)
 		}
+		rdb.AddHook(newBreaker())
 		d.OnClose(rdb.Close)
 		return rdb, nil
 	})
