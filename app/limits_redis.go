@@ -43,9 +43,17 @@ func newBreaker() *breaker {
 
 var _ redis.Hook = (*breaker)(nil)
 
+// probeKey marks the context of the probe: the commands go-redis runs on
+// a new connection (HELLO, CLIENT SETINFO) go through the hooks with it and
+// must pass too, or the probe could never connect.
+type probeKey struct{}
+
 // allow says whether a command may go to Redis; probe is true for the one
 // command let through when the cool-down has passed.
-func (b *breaker) allow() (ok, probe bool) {
+func (b *breaker) allow(ctx context.Context) (ok, probe bool) {
+	if ctx.Value(probeKey{}) != nil {
+		return true, false
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.failed < b.failures {
@@ -101,10 +109,13 @@ func (b *breaker) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (b *breaker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		ok, probe := b.allow()
+		ok, probe := b.allow(ctx)
 		if !ok {
 			cmd.SetErr(errBreakerOpen)
 			return errBreakerOpen
+		}
+		if probe {
+			ctx = context.WithValue(ctx, probeKey{}, true)
 		}
 		err := next(ctx, cmd)
 		b.done(err, probe)
@@ -114,12 +125,15 @@ func (b *breaker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (b *breaker) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		ok, probe := b.allow()
+		ok, probe := b.allow(ctx)
 		if !ok {
 			for _, cmd := range cmds {
 				cmd.SetErr(errBreakerOpen)
 			}
 			return errBreakerOpen
+		}
+		if probe {
+			ctx = context.WithValue(ctx, probeKey{}, true)
 		}
 		err := next(ctx, cmds)
 		b.done(err, probe)

@@ -33,6 +33,7 @@ func init() {
 // redisClient is the Redis connection shared by the session store and (stage
 // 3) the cache. With no REDIS_URL it starts an embedded miniredis on loopback.
 func redisClient(d *Deps) (*redis.Client, error) {
+	br, _ := d.Shared("redis-breaker", func() (any, error) { return newBreaker(), nil })
 	v, err := d.Shared("redis", func() (any, error) {
 		url := d.Config.RedisURL
 		if url == "" {
@@ -58,7 +59,7 @@ func redisClient(d *Deps) (*redis.Client, error) {
 			rdb.Close()
 			return nil, fmt.Errorf("app: connect to Redis at %s: %w", opt.Addr, err)
 		}
-		rdb.AddHook(newBreaker())
+		rdb.AddHook(br.(*breaker))
 		d.OnClose(rdb.Close)
 		return rdb, nil
 	})
