@@ -14,9 +14,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
+	"golang.org/x/sync/semaphore"
 )
 
 // Every route but /upload reads a small body and never parses multipart, so
@@ -199,4 +201,28 @@ func TestRequestsPastTheDeadlineAre503(t *testing.T) {
 	if res.Header.Get("Retry-After") == "" {
 		t.Fatal("no Retry-After on the 503")
 	}
+}
+
+// Uploads beyond the decode budget wait briefly, then get a quick 503 with
+// Retry-After; once the budget frees they go through.
+func TestUploadsBeyondTheDecodeBudgetGet503(t *testing.T) {
+	ta := newTestApp(t, 4)
+	b := ta.browser(t)
+	b.signup("uma")
+	ta.lim.decode = semaphore.NewWeighted(64 << 20)
+	ta.lim.decodeWait = 10 * time.Millisecond
+	if !ta.lim.decode.TryAcquire(60 << 20) { // other uploads are decoding
+		t.Fatal("could not take the budget")
+	}
+	res := b.upload(map[string]string{"title": "Busy"}, "busy.jpg", testJPEG(t, 64, 64))
+	mustStatus(t, res, http.StatusServiceUnavailable)
+	if res.Header.Get("Retry-After") == "" {
+		t.Fatal("no Retry-After on the 503")
+	}
+	mustContain(t, res, "processing many photos")
+	if n := ta.countRows(t, "photos"); n != 0 {
+		t.Fatalf("%d photos stored", n)
+	}
+	ta.lim.decode.Release(60 << 20)
+	mustStatus(t, b.upload(map[string]string{"title": "Calm"}, "calm.jpg", testJPEG(t, 64, 64)), http.StatusSeeOther)
 }
