@@ -27,12 +27,13 @@ type redisServer struct {
 	cmd  *exec.Cmd
 }
 
-// startRedisServer runs redis-server (scripts/test.sh installs it; on a
-// developer machine without it the test is skipped, in CI it fails).
+// startRedisServer runs redis-server. scripts/test.sh installs it before
+// its real-Redis pass (REDIS_URL set), where a missing binary fails the
+// test; elsewhere (the first pass, a developer machine) it is skipped.
 func startRedisServer(t *testing.T) *redisServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") != "" {
+		if os.Getenv("REDIS_URL") != "" {
 			t.Fatal("redis-server is not installed (scripts/test.sh installs it)")
 		}
 		t.Skip("redis-server is not installed")
