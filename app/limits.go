@@ -62,7 +62,7 @@ const (
 // decodeBudget is how many bytes of decoded pixels all uploads together may
 // hold; with the scaling buffers and the garbage collector's headroom the
 // process stays well under 1 GiB (docs/reliability.md has the figure).
-const decodeBudget = 256 << 20
+const decodeBudget = 384 << 20
 
 func newLimits() *limits {
 	// bcrypt is pure CPU: one per core runs as fast as more would, and 64
