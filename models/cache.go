@@ -154,7 +154,7 @@ func cached[T any](ctx context.Context, g *CachedGallery, name string, gens []st
 	// A miss. Concurrent misses on one key share one computation; it runs
 	// without the first caller's cancellation so that one impatient client
 	// cannot fail the others.
-	v, err, _ := g.flight.Do(key, func() (any, error) {
+	ch := g.flight.DoChan(key, func() (any, error) {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		v, err := load(lctx)
@@ -168,11 +168,20 @@ func cached[T any](ctx context.Context, g *CachedGallery, name string, gens []st
 		}
 		return v, nil
 	})
-	if err != nil {
+	// Each caller still waits only as long as its own request may: a hung
+	// database answers this request at its deadline (a 503), not after 30 s.
+	var r singleflight.Result
+	select {
+	case r = <-ch:
+	case <-ctx.Done():
 		var zero T
-		return zero, err
+		return zero, fmt.Errorf("models: cache %s: %w", name, ctx.Err())
 	}
-	return v.(T), nil
+	if r.Err != nil {
+		var zero T
+		return zero, r.Err
+	}
+	return r.Val.(T), nil
 }
 
 // key is "c:<name>@<gen>.<gen>…" with the current generation numbers.
