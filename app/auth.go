@@ -64,6 +64,13 @@ func (a *App) loginPost(c echo.Context) error {
 	if err := a.throttled(c, "login", f.Name); err != nil {
 		return err
 	}
+	// The gate is taken before the user lookup, so that a refused log-in
+	// costs neither bcrypt nor a database connection.
+	release, ok := a.lim.bcrypt.enter(c.Request().Context())
+	if !ok {
+		return unavailable(c, 1, busyMessage, nil)
+	}
+	defer release()
 	u, err := a.users.ByName(c.Request().Context(), f.Name)
 	hash := u.PasswordHash
 	switch {
@@ -72,10 +79,7 @@ func (a *App) loginPost(c echo.Context) error {
 	case err != nil:
 		return err
 	}
-	match, cerr := a.checkPassword(c, hash, f.Password)
-	if cerr != nil {
-		return cerr
-	}
+	match := bcrypt.CompareHashAndPassword(hash, []byte(f.Password)) == nil
 	if !match || err != nil {
 		a.failed(c, "login", f.Name)
 		f.Errors.add("Password", "That user name and password do not match.")
@@ -121,11 +125,13 @@ func (a *App) failed(c echo.Context, action, name string) {
 	a.lim.addrs.fail(action + ":" + c.RealIP())
 }
 
+const busyMessage = "We are busy signing people in. Please try again in a moment."
+
 // hashPassword runs bcrypt inside the gate; a full gate is a quick 503.
 func (a *App) hashPassword(c echo.Context, password string) ([]byte, error) {
 	release, ok := a.lim.bcrypt.enter(c.Request().Context())
 	if !ok {
-		return nil, unavailable(c, 1, "We are busy signing people in. Please try again in a moment.", nil)
+		return nil, unavailable(c, 1, busyMessage, nil)
 	}
 	defer release()
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
@@ -133,14 +139,4 @@ func (a *App) hashPassword(c echo.Context, password string) ([]byte, error) {
 		return nil, fmt.Errorf("app: hash password: %w", err)
 	}
 	return hash, nil
-}
-
-// checkPassword compares inside the gate; a full gate is a quick 503.
-func (a *App) checkPassword(c echo.Context, hash []byte, password string) (bool, error) {
-	release, ok := a.lim.bcrypt.enter(c.Request().Context())
-	if !ok {
-		return false, unavailable(c, 1, "We are busy signing people in. Please try again in a moment.", nil)
-	}
-	defer release()
-	return bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil, nil
 }

@@ -65,13 +65,14 @@ const (
 const decodeBudget = 384 << 20
 
 func newLimits() *limits {
-	// bcrypt is pure CPU: one per core runs as fast as more would, and 64
-	// may wait (a load test's virtual users all log in at once).
+	// bcrypt is pure CPU: one per core runs as fast as more would. A few
+	// may wait a second; the rest get a 503 at once (the load tool's log-ins
+	// retry after Retry-After).
 	return &limits{
 		reqTimeout: requestTimeout,
 		names:      newThrottle(maxNameFailures, failureWindow),
 		addrs:      newThrottle(maxAddrFailures, failureWindow),
-		bcrypt:     newGate(max(2, runtime.GOMAXPROCS(0)), 64, 3*time.Second),
+		bcrypt:     newGate(max(2, runtime.GOMAXPROCS(0)), 8, time.Second),
 		decode:     semaphore.NewWeighted(decodeBudget),
 		decodeWait: 2 * time.Second,
 	}

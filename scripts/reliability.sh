@@ -63,9 +63,10 @@ request = function()
   else return wrk.format("GET", "/") end
 end
 LUA
-load() { # $1: label [$2: url]
-  echo "== wrk, anonymous mix (photo, user, home pages), $duration, 8 connections: $1"
-  wrk -t2 -c8 -d"$duration" --latency -s "$tmp/mix.lua" "${2:-$url}" | grep -E "Latency|50%|90%|99%|Requests/sec|Non-2xx|Socket errors"
+load() { # $1: label [$2: url]: one wrk run, one line
+  wrk -t2 -c8 -d"$duration" --latency -s "$tmp/mix.lua" "${2:-$url}" |
+    awk -v label="$1" '$1 == "50%" {p50=$2} $1 == "99%" {p99=$2} /^Requests\/sec/ {rps=$2} /Non-2xx/ {bad=$NF}
+      END {printf "  %-44s p50 %9s  p99 %9s  %8s req/s  non-2xx %s\n", label, p50, p99, rps, bad+0}'
 }
 timed() { # $1: label, then curl args
   local label=$1; shift
@@ -76,13 +77,17 @@ login_cookie() {
 }
 
 wrk -t2 -c8 -d5s -s "$tmp/mix.lua" "$url" >/dev/null # warm the cache
-load "stage 2, no cache (the database alone)" "http://127.0.0.1:$a2port"
-load "Redis up"
+stage2="http://127.0.0.1:$a2port"
+echo "== wrk, anonymous mix (photo, user, home pages), $duration each, 8 connections, alternating"
+load "Redis up: stage 3 (cache)"
 kill -STOP "$redis_pid"; paused="$redis_pid"
-load "Redis paused (SIGSTOP)"
+for round in 1 2 3; do
+  load "Redis paused, round $round: stage 2 (no cache)" "$stage2"
+  load "Redis paused, round $round: stage 3 (fails open)"
+done
 kill -CONT "$redis_pid"; paused=""
 sleep 2
-load "Redis up again (no restart)"
+load "Redis up again (no restart): stage 3"
 
 echo "== single requests, Redis up, paused, refused"
 login_cookie
@@ -96,10 +101,18 @@ for state in up paused refused; do
     timed "Redis $state, anonymous   GET /photos/7  #$i" "$url/photos/7"
   done
 done
-load "Redis refused"
+for round in 1 2 3; do
+  load "Redis refused, round $round: stage 2 (no cache)" "$stage2"
+  load "Redis refused, round $round: stage 3 (fails open)"
+done
 start_redis
 sleep 2
 timed "Redis restarted, anonymous GET /photos/7" "$url/photos/7"
+
+echo "== 200 concurrent log-ins (user1…user200, half with a wrong password), Redis up"
+sleep 2
+seq 200 | xargs -P 200 -I{} sh -c 'pw=flickrkillr; [ $(({} % 2)) -eq 1 ] && pw=wrong; curl -s -o /dev/null --max-time 30 -w "%{http_code} %{time_total}\n" -d "name=user{}&password=$pw" '"$url"'/login' |
+  sort -k2 -n | awk '{n++; c[$1]++; t[n]=$2} END {for (k in c) printf "  status %s: %d\n", k, c[k]; printf "  latency p50 %.3fs, p99 %.3fs, max %.3fs\n", t[int(n*0.5)], t[int(n*0.99)], t[n]}'
 
 if [ -n "${PG_PID:-}" ]; then
   echo "== PostgreSQL paused (SIGSTOP of $PG_PID and its children) for 8 s"
