@@ -1,5 +1,5 @@
 # FlickrKillr's command palette. Set-up is two commands: `make run` and `make test`.
-.PHONY: run test lint build seed migrate serve loadtest loadtest-sweep loadtest-report workshop-tags workshop-verify db-start db-stop clean help
+.PHONY: run test fuzz lint build seed migrate serve loadtest loadtest-sweep loadtest-report workshop-tags workshop-verify db-start db-stop clean help
 
 BIN := bin/flickrkillr
 DB_URL = $${DATABASE_URL:-$$(scripts/pg.sh start dev)}
@@ -12,6 +12,10 @@ run: ## serve the app (local PostgreSQL, embedded miniredis, small demo seed)
 
 test: ## gofmt, go vet and the whole test suite against a real PostgreSQL (and Redis)
 	@scripts/test.sh
+
+fuzz: ## fuzz the form and upload validators (FUZZTIME each, default 1m)
+	@for t in FuzzSignupForm FuzzLoginForm FuzzUploadForm FuzzCommentForm; do go test -run '^$$' -fuzz "^$$t\$$" -fuzztime $${FUZZTIME:-1m} ./app/ || exit 1; done
+	@go test -run '^$$' -fuzz '^FuzzReadImageHeader$$' -fuzztime $${FUZZTIME:-1m} ./models/
 
 lint: ## gofmt and go vet only
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

@@ -131,7 +131,7 @@ func configFor(name string, which ...string) (*app.Config, *flag.FlagSet, error)
 }
 
 func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
-	cfg, fs, err := configFor("serve", "db", "redis", "data", "addr", "stage", "indexes", "latency")
+	cfg, fs, err := configFor("serve", "db", "redis", "data", "addr", "stage", "indexes", "latency", "drain")
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ type App struct {
 	tmpl     *renderer
 	views    ViewCache
 	echo     *echo.Echo
+	lim      *limits
 }
 
 // New builds the App for cfg.Stage from the opened dependencies; the stage
@@ -62,6 +63,7 @@ func New(cfg Config, d *Deps) (*App, error) {
 		users: models.NewUserStore(d.DB),
 		files: files,
 		tmpl:  tmpl,
+		lim:   newLimits(),
 	}
 
 	store, err := stage.Sessions(d)

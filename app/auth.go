@@ -2,7 +2,9 @@ package app
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 	"golang.org/x/crypto/bcrypt"
@@ -20,15 +22,21 @@ func (a *App) signup(c echo.Context) error {
 
 func (a *App) signupPost(c echo.Context) error {
 	f := &signupForm{Name: c.FormValue("name"), DisplayName: c.FormValue("display_name"), Password: c.FormValue("password")}
-	if !f.validate() {
+	valid := f.validate()
+	if err := a.throttled(c, "signup", f.Name); err != nil {
+		return err
+	}
+	if !valid {
+		a.failed(c, "signup", f.Name)
 		return a.render(c, http.StatusUnprocessableEntity, "signup", "Sign up", f)
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(f.Password), bcrypt.DefaultCost)
+	hash, err := a.hashPassword(c, f.Password)
 	if err != nil {
 		return err
 	}
 	u, err := a.users.Create(c.Request().Context(), f.Name, f.DisplayName, hash)
 	if errors.Is(err, models.ErrDuplicate) {
+		a.failed(c, "signup", f.Name)
 		f.Errors.add("Name", "That name is taken; pick another.")
 		return a.render(c, http.StatusUnprocessableEntity, "signup", "Sign up", f)
 	}
@@ -45,11 +53,24 @@ func (a *App) login(c echo.Context) error {
 	return a.render(c, http.StatusOK, "login", "Log in", &loginForm{})
 }
 
+// loginPost checks a name and password. Failures are counted per account
+// and per client address (throttle.go): past the limit the form answers 429
+// before any bcrypt work, even for the right password.
 func (a *App) loginPost(c echo.Context) error {
 	f := &loginForm{Name: c.FormValue("name"), Password: c.FormValue("password")}
 	if !f.validate() {
 		return a.render(c, http.StatusUnprocessableEntity, "login", "Log in", f)
 	}
+	if err := a.throttled(c, "login", f.Name); err != nil {
+		return err
+	}
+	// The gate is taken before the user lookup, so that a refused log-in
+	// costs neither bcrypt nor a database connection.
+	release, ok := a.lim.bcrypt.enter(c.Request().Context())
+	if !ok {
+		return unavailable(c, 1, busyMessage, nil)
+	}
+	defer release()
 	u, err := a.users.ByName(c.Request().Context(), f.Name)
 	hash := u.PasswordHash
 	switch {
@@ -58,10 +79,13 @@ func (a *App) loginPost(c echo.Context) error {
 	case err != nil:
 		return err
 	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(f.Password)) != nil || err != nil {
+	match := bcrypt.CompareHashAndPassword(hash, []byte(f.Password)) == nil
+	if !match || err != nil {
+		a.failed(c, "login", f.Name)
 		f.Errors.add("Password", "That user name and password do not match.")
 		return a.render(c, http.StatusUnprocessableEntity, "login", "Log in", f)
 	}
+	a.lim.names.reset("login:" + f.Name)
 	if err := a.startSession(c, u); err != nil {
 		return err
 	}
@@ -73,4 +97,46 @@ func (a *App) logoutPost(c echo.Context) error {
 		return err
 	}
 	return a.redirect(c, "/", "You are logged out.")
+}
+
+// throttled answers 429 with Retry-After when the account name or the
+// client address has failed too often at action ("login", "signup"). The
+// address is the TCP peer's (echo's ExtractIPDirect, set in routes.go):
+// X-Forwarded-For is not trusted, or every request could claim a new one.
+func (a *App) throttled(c echo.Context, action, name string) error {
+	wait, blocked := a.lim.names.blocked(action + ":" + name)
+	if w, b := a.lim.addrs.blocked(action + ":" + c.RealIP()); b {
+		wait, blocked = max(wait, w), true
+	}
+	if !blocked {
+		return nil
+	}
+	minutes := int(wait.Minutes()) + 1
+	c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+	return echo.NewHTTPError(http.StatusTooManyRequests,
+		fmt.Sprintf("Too many failed attempts. Please wait %d minutes and try again.", minutes))
+}
+
+// failed counts a failure of action for the account name and the address.
+func (a *App) failed(c echo.Context, action, name string) {
+	if name != "" {
+		a.lim.names.fail(action + ":" + name)
+	}
+	a.lim.addrs.fail(action + ":" + c.RealIP())
+}
+
+const busyMessage = "We are busy signing people in. Please try again in a moment."
+
+// hashPassword runs bcrypt inside the gate; a full gate is a quick 503.
+func (a *App) hashPassword(c echo.Context, password string) ([]byte, error) {
+	release, ok := a.lim.bcrypt.enter(c.Request().Context())
+	if !ok {
+		return nil, unavailable(c, 1, busyMessage, nil)
+	}
+	defer release()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return nil, fmt.Errorf("app: hash password: %w", err)
+	}
+	return hash, nil
 }

@@ -25,6 +25,9 @@ type Config struct {
 	// DBLatency (DB_LATENCY) is a simulation: PostgreSQL and Redis are reached
 	// through a proxy that delays every byte this long each way (latency.go).
 	DBLatency time.Duration
+	// DRAIN_DELAY: on shutdown, how long /readyz answers 503 while the server
+	// still serves, so that a load balancer stops sending before it closes.
+	DrainDelay time.Duration
 }
 
 // ConfigError names the variable or flag that is wrong; main prints it as one
@@ -66,6 +69,13 @@ func ConfigFromEnv() (Config, error) {
 		}
 		cfg.DBLatency = d
 	}
+	if s := os.Getenv("DRAIN_DELAY"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return cfg, &ConfigError{"DRAIN_DELAY", fmt.Sprintf("%q is not a duration such as 5s", s)}
+		}
+		cfg.DrainDelay = d
+	}
 	return cfg, nil
 }
 
@@ -78,7 +88,7 @@ func envOr(name, def string) string {
 
 // Flags registers the flags a subcommand accepts on fs; each overrides its
 // variable. which names the fields: "db", "redis", "data", "addr", "stage",
-// "indexes", "latency".
+// "indexes", "latency", "drain".
 func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 	for _, w := range which {
 		switch w {
@@ -90,6 +100,8 @@ func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 			fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of photo files (env DATA_DIR)")
 		case "addr":
 			fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (env ADDR)")
+		case "drain":
+			fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "on shutdown, answer /readyz 503 this long before closing (env DRAIN_DELAY)")
 		case "stage":
 			fs.IntVar(&c.Stage, "stage", c.Stage, "scaling stage "+StageList()+" (env STAGE)")
 		case "indexes":

@@ -16,7 +16,9 @@ type errorPage struct {
 }
 
 // httpError is the one place errors become responses: not-found errors are
-// 404 pages, echo's HTTP errors keep their code and message, and anything
+// 404 pages, values the database refused are 400, a dependency that did not
+// answer (a deadline, a lost connection, an open breaker) is a 503 with
+// Retry-After, echo's HTTP errors keep their code and message, and anything
 // else is a 500 page with a generic message and the cause in the log.
 func (a *App) httpError(err error, c echo.Context) {
 	if c.Response().Committed {
@@ -30,9 +32,17 @@ func (a *App) httpError(err error, c echo.Context) {
 		p.Status, p.Message = http.StatusNotFound, "There is nothing here. The photo or page may have been deleted."
 	case errors.Is(err, models.ErrForbidden):
 		p.Status, p.Message = http.StatusForbidden, "That is not yours to change."
+	case models.IsDataError(err):
+		// A backstop: the forms and cleanParams refuse such bytes first.
+		p.Status, p.Message = http.StatusBadRequest, "Part of the request could not be stored (an invalid character or value)."
+		a.logFailure(c, "data error reached the database", "err", err)
+	case !errors.As(err, &he) && isUnavailable(err):
+		p.Status, p.Message = http.StatusServiceUnavailable, "The site is overloaded or a service it needs is not answering. Please try again in a few seconds."
+		c.Response().Header().Set("Retry-After", "5")
+		a.logFailure(c, "dependency unavailable", "err", err)
 	case errors.As(err, &he):
 		p.Status = he.Code
-		if msg, ok := he.Message.(string); ok && he.Internal == nil && p.Status < 500 {
+		if msg, ok := he.Message.(string); ok && (he.Internal == nil && p.Status < 500 || p.Status == http.StatusServiceUnavailable) {
 			p.Message = msg
 		}
 		if he.Internal != nil || p.Status >= 500 {

@@ -42,10 +42,15 @@ func (f *signupForm) validate() bool {
 	if f.DisplayName == "" {
 		f.DisplayName = f.Name
 	}
+	if msg := nameProblem(f.DisplayName); msg != "" {
+		f.Errors.add("DisplayName", msg)
+	}
 	if utf8.RuneCountInString(f.DisplayName) > 60 {
 		f.Errors.add("DisplayName", "Use at most 60 characters.")
 	}
 	switch {
+	case textProblem(f.Password, false) != "":
+		f.Errors.add("Password", textProblem(f.Password, false))
 	case utf8.RuneCountInString(f.Password) < 8:
 		f.Errors.add("Password", "Use at least 8 characters.")
 	case len(f.Password) > maxPasswordBytes:
@@ -62,6 +67,10 @@ type loginForm struct {
 
 func (f *loginForm) validate() bool {
 	f.Errors = FieldErrors{}
+	// Checked before ToLower, which would turn invalid bytes into U+FFFD.
+	if msg := textProblem(f.Name, false); msg != "" {
+		f.Errors.add("Name", msg)
+	}
 	f.Name = strings.ToLower(strings.TrimSpace(f.Name))
 	if f.Name == "" {
 		f.Errors.add("Name", "Enter your user name.")
@@ -96,6 +105,12 @@ func (f *uploadForm) validate() bool {
 	f.Errors = FieldErrors{}
 	f.Title = strings.TrimSpace(f.Title)
 	f.Description = strings.TrimSpace(f.Description)
+	if msg := textProblem(f.Title, false); msg != "" {
+		f.Errors.add("Title", msg)
+	}
+	if msg := textProblem(f.Description, true); msg != "" {
+		f.Errors.add("Description", msg)
+	}
 	switch n := utf8.RuneCountInString(f.Title); {
 	case n == 0:
 		f.Errors.add("Title", "Give the photo a title.")
@@ -147,6 +162,9 @@ type commentForm struct {
 func (f *commentForm) validate() bool {
 	f.Errors = FieldErrors{}
 	f.Body = strings.TrimSpace(f.Body)
+	if msg := textProblem(f.Body, true); msg != "" {
+		f.Errors.add("Body", msg)
+	}
 	switch n := utf8.RuneCountInString(f.Body); {
 	case n == 0:
 		f.Errors.add("Body", "Write something first.")

@@ -49,3 +49,29 @@ func (a *App) healthz(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, h)
 }
+
+// Drain marks the server as shutting down: /readyz answers 503 from now on
+// (runServer calls it before it stops accepting connections).
+func (a *App) Drain() { a.lim.draining.Store(true) }
+
+// readyz answers whether this instance should get traffic: 503 while it is
+// draining or while its database does not answer within a second. /healthz
+// says whether the process is alive and what it runs; /readyz is what a load
+// balancer asks.
+func (a *App) readyz(c echo.Context) error {
+	type ready struct {
+		Status   string `json:"status"`
+		Database string `json:"database"`
+	}
+	if a.lim.draining.Load() {
+		c.Response().Header().Set("Retry-After", "5")
+		return c.JSON(http.StatusServiceUnavailable, ready{Status: "draining", Database: "unknown"})
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), time.Second)
+	defer cancel()
+	if err := models.Ping(ctx, a.db); err != nil {
+		c.Response().Header().Set("Retry-After", "5")
+		return c.JSON(http.StatusServiceUnavailable, ready{Status: "unavailable", Database: "unreachable"})
+	}
+	return c.JSON(http.StatusOK, ready{Status: "ready", Database: "ok"})
+}

@@ -19,6 +19,8 @@ func (a *App) routes() *echo.Echo {
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.HTTPErrorHandler = a.httpError
 	e.Use(a.recoverPanics, a.logRequests, a.securityHeaders, a.crossOriginProtection)
+	// Limits before any handler (limits.go): a deadline, a small body, clean parameters.
+	e.Use(a.requestDeadline, a.capBodies, a.cleanParams)
 
 	// Every page answers HEAD as it answers GET (net/http sends no body), as
 	// monitors and `curl -I` expect.
@@ -32,6 +34,7 @@ func (a *App) routes() *echo.Echo {
 
 	// Operations and assets: no session.
 	get("/healthz", a.healthz)
+	get("/readyz", a.readyz)
 	static, _ := fs.Sub(templates.Static, "static")
 	get("/static/*", echo.WrapHandler(http.StripPrefix("/static/", staticHandler(static))))
 

@@ -24,13 +24,15 @@ func newServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
 		ReadTimeout:       30 * time.Second, // uploads of up to 10 MB
 		WriteTimeout:      60 * time.Second, // the index-less stages can be slow
 		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes, // 431 above it
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
 
 // runServer listens, prints where, and on ctx's end shuts down gracefully:
+// /readyz turns 503 for drainDelay while requests are still served, then
 // in-flight requests get up to 10 seconds to finish.
-func runServer(ctx context.Context, srv *http.Server, log *slog.Logger, stage Stage) error {
+func runServer(ctx context.Context, srv *http.Server, log *slog.Logger, stage Stage, drainDelay time.Duration) error {
 	ln, err := net.Listen("tcp", srv.Addr)
 	if err != nil {
 		return fmt.Errorf("app: listen on %s: %w", srv.Addr, err)
@@ -42,6 +44,13 @@ func runServer(ctx context.Context, srv *http.Server, log *slog.Logger, stage St
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+	}
+	if d, ok := srv.Handler.(interface{ Drain() }); ok {
+		d.Drain()
+		if drainDelay > 0 {
+			log.Info("draining: /readyz answers 503", "for", drainDelay)
+			time.Sleep(drainDelay)
+		}
 	}
 	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -34,7 +34,11 @@ func (a *App) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		ctx, err := a.sessions.Load(req.Context(), token)
 		if err != nil {
-			return fmt.Errorf("app: load session: %w", err)
+			// The store is down or slow (the Redis breaker answers at once):
+			// a quick 503 page, while pages without a session cookie, which
+			// never ask the store, still work.
+			return unavailable(c, 5, "We cannot reach your session right now. Please try again in a few seconds.",
+				fmt.Errorf("app: load session: %w", err))
 		}
 		c.SetRequest(req.WithContext(ctx))
 		c.Set(ctxSession, true)
@@ -49,7 +53,7 @@ func (a *App) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 
 // commitSession saves a changed session and sets (or clears) the cookie. It
 // runs inside WriteHeader: on a store failure it can still turn the response
-// into a 500, so a log-in is never reported as done when it was not saved.
+// into a 503, so a log-in is never reported as done when it was not saved.
 func (a *App) commitSession(c echo.Context) {
 	ctx := c.Request().Context()
 	res := c.Response()
@@ -66,7 +70,8 @@ func (a *App) commitSession(c echo.Context) {
 		if err != nil {
 			a.logFailure(c, "session commit failed", "err", err)
 			res.Header().Del(echo.HeaderLocation)
-			res.Status = http.StatusInternalServerError
+			res.Header().Set("Retry-After", "5")
+			res.Status = http.StatusServiceUnavailable
 			return
 		}
 		cookie.Value = token

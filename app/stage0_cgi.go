@@ -43,7 +43,7 @@ func serveCGI(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	s, _ := resolveRun(cfg)
-	return runServer(ctx, newServer(cfg.Addr, h, log), log, s)
+	return runServer(ctx, newServer(cfg.Addr, h, log), log, s, cfg.DrainDelay)
 }
 
 // cgiHandler runs `exe args…` once per request with the configuration in
@@ -81,7 +81,7 @@ func checkSchemaOnce(ctx context.Context, cfg Config) error {
 // ServeCGIChild answers the one request of a CGI process: open the database,
 // build the App (parsing every template), serve, exit.
 func ServeCGIChild(ctx context.Context, cfg Config, log *slog.Logger) error {
-	db, err := models.Open(ctx, cfg.DatabaseURL, models.Options{MaxOpenConns: 1})
+	db, err := models.Open(ctx, cfg.DatabaseURL, models.Options{MaxOpenConns: 1, StatementTimeout: requestTimeout})
 	if err != nil {
 		return err
 	}

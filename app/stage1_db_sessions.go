@@ -22,7 +22,7 @@ func init() {
 // serveLongRunning opens the pool once, builds the App once and serves until
 // ctx ends.
 func serveLongRunning(ctx context.Context, cfg Config, log *slog.Logger) error {
-	db, err := models.Open(ctx, cfg.DatabaseURL, models.Options{})
+	db, err := models.Open(ctx, cfg.DatabaseURL, models.Options{StatementTimeout: requestTimeout})
 	if err != nil {
 		return err
 	}
@@ -36,5 +36,5 @@ func serveLongRunning(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	return runServer(ctx, newServer(cfg.Addr, a, log), log, a.Stage())
+	return runServer(ctx, newServer(cfg.Addr, a, log), log, a.Stage(), cfg.DrainDelay)
 }

@@ -33,6 +33,7 @@ func init() {
 // redisClient is the Redis connection shared by the session store and (stage
 // 3) the cache. With no REDIS_URL it starts an embedded miniredis on loopback.
 func redisClient(d *Deps) (*redis.Client, error) {
+	br, _ := d.Shared("redis-breaker", func() (any, error) { return newBreaker(), nil })
 	v, err := d.Shared("redis", func() (any, error) {
 		url := d.Config.RedisURL
 		if url == "" {
@@ -49,11 +50,10 @@ func redisClient(d *Deps) (*redis.Client, error) {
 		if opt.Addr, err = d.overNetwork(opt.Addr); err != nil { // --db-latency
 			return nil, err
 		}
-		// Short timeouts: the cache fails open to the database rather than
-		// holding a request while Redis is slow or gone.
-		opt.DialTimeout = 500 * time.Millisecond
-		opt.ReadTimeout = 200 * time.Millisecond
-		opt.WriteTimeout = 200 * time.Millisecond
+		// Short timeouts, no retries and a circuit breaker (limits_redis.go):
+		// the cache fails open to the database and session pages answer 503
+		// rather than holding a request while Redis is slow or gone.
+		failFast(opt)
 		opt.PoolSize = 64
 		rdb := redis.NewClient(opt)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -62,6 +62,7 @@ func redisClient(d *Deps) (*redis.Client, error) {
 			rdb.Close()
 			return nil, fmt.Errorf("app: connect to Redis at %s: %w", opt.Addr, err)
 		}
+		rdb.AddHook(br.(*breaker))
 		d.OnClose(rdb.Close)
 		return rdb, nil
 	})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -82,7 +83,7 @@ func (c *Cache) Load(ctx context.Context, name string, deps []string, load func(
 	// A miss. Concurrent misses on one key share one computation; it runs
 	// without the first caller's cancellation so that one impatient client
 	// cannot fail the others.
-	shared, err, _ := c.flight.Do(key, func() (any, error) {
+	ch := c.flight.DoChan(key, func() (any, error) {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		v, store, err := load(lctx)
@@ -95,10 +96,18 @@ func (c *Cache) Load(ctx context.Context, name string, deps []string, load func(
 		c.near.put(key, v)
 		return v, nil
 	})
-	if err != nil {
-		return nil, err
+	// Each caller still waits only as long as its own request may: a hung
+	// database answers this request at its deadline (a 503), not after 30 s.
+	var r singleflight.Result
+	select {
+	case r = <-ch:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("models: cache %s: %w", name, ctx.Err())
 	}
-	return shared.([]byte), nil
+	if r.Err != nil {
+		return nil, r.Err
+	}
+	return r.Val.([]byte), nil
 }
 
 // Bump increments generations after a write has committed. If Redis is down

@@ -1,12 +1,14 @@
 package models
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"image"
+	"image/color"
 	"image/jpeg"
 	_ "image/png" // uploads may be PNG; they are stored re-encoded as JPEG
 	"io"
@@ -31,12 +33,17 @@ const (
 	MaxPixels      = 40_000_000 // width*height read from the header, before decoding
 	MaxOriginalDim = 2048       // longer side of the stored original
 	ThumbnailDim   = 320        // longer side of the thumbnail
+	// MaxDecodeBytes caps the memory one image may take to decode and scale
+	// (ImageHeader.DecodeBytes): a progressive or 16-bit image needs several
+	// times the bytes per pixel of a baseline JPEG, so its pixel limit is lower.
+	MaxDecodeBytes = 240 << 20
 )
 
 // Errors an upload can be rejected with; each is safe to show to the user.
 var (
 	ErrNotImage      = errors.New("the file is not a JPEG or PNG image")
 	ErrTooManyPixels = fmt.Errorf("the image has more than %d megapixels", MaxPixels/1_000_000)
+	ErrTooCostly     = errors.New("the image needs too much memory to process (a progressive JPEG or a 16-bit PNG of this size); save it as a baseline JPEG or with fewer pixels")
 	ErrBadImage      = errors.New("the image could not be read (damaged or truncated?)")
 )
 
@@ -49,34 +56,156 @@ type ProcessedImage struct {
 	Height    int
 }
 
-// ProcessImage checks and re-encodes an uploaded file. The type is sniffed
-// from the bytes, never trusted from the name, and the pixel count is read
-// from the header before the image is decoded.
-func ProcessImage(data []byte) (ProcessedImage, error) {
-	switch http.DetectContentType(data) {
+// ImageHeader is what an upload's header says, read without decoding it.
+type ImageHeader struct {
+	Format        string // "jpeg" or "png"
+	Width, Height int
+	// DecodeBytes estimates the memory DecodeImage takes (the decoded pixels,
+	// a progressive JPEG's coefficients, the scaling buffers): the upload
+	// handler reserves it from a budget shared by all uploads.
+	DecodeBytes int64
+}
+
+// ReadImageHeader checks an upload without decoding it: the type is sniffed
+// from the bytes, never trusted from the name, and the pixel count and
+// memory cost come from the header. r is left at its start.
+func ReadImageHeader(r io.ReadSeeker) (ImageHeader, error) {
+	var h ImageHeader
+	sniff := make([]byte, 512)
+	n, err := io.ReadFull(r, sniff)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return h, ErrBadImage
+	}
+	switch http.DetectContentType(sniff[:n]) {
 	case "image/jpeg", "image/png":
 	default:
-		return ProcessedImage{}, ErrNotImage
+		return h, ErrNotImage
 	}
-	cfg, _, err := image.DecodeConfig(bytes.NewReader(data))
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return h, ErrBadImage
+	}
+	cfg, format, err := image.DecodeConfig(bufio.NewReader(r))
 	if err != nil || cfg.Width <= 0 || cfg.Height <= 0 {
-		return ProcessedImage{}, ErrBadImage
+		return h, ErrBadImage
 	}
+	h.Format, h.Width, h.Height = format, cfg.Width, cfg.Height
 	if int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
-		return ProcessedImage{}, ErrTooManyPixels
+		return h, ErrTooManyPixels
 	}
-	img, _, err := image.Decode(bytes.NewReader(data))
+	progressive := false
+	if format == "jpeg" {
+		if _, err := r.Seek(0, io.SeekStart); err != nil {
+			return h, ErrBadImage
+		}
+		progressive = jpegProgressive(bufio.NewReader(r))
+	}
+	h.DecodeBytes = decodeBytes(cfg, progressive)
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return h, ErrBadImage
+	}
+	if h.DecodeBytes > MaxDecodeBytes {
+		return h, ErrTooCostly
+	}
+	return h, nil
+}
+
+// decodeBytes is what decoding and scaling a w×h image of cfg's colour
+// model takes at most: image/jpeg and image/png allocate the whole image
+// (a progressive JPEG also 4 bytes per pixel per component of coefficients);
+// shrink adds its box-filtered copy (under 4096² RGBA) and the 2048²
+// original; encoding adds a few MiB.
+func decodeBytes(cfg image.Config, progressive bool) int64 {
+	px := int64(cfg.Width) * int64(cfg.Height)
+	var bpp, comps int64
+	switch cfg.ColorModel {
+	case color.GrayModel:
+		bpp, comps = 1, 1
+	case color.Gray16Model:
+		bpp, comps = 2, 1
+	case color.YCbCrModel:
+		bpp, comps = 3, 3 // 4:4:4, the worst case of the subsamplings
+	case color.RGBA64Model, color.NRGBA64Model:
+		bpp, comps = 8, 4
+	case color.CMYKModel:
+		bpp, comps = 4, 4
+	default: // RGBA, NRGBA, paletted (decoded as 1 byte a pixel, counted as 4)
+		bpp, comps = 4, 4
+	}
+	n := px * bpp
+	if progressive {
+		n += px * 4 * comps
+	}
+	w, h := int64(cfg.Width), int64(cfg.Height)
+	if k := max(w, h) / MaxOriginalDim; k >= 2 {
+		n += (w / k) * (h / k) * 4 // the box-filtered copy
+	}
+	n += MaxOriginalDim * MaxOriginalDim * 4 // the scaled original
+	return n + 8<<20                         // encoders, the thumbnail, slack
+}
+
+// jpegProgressive reports whether a JPEG's frame header is progressive
+// (SOF2, SOF6, SOF10, SOF14), which image/jpeg decodes through a buffer of
+// all the coefficients. It walks the marker segments up to the first frame.
+func jpegProgressive(r *bufio.Reader) bool {
+	var b [4]byte
+	if _, err := io.ReadFull(r, b[:2]); err != nil || b[0] != 0xFF || b[1] != 0xD8 {
+		return false
+	}
+	for range 1000 {
+		if _, err := io.ReadFull(r, b[:2]); err != nil {
+			return false
+		}
+		for b[0] == 0xFF && b[1] == 0xFF { // fill bytes
+			b[1], _ = r.ReadByte()
+		}
+		if b[0] != 0xFF {
+			return false
+		}
+		switch m := b[1]; {
+		case m == 0xC2 || m == 0xC6 || m == 0xCA || m == 0xCE:
+			return true
+		case m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC:
+			return false // another frame type
+		case m == 0x01 || m >= 0xD0 && m <= 0xD7:
+			continue // markers without a length
+		}
+		if _, err := io.ReadFull(r, b[2:4]); err != nil {
+			return false
+		}
+		n := int(b[2])<<8 | int(b[3])
+		if n < 2 {
+			return false
+		}
+		if _, err := r.Discard(n - 2); err != nil {
+			return false
+		}
+	}
+	return false
+}
+
+// DecodeImage decodes an upload that ReadImageHeader accepted and re-encodes it.
+func DecodeImage(r io.Reader) (ProcessedImage, error) {
+	img, _, err := image.Decode(bufio.NewReader(r))
 	if err != nil {
 		return ProcessedImage{}, ErrBadImage
 	}
 	return EncodeImage(img)
 }
 
+// ProcessImage checks and re-encodes an uploaded file held in memory
+// (ReadImageHeader, then DecodeImage).
+func ProcessImage(data []byte) (ProcessedImage, error) {
+	if _, err := ReadImageHeader(bytes.NewReader(data)); err != nil {
+		return ProcessedImage{}, err
+	}
+	return DecodeImage(bytes.NewReader(data))
+}
+
 // EncodeImage scales img to the original and thumbnail sizes and encodes both
 // as JPEG. The seed generator uses it for its procedural images too.
 func EncodeImage(img image.Image) (ProcessedImage, error) {
-	orig := scaleDown(img, MaxOriginalDim, draw.CatmullRom)
-	thumb := scaleDown(orig, ThumbnailDim, draw.ApproxBiLinear)
+	orig := shrink(img, MaxOriginalDim)
+	thumb := shrink(orig, ThumbnailDim)
 	var p ProcessedImage
 	var buf bytes.Buffer
 	if err := jpeg.Encode(&buf, orig, &jpeg.Options{Quality: 85}); err != nil {
@@ -93,20 +222,75 @@ func EncodeImage(img image.Image) (ProcessedImage, error) {
 	return p, nil
 }
 
-// scaleDown returns img scaled so that its longer side is at most max.
-func scaleDown(img image.Image, max int, scaler draw.Scaler) image.Image {
+// shrink returns img scaled so that its longer side is at most limit, in two
+// steps that allocate only their outputs: a box filter by the whole factor
+// k = long side / limit (each output pixel the mean of a k×k block, which
+// keeps every source pixel's share and so does not alias), then bilinear
+// interpolation for the remaining factor, which is below 2. x/image/draw's
+// kernel scalers (CatmullRom, BiLinear) would allocate 32 bytes × output
+// width × source height for their intermediate: 0.5 GiB for one 40-megapixel
+// upload, which is how ten uploads once took 2.6 GiB.
+func shrink(img image.Image, limit int) image.Image {
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
-	if w <= max && h <= max {
+	if w <= limit && h <= limit {
 		return img
 	}
+	if k := max(w, h) / limit; k >= 2 {
+		img = boxReduce(img, k)
+		b = img.Bounds()
+		w, h = b.Dx(), b.Dy()
+		if w <= limit && h <= limit {
+			return img
+		}
+	}
 	if w >= h {
-		w, h = max, h*max/w
+		w, h = limit, h*limit/w
 	} else {
-		w, h = w*max/h, max
+		w, h = w*limit/h, limit
 	}
 	dst := image.NewRGBA(image.Rect(0, 0, max1(w), max1(h)))
-	scaler.Scale(dst, dst.Bounds(), img, b, draw.Src, nil)
+	draw.ApproxBiLinear.Scale(dst, dst.Bounds(), img, b, draw.Src, nil)
+	return dst
+}
+
+// boxReduce averages k×k blocks of src into one pixel (a partial block at
+// the right or bottom edge is dropped). It converts k source rows at a time
+// into a small RGBA strip (draw.Draw has fast paths for the decoders' image
+// types), so it allocates the output and that strip only. Averaging
+// premultiplied RGBA is the correct mean for transparent pixels too.
+func boxReduce(src image.Image, k int) *image.RGBA {
+	b := src.Bounds()
+	dw, dh := b.Dx()/k, b.Dy()/k
+	dst := image.NewRGBA(image.Rect(0, 0, max1(dw), max1(dh)))
+	if dw == 0 || dh == 0 {
+		return dst
+	}
+	strip := image.NewRGBA(image.Rect(0, 0, dw*k, k))
+	sums := make([]uint32, dw*4)
+	area := uint32(k * k)
+	for dy := 0; dy < dh; dy++ {
+		sy := b.Min.Y + dy*k
+		draw.Draw(strip, strip.Bounds(), src, image.Pt(b.Min.X, sy), draw.Src)
+		clear(sums)
+		for y := 0; y < k; y++ {
+			row := strip.Pix[y*strip.Stride : y*strip.Stride+dw*k*4]
+			for dx := 0; dx < dw; dx++ {
+				s := sums[dx*4 : dx*4+4 : dx*4+4]
+				p := row[dx*k*4 : (dx+1)*k*4]
+				for i := 0; i < len(p); i += 4 {
+					s[0] += uint32(p[i])
+					s[1] += uint32(p[i+1])
+					s[2] += uint32(p[i+2])
+					s[3] += uint32(p[i+3])
+				}
+			}
+		}
+		out := dst.Pix[dy*dst.Stride : dy*dst.Stride+dw*4]
+		for i, v := range sums {
+			out[i] = uint8((v + area/2) / area)
+		}
+	}
 	return dst
 }
 

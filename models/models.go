@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,6 +34,11 @@ type Options struct {
 	MaxOpenConns int
 	// Tracer sees every query (the tests count them to prove the cache works).
 	Tracer pgx.QueryTracer
+	// StatementTimeout, when set, is the server's statement_timeout for every
+	// connection: a query that runs longer is cancelled by PostgreSQL itself
+	// (the app's request deadline covers a server that does not answer at all).
+	// Zero leaves it off, as migrate and seed need.
+	StatementTimeout time.Duration
 }
 
 // Open connects to PostgreSQL through pgx and returns a gorm handle on it.
@@ -42,6 +48,9 @@ func Open(ctx context.Context, dsn string, opt Options) (*gorm.DB, error) {
 		return nil, fmt.Errorf("models: parse database URL: %w", err)
 	}
 	cfg.Tracer = opt.Tracer
+	if opt.StatementTimeout > 0 {
+		cfg.RuntimeParams["statement_timeout"] = strconv.FormatInt(opt.StatementTimeout.Milliseconds(), 10)
+	}
 	sqlDB := stdlib.OpenDB(*cfg)
 	maxOpen := opt.MaxOpenConns
 	if maxOpen == 0 {

@@ -54,6 +54,16 @@ redis_port="$port"
 for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 REDIS_URL="redis://127.0.0.1:$redis_port/0" go test -count=1 -p 1 ./app/... ./models/...
 
+# A short fuzz run of the form and upload validators (docs/reliability.md),
+# in CI or when FUZZTIME is set; the seed corpus is in */testdata/fuzz.
+if [ -n "${CI:-}" ] || [ -n "${FUZZTIME:-}" ]; then
+  echo "== go test -fuzz (${FUZZTIME:-10s} each)"
+  for target in FuzzSignupForm FuzzLoginForm FuzzUploadForm FuzzCommentForm; do
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" ./app/
+  done
+  go test -run '^$' -fuzz '^FuzzReadImageHeader$' -fuzztime "${FUZZTIME:-10s}" ./models/
+fi
+
 # CI also builds the workshop tags (in this clone; main is untouched) and
 # checks each in a temporary clone: it builds, passes its own tests, and
 # serves what main serves at its stage.
