@@ -1,12 +1,12 @@
 // Command flickrkillr is the FlickrKillr photo-sharing app and its tools:
 //
-//	flickrkillr serve    [--addr 127.0.0.1:8080] [--stage N]
+//	flickrkillr serve    [--addr 127.0.0.1:8080] [--stage N] [--admin-addr 127.0.0.1:6060]
 //	flickrkillr migrate  [--stage N]
 //	flickrkillr seed     [--users N] [--photos-per-user A-B] [--seed S] [--reset]
 //	flickrkillr loadtest [--url U] [--duration D] [--concurrency C] [--rate R] [--json FILE]
 //
 // Configuration comes from the environment (DATABASE_URL, REDIS_URL,
-// DATA_DIR, ADDR, STAGE); flags override it.
+// DATA_DIR, ADDR, STAGE, ADMIN_ADDR, METRICS); flags override it.
 package main
 
 import (
@@ -91,7 +91,8 @@ func usage(w io.Writer) {
 	for _, name := range []string{"serve", "migrate", "seed", "loadtest"} {
 		fmt.Fprintf(w, "  %-9s %s\n", name, commands[name].summary)
 	}
-	fmt.Fprintln(w, "\nEnvironment: DATABASE_URL, REDIS_URL (empty: embedded miniredis), DATA_DIR, ADDR, STAGE.")
+	fmt.Fprintln(w, "\nEnvironment: DATABASE_URL, REDIS_URL (empty: embedded miniredis), DATA_DIR, ADDR, STAGE,")
+	fmt.Fprintln(w, "ADMIN_ADDR (the operator listener: /dashboard, /metrics, /debug/pprof/; empty: none), METRICS.")
 	fmt.Fprintf(w, "Stages: %s (default %d).\n", app.StageList(), app.DefaultStage())
 }
 
@@ -128,14 +129,14 @@ func configFor(name string, which ...string) (*app.Config, *flag.FlagSet, error)
 }
 
 func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
-	cfg, fs, err := configFor("serve", "db", "redis", "data", "addr", "stage")
+	cfg, fs, err := configFor("serve", "db", "redis", "data", "addr", "stage", "admin")
 	if err != nil {
 		return err
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := cfg.Validate("db", "redis", "data", "addr", "stage"); err != nil {
+	if err := cfg.Validate("db", "redis", "data", "addr", "stage", "admin"); err != nil {
 		return err
 	}
 	return app.Serve(ctx, *cfg, log)

@@ -32,6 +32,7 @@ type App struct {
 	sessions *scs.SessionManager
 	tmpl     *renderer
 	echo     *echo.Echo
+	metrics  *Metrics // nil with METRICS=0 and in a CGI child
 }
 
 // New builds the App for cfg.Stage from the opened dependencies; the stage
@@ -62,12 +63,15 @@ func New(cfg Config, d *Deps) (*App, error) {
 		files: files,
 		tmpl:  tmpl,
 	}
+	if !cfg.NoMetrics && !cfg.cgiChild {
+		a.metrics = newMetrics(d.DB)
+	}
 
 	store, err := stage.Sessions(d)
 	if err != nil {
 		return nil, fmt.Errorf("app: session store: %w", err)
 	}
-	a.sessions = newSessionManager(store)
+	a.sessions = newSessionManager(a.timeSessions(store))
 
 	a.gallery = models.NewPhotoStore(d.DB)
 	if stage.Gallery != nil {
@@ -75,12 +79,13 @@ func New(cfg Config, d *Deps) (*App, error) {
 			return nil, fmt.Errorf("app: gallery: %w", err)
 		}
 	}
-	a.images = diskImages{files}
+	a.images = diskReads{diskImages{files}}
 	if stage.Images != nil {
 		if a.images, err = stage.Images(d, a.images); err != nil {
 			return nil, fmt.Errorf("app: images: %w", err)
 		}
 	}
+	a.images = a.countImages(a.images)
 	a.echo = a.routes()
 	return a, nil
 }

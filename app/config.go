@@ -18,6 +18,10 @@ type Config struct {
 	DataDir     string // DATA_DIR: where photo files live
 	Addr        string // ADDR: where serve listens
 	Stage       int    // STAGE: which scaling stage to run (default: the highest this build has)
+	AdminAddr   string // ADMIN_ADDR: the operator listener (dashboard, metrics, pprof); empty: none
+	NoMetrics   bool   // METRICS=0: no per-request instrumentation (metrics, Server-Timing), to measure its cost
+
+	cgiChild bool // Stage 0: this process answers one request; its parent keeps the metrics
 }
 
 // ConfigError names the variable or flag that is wrong; main prints it as one
@@ -37,6 +41,17 @@ func ConfigFromEnv() (Config, error) {
 		DataDir:     envOr("DATA_DIR", "data/photos"),
 		Addr:        envOr("ADDR", "127.0.0.1:8080"),
 		Stage:       DefaultStage(),
+		AdminAddr:   "127.0.0.1:6060",
+	}
+	if v, ok := os.LookupEnv("ADMIN_ADDR"); ok {
+		cfg.AdminAddr = v
+	}
+	if s := os.Getenv("METRICS"); s != "" {
+		on, err := strconv.ParseBool(s)
+		if err != nil {
+			return cfg, &ConfigError{"METRICS", fmt.Sprintf("%q is not a boolean (1 or 0)", s)}
+		}
+		cfg.NoMetrics = !on
 	}
 	if s := os.Getenv("STAGE"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -56,7 +71,8 @@ func envOr(name, def string) string {
 }
 
 // Flags registers the flags a subcommand accepts on fs; each overrides its
-// variable. which names the fields: "db", "redis", "data", "addr", "stage".
+// variable. which names the fields: "db", "redis", "data", "addr", "stage",
+// "admin" (the operator listener and metrics).
 func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 	for _, w := range which {
 		switch w {
@@ -70,6 +86,13 @@ func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 			fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (env ADDR)")
 		case "stage":
 			fs.IntVar(&c.Stage, "stage", c.Stage, "scaling stage "+StageList()+" (env STAGE)")
+		case "admin":
+			fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "operator listener: /dashboard, /metrics, /debug/pprof/; empty disables it (env ADMIN_ADDR)")
+			fs.BoolFunc("metrics", "per-request metrics and Server-Timing, on by default; --metrics=false measures without them (env METRICS)", func(s string) error {
+				on, err := strconv.ParseBool(s)
+				c.NoMetrics = !on
+				return err
+			})
 		}
 	}
 }
@@ -102,6 +125,10 @@ func (c Config) Validate(which ...string) error {
 		case "addr":
 			if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 				return &ConfigError{"ADDR", fmt.Sprintf("%q is not host:port", c.Addr)}
+			}
+		case "admin":
+			if _, _, err := net.SplitHostPort(c.AdminAddr); c.AdminAddr != "" && err != nil {
+				return &ConfigError{"ADMIN_ADDR", fmt.Sprintf("%q is not host:port (empty disables the operator listener)", c.AdminAddr)}
 			}
 		case "stage":
 			if _, ok := LookupStage(c.Stage); !ok {

@@ -91,7 +91,10 @@ func (a *App) render(c echo.Context, status int, page, title string, data any) e
 		pd.User = &u
 	}
 	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, "layout", pd); err != nil {
+	_, rendered := models.Time(c.Request().Context(), models.PartRender) // Server-Timing's render
+	err := t.ExecuteTemplate(&buf, "layout", pd)
+	rendered()
+	if err != nil {
 		return fmt.Errorf("app: render %s: %w", page, err)
 	}
 	return c.HTMLBlob(status, buf.Bytes())

@@ -18,7 +18,7 @@ func (a *App) routes() *echo.Echo {
 	// trusted proxy is configured in front (the scale-out stage).
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.HTTPErrorHandler = a.httpError
-	e.Use(a.recoverPanics, a.logRequests, a.securityHeaders, a.crossOriginProtection)
+	e.Use(a.observe, a.recoverPanics, a.logRequests, a.securityHeaders, a.crossOriginProtection)
 
 	// Every page answers HEAD as it answers GET (net/http sends no body), as
 	// monitors and `curl -I` expect.

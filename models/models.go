@@ -41,7 +41,8 @@ func Open(ctx context.Context, dsn string, opt Options) (*gorm.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("models: parse database URL: %w", err)
 	}
-	cfg.Tracer = opt.Tracer
+	// Every statement is timed into its request's Server-Timing (trace.go).
+	cfg.Tracer = timingTracer{next: opt.Tracer}
 	sqlDB := stdlib.OpenDB(*cfg)
 	maxOpen := opt.MaxOpenConns
 	if maxOpen == 0 {
