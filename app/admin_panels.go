@@ -94,7 +94,9 @@ func corePanels() []Panel {
 	panels := requestPanels()
 	panels = append(panels,
 		Panel{ID: "sql", Title: "SQL statements per request", Unit: "statements", Note: "session store included", Series: []Series{
-			{"SQL / request", func(s *Sample) float64 { return Per(s.Rate("flickrkillr_sql_statements_total", nil), s.Rate(reqs, nil)) }},
+			{"SQL / request", func(s *Sample) float64 {
+				return Per(s.Rate("flickrkillr_sql_statements_total", nil), s.Rate(reqs, nil))
+			}},
 		}},
 		Panel{ID: "parts", Title: "Where a request's time goes (Server-Timing)", Unit: "ms per request", Series: []Series{
 			{"db", part("db")}, {"cache", part("cache")}, {"session", part("session")}, {"render", part("render")},
