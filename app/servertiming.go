@@ -115,6 +115,8 @@ func cutItem(h string) (item, rest string) {
 	return h, ""
 }
 
+func itoa(n int) string { return strconv.Itoa(n) }
+
 // queriesIn reads the count of a desc like "4 queries" (0 when there is none).
 func queriesIn(desc string) int {
 	n, _ := strconv.Atoi(strings.Fields(desc + " 0")[0])

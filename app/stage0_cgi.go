@@ -43,7 +43,9 @@ func serveCGI(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	s, _ := resolve(cfg.Stage)
-	return runServer(ctx, newServer(cfg.Addr, h, log), log, s)
+	handler, stopAdmin := cgiParent(ctx, cfg, log, s, h) // the operator listener sees the parent only
+	defer stopAdmin()
+	return runServer(ctx, newServer(cfg.Addr, handler, log), log, s)
 }
 
 // cgiHandler runs `exe args…` once per request with the configuration in
@@ -87,6 +89,7 @@ func ServeCGIChild(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer models.Close(db)
 	d := &Deps{DB: db, Log: log}
 	defer d.Close()
+	cfg.cgiChild = true // no registry of its own: the parent counts
 	a, err := New(cfg, d)
 	if err != nil {
 		return err
