@@ -49,6 +49,7 @@
         series: [{}].concat(p.series.map((s, i) => ({
           label: s.label, stroke: COLORS[i % COLORS.length], width: 2, value: (u, v) => fmt(v),
         }))),
+        legend: { live: false },
         axes: [{}, { size: 56 }],
         scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       };
