@@ -43,7 +43,7 @@ func WriteText(w io.Writer, r *Result) error {
 			fmt.Fprintf(w, "  %s error: %s (%d×)\n", row.Route, c, row.Causes[c])
 		}
 	}
-	return nil
+	return writeTiming(w, r)
 }
 
 func topCauses(causes map[string]int64, n int) []string {

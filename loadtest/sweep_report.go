@@ -102,6 +102,7 @@ func writeSweepMarkdown(w io.Writer, sr *SweepResult) error {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w)
+	writeSweepTiming(w, sr)
 	fmt.Fprintln(w, "Regenerate with `make loadtest-sweep` (see docs/loadtest.md); sweep.json has every figure.")
 	return nil
 }
