@@ -159,6 +159,7 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		m := a.metrics
 		if m != nil {
 			m.inFlight.Inc()
+			defer m.inFlight.Dec() // even when a handler aborts with a panic
 		}
 		// The error handler runs here rather than after the chain, so that
 		// the status counted is the one sent.
@@ -166,7 +167,6 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		if m != nil {
-			m.inFlight.Dec()
 			m.observe(routeLabel(c), req.Method, res.Status, time.Since(start), t)
 		}
 		return nil

@@ -64,6 +64,7 @@ func cgiHandler(cfg Config, log *slog.Logger, exe string, args ...string) (*cgi.
 			"REDIS_URL=" + cfg.RedisURL,
 			"DATA_DIR=" + dataDir,
 			fmt.Sprintf("STAGE=%d", cfg.Stage),
+			fmt.Sprintf("METRICS=%t", !cfg.NoMetrics), // the child's Server-Timing
 		},
 		Logger: slog.NewLogLogger(log.Handler(), slog.LevelError),
 		Stderr: os.Stderr,
