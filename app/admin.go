@@ -36,8 +36,9 @@ func adminHandler(m *Metrics, dash *dashboard) http.Handler {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	}
 	if dash != nil {
-		mux.Handle("GET /dashboard", dash.handler())
-		mux.Handle("GET /dashboard/", dash.handler())
+		h := dash.handler()
+		mux.Handle("GET /dashboard", h)
+		mux.Handle("GET /dashboard/", h)
 		mux.Handle("GET /{$}", http.RedirectHandler("/dashboard", http.StatusFound))
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
