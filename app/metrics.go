@@ -167,7 +167,13 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		if m != nil {
-			m.observe(routeLabel(c), req.Method, res.Status, time.Since(start), t)
+			code := res.Status
+			if code >= 500 && ctx.Err() != nil {
+				// The client went away (a load test ending): not a server
+				// error. 499 is nginx's name for it.
+				code = 499
+			}
+			m.observe(routeLabel(c), req.Method, code, time.Since(start), t)
 		}
 		return nil
 	}
