@@ -1,13 +1,13 @@
 // Command flickrkillr is the FlickrKillr photo-sharing app and its tools:
 //
-//	flickrkillr serve    [--addr 127.0.0.1:8080] [--stage N] [--indexes]
+//	flickrkillr serve    [--addr 127.0.0.1:8080] [--stage N] [--indexes] [--admin-addr 127.0.0.1:6060]
 //	flickrkillr migrate  [--stage N] [--indexes]
 //	flickrkillr seed     [--users N] [--photos-per-user A-B] [--seed S] [--reset]
 //	flickrkillr loadtest [--url U] [--duration D] [--concurrency C] [--rate R] [--json FILE]
 //	flickrkillr bench concurrency [--sizes 100,1000,10000,100000]
 //
 // Configuration comes from the environment (DATABASE_URL, REDIS_URL,
-// DATA_DIR, ADDR, STAGE, INDEXES); flags override it.
+// DATA_DIR, ADDR, STAGE, INDEXES, DB_LATENCY, DRAIN_DELAY, ADMIN_ADDR, METRICS); flags override it.
 package main
 
 import (
@@ -94,7 +94,8 @@ func usage(w io.Writer) {
 	for _, name := range []string{"serve", "migrate", "seed", "loadtest", "bench"} {
 		fmt.Fprintf(w, "  %-9s %s\n", name, commands[name].summary)
 	}
-	fmt.Fprintln(w, "\nEnvironment: DATABASE_URL, REDIS_URL (empty: embedded miniredis), DATA_DIR, ADDR, STAGE, INDEXES,\nDB_LATENCY (a simulation: the database and Redis this far away each way).")
+	fmt.Fprintln(w, "\nEnvironment: DATABASE_URL, REDIS_URL (empty: embedded miniredis), DATA_DIR, ADDR, STAGE, INDEXES,\nDB_LATENCY (a simulation: the database and Redis this far away each way), DRAIN_DELAY,")
+	fmt.Fprintln(w, "ADMIN_ADDR (the operator listener: /dashboard, /metrics, /debug/pprof/; empty: none), METRICS.")
 	fmt.Fprintf(w, "Stages: %s (default %d).\n", app.StageList(), app.DefaultStage())
 }
 
@@ -131,14 +132,14 @@ func configFor(name string, which ...string) (*app.Config, *flag.FlagSet, error)
 }
 
 func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
-	cfg, fs, err := configFor("serve", "db", "redis", "data", "addr", "stage", "indexes", "latency", "drain")
+	cfg, fs, err := configFor("serve", "db", "redis", "data", "addr", "stage", "indexes", "latency", "drain", "admin")
 	if err != nil {
 		return err
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := cfg.Validate("db", "redis", "data", "addr", "stage", "indexes", "latency"); err != nil {
+	if err := cfg.Validate("db", "redis", "data", "addr", "stage", "indexes", "latency", "admin"); err != nil {
 		return err
 	}
 	return app.Serve(ctx, *cfg, log)

@@ -34,6 +34,7 @@ type App struct {
 	views    ViewCache
 	echo     *echo.Echo
 	lim      *limits
+	metrics  *Metrics // nil with METRICS=0 and in a CGI child
 }
 
 // New builds the App for cfg.Stage from the opened dependencies; the stage
@@ -65,12 +66,15 @@ func New(cfg Config, d *Deps) (*App, error) {
 		tmpl:  tmpl,
 		lim:   newLimits(),
 	}
+	if !cfg.NoMetrics && !cfg.cgiChild {
+		a.metrics = newMetrics(d.DB)
+	}
 
 	store, err := stage.Sessions(d)
 	if err != nil {
 		return nil, fmt.Errorf("app: session store: %w", err)
 	}
-	a.sessions = newSessionManager(store)
+	a.sessions = newSessionManager(a.timeSessions(store))
 
 	a.gallery = models.NewPhotoStore(d.DB)
 	if stage.Gallery != nil {
@@ -78,7 +82,7 @@ func New(cfg Config, d *Deps) (*App, error) {
 			return nil, fmt.Errorf("app: gallery: %w", err)
 		}
 	}
-	a.images = diskImages{files}
+	a.images = diskReads{diskImages{files}}
 	if stage.Images != nil {
 		if a.images, err = stage.Images(d, a.images); err != nil {
 			return nil, fmt.Errorf("app: images: %w", err)
@@ -90,6 +94,7 @@ func New(cfg Config, d *Deps) (*App, error) {
 			return nil, fmt.Errorf("app: views: %w", err)
 		}
 	}
+	a.images = a.countImages(a.images)
 	a.echo = a.routes()
 	return a, nil
 }

@@ -28,6 +28,10 @@ type Config struct {
 	// DRAIN_DELAY: on shutdown, how long /readyz answers 503 while the server
 	// still serves, so that a load balancer stops sending before it closes.
 	DrainDelay time.Duration
+	AdminAddr  string // ADMIN_ADDR: the operator listener (dashboard, metrics, pprof); empty: none
+	NoMetrics  bool   // METRICS=0: no per-request instrumentation (metrics, Server-Timing), to measure its cost
+
+	cgiChild bool // Stage 0: this process answers one request; its parent keeps the metrics
 }
 
 // ConfigError names the variable or flag that is wrong; main prints it as one
@@ -47,6 +51,17 @@ func ConfigFromEnv() (Config, error) {
 		DataDir:     envOr("DATA_DIR", "data/photos"),
 		Addr:        envOr("ADDR", "127.0.0.1:8080"),
 		Stage:       DefaultStage(),
+		AdminAddr:   "127.0.0.1:6060",
+	}
+	if v, ok := os.LookupEnv("ADMIN_ADDR"); ok {
+		cfg.AdminAddr = v
+	}
+	if s := os.Getenv("METRICS"); s != "" {
+		on, err := strconv.ParseBool(s)
+		if err != nil {
+			return cfg, &ConfigError{"METRICS", fmt.Sprintf("%q is not a boolean (1 or 0)", s)}
+		}
+		cfg.NoMetrics = !on
 	}
 	if s := os.Getenv("STAGE"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -88,7 +103,7 @@ func envOr(name, def string) string {
 
 // Flags registers the flags a subcommand accepts on fs; each overrides its
 // variable. which names the fields: "db", "redis", "data", "addr", "stage",
-// "indexes", "latency", "drain".
+// "indexes", "latency", "drain", "admin" (the operator listener and metrics).
 func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 	for _, w := range which {
 		switch w {
@@ -108,6 +123,13 @@ func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 			fs.BoolVar(&c.Indexes, "indexes", c.Indexes, "run the stage on the schema with stage 4's indexes, to measure its step alone (env INDEXES=1)")
 		case "latency":
 			fs.DurationVar(&c.DBLatency, "db-latency", c.DBLatency, "SIMULATION: reach PostgreSQL and Redis through an in-process proxy that delays\nevery byte this long each way, as a network this far away would (e.g. 1ms; env DB_LATENCY)")
+		case "admin":
+			fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "operator listener: /dashboard, /metrics, /debug/pprof/; empty disables it (env ADMIN_ADDR)")
+			fs.BoolFunc("metrics", "per-request metrics and Server-Timing, on by default; --metrics=false measures without them (env METRICS)", func(s string) error {
+				on, err := strconv.ParseBool(s)
+				c.NoMetrics = !on
+				return err
+			})
 		}
 	}
 }
@@ -140,6 +162,10 @@ func (c Config) Validate(which ...string) error {
 		case "addr":
 			if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 				return &ConfigError{"ADDR", fmt.Sprintf("%q is not host:port", c.Addr)}
+			}
+		case "admin":
+			if _, _, err := net.SplitHostPort(c.AdminAddr); c.AdminAddr != "" && err != nil {
+				return &ConfigError{"ADMIN_ADDR", fmt.Sprintf("%q is not host:port (empty disables the operator listener)", c.AdminAddr)}
 			}
 		case "stage":
 			if _, ok := LookupStage(c.Stage); !ok {

@@ -17,7 +17,7 @@ func (a *App) home(c echo.Context) error {
 			if err != nil {
 				return View{}, err
 			}
-			html, err := a.renderPart("home", "home-view", page)
+			html, err := a.renderPart(ctx, "home", "home-view", page)
 			return View{Title: "Recent photos", HTML: []template.HTML{html}}, err
 		}}, nil, noLiveParts)
 }

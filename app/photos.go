@@ -55,7 +55,7 @@ func (a *App) renderPhoto(c echo.Context, status int, id int64, form *commentFor
 			v := View{Title: page.Photo.Title, OwnerID: page.Photo.UserID, Owner: page.Owner.Name,
 				Deps: []string{models.DepPhoto(id), models.DepUser(page.Owner.Name)}}
 			for _, part := range []string{"photo-top", "photo-comments"} {
-				html, err := a.renderPart("photo", part, page)
+				html, err := a.renderPart(ctx, "photo", part, page)
 				if err != nil {
 					return View{}, err
 				}
@@ -77,7 +77,7 @@ func (a *App) renderPhoto(c echo.Context, status int, id int64, form *commentFor
 					m.More = append(m.More, p)
 				}
 			}
-			html, err := a.renderPart("photo", "photo-more", m)
+			html, err := a.renderPart(ctx, "photo", "photo-more", m)
 			return View{HTML: []template.HTML{html}}, err
 		})
 		return []View{v}, err

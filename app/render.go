@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -85,14 +86,17 @@ func newRenderer() (*renderer, error) {
 
 // execute runs the template name of page into a buffer, so that a template
 // error becomes a clean 500 page instead of half a page with a 200 status.
-func (r *renderer) execute(page, name string, data any) ([]byte, error) {
+func (r *renderer) execute(ctx context.Context, page, name string, data any) ([]byte, error) {
 	t, ok := r.pages[page]
 	if !ok {
 		return nil, fmt.Errorf("app: no page template %q", page)
 	}
 	r.executed.Add(1)
 	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, name, data); err != nil {
+	_, rendered := models.Time(ctx, models.PartRender) // Server-Timing's render
+	err := t.ExecuteTemplate(&buf, name, data)
+	rendered()
+	if err != nil {
 		return nil, fmt.Errorf("app: render %s %s: %w", page, name, err)
 	}
 	return buf.Bytes(), nil
@@ -104,7 +108,7 @@ func (a *App) render(c echo.Context, status int, page, title string, data any) e
 	if u, ok := currentUser(c); ok {
 		pd.User = &u
 	}
-	html, err := a.tmpl.execute(page, "layout", pd)
+	html, err := a.tmpl.execute(c.Request().Context(), page, "layout", pd)
 	if err != nil {
 		return err
 	}
@@ -112,18 +116,18 @@ func (a *App) render(c echo.Context, status int, page, title string, data any) e
 }
 
 // renderLayout renders the layout around a view and the viewer's live parts.
-func (a *App) renderLayout(page string, v View, user *models.PublicUser, flash string, live func(View) (any, error)) ([]byte, error) {
+func (a *App) renderLayout(ctx context.Context, page string, v View, user *models.PublicUser, flash string, live func(View) (any, error)) ([]byte, error) {
 	l, err := live(v)
 	if err != nil {
 		return nil, err
 	}
 	pd := pageData{Title: v.Title, User: user, Flash: flash, Stage: a.stage, Page: viewPage{View: v, Live: l}}
-	return a.tmpl.execute(page, "layout", pd)
+	return a.tmpl.execute(ctx, page, "layout", pd)
 }
 
 // renderPart renders one shared part of a view from the page's data.
-func (a *App) renderPart(page, name string, data any) (template.HTML, error) {
-	b, err := a.tmpl.execute(page, name, data)
+func (a *App) renderPart(ctx context.Context, page, name string, data any) (template.HTML, error) {
+	b, err := a.tmpl.execute(ctx, page, name, data)
 	return template.HTML(b), err
 }
 

@@ -18,7 +18,7 @@ func (a *App) routes() *echo.Echo {
 	// trusted proxy is configured in front (the scale-out stage).
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.HTTPErrorHandler = a.httpError
-	e.Use(a.recoverPanics, a.logRequests, a.securityHeaders, a.crossOriginProtection)
+	e.Use(a.observe, a.recoverPanics, a.logRequests, a.securityHeaders, a.crossOriginProtection)
 	// Limits before any handler (limits.go): a deadline, a small body, clean parameters.
 	e.Use(a.requestDeadline, a.capBodies, a.cleanParams)
 

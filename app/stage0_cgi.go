@@ -42,8 +42,10 @@ func serveCGI(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	s, _ := resolveRun(cfg)
-	return runServer(ctx, newServer(cfg.Addr, h, log), log, s, cfg.DrainDelay)
+	s, _ := resolve(cfg.Stage)
+	handler, stopAdmin := cgiParent(ctx, cfg, log, s, h) // the operator listener sees the parent only
+	defer stopAdmin()
+	return runServer(ctx, newServer(cfg.Addr, handler, log), log, s, cfg.DrainDelay)
 }
 
 // cgiHandler runs `exe args…` once per request with the configuration in
@@ -63,6 +65,7 @@ func cgiHandler(cfg Config, log *slog.Logger, exe string, args ...string) (*cgi.
 			"DATA_DIR=" + dataDir,
 			fmt.Sprintf("STAGE=%d", cfg.Stage),
 			fmt.Sprintf("INDEXES=%t", cfg.Indexes),
+			fmt.Sprintf("METRICS=%t", !cfg.NoMetrics), // the child's Server-Timing
 		},
 		Logger: slog.NewLogLogger(log.Handler(), slog.LevelError),
 		Stderr: os.Stderr,
@@ -88,6 +91,7 @@ func ServeCGIChild(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer models.Close(db)
 	d := &Deps{DB: db, Log: log}
 	defer d.Close()
+	cfg.cgiChild = true // no registry of its own: the parent counts
 	a, err := New(cfg, d)
 	if err != nil {
 		return err

@@ -36,5 +36,6 @@ func serveLongRunning(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer a.startAdmin(ctx)() // the operator listener: dashboard, metrics, pprof
 	return runServer(ctx, newServer(cfg.Addr, a, log), log, a.Stage(), cfg.DrainDelay)
 }

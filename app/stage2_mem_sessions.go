@@ -56,6 +56,7 @@ func redisClient(d *Deps) (*redis.Client, error) {
 		failFast(opt)
 		opt.PoolSize = 64
 		rdb := redis.NewClient(opt)
+		rdb.AddHook(models.RedisTimingHook{}) // Server-Timing's session and cache time
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := rdb.Ping(ctx).Err(); err != nil {

@@ -23,7 +23,7 @@ func (a *App) tagShow(c echo.Context) error {
 			if err != nil {
 				return View{}, err
 			}
-			html, err := a.renderPart("tag", "tag-view", page)
+			html, err := a.renderPart(ctx, "tag", "tag-view", page)
 			return View{Title: "#" + page.Tag.Name, HTML: []template.HTML{html}}, err
 		}}, nil, noLiveParts)
 }

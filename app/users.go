@@ -23,7 +23,7 @@ func (a *App) userShow(c echo.Context) error {
 			if err != nil {
 				return View{}, err
 			}
-			html, err := a.renderPart("user", "user-view", page)
+			html, err := a.renderPart(ctx, "user", "user-view", page)
 			return View{Title: page.User.DisplayName, HTML: []template.HTML{html}}, err
 		}}, nil, noLiveParts)
 }

@@ -89,7 +89,7 @@ func (a *App) renderView(c echo.Context, status int, page string, spec viewSpec,
 			if err != nil {
 				return View{}, err
 			}
-			html, err := a.renderLayout(page, w, nil, "", live)
+			html, err := a.renderLayout(ctx, page, w, nil, "", live)
 			return View{HTML: []template.HTML{template.HTML(html)}}, err
 		})
 		if err != nil {
@@ -105,7 +105,7 @@ func (a *App) renderView(c echo.Context, status int, page string, spec viewSpec,
 	if loggedIn {
 		user = &u
 	}
-	html, err := a.renderLayout(page, w, user, flash, live)
+	html, err := a.renderLayout(ctx, page, w, user, flash, live)
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,7 @@ type response struct {
 	contentType []byte
 	location    []byte
 	body        []byte
+	timing      []byte // Server-Timing (servertiming.go)
 }
 
 func newClient(base string, timeout time.Duration) (*client, error) {
@@ -257,6 +258,7 @@ func (c *client) readResponse(res *response) (keep bool, err error) {
 
 func (c *client) readOne(res *response) (keep bool, err error) {
 	res.status, res.contentType, res.location, res.body = 0, res.contentType[:0], res.location[:0], res.body[:0]
+	res.timing = res.timing[:0]
 	line, err := c.br.ReadSlice('\n')
 	if err != nil {
 		if len(line) == 0 {
@@ -308,6 +310,8 @@ func (c *client) readOne(res *response) (keep bool, err error) {
 			}
 		case bytes.EqualFold(name, []byte("Content-Type")):
 			res.contentType = append(res.contentType, value...)
+		case bytes.EqualFold(name, []byte("Server-Timing")):
+			res.timing = append(res.timing, value...)
 		case bytes.EqualFold(name, []byte("Location")):
 			res.location = append(res.location, value...)
 		case bytes.EqualFold(name, []byte("Set-Cookie")):

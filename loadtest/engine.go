@@ -283,6 +283,7 @@ func (vu *vuser) do(ctx context.Context, route, method, path string, form url.Va
 		vu.errs.Add(1)
 	}
 	vu.rec.record(route, latency, int64(len(vu.res.body)), err)
+	vu.rec.recordTiming(route, vu.res.timing)
 	return vu.res.body, err
 }
 

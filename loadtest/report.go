@@ -43,7 +43,7 @@ func WriteText(w io.Writer, r *Result) error {
 			fmt.Fprintf(w, "  %s error: %s (%d×)\n", row.Route, c, row.Causes[c])
 		}
 	}
-	return nil
+	return writeTiming(w, r)
 }
 
 // schemaText says which schema a server ran on, as its /healthz said.

@@ -21,6 +21,7 @@ type routeStats struct {
 	errors int64
 	bytes  int64
 	causes map[string]int64 // error message → count
+	timing *timingStats     // the server's Server-Timing, summed (servertiming.go)
 }
 
 func newRecorder() *recorder { return &recorder{routes: map[string]*routeStats{}} }
@@ -56,6 +57,7 @@ func (r *recorder) merge(o *recorder) {
 		for c, n := range os.causes {
 			s.causes[c] += n
 		}
+		s.mergeTiming(os.timing)
 	}
 }
 
@@ -72,6 +74,7 @@ type RouteResult struct {
 	Errors   int64            `json:"errors"`
 	MBps     float64          `json:"mb_per_s"`
 	Causes   map[string]int64 `json:"error_causes,omitempty"`
+	Timing   *TimingResult    `json:"server_timing,omitempty"`
 }
 
 func ms(us int64) float64 { return float64(us) / 1000 }
@@ -91,6 +94,7 @@ func summarize(name string, s *routeStats, elapsed time.Duration) RouteResult {
 	if len(s.causes) > 0 {
 		r.Causes = s.causes
 	}
+	r.Timing = s.timing.result()
 	return r
 }
 
@@ -103,6 +107,7 @@ func (r *recorder) results(elapsed time.Duration) ([]RouteResult, RouteResult) {
 		total.hist.Merge(s.hist)
 		total.errors += s.errors
 		total.bytes += s.bytes
+		total.mergeTiming(s.timing)
 	}
 	sort.Strings(names)
 	rows := make([]RouteResult, 0, len(names))

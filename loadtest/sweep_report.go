@@ -98,6 +98,7 @@ func writeSweepMarkdown(w io.Writer, sr *SweepResult) error {
 		writeRouteTable(w, cols)
 	}
 	writeCPUTable(w, sr)
+	writeSweepTiming(w, sr)
 	var retried []string
 	for _, r := range sr.Runs {
 		for i, why := range r.Retried {

@@ -47,7 +47,8 @@ func Open(ctx context.Context, dsn string, opt Options) (*gorm.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("models: parse database URL: %w", err)
 	}
-	cfg.Tracer = opt.Tracer
+	// Every statement is timed into its request's Server-Timing (trace.go).
+	cfg.Tracer = timingTracer{next: opt.Tracer}
 	if opt.StatementTimeout > 0 {
 		cfg.RuntimeParams["statement_timeout"] = strconv.FormatInt(opt.StatementTimeout.Milliseconds(), 10)
 	}

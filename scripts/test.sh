@@ -27,6 +27,14 @@ if [ -n "$unformatted" ]; then echo "not gofmt-ed:"; echo "$unformatted"; exit 1
 echo "== go vet"
 go vet ./...
 
+# The dashboard's browser test drives Debian's chromium (chromedp); installed
+# like redis-server below when we are root, skipped without it outside CI.
+if ! command -v chromium >/dev/null && [ "$(id -u)" -eq 0 ]; then
+  echo "installing Debian's chromium package (apt-get)…"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
+
 echo "== go test (PostgreSQL, embedded miniredis)"
 go test -count=1 ./...
 

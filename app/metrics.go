@@ -1,0 +1,220 @@
+package app
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"gorm.io/gorm"
+
+	"flickrkillr/models"
+)
+
+// Metrics is the process's one Prometheus registry and the instruments the
+// app updates. /metrics exports it and the dashboard's sampler reads it, so
+// both show the same numbers.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests   *prometheus.CounterVec   // route, method, code
+	duration   *prometheus.HistogramVec // route
+	parts      *prometheus.CounterVec   // route, part: seconds spent in db, cache, session, render
+	inFlight   prometheus.Gauge
+	sql        prometheus.Counter
+	sqlPerReq  prometheus.Histogram
+	sessionOps *prometheus.CounterVec // op, result
+	cache      *prometheus.CounterVec // result
+	images     *prometheus.CounterVec // source
+}
+
+// durationBuckets go from 0.25 ms (a cache hit) to 10 s (a table scan under load).
+var durationBuckets = []float64{.00025, .0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10}
+
+// newMetrics makes the registry with the Go runtime and process collectors,
+// the database pool's statistics when db is not nil, and the app's own
+// instruments.
+func newMetrics(db *gorm.DB) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_requests_total",
+			Help: "HTTP requests answered, by echo route (the pattern, not the URL), method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "http_request_duration_seconds",
+			Help:    "Time from the request reaching the app to the handler's return, by echo route.",
+			Buckets: durationBuckets,
+		}, []string{"route"}),
+		parts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flickrkillr_request_part_seconds_total",
+			Help: "Time requests spent in each part (db, cache, session, render), as their Server-Timing says, by route.",
+		}, []string{"route", "part"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "http_requests_in_flight",
+			Help: "Requests being answered now.",
+		}),
+		sql: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flickrkillr_sql_statements_total",
+			Help: "SQL statements sent to PostgreSQL by requests (session store included).",
+		}),
+		sqlPerReq: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "flickrkillr_sql_statements_per_request",
+			Help:    "SQL statements one request sent.",
+			Buckets: []float64{0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 50},
+		}),
+		sessionOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flickrkillr_session_operations_total",
+			Help: "Session store operations (find, commit, delete) by result (ok, error).",
+		}, []string{"op", "result"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flickrkillr_cache_lookups_total",
+			Help: "Stage 3: cache lookups (Redis GETs outside the session store) by result: hit, miss, error.",
+		}, []string{"result"}),
+		images: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flickrkillr_image_reads_total",
+			Help: "Image files sent, by where their bytes came from: memory (stage 3) or disk.",
+		}, []string{"source"}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.parts, m.inFlight, m.sql, m.sqlPerReq, m.sessionOps, m.cache, m.images)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if db != nil {
+		if sqlDB, err := db.DB(); err == nil {
+			reg.MustRegister(collectors.NewDBStatsCollector(sqlDB, "flickrkillr"))
+		}
+	}
+	// Zero series exist from the start, so the dashboard's ratios and a
+	// scrape before the first request see every name.
+	for _, r := range []string{"hit", "miss", "error"} {
+		m.cache.WithLabelValues(r)
+	}
+	for _, s := range []string{"memory", "disk"} {
+		m.images.WithLabelValues(s)
+	}
+	for _, op := range []string{"find", "commit", "delete"} {
+		for _, r := range []string{"ok", "error"} {
+			m.sessionOps.WithLabelValues(op, r)
+		}
+	}
+	return m
+}
+
+// Registry is the registry, for a stage that adds its own collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// observe counts one answered request with what its Timings recorded.
+func (m *Metrics) observe(route, method string, code int, took time.Duration, t *models.Timings) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(route).Observe(took.Seconds())
+	n := t.SQL()
+	m.sql.Add(float64(n))
+	m.sqlPerReq.Observe(float64(n))
+	for _, p := range []models.Part{models.PartDB, models.PartCache, models.PartSession, models.PartRender} {
+		if d := t.Dur(p); d > 0 {
+			m.parts.WithLabelValues(route, p.String()).Add(d.Seconds())
+		}
+	}
+	hits, misses, errs := t.Cache()
+	if hits > 0 {
+		m.cache.WithLabelValues("hit").Add(float64(hits))
+	}
+	if misses > 0 {
+		m.cache.WithLabelValues("miss").Add(float64(misses))
+	}
+	if errs > 0 {
+		m.cache.WithLabelValues("error").Add(float64(errs))
+	}
+}
+
+// routeLabel is echo's route pattern ("/photos/:id"), never the URL, so that
+// the number of series stays bounded whatever clients ask for.
+func routeLabel(c echo.Context) string {
+	if p := c.Path(); p != "" {
+		return p
+	}
+	return "unmatched"
+}
+
+// observe is the outermost middleware: it gives the request a Timings record,
+// sends Server-Timing with the answer, and counts the request in the metrics.
+// With METRICS=0 it does nothing, which is how its cost is measured.
+func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	if a.cfg.NoMetrics {
+		return next
+	}
+	return func(c echo.Context) error {
+		start := time.Now()
+		req := c.Request()
+		ctx, t := models.WithTimings(req.Context())
+		c.SetRequest(req.WithContext(ctx))
+		res := c.Response()
+		tw := &timingWriter{ResponseWriter: res.Writer, t: t, start: start}
+		if a.cfg.cgiChild {
+			tw.route = func() string { return routeLabel(c) }
+		}
+		res.Writer = tw
+		m := a.metrics
+		if m != nil {
+			m.inFlight.Inc()
+			defer m.inFlight.Dec() // even when a handler aborts with a panic
+		}
+		// The error handler runs here rather than after the chain, so that
+		// the status counted is the one sent.
+		if err := next(c); err != nil {
+			c.Error(err)
+		}
+		if m != nil {
+			code := res.Status
+			if code >= 500 && ctx.Err() != nil {
+				// The client went away (a load test ending): not a server
+				// error. 499 is nginx's name for it.
+				code = 499
+			}
+			m.observe(routeLabel(c), req.Method, code, time.Since(start), t)
+		}
+		return nil
+	}
+}
+
+// timingWriter adds the Server-Timing header when the status is written:
+// after echo's Before hooks (the session commit among them), so the
+// session's time is in it.
+type timingWriter struct {
+	http.ResponseWriter
+	t     *models.Timings
+	start time.Time
+	route func() string // stage 0: tell the CGI parent the route
+	wrote bool
+}
+
+func (w *timingWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.wrote = true
+		h := w.Header()
+		h.Set("Server-Timing", serverTiming(w.t, time.Since(w.start)))
+		if w.route != nil {
+			h.Set(routeHeader, w.route())
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *timingWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *timingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush passes a flush through.
+func (w *timingWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}

@@ -1,0 +1,125 @@
+package app
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"flickrkillr/models"
+)
+
+// timedSessions wraps the stage's session store: each operation is session
+// time in the request's Server-Timing (with the SQL it sent, at stages 0-1)
+// and is counted in flickrkillr_session_operations_total.
+type timedSessions struct {
+	inner scs.CtxStore
+	ops   map[string][2]prometheus.Counter // op → ok, error; nil without metrics
+}
+
+// timeSessions wraps store; a store without context methods is left as it is.
+func (a *App) timeSessions(store scs.Store) scs.Store {
+	inner, ok := store.(scs.CtxStore)
+	if !ok || a.cfg.NoMetrics {
+		return store
+	}
+	ts := &timedSessions{inner: inner}
+	if a.metrics != nil {
+		ts.ops = map[string][2]prometheus.Counter{}
+		for _, op := range []string{"find", "commit", "delete"} {
+			ts.ops[op] = [2]prometheus.Counter{
+				a.metrics.sessionOps.WithLabelValues(op, "ok"),
+				a.metrics.sessionOps.WithLabelValues(op, "error"),
+			}
+		}
+	}
+	return ts
+}
+
+func (s *timedSessions) done(op string, stop func(), err error) {
+	stop()
+	if s.ops == nil {
+		return
+	}
+	if err != nil {
+		s.ops[op][1].Inc()
+	} else {
+		s.ops[op][0].Inc()
+	}
+}
+
+func (s *timedSessions) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
+	ctx, stop := models.Time(ctx, models.PartSession)
+	b, found, err := s.inner.FindCtx(ctx, token)
+	s.done("find", stop, err)
+	return b, found, err
+}
+
+func (s *timedSessions) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
+	ctx, stop := models.Time(ctx, models.PartSession)
+	err := s.inner.CommitCtx(ctx, token, b, expiry)
+	s.done("commit", stop, err)
+	return err
+}
+
+func (s *timedSessions) DeleteCtx(ctx context.Context, token string) error {
+	ctx, stop := models.Time(ctx, models.PartSession)
+	err := s.inner.DeleteCtx(ctx, token)
+	s.done("delete", stop, err)
+	return err
+}
+
+// The context-free methods are what scs.Store requires; scs calls the Ctx ones.
+func (s *timedSessions) Find(token string) ([]byte, bool, error) {
+	return s.FindCtx(context.Background(), token)
+}
+func (s *timedSessions) Commit(token string, b []byte, expiry time.Time) error {
+	return s.CommitCtx(context.Background(), token, b, expiry)
+}
+func (s *timedSessions) Delete(token string) error { return s.DeleteCtx(context.Background(), token) }
+
+// Image reads are counted by where their bytes came from: the outer wrapper
+// (countedImages) sees every read, the inner one (diskReads, around the disk
+// source that a stage may wrap) marks the reads that reached the disk.
+type countedImages struct {
+	inner          ImageSource
+	memory, fromFS prometheus.Counter
+}
+
+type diskReads struct{ inner ImageSource }
+
+type diskReadKey struct{}
+
+func (d diskReads) Image(ctx context.Context, key string, v models.Variant) (*ImageBlob, error) {
+	if touched, ok := ctx.Value(diskReadKey{}).(*atomic.Bool); ok {
+		touched.Store(true)
+	}
+	return d.inner.Image(ctx, key, v)
+}
+
+// countImages wraps the stage's image source (whose innermost source is
+// wrapped in diskReads); without metrics it is returned as it is.
+func (a *App) countImages(src ImageSource) ImageSource {
+	if a.metrics == nil {
+		return src
+	}
+	return countedImages{inner: src,
+		memory: a.metrics.images.WithLabelValues("memory"),
+		fromFS: a.metrics.images.WithLabelValues("disk")}
+}
+
+func (ci countedImages) Image(ctx context.Context, key string, v models.Variant) (*ImageBlob, error) {
+	touched := &atomic.Bool{}
+	blob, err := ci.inner.Image(context.WithValue(ctx, diskReadKey{}, touched), key, v)
+	if err != nil {
+		return nil, err
+	}
+	if touched.Load() {
+		ci.fromFS.Inc()
+	} else {
+		ci.memory.Inc()
+	}
+	return blob, nil
+}

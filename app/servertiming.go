@@ -1,0 +1,124 @@
+package app
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"flickrkillr/models"
+)
+
+// routeHeader carries a CGI child's echo route to its parent (stage 0), which
+// labels its metrics with it and removes it from the answer.
+const routeHeader = "X-Flickrkillr-Route"
+
+// serverTiming is the Server-Timing header of a request (browser devtools
+// draw it): where its time went, and how many SQL statements it sent.
+//
+//	db;dur=3.10;desc="4 queries", cache;dur=0.41;desc="2 hits, 1 miss",
+//	session;dur=0.52, render;dur=0.80, total;dur=5.20
+//
+// The parts do not overlap: SQL sent by the session store (stages 0-1) is
+// session time, and render time excludes lookups made while rendering.
+// total is the time until the header was written.
+func serverTiming(t *models.Timings, total time.Duration) string {
+	b := make([]byte, 0, 160)
+	b = append(b, "db;dur="...)
+	b = appendMS(b, t.Dur(models.PartDB))
+	b = append(b, `;desc="`...)
+	b = appendCount(b, t.Queries(models.PartDB), "query", "queries")
+	b = append(b, `", cache;dur=`...)
+	b = appendMS(b, t.Dur(models.PartCache))
+	if hits, misses, errs := t.Cache(); hits+misses+errs > 0 {
+		b = append(b, `;desc="`...)
+		b = appendCount(b, hits, "hit", "hits")
+		b = append(b, ", "...)
+		b = appendCount(b, misses, "miss", "misses")
+		if errs > 0 {
+			b = append(b, ", "...)
+			b = appendCount(b, errs, "error", "errors")
+		}
+		b = append(b, '"')
+	}
+	b = append(b, ", session;dur="...)
+	b = appendMS(b, t.Dur(models.PartSession))
+	if n := t.Queries(models.PartSession); n > 0 {
+		b = append(b, `;desc="`...)
+		b = appendCount(b, n, "query", "queries")
+		b = append(b, '"')
+	}
+	b = append(b, ", render;dur="...)
+	b = appendMS(b, t.Dur(models.PartRender))
+	b = append(b, ", total;dur="...)
+	b = appendMS(b, total)
+	return string(b)
+}
+
+func appendMS(b []byte, d time.Duration) []byte {
+	return strconv.AppendFloat(b, float64(d)/float64(time.Millisecond), 'f', 2, 64)
+}
+
+func appendCount(b []byte, n int64, one, many string) []byte {
+	b = strconv.AppendInt(b, n, 10)
+	b = append(b, ' ')
+	if n == 1 {
+		return append(b, one...)
+	}
+	return append(b, many...)
+}
+
+// timingEntry is one metric of a Server-Timing header.
+type timingEntry struct {
+	Name string
+	Dur  float64 // milliseconds
+	Desc string
+}
+
+// parseServerTiming reads a Server-Timing header (the parts this app sends:
+// name;dur=…;desc="…", comma-separated; a desc holding a comma is quoted).
+func parseServerTiming(h string) []timingEntry {
+	var out []timingEntry
+	for h != "" {
+		var item string
+		item, h = cutItem(h)
+		fields := strings.Split(item, ";")
+		e := timingEntry{Name: strings.TrimSpace(fields[0])}
+		for _, f := range fields[1:] {
+			k, v, _ := strings.Cut(strings.TrimSpace(f), "=")
+			switch strings.ToLower(k) {
+			case "dur":
+				e.Dur, _ = strconv.ParseFloat(v, 64)
+			case "desc":
+				e.Desc = strings.Trim(v, `"`)
+			}
+		}
+		if e.Name != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// cutItem splits off the first comma-separated item, minding quotes.
+func cutItem(h string) (item, rest string) {
+	quoted := false
+	for i := 0; i < len(h); i++ {
+		switch h[i] {
+		case '"':
+			quoted = !quoted
+		case ',':
+			if !quoted {
+				return h[:i], h[i+1:]
+			}
+		}
+	}
+	return h, ""
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// queriesIn reads the count of a desc like "4 queries" (0 when there is none).
+func queriesIn(desc string) int {
+	n, _ := strconv.Atoi(strings.Fields(desc + " 0")[0])
+	return n
+}

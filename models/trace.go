@@ -1,0 +1,238 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+)
+
+// Part is where a request's time goes, as its Server-Timing header names it.
+type Part int
+
+// The parts of a request. Each moment of a request is counted in at most one
+// of them; what none of them holds is "other" (handler code, encoding, the
+// network write).
+const (
+	PartDB      Part = iota // SQL statements of the page (not the session's)
+	PartCache               // Redis commands of the cache (stage 3)
+	PartSession             // session store operations, whatever the store
+	PartRender              // template execution (minus any lookup done inside it)
+	numParts
+)
+
+// String is the part's Server-Timing name.
+func (p Part) String() string {
+	return [...]string{"db", "cache", "session", "render"}[p]
+}
+
+// Timings is one request's record of where its time went. It is safe for
+// concurrent use (a page may run lookups concurrently). The pgx tracer and the
+// Redis hook of this file write into the Timings of their context; a request
+// without one costs them a context lookup.
+type Timings struct {
+	dur         [numParts]atomic.Int64 // nanoseconds
+	queries     [numParts]atomic.Int64 // SQL statements, per part (db and session)
+	cacheHits   atomic.Int64
+	cacheMisses atomic.Int64
+	cacheErrors atomic.Int64
+}
+
+// Dur is the time spent in part p.
+func (t *Timings) Dur(p Part) time.Duration { return time.Duration(t.dur[p].Load()) }
+
+// Queries is the number of SQL statements sent on behalf of part p.
+func (t *Timings) Queries(p Part) int64 { return t.queries[p].Load() }
+
+// SQL is the number of SQL statements of the whole request.
+func (t *Timings) SQL() int64 {
+	var n int64
+	for p := range numParts {
+		n += t.queries[p].Load()
+	}
+	return n
+}
+
+// Cache is the number of cache lookups that hit, missed and failed.
+func (t *Timings) Cache() (hits, misses, errs int64) {
+	return t.cacheHits.Load(), t.cacheMisses.Load(), t.cacheErrors.Load()
+}
+
+// Add counts d in part p.
+func (t *Timings) Add(p Part, d time.Duration) { t.dur[p].Add(int64(d)) }
+
+// frame is the innermost timed part a context is in. A frame that absorbs
+// (the session store) counts the lookups made inside it as its own time; one
+// that does not (render) leaves them to their own parts and keeps only the rest.
+type frame struct {
+	t      *Timings
+	part   Part
+	absorb bool
+	nested atomic.Int64 // time of the lookups counted in their own parts
+}
+
+type timingsKey struct{}
+
+// WithTimings returns a context that records into a new Timings.
+func WithTimings(ctx context.Context) (context.Context, *Timings) {
+	t := &Timings{}
+	return context.WithValue(ctx, timingsKey{}, &frame{t: t, part: -1}), t
+}
+
+// TimingsFrom returns the Timings ctx records into, or nil.
+func TimingsFrom(ctx context.Context) *Timings {
+	if f := frameFrom(ctx); f != nil {
+		return f.t
+	}
+	return nil
+}
+
+func frameFrom(ctx context.Context) *frame {
+	f, _ := ctx.Value(timingsKey{}).(*frame)
+	return f
+}
+
+// Time starts timing part p (render, session) in the Timings of ctx; call the
+// returned function when it ends. The context it returns is the one to pass
+// to the work: lookups made with it are attributed as described on frame.
+// Without Timings in ctx it does nothing.
+func Time(ctx context.Context, p Part) (context.Context, func()) {
+	outer := frameFrom(ctx)
+	if outer == nil {
+		return ctx, func() {}
+	}
+	f := &frame{t: outer.t, part: p, absorb: p == PartSession}
+	start := time.Now()
+	return context.WithValue(ctx, timingsKey{}, f), func() {
+		elapsed := time.Since(start)
+		own := elapsed
+		if !f.absorb {
+			own -= time.Duration(f.nested.Load())
+		}
+		f.t.Add(p, max(own, 0))
+		outer.nested.Add(int64(elapsed)) // the enclosing frame does not count it again
+	}
+}
+
+// record counts a lookup of d in part p, unless an absorbing frame (the
+// session store) holds it, and says so to the enclosing frame.
+func (f *frame) record(p Part, d time.Duration, query bool) {
+	if f.absorb {
+		p = f.part
+		d = 0 // the frame times itself
+	} else {
+		f.nested.Add(int64(d))
+	}
+	f.t.Add(p, d)
+	if query {
+		f.t.queries[p].Add(1)
+	}
+}
+
+// timingTracer is the pgx QueryTracer that records every statement's time
+// into the Timings of its context; next (the tests' counter) sees it too.
+type timingTracer struct{ next pgx.QueryTracer }
+
+type queryStartKey struct{}
+
+func (tt timingTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	if tt.next != nil {
+		ctx = tt.next.TraceQueryStart(ctx, conn, data)
+	}
+	if frameFrom(ctx) != nil {
+		ctx = context.WithValue(ctx, queryStartKey{}, time.Now())
+	}
+	return ctx
+}
+
+func (tt timingTracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryEndData) {
+	if f := frameFrom(ctx); f != nil {
+		if start, ok := ctx.Value(queryStartKey{}).(time.Time); ok {
+			f.record(PartDB, time.Since(start), true)
+		}
+	}
+	if tt.next != nil {
+		tt.next.TraceQueryEnd(ctx, conn, data)
+	}
+}
+
+// RedisTimingHook records the time of Redis commands into the Timings of
+// their context: commands on session keys ("session:", see
+// RedisSessionStore) as session time, the others as cache time. A GET
+// outside the session store is a cache lookup, counted as a hit, a miss or
+// an error.
+type RedisTimingHook struct{}
+
+var _ redis.Hook = RedisTimingHook{}
+
+// DialHook is not timed: a dial is part of the command that needed it.
+func (RedisTimingHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessHook times one command.
+func (RedisTimingHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		f := frameFrom(ctx)
+		if f == nil {
+			return next(ctx, cmd)
+		}
+		start := time.Now()
+		err := next(ctx, cmd)
+		f.record(redisPart(cmd), time.Since(start), false)
+		countLookup(f, cmd, err)
+		return err
+	}
+}
+
+// ProcessPipelineHook times a pipeline as a whole, in the part of its first command.
+func (RedisTimingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		f := frameFrom(ctx)
+		if f == nil || len(cmds) == 0 {
+			return next(ctx, cmds)
+		}
+		start := time.Now()
+		err := next(ctx, cmds)
+		f.record(redisPart(cmds[0]), time.Since(start), false)
+		for _, cmd := range cmds {
+			countLookup(f, cmd, cmd.Err())
+		}
+		return err
+	}
+}
+
+func redisPart(cmd redis.Cmder) Part {
+	if key, ok := redisKey(cmd); ok && strings.HasPrefix(key, "session:") {
+		return PartSession
+	}
+	return PartCache
+}
+
+func redisKey(cmd redis.Cmder) (string, bool) {
+	args := cmd.Args()
+	if len(args) < 2 {
+		return "", false
+	}
+	key, ok := args[1].(string)
+	return key, ok
+}
+
+// countLookup counts a GET outside the session store as a cache hit, miss or
+// error. err is what the command returned (inside a ProcessHook, cmd.Err()
+// does not hold redis.Nil yet).
+func countLookup(f *frame, cmd redis.Cmder, err error) {
+	if f.absorb || cmd.Name() != "get" || redisPart(cmd) != PartCache {
+		return
+	}
+	switch {
+	case err == nil:
+		f.t.cacheHits.Add(1)
+	case errors.Is(err, redis.Nil):
+		f.t.cacheMisses.Add(1)
+	default:
+		f.t.cacheErrors.Add(1)
+	}
+}
