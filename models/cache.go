@@ -63,23 +63,28 @@ func NewCache(rdb redis.UniversalClient, ttl time.Duration, nearBytes int64, log
 func (c *Cache) Load(ctx context.Context, name string, deps []string, load func(context.Context) (value []byte, store bool, err error)) ([]byte, error) {
 	key, err := c.key(ctx, name, deps)
 	if err != nil {
+		countLookup(ctx, lookupError)
 		c.failOpen(err)
 		v, _, err := load(ctx)
 		return v, err
 	}
 	if v, ok := c.near.get(key); ok {
+		countLookup(ctx, lookupHit)
 		return v, nil
 	}
 	v, err := c.rdb.Get(ctx, key).Bytes()
 	switch {
 	case err == nil:
+		countLookup(ctx, lookupHit)
 		c.near.put(key, v)
 		return v, nil
 	case !errors.Is(err, redis.Nil):
+		countLookup(ctx, lookupError)
 		c.failOpen(err)
 		v, _, err := load(ctx)
 		return v, err
 	}
+	countLookup(ctx, lookupMiss)
 	// A miss. Concurrent misses on one key share one computation; it runs
 	// without the first caller's cancellation so that one impatient client
 	// cannot fail the others.

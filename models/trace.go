@@ -2,7 +2,6 @@ package models
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -182,7 +181,6 @@ func (RedisTimingHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		start := time.Now()
 		err := next(ctx, cmd)
 		f.record(redisPart(cmd), time.Since(start), false)
-		countLookup(f, cmd, err)
 		return err
 	}
 }
@@ -197,9 +195,6 @@ func (RedisTimingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 		start := time.Now()
 		err := next(ctx, cmds)
 		f.record(redisPart(cmds[0]), time.Since(start), false)
-		for _, cmd := range cmds {
-			countLookup(f, cmd, cmd.Err())
-		}
 		return err
 	}
 }
@@ -220,17 +215,27 @@ func redisKey(cmd redis.Cmder) (string, bool) {
 	return key, ok
 }
 
-// countLookup counts a GET outside the session store as a cache hit, miss or
-// error. err is what the command returned (inside a ProcessHook, cmd.Err()
-// does not hold redis.Nil yet).
-func countLookup(f *frame, cmd redis.Cmder, err error) {
-	if f.absorb || cmd.Name() != "get" || redisPart(cmd) != PartCache {
+// Lookup outcomes of the cache (cache.go), counted per request.
+type lookup int
+
+const (
+	lookupHit lookup = iota
+	lookupMiss
+	lookupError
+)
+
+// countLookup counts one cache lookup in the Timings of ctx, if any. The
+// cache counts its own lookups (not a Redis hook): a hit may come from its
+// in-process copy without a Redis command, and one lookup is several commands.
+func countLookup(ctx context.Context, l lookup) {
+	f := frameFrom(ctx)
+	if f == nil {
 		return
 	}
-	switch {
-	case err == nil:
+	switch l {
+	case lookupHit:
 		f.t.cacheHits.Add(1)
-	case errors.Is(err, redis.Nil):
+	case lookupMiss:
 		f.t.cacheMisses.Add(1)
 	default:
 		f.t.cacheErrors.Add(1)
