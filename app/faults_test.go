@@ -119,12 +119,12 @@ func TestRedisFaultsFailFast(t *testing.T) {
 			rs := startRedisServer(t)
 			need, _ := SchemaFor(stage)
 			ta := newTestAppOn(t, stage, modeltest.NewDB(t, need), t.TempDir(), rs.url())
-			alice := quick(ta.browser(t))
-			alice.signup("alice")
+			alice := ta.browser(t)
+			alice.signup("alice") // bcrypt: slow on a busy machine, so before the timeouts
 			res := alice.upload(map[string]string{"title": "Dock"}, "dock.jpg", testJPEG(t, 64, 64))
 			mustStatus(t, res, http.StatusSeeOther)
 			photo := res.Header.Get("Location")
-			anon := quick(ta.browser(t))
+			alice, anon := quick(alice), quick(ta.browser(t))
 			mustStatus(t, anon.get(photo), http.StatusOK)
 			br, _ := ta.deps.Shared("redis-breaker", nil)
 
