@@ -172,7 +172,6 @@ func makeFile(kind string) ([]byte, string) {
 	return nil, ""
 }
 
-
 // rss and hwm read VmRSS and VmHWM (bytes) from /proc/<pid>/status.
 func rss(pid int) int64 { return procStatus(pid, "VmRSS:") }
 func hwm(pid int) int64 { return procStatus(pid, "VmHWM:") }
