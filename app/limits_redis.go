@@ -15,21 +15,21 @@ var errBreakerOpen = errors.New("app: Redis circuit breaker is open")
 
 // breaker is a circuit breaker as a go-redis hook. After breakerFailures
 // consecutive connection failures or timeouts it opens: every command fails
-// at once with errBreakerOpen for breakerCooldown, so a dead or hung Redis
-// costs a request nothing (the cache reads the database, the session pages
-// answer 503) instead of a timeout per command. Then one command goes
-// through as a probe: success closes the breaker, failure opens it again.
-// Redis's own replies (redis.Nil, a WRONGTYPE error) are successes here:
-// the server answered.
+// at once with errBreakerOpen, so a dead or hung Redis costs a request
+// nothing (the cache reads the database, the session pages answer 503)
+// instead of a timeout per command. While it is open a background probe
+// pings Redis every breakerCooldown, and the first answer closes it: no
+// user's request ever waits on the probe. Redis's own replies (redis.Nil,
+// a WRONGTYPE error) count as answers: the server is there.
 type breaker struct {
 	failures int           // consecutive failures that open it
-	cooldown time.Duration // how long it stays open
-	now      func() time.Time
+	cooldown time.Duration // between probes while open
+	ping     func(ctx context.Context) error
+	done     <-chan struct{} // closed when the client closes
 
-	mu        sync.Mutex
-	failed    int
-	openUntil time.Time
-	probing   bool
+	mu      sync.Mutex
+	failed  int
+	probing bool // the probe goroutine runs
 }
 
 const (
@@ -37,49 +37,66 @@ const (
 	breakerCooldown = time.Second
 )
 
-func newBreaker() *breaker {
-	return &breaker{failures: breakerFailures, cooldown: breakerCooldown, now: time.Now}
+// newBreaker returns a breaker whose probe is ping; it stops probing when
+// done is closed.
+func newBreaker(ping func(ctx context.Context) error, done <-chan struct{}) *breaker {
+	return &breaker{failures: breakerFailures, cooldown: breakerCooldown, ping: ping, done: done}
 }
 
 var _ redis.Hook = (*breaker)(nil)
 
-// probeKey marks the context of the probe: the commands go-redis runs on
-// a new connection (HELLO, CLIENT SETINFO) go through the hooks with it and
-// must pass too, or the probe could never connect.
+// probeKey marks the probe's context: its commands (and those go-redis
+// runs on a new connection, HELLO and CLIENT SETINFO) pass the open breaker.
 type probeKey struct{}
 
-// allow says whether a command may go to Redis; probe is true for the one
-// command let through when the cool-down has passed.
-func (b *breaker) allow(ctx context.Context) (ok, probe bool) {
+// allow says whether a command may go to Redis.
+func (b *breaker) allow(ctx context.Context) bool {
 	if ctx.Value(probeKey{}) != nil {
-		return true, false
+		return true
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.failed < b.failures {
-		return true, false
-	}
-	if b.now().Before(b.openUntil) || b.probing {
-		return false, false
-	}
-	b.probing = true
-	return true, true
+	return b.failed < b.failures
 }
 
-// done records a command's outcome.
-func (b *breaker) done(err error, probe bool) {
+// record counts a command's outcome, and starts the probe when the breaker opens.
+func (b *breaker) record(err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if probe {
-		b.probing = false
-	}
 	if !isConnFailure(err) {
 		b.failed = 0
 		return
 	}
 	b.failed++
-	if b.failed >= b.failures {
-		b.openUntil = b.now().Add(b.cooldown)
+	if b.failed >= b.failures && !b.probing && b.ping != nil {
+		b.probing = true
+		go b.probe()
+	}
+}
+
+// probe pings Redis every cooldown until it answers (record then closes
+// the breaker) or the client closes.
+func (b *breaker) probe() {
+	t := time.NewTicker(b.cooldown)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), probeKey{}, true), time.Second)
+		b.ping(ctx)
+		cancel()
+		b.mu.Lock()
+		closed := b.failed < b.failures
+		if closed {
+			b.probing = false
+		}
+		b.mu.Unlock()
+		if closed {
+			return
+		}
 	}
 }
 
@@ -87,7 +104,7 @@ func (b *breaker) done(err error, probe bool) {
 func (b *breaker) open() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.failed >= b.failures && b.now().Before(b.openUntil)
+	return b.failed >= b.failures
 }
 
 // isConnFailure is a failure to reach Redis or to hear back in time, as
@@ -109,34 +126,26 @@ func (b *breaker) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (b *breaker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		ok, probe := b.allow(ctx)
-		if !ok {
+		if !b.allow(ctx) {
 			cmd.SetErr(errBreakerOpen)
 			return errBreakerOpen
 		}
-		if probe {
-			ctx = context.WithValue(ctx, probeKey{}, true)
-		}
 		err := next(ctx, cmd)
-		b.done(err, probe)
+		b.record(err)
 		return err
 	}
 }
 
 func (b *breaker) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		ok, probe := b.allow(ctx)
-		if !ok {
+		if !b.allow(ctx) {
 			for _, cmd := range cmds {
 				cmd.SetErr(errBreakerOpen)
 			}
 			return errBreakerOpen
 		}
-		if probe {
-			ctx = context.WithValue(ctx, probeKey{}, true)
-		}
 		err := next(ctx, cmds)
-		b.done(err, probe)
+		b.record(err)
 		return err
 	}
 }

@@ -24,7 +24,7 @@ import (
 // Every route but /upload reads a small body and never parses multipart, so
 // a 40 MiB "log-in" costs nothing and leaves no temporary file.
 func TestBodiesAreCappedBeforeParsing(t *testing.T) {
-	ta := newTestApp(t, 4)
+	ta := newTestApp(t, DefaultStage())
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp) // where multipart would spill files
 	b := ta.browser(t)
@@ -63,7 +63,7 @@ func TestBodiesAreCappedBeforeParsing(t *testing.T) {
 // Bytes that no name, tag or text can hold are a 4xx at the edge: 404 in a
 // route parameter, 422 with the message in a form. Never a 500.
 func TestBadBytesAreRefusedAtTheEdge(t *testing.T) {
-	ta := newTestApp(t, 4)
+	ta := newTestApp(t, DefaultStage())
 	b := ta.browser(t)
 	b.signup("ivan")
 	res := b.upload(map[string]string{"title": "Pier"}, "pier.jpg", testJPEG(t, 64, 64))
@@ -110,7 +110,7 @@ func TestBadBytesAreRefusedAtTheEdge(t *testing.T) {
 // What the forms miss, PostgreSQL refuses with a data error (SQLSTATE class
 // 22); that is the client's fault and a 400, not a 500.
 func TestDataErrorsFromTheDatabaseAre400(t *testing.T) {
-	ta := newTestApp(t, 4)
+	ta := newTestApp(t, DefaultStage())
 	var n int
 	err := ta.db.Raw("SELECT length(convert_from('\\xff'::bytea, 'UTF8'))").Scan(&n).Error
 	var pgErr *pgconn.PgError
@@ -128,7 +128,7 @@ func TestDataErrorsFromTheDatabaseAre400(t *testing.T) {
 // A request whose headers pass 64 KiB is refused by net/http with 431,
 // before the app sees it; a large but reasonable one is served.
 func TestHeadersAreCappedAt64KiB(t *testing.T) {
-	ta := newTestApp(t, 4)
+	ta := newTestApp(t, DefaultStage())
 	srv := newServer("127.0.0.1:0", ta.App, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -161,7 +161,7 @@ func TestHeadersAreCappedAt64KiB(t *testing.T) {
 
 // /static/ serves its files and nothing else: no listing, 404 for anything odd.
 func TestStaticServesFilesOnly(t *testing.T) {
-	ta := newTestApp(t, 4)
+	ta := newTestApp(t, DefaultStage())
 	b := ta.browser(t)
 	res := b.get("/static/style.css")
 	mustStatus(t, res, http.StatusOK)
@@ -176,7 +176,7 @@ func TestStaticServesFilesOnly(t *testing.T) {
 
 // /readyz is 503 while the server drains, then never 200 again.
 func TestReadyzAnswers503WhileDraining(t *testing.T) {
-	ta := newTestApp(t, 4)
+	ta := newTestApp(t, DefaultStage())
 	b := ta.browser(t)
 	mustStatus(t, b.get("/readyz"), http.StatusOK)
 	ta.Drain()
@@ -189,7 +189,7 @@ func TestReadyzAnswers503WhileDraining(t *testing.T) {
 // The request deadline reaches the handlers: a request that outlives it is
 // a 503 page with Retry-After, not a 500.
 func TestRequestsPastTheDeadlineAre503(t *testing.T) {
-	ta := newTestApp(t, 4)
+	ta := newTestApp(t, DefaultStage())
 	e := ta.echo
 	e.GET("/test-slow", func(c echo.Context) error {
 		<-c.Request().Context().Done()
@@ -206,7 +206,7 @@ func TestRequestsPastTheDeadlineAre503(t *testing.T) {
 // Uploads beyond the decode budget wait briefly, then get a quick 503 with
 // Retry-After; once the budget frees they go through.
 func TestUploadsBeyondTheDecodeBudgetGet503(t *testing.T) {
-	ta := newTestApp(t, 4)
+	ta := newTestApp(t, DefaultStage())
 	b := ta.browser(t)
 	b.signup("uma")
 	ta.lim.decode = semaphore.NewWeighted(64 << 20)

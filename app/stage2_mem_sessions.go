@@ -33,7 +33,7 @@ func init() {
 // redisClient is the Redis connection shared by the session store and (stage
 // 3) the cache. With no REDIS_URL it starts an embedded miniredis on loopback.
 func redisClient(d *Deps) (*redis.Client, error) {
-	br, _ := d.Shared("redis-breaker", func() (any, error) { return newBreaker(), nil })
+	br, _ := d.Shared("redis-breaker", func() (any, error) { return newBreaker(nil, nil), nil })
 	v, err := d.Shared("redis", func() (any, error) {
 		url := d.Config.RedisURL
 		if url == "" {
@@ -63,8 +63,12 @@ func redisClient(d *Deps) (*redis.Client, error) {
 			rdb.Close()
 			return nil, fmt.Errorf("app: connect to Redis at %s: %w", opt.Addr, err)
 		}
-		rdb.AddHook(br.(*breaker))
-		d.OnClose(rdb.Close)
+		closed := make(chan struct{})
+		b := br.(*breaker)
+		b.ping = func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
+		b.done = closed
+		rdb.AddHook(b)
+		d.OnClose(func() error { close(closed); return rdb.Close() })
 		return rdb, nil
 	})
 	if err != nil {

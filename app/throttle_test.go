@@ -35,7 +35,7 @@ func login(name, password string) url.Values {
 // even for the right password and from another address; other accounts and
 // the same account after a success are unaffected.
 func TestLoginsAreThrottledPerAccount(t *testing.T) {
-	ta := newTestApp(t, 4)
+	ta := newTestApp(t, DefaultStage())
 	ta.browser(t).signup("victim")
 	ta.browser(t).signup("bystander")
 	const limit = 4 // maxNameFailures in production; fewer bcrypt runs here
@@ -66,7 +66,7 @@ func TestLoginsAreThrottledPerAccount(t *testing.T) {
 // Per client address: many names from one address trip it; X-Forwarded-For
 // cannot buy a fresh address, and another address is unaffected.
 func TestLoginsAreThrottledPerAddress(t *testing.T) {
-	ta := newTestApp(t, 4)
+	ta := newTestApp(t, DefaultStage())
 	ta.browser(t).signup("walter")
 	const limit = 4 // maxAddrFailures in production
 	ta.lim.addrs = newThrottle(limit, failureWindow)
@@ -88,7 +88,7 @@ func TestLoginsAreThrottledPerAddress(t *testing.T) {
 
 // Failed sign-ups (an invalid form, a taken name) count the same way.
 func TestSignupsAreThrottled(t *testing.T) {
-	ta := newTestApp(t, 4)
+	ta := newTestApp(t, DefaultStage())
 	for i := range maxAddrFailures {
 		rec := ta.postFrom(t, "192.0.2.9", "/signup", url.Values{"name": {"name" + strconv.Itoa(i)}, "password": {"short"}})
 		if rec.Code != http.StatusUnprocessableEntity {
@@ -106,7 +106,7 @@ func TestSignupsAreThrottled(t *testing.T) {
 
 // A success clears the account's count.
 func TestASuccessfulLoginResetsTheAccount(t *testing.T) {
-	ta := newTestApp(t, 4)
+	ta := newTestApp(t, DefaultStage())
 	ta.browser(t).signup("yara")
 	const limit = 3
 	ta.lim.names = newThrottle(limit, failureWindow)
@@ -191,7 +191,7 @@ func TestGateBoundsRunningAndWaiting(t *testing.T) {
 // 200 log-ins at once: bcrypt runs a few at a time, the rest queue or get a
 // quick 503 with Retry-After, and nothing is a 500.
 func TestConcurrentLoginsNeverFail500(t *testing.T) {
-	ta := newTestApp(t, 4)
+	ta := newTestApp(t, DefaultStage())
 	ta.browser(t).signup("crowd")
 	const n = 200
 	codes := make(chan int, n)
