@@ -59,8 +59,15 @@ func (b *breaker) allow(ctx context.Context) bool {
 	return b.failed < b.failures
 }
 
-// record counts a command's outcome, and starts the probe when the breaker opens.
-func (b *breaker) record(err error) {
+// record counts a command's outcome, and starts the probe when the breaker
+// opens. A command whose caller had already given up (its request's deadline
+// passed while the request waited on a table scan, or the client went away)
+// says nothing about Redis, either way: counting it opened the breaker under
+// load and failed every session page of a healthy Redis.
+func (b *breaker) record(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !isConnFailure(err) {
@@ -108,9 +115,12 @@ func (b *breaker) open() bool {
 }
 
 // isConnFailure is a failure to reach Redis or to hear back in time, as
-// opposed to an answer (redis.Nil, a server error) or our own caller giving up.
+// opposed to an answer (redis.Nil, a server error), our own caller giving up,
+// or a wait for a free connection of our own pool (our load, not Redis's
+// health: a hung Redis shows as read timeouts on the connections it holds).
 func isConnFailure(err error) bool {
-	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, redis.ErrPoolTimeout) {
 		return false
 	}
 	var rerr redis.Error
@@ -131,7 +141,7 @@ func (b *breaker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return errBreakerOpen
 		}
 		err := next(ctx, cmd)
-		b.record(err)
+		b.record(ctx, err)
 		return err
 	}
 }
@@ -145,7 +155,7 @@ func (b *breaker) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 			return errBreakerOpen
 		}
 		err := next(ctx, cmds)
-		b.record(err)
+		b.record(ctx, err)
 		return err
 	}
 }
