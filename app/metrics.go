@@ -72,7 +72,7 @@ func newMetrics(db *gorm.DB) *Metrics {
 		}, []string{"op", "result"}),
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flickrkillr_cache_lookups_total",
-			Help: "Stage 3: cache lookups (Redis GETs outside the session store) by result: hit, miss, error.",
+			Help: "Stage 3: cache lookups (a hit from the in-process copy or Redis, a miss, or a Redis error) by result: hit, miss, error.",
 		}, []string{"result"}),
 		images: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flickrkillr_image_reads_total",

@@ -1,7 +1,8 @@
 package app
 
-// Stage 3: the cache's panels. Redis lookups are counted by the Redis hook of
-// models/trace.go into flickrkillr_cache_lookups_total, image reads by
+// Stage 3: the cache's panels. Cache lookups are counted by the cache itself
+// (models/cache.go, into the request's Timings) and summed into
+// flickrkillr_cache_lookups_total, image reads by
 // source into flickrkillr_image_reads_total; these panels show what share
 // the cache answers.
 func init() {
@@ -15,7 +16,7 @@ func init() {
 			return 100 * Per(s.Rate(images, Label("source", "memory")), s.Rate(images, nil))
 		}
 		return []Panel{
-			{ID: "cache", Title: "Cache hit ratio", Unit: "%", Note: "Redis lookups; images from memory", Series: []Series{
+			{ID: "cache", Title: "Cache hit ratio", Unit: "%", Note: "cache lookups; images from memory", Series: []Series{
 				{"cache hits", hitRatio},
 				{"images from memory", memoryRatio},
 			}},
