@@ -207,29 +207,18 @@ func writeSweepTiming(w io.Writer, sr *SweepResult) {
 		}
 	}
 	sort.Strings(names)
-	fmt.Fprint(w, "| route |")
-	for _, r := range runs {
-		fmt.Fprintf(w, " %s |", r.Label())
+	heads := make([]string, len(runs))
+	for i, r := range runs {
+		heads[i] = r.Label()
 	}
-	fmt.Fprint(w, "\n|---|")
-	for range runs {
-		fmt.Fprint(w, "---|")
-	}
-	fmt.Fprintln(w)
-	for _, n := range names {
-		fmt.Fprintf(w, "| %s |", n)
-		for _, r := range runs {
-			cell := ""
-			for _, rr := range r.Result.Routes {
-				if t := rr.Timing; rr.Route == n && t != nil {
-					cell = fmt.Sprintf("%.1f SQL; %.1f / %.1f / %.1f / %.1f / %.1f", t.SQLPerRequest, t.DB, t.Cache, t.Session, t.Render, t.Other)
-				}
+	writeRouteGrid(w, heads, "---", names, func(route string, col int) string {
+		for _, rr := range runs[col].Result.Routes {
+			if t := rr.Timing; rr.Route == route && t != nil {
+				return fmt.Sprintf("%.1f SQL; %.1f / %.1f / %.1f / %.1f / %.1f", t.SQLPerRequest, t.DB, t.Cache, t.Session, t.Render, t.Other)
 			}
-			fmt.Fprintf(w, " %s |", cell)
 		}
-		fmt.Fprintln(w)
-	}
-	fmt.Fprintln(w)
+		return ""
+	})
 }
 
 func (s *routeStats) mergeTiming(o *timingStats) {

@@ -480,27 +480,37 @@ func writeRouteTableWithHeads(w io.Writer, runs []*SweepRun, heads []string) {
 	}
 	sort.Strings(names)
 	names = append(names, "total")
+	writeRouteGrid(w, heads, "---:", names, func(route string, col int) string {
+		r := runs[col]
+		if r.Result == nil {
+			return ""
+		}
+		cell := ""
+		for _, rr := range append(r.Result.Routes, r.Result.Total) {
+			if rr.Route == route {
+				cell = fmt.Sprintf("%.1f (%.1f)", rr.RPS, rr.P99)
+			}
+		}
+		return cell
+	})
+}
+
+// writeRouteGrid writes a Markdown table with a row per route and a column
+// per head; cell gives each cell (empty where a run has no figure).
+func writeRouteGrid(w io.Writer, heads []string, align string, routes []string, cell func(route string, col int) string) {
 	fmt.Fprint(w, "| route |")
 	for _, h := range heads {
 		fmt.Fprintf(w, " %s |", h)
 	}
 	fmt.Fprint(w, "\n|---|")
 	for range heads {
-		fmt.Fprint(w, "---:|")
+		fmt.Fprint(w, align+"|")
 	}
 	fmt.Fprintln(w)
-	for _, n := range names {
+	for _, n := range routes {
 		fmt.Fprintf(w, "| %s |", n)
-		for _, r := range runs {
-			cell := ""
-			if r.Result != nil {
-				for _, rr := range append(r.Result.Routes, r.Result.Total) {
-					if rr.Route == n {
-						cell = fmt.Sprintf("%.1f (%.1f)", rr.RPS, rr.P99)
-					}
-				}
-			}
-			fmt.Fprintf(w, " %s |", cell)
+		for i := range heads {
+			fmt.Fprintf(w, " %s |", cell(n, i))
 		}
 		fmt.Fprintln(w)
 	}
