@@ -56,42 +56,42 @@ func ConfigFromEnv() (Config, error) {
 	if v, ok := os.LookupEnv("ADMIN_ADDR"); ok {
 		cfg.AdminAddr = v
 	}
-	if s := os.Getenv("METRICS"); s != "" {
-		on, err := strconv.ParseBool(s)
+	for _, err := range []error{
+		envValue("METRICS", strconv.ParseBool, "%q is not a boolean (1 or 0)", func(on bool) { cfg.NoMetrics = !on }),
+		envValue("STAGE", strconv.Atoi, "%q is not a number (stages: "+StageList()+")", func(n int) { cfg.Stage = n }),
+		envValue("INDEXES", strconv.ParseBool, "%q is not 1 or 0", func(b bool) { cfg.Indexes = b }),
+		envValue("DB_LATENCY", time.ParseDuration, "%q is not a duration (like 1ms)", func(d time.Duration) { cfg.DBLatency = d }),
+		envValue("DRAIN_DELAY", nonNegative, "%q is not a duration such as 5s", func(d time.Duration) { cfg.DrainDelay = d }),
+	} {
 		if err != nil {
-			return cfg, &ConfigError{"METRICS", fmt.Sprintf("%q is not a boolean (1 or 0)", s)}
+			return cfg, err
 		}
-		cfg.NoMetrics = !on
-	}
-	if s := os.Getenv("STAGE"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			return cfg, &ConfigError{"STAGE", fmt.Sprintf("%q is not a number (stages: %s)", s, StageList())}
-		}
-		cfg.Stage = n
-	}
-	if s := os.Getenv("INDEXES"); s != "" {
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return cfg, &ConfigError{"INDEXES", fmt.Sprintf("%q is not 1 or 0", s)}
-		}
-		cfg.Indexes = b
-	}
-	if s := os.Getenv("DB_LATENCY"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return cfg, &ConfigError{"DB_LATENCY", fmt.Sprintf("%q is not a duration (like 1ms)", s)}
-		}
-		cfg.DBLatency = d
-	}
-	if s := os.Getenv("DRAIN_DELAY"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d < 0 {
-			return cfg, &ConfigError{"DRAIN_DELAY", fmt.Sprintf("%q is not a duration such as 5s", s)}
-		}
-		cfg.DrainDelay = d
 	}
 	return cfg, nil
+}
+
+// envValue parses the variable name, when it is set, and hands the value to
+// set; a bad value is a ConfigError whose message is bad with the value.
+func envValue[T any](name string, parse func(string) (T, error), bad string, set func(T)) error {
+	s := os.Getenv(name)
+	if s == "" {
+		return nil
+	}
+	v, err := parse(s)
+	if err != nil {
+		return &ConfigError{name, fmt.Sprintf(bad, s)}
+	}
+	set(v)
+	return nil
+}
+
+// nonNegative is time.ParseDuration refusing a negative duration.
+func nonNegative(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err == nil && d < 0 {
+		err = fmt.Errorf("negative duration %s", d)
+	}
+	return d, err
 }
 
 func envOr(name, def string) string {
