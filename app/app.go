@@ -32,13 +32,15 @@ type App struct {
 	sessions *scs.SessionManager
 	tmpl     *renderer
 	views    ViewCache
+	lookups  models.Lookups // how a page's independent lookups run
 	echo     *echo.Echo
 	lim      *limits
 	metrics  *Metrics // nil with METRICS=0 and in a CGI child
 }
 
 // New builds the App for cfg.Stage from the opened dependencies; the stage
-// decides which session store, gallery, image source and view cache it gets.
+// decides which session store, gallery, image source, view cache and way of
+// running a page's lookups it gets.
 func New(cfg Config, d *Deps) (*App, error) {
 	d.Config = cfg
 	if d.Log == nil {
@@ -76,7 +78,13 @@ func New(cfg Config, d *Deps) (*App, error) {
 	}
 	a.sessions = newSessionManager(a.timeSessions(store))
 
-	a.gallery = models.NewPhotoStore(d.DB)
+	a.lookups = models.Sequential{}
+	if stage.Lookups != nil {
+		if a.lookups, err = stage.Lookups(d); err != nil {
+			return nil, fmt.Errorf("app: lookups: %w", err)
+		}
+	}
+	a.gallery = models.NewPhotoStore(d.DB, a.lookups)
 	if stage.Gallery != nil {
 		if a.gallery, err = stage.Gallery(d, a.gallery); err != nil {
 			return nil, fmt.Errorf("app: gallery: %w", err)

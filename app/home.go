@@ -21,7 +21,3 @@ func (a *App) home(c echo.Context) error {
 			return View{Title: "Recent photos", HTML: []template.HTML{html}}, err
 		}}, nil, noLiveParts)
 }
-
-// noLiveParts is the live part of a page whose content is the same for
-// every viewer (only the layout's header and flash differ).
-func noLiveParts(View) (any, error) { return nil, nil }

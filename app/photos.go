@@ -82,16 +82,18 @@ func (a *App) renderPhoto(c echo.Context, status int, id int64, form *commentFor
 		})
 		return []View{v}, err
 	}
-	return a.renderView(c, status, "photo", photo, more, func(v View) (any, error) {
+	return a.renderView(c, status, "photo", photo, more, func(ctx context.Context, viewer *models.PublicUser) (func(View) any, error) {
 		l := photoLive{ID: id, Comment: form}
-		if u, ok := currentUser(c); ok {
-			l.IsOwner = u.ID == v.OwnerID
+		if viewer != nil {
 			var err error
-			if l.IsFavorite, err = a.gallery.IsFavorite(c.Request().Context(), u.ID, id); err != nil {
+			if l.IsFavorite, err = a.gallery.IsFavorite(ctx, viewer.ID, id); err != nil {
 				return nil, err
 			}
 		}
-		return l, nil
+		return func(v View) any {
+			l.IsOwner = viewer != nil && viewer.ID == v.OwnerID
+			return l
+		}, nil
 	})
 }
 

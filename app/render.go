@@ -116,11 +116,7 @@ func (a *App) render(c echo.Context, status int, page, title string, data any) e
 }
 
 // renderLayout renders the layout around a view and the viewer's live parts.
-func (a *App) renderLayout(ctx context.Context, page string, v View, user *models.PublicUser, flash string, live func(View) (any, error)) ([]byte, error) {
-	l, err := live(v)
-	if err != nil {
-		return nil, err
-	}
+func (a *App) renderLayout(ctx context.Context, page string, v View, user *models.PublicUser, flash string, l any) ([]byte, error) {
 	pd := pageData{Title: v.Title, User: user, Flash: flash, Stage: a.stage, Page: viewPage{View: v, Live: l}}
 	return a.tmpl.execute(ctx, page, "layout", pd)
 }

@@ -45,6 +45,9 @@ type Stage struct {
 	Images func(d *Deps, inner ImageSource) (ImageSource, error)
 	// Views keeps (or not) the parts of pages that every viewer shares.
 	Views func(d *Deps) (ViewCache, error)
+	// Lookups runs a page's independent lookups (models.Sequential unless a
+	// stage sets it), and sizes what they share for it.
+	Lookups func(d *Deps) (models.Lookups, error)
 }
 
 var stages = map[int]Stage{}
@@ -122,6 +125,9 @@ func resolve(n int) (Stage, error) {
 		}
 		if s.Views != nil {
 			r.Views = s.Views
+		}
+		if s.Lookups != nil {
+			r.Lookups = s.Lookups
 		}
 	}
 	return r, nil

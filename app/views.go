@@ -50,21 +50,34 @@ type viewPage struct {
 	Live any
 }
 
-// renderView answers page from its view and the viewer's live parts (live
-// may look at the view's facts). more, if set, gives the page's further
-// views, which depend on the first one's facts (a photo's owner). An
-// anonymous viewer with no flash sees what every such viewer sees, so the
-// whole page is kept as a view of its own: a repeated anonymous page
-// executes no template.
-func (a *App) renderView(c echo.Context, status int, page string, spec viewSpec, more func(context.Context, View) ([]View, error), live func(View) (any, error)) error {
+// liveParts looks up a viewer's own parts of a page (nil: an anonymous
+// viewer). Its lookups depend on the viewer, not on the page's views, so they
+// are independent of them; what needs the views' facts (is the viewer the
+// photo's owner?) it does in the function it returns, once the views are there.
+type liveParts func(ctx context.Context, viewer *models.PublicUser) (func(View) any, error)
+
+// noLiveParts is the live part of a page whose content is the same for
+// every viewer (only the layout's header and flash differ).
+func noLiveParts(context.Context, *models.PublicUser) (func(View) any, error) {
+	return func(View) any { return nil }, nil
+}
+
+// renderView answers page from its view and the viewer's live parts. more,
+// if set, gives the page's further views, which depend on the first one's
+// facts (a photo's owner). The views and the viewer's lookups are
+// independent: a.lookups runs them (one after the other before stage 5, at
+// once at stage 5). An anonymous viewer with no flash sees what every such
+// viewer sees, so the whole page is kept as a view of its own: a repeated
+// anonymous page executes no template.
+func (a *App) renderView(c echo.Context, status int, page string, spec viewSpec, more func(context.Context, View) ([]View, error), live liveParts) error {
 	ctx := c.Request().Context()
 	flash := a.popFlash(c)
 	u, loggedIn := currentUser(c)
-	v, err := a.views.View(ctx, spec.key, spec.deps, spec.render)
-	if err != nil {
-		return err
+	first := func(ctx context.Context) (View, error) {
+		return a.views.View(ctx, spec.key, spec.deps, spec.render)
 	}
-	all := func(ctx context.Context) (View, error) {
+	// withMore is the page's views: the first, and the further ones it needs.
+	withMore := func(ctx context.Context, v View) (View, error) {
 		if more == nil {
 			return v, nil
 		}
@@ -80,16 +93,24 @@ func (a *App) renderView(c echo.Context, status int, page string, spec viewSpec,
 		return w, nil
 	}
 	if !loggedIn && flash == "" && status == http.StatusOK {
+		v, err := first(ctx)
+		if err != nil {
+			return err
+		}
 		deps := spec.deps
 		if v.Deps != nil {
 			deps = v.Deps
 		}
 		whole, err := a.views.View(ctx, "anon:"+spec.key, deps, func(ctx context.Context) (View, error) {
-			w, err := all(ctx)
+			w, err := withMore(ctx, v)
 			if err != nil {
 				return View{}, err
 			}
-			html, err := a.renderLayout(ctx, page, w, nil, "", live)
+			compose, err := live(ctx, nil)
+			if err != nil {
+				return View{}, err
+			}
+			html, err := a.renderLayout(ctx, page, w, nil, "", compose(w))
 			return View{HTML: []template.HTML{template.HTML(html)}}, err
 		})
 		if err != nil {
@@ -97,15 +118,28 @@ func (a *App) renderView(c echo.Context, status int, page string, spec viewSpec,
 		}
 		return c.HTMLBlob(status, []byte(whole.HTML[0]))
 	}
-	w, err := all(ctx)
-	if err != nil {
-		return err
-	}
 	var user *models.PublicUser
 	if loggedIn {
 		user = &u
 	}
-	html, err := a.renderLayout(ctx, page, w, user, flash, live)
+	var w View
+	var compose func(View) any
+	err := a.lookups.Run(ctx, func(ctx context.Context) error {
+		v, err := first(ctx)
+		if err != nil {
+			return err
+		}
+		w, err = withMore(ctx, v)
+		return err
+	}, func(ctx context.Context) error {
+		var err error
+		compose, err = live(ctx, user)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	html, err := a.renderLayout(ctx, page, w, user, flash, compose(w))
 	if err != nil {
 		return err
 	}

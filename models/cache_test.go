@@ -16,6 +16,6 @@ func init() {
 	galleryImpls["CachedGallery"] = func(t *testing.T, db *gorm.DB) models.Gallery {
 		rdb := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
 		t.Cleanup(func() { rdb.Close() })
-		return models.NewCachedGallery(models.NewPhotoStore(db), models.NewCache(rdb, time.Minute, 1<<20, nil))
+		return models.NewCachedGallery(models.NewPhotoStore(db, models.Sequential{}), models.NewCache(rdb, time.Minute, 1<<20, nil))
 	}
 }

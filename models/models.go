@@ -107,6 +107,27 @@ const (
 	foreignKeyViolation = "23503"
 )
 
+// SetPoolSize caps the pool under db at n open (and as many idle)
+// connections; Open sets 20 unless told otherwise.
+func SetPoolSize(db *gorm.DB, n int) error {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	sqlDB.SetMaxOpenConns(n)
+	sqlDB.SetMaxIdleConns(n)
+	return nil
+}
+
+// PoolSize is the cap on the pool's open connections.
+func PoolSize(db *gorm.DB) int {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return 0
+	}
+	return sqlDB.Stats().MaxOpenConnections
+}
+
 // Ping checks that the database answers.
 func Ping(ctx context.Context, db *gorm.DB) error {
 	sqlDB, err := db.DB()

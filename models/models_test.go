@@ -40,7 +40,7 @@ func createUser(t *testing.T, db *gorm.DB, name string) models.PublicUser {
 // galleryImpls are the Gallery implementations of this build; each must
 // answer like the PostgreSQL one (cache_test.go adds the stage 3 cache).
 var galleryImpls = map[string]func(t *testing.T, db *gorm.DB) models.Gallery{
-	"PhotoStore": func(t *testing.T, db *gorm.DB) models.Gallery { return models.NewPhotoStore(db) },
+	"PhotoStore": func(t *testing.T, db *gorm.DB) models.Gallery { return models.NewPhotoStore(db, models.Sequential{}) },
 }
 
 // galleries runs a test against every Gallery implementation.

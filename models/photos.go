@@ -29,71 +29,93 @@ type Gallery interface {
 	AddComment(ctx context.Context, photoID, userID int64, body string) error
 }
 
-// PhotoStore is the PostgreSQL Gallery.
+// PhotoStore is the PostgreSQL Gallery. A page's independent queries are
+// run by run (one after another before stage 5, at once at stage 5).
 type PhotoStore struct {
-	db *gorm.DB
+	db  *gorm.DB
+	run Lookups
 }
 
-// NewPhotoStore returns a PhotoStore on db.
-func NewPhotoStore(db *gorm.DB) *PhotoStore { return &PhotoStore{db: db} }
+// NewPhotoStore returns a PhotoStore on db whose pages run their independent
+// queries with run.
+func NewPhotoStore(db *gorm.DB, run Lookups) *PhotoStore { return &PhotoStore{db: db, run: run} }
 
 var _ Gallery = (*PhotoStore)(nil)
 
 // cardColumns selects a PhotoCard from photos p joined with users u.
 const cardColumns = "p.id, p.title, p.image_key, p.width, p.height, u.name AS owner"
 
-// Home returns the newest photos and the most used tags.
+// Home returns the newest photos and the most used tags: two independent queries.
 func (s *PhotoStore) Home(ctx context.Context) (HomePage, error) {
 	var page HomePage
-	db := s.db.WithContext(ctx)
-	err := db.Raw(`SELECT `+cardColumns+` FROM photos p JOIN users u ON u.id = p.user_id
-		ORDER BY p.id DESC LIMIT ?`, GridSize).Scan(&page.Recent).Error
-	if err != nil {
-		return page, fmt.Errorf("models: recent photos: %w", err)
-	}
-	err = db.Raw(`SELECT id, name, photo_count FROM tags WHERE photo_count > 0
-		ORDER BY photo_count DESC, name LIMIT 40`).Scan(&page.PopularTags).Error
-	if err != nil {
-		return page, fmt.Errorf("models: popular tags: %w", err)
-	}
-	return page, nil
+	err := s.run.Run(ctx, func(ctx context.Context) error {
+		err := s.db.WithContext(ctx).Raw(`SELECT `+cardColumns+` FROM photos p JOIN users u ON u.id = p.user_id
+			ORDER BY p.id DESC LIMIT ?`, GridSize).Scan(&page.Recent).Error
+		if err != nil {
+			return fmt.Errorf("models: recent photos: %w", err)
+		}
+		return nil
+	}, func(ctx context.Context) error {
+		err := s.db.WithContext(ctx).Raw(`SELECT id, name, photo_count FROM tags WHERE photo_count > 0
+			ORDER BY photo_count DESC, name LIMIT 40`).Scan(&page.PopularTags).Error
+		if err != nil {
+			return fmt.Errorf("models: popular tags: %w", err)
+		}
+		return nil
+	})
+	return page, err
 }
 
-// Photo returns a photo with its owner, tags, favorite count and comments.
+// Photo returns a photo with its owner, tags, favorite count and comments:
+// five queries that each need only the photo's id (the owner is found
+// through the photo, not after it), so that they are independent lookups.
 func (s *PhotoStore) Photo(ctx context.Context, id int64) (PhotoPage, error) {
 	var page PhotoPage
-	db := s.db.WithContext(ctx)
-	err := db.Raw(`SELECT * FROM photos WHERE id = ?`, id).Take(&page.Photo).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return page, fmt.Errorf("models: photo %d: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return page, fmt.Errorf("models: photo %d: %w", id, err)
-	}
-	err = db.Raw(`SELECT id, name, display_name, created_at FROM users WHERE id = ?`,
-		page.Photo.UserID).Take(&page.Owner).Error
-	if err != nil {
-		return page, fmt.Errorf("models: photo %d owner: %w", id, err)
-	}
-	err = db.Raw(`SELECT t.name FROM photo_tags pt JOIN tags t ON t.id = pt.tag_id
-		WHERE pt.photo_id = ? ORDER BY t.name`, id).Scan(&page.Tags).Error
-	if err != nil {
-		return page, fmt.Errorf("models: photo %d tags: %w", id, err)
-	}
-	err = db.Raw(`SELECT count(*) FROM favorites WHERE photo_id = ?`, id).Scan(&page.Favorites).Error
-	if err != nil {
-		return page, fmt.Errorf("models: photo %d favorites: %w", id, err)
-	}
-	// The newest 100 comments, shown oldest first.
-	err = db.Raw(`SELECT * FROM (
-			SELECT c.id, u.name AS author, c.body, c.created_at
-			FROM comments c JOIN users u ON u.id = c.user_id
-			WHERE c.photo_id = ? ORDER BY c.id DESC LIMIT 100) newest
-		ORDER BY id`, id).Scan(&page.Comments).Error
-	if err != nil {
-		return page, fmt.Errorf("models: photo %d comments: %w", id, err)
-	}
-	return page, nil
+	err := s.run.Run(ctx, func(ctx context.Context) error {
+		err := s.db.WithContext(ctx).Raw(`SELECT * FROM photos WHERE id = ?`, id).Take(&page.Photo).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return fmt.Errorf("models: photo %d: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("models: photo %d: %w", id, err)
+		}
+		return nil
+	}, func(ctx context.Context) error {
+		err := s.db.WithContext(ctx).Raw(`SELECT u.id, u.name, u.display_name, u.created_at
+			FROM photos p JOIN users u ON u.id = p.user_id WHERE p.id = ?`, id).Take(&page.Owner).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return fmt.Errorf("models: photo %d owner: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("models: photo %d owner: %w", id, err)
+		}
+		return nil
+	}, func(ctx context.Context) error {
+		err := s.db.WithContext(ctx).Raw(`SELECT t.name FROM photo_tags pt JOIN tags t ON t.id = pt.tag_id
+			WHERE pt.photo_id = ? ORDER BY t.name`, id).Scan(&page.Tags).Error
+		if err != nil {
+			return fmt.Errorf("models: photo %d tags: %w", id, err)
+		}
+		return nil
+	}, func(ctx context.Context) error {
+		err := s.db.WithContext(ctx).Raw(`SELECT count(*) FROM favorites WHERE photo_id = ?`, id).Scan(&page.Favorites).Error
+		if err != nil {
+			return fmt.Errorf("models: photo %d favorites: %w", id, err)
+		}
+		return nil
+	}, func(ctx context.Context) error {
+		// The newest 100 comments, shown oldest first.
+		err := s.db.WithContext(ctx).Raw(`SELECT * FROM (
+				SELECT c.id, u.name AS author, c.body, c.created_at
+				FROM comments c JOIN users u ON u.id = c.user_id
+				WHERE c.photo_id = ? ORDER BY c.id DESC LIMIT 100) newest
+			ORDER BY id`, id).Scan(&page.Comments).Error
+		if err != nil {
+			return fmt.Errorf("models: photo %d comments: %w", id, err)
+		}
+		return nil
+	})
+	return page, err
 }
 
 // ImageKey returns the key of a photo's image files.
@@ -110,30 +132,39 @@ func (s *PhotoStore) ImageKey(ctx context.Context, photoID int64) (string, error
 }
 
 // UserPhotos returns a user and one page of their photos before the cursor
-// (0: the newest).
+// (0: the newest): three queries that each need only the name (the count
+// and the grid find the user's id themselves), so that they are independent.
 func (s *PhotoStore) UserPhotos(ctx context.Context, name string, before int64) (UserPage, error) {
 	var page UserPage
-	db := s.db.WithContext(ctx)
-	err := db.Raw(`SELECT id, name, display_name, created_at FROM users WHERE name = ?`, name).Take(&page.User).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return page, fmt.Errorf("models: user %q: %w", name, ErrNotFound)
-	}
-	if err != nil {
-		return page, fmt.Errorf("models: user %q: %w", name, err)
-	}
-	err = db.Raw(`SELECT count(*) FROM photos WHERE user_id = ?`, page.User.ID).Scan(&page.PhotoCount).Error
-	if err != nil {
-		return page, fmt.Errorf("models: user %q photo count: %w", name, err)
-	}
-	var cards []PhotoCard
-	err = db.Raw(`SELECT p.id, p.title, p.image_key, p.width, p.height, ? AS owner
-		FROM photos p WHERE p.user_id = ? AND p.id < ? ORDER BY p.id DESC LIMIT ?`,
-		name, page.User.ID, cursor(before), GridSize+1).Scan(&cards).Error
-	if err != nil {
-		return page, fmt.Errorf("models: user %q photos: %w", name, err)
-	}
-	page.Grid = toGrid(cards)
-	return page, nil
+	err := s.run.Run(ctx, func(ctx context.Context) error {
+		err := s.db.WithContext(ctx).Raw(`SELECT id, name, display_name, created_at FROM users WHERE name = ?`, name).Take(&page.User).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return fmt.Errorf("models: user %q: %w", name, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("models: user %q: %w", name, err)
+		}
+		return nil
+	}, func(ctx context.Context) error {
+		err := s.db.WithContext(ctx).Raw(`SELECT count(*) FROM photos
+			WHERE user_id = (SELECT id FROM users WHERE name = ?)`, name).Scan(&page.PhotoCount).Error
+		if err != nil {
+			return fmt.Errorf("models: user %q photo count: %w", name, err)
+		}
+		return nil
+	}, func(ctx context.Context) error {
+		var cards []PhotoCard
+		err := s.db.WithContext(ctx).Raw(`SELECT p.id, p.title, p.image_key, p.width, p.height, ? AS owner
+			FROM photos p WHERE p.user_id = (SELECT id FROM users WHERE name = ?) AND p.id < ?
+			ORDER BY p.id DESC LIMIT ?`,
+			name, name, cursor(before), GridSize+1).Scan(&cards).Error
+		if err != nil {
+			return fmt.Errorf("models: user %q photos: %w", name, err)
+		}
+		page.Grid = toGrid(cards)
+		return nil
+	})
+	return page, err
 }
 
 // TagPhotos returns a tag and one page of its photos before the cursor.
