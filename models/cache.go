@@ -41,6 +41,7 @@ type Cache struct {
 	flight  singleflight.Group
 	lastLog atomic.Int64
 	near    *nearCache
+	beside  bool // StoreBeside
 }
 
 // NewCache keeps values in Redis for ttl, and up to nearBytes of them in
@@ -55,6 +56,13 @@ func NewCache(rdb redis.UniversalClient, ttl time.Duration, nearBytes int64, log
 	}
 	return c
 }
+
+// StoreBeside makes a miss hand its value back without waiting for Redis to
+// store it: the SET runs beside the rest of the request (stage 5), not
+// before it. This process has the value at once (the near cache); another
+// process that misses in the meantime computes it again, as it would have
+// a moment earlier. Call it before the first Load.
+func (c *Cache) StoreBeside() { c.beside = true }
 
 // Load is cache-aside for one value named name that depends on deps: look it
 // up under the current generations and, on a miss, compute it once with load
@@ -95,10 +103,12 @@ func (c *Cache) Load(ctx context.Context, name string, deps []string, load func(
 		if err != nil || !store {
 			return v, err
 		}
-		if err := c.rdb.Set(lctx, key, v, c.ttl).Err(); err != nil {
-			c.failOpen(err)
-		}
 		c.near.put(key, v)
+		if c.beside {
+			go c.store(context.WithoutCancel(lctx), key, v)
+		} else {
+			c.store(lctx, key, v)
+		}
 		return v, nil
 	})
 	// Each caller still waits only as long as its own request may: a hung
@@ -113,6 +123,13 @@ func (c *Cache) Load(ctx context.Context, name string, deps []string, load func(
 		return nil, r.Err
 	}
 	return r.Val.([]byte), nil
+}
+
+// store keeps v under key in Redis for the cache's TTL.
+func (c *Cache) store(ctx context.Context, key string, v []byte) {
+	if err := c.rdb.Set(ctx, key, v, c.ttl).Err(); err != nil {
+		c.failOpen(err)
+	}
 }
 
 // Bump increments generations after a write has committed. If Redis is down
