@@ -8,6 +8,7 @@ import (
 	"image/jpeg"
 	"image/png"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +42,23 @@ func createUser(t *testing.T, db *gorm.DB, name string) models.PublicUser {
 // answer like the PostgreSQL one (cache_test.go adds the stage 3 cache).
 var galleryImpls = map[string]func(t *testing.T, db *gorm.DB) models.Gallery{
 	"PhotoStore": func(t *testing.T, db *gorm.DB) models.Gallery { return models.NewPhotoStore(db, models.Sequential{}) },
+	// The stores' independent lookups must also answer right when they run
+	// at once (stage 5 runs them with errgroup; here plain goroutines).
+	"PhotoStore, lookups at once": func(t *testing.T, db *gorm.DB) models.Gallery { return models.NewPhotoStore(db, atOnce{}) },
+}
+
+// atOnce runs every lookup in its own goroutine and returns their errors
+// joined (errors.Is still finds ErrNotFound).
+type atOnce struct{}
+
+func (atOnce) Run(ctx context.Context, fns ...func(context.Context) error) error {
+	errs := make([]error, len(fns))
+	var wg sync.WaitGroup
+	for i, fn := range fns {
+		wg.Go(func() { errs[i] = fn(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // galleries runs a test against every Gallery implementation.
