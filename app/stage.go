@@ -45,6 +45,9 @@ type Stage struct {
 	Images func(d *Deps, inner ImageSource) (ImageSource, error)
 	// Views keeps (or not) the parts of pages that every viewer shares.
 	Views func(d *Deps) (ViewCache, error)
+	// Front says what stands in front of the app (stage 7: nginx): whose
+	// word to take for the client's address, and where pages link images.
+	Front func() Front
 }
 
 var stages = map[int]Stage{}
@@ -122,6 +125,9 @@ func resolve(n int) (Stage, error) {
 		}
 		if s.Views != nil {
 			r.Views = s.Views
+		}
+		if s.Front != nil {
+			r.Front = s.Front
 		}
 	}
 	return r, nil

@@ -35,6 +35,22 @@ if ! command -v chromium >/dev/null && [ "$(id -u)" -eq 0 ]; then
   apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi
 
+# Stage 7's tests run Debian's nginx in front of the instances: installed as
+# root when missing; CI without it fails; elsewhere those tests are skipped.
+if ! command -v nginx >/dev/null && ! [ -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "installing Debian's nginx-light package (apt-get)…"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null
+  elif [ -n "${CI:-}" ]; then
+    echo "nginx is not installed and we are not root to install it (apt-get install nginx-light)" >&2; exit 1
+  else
+    echo "nginx is not installed (sudo apt-get install nginx-light); stage 7's topology tests will be skipped"
+  fi
+fi
+# Debian puts nginx in /usr/sbin, which a non-root PATH may lack.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) export PATH="$PATH:/usr/sbin" ;; esac
+
 echo "== go test (PostgreSQL, embedded miniredis)"
 go test -count=1 ./...
 
