@@ -36,6 +36,7 @@ type nginxConfig struct {
 	Instances   []*instance
 	Static      string // the stylesheet, written out from the binary
 	Files       string // DATA_DIR: the photo files
+	FailTimeout string // how long nginx leaves out an instance that failed
 	MaxBody     int64
 	MaxHeader   string
 	ReadHeader  string
@@ -50,14 +51,15 @@ func renderNginxConfig(dir, listen, dataDir string, instances []*instance) ([]by
 	srv := newServer("", nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	c := nginxConfig{
 		Dir: dir, Listen: listen, Instances: instances,
-		Static:     filepath.Join(dir, "static"),
-		Files:      dataDir,
-		MaxBody:    models.MaxUploadBytes + 64<<10, // upload.go's MaxBytesReader
-		MaxHeader:  strconv.Itoa(maxHeaderBytes>>10) + "k",
-		ReadHeader: seconds(srv.ReadHeaderTimeout),
-		ReadBody:   seconds(srv.ReadTimeout),
-		Write:      seconds(srv.WriteTimeout),
-		Idle:       seconds(srv.IdleTimeout),
+		Static:      filepath.Join(dir, "static"),
+		Files:       dataDir,
+		FailTimeout: seconds(failTimeout),
+		MaxBody:     models.MaxUploadBytes + 64<<10, // upload.go's MaxBytesReader
+		MaxHeader:   strconv.Itoa(maxHeaderBytes>>10) + "k",
+		ReadHeader:  seconds(srv.ReadHeaderTimeout),
+		ReadBody:    seconds(srv.ReadTimeout),
+		Write:       seconds(srv.WriteTimeout),
+		Idle:        seconds(srv.IdleTimeout),
 	}
 	if os.Geteuid() == 0 {
 		if u, err := user.Current(); err == nil {
@@ -73,6 +75,10 @@ func renderNginxConfig(dir, listen, dataDir string, instances []*instance) ([]by
 	}
 	return b.Bytes(), nil
 }
+
+// failTimeout is nginx's fail_timeout: an instance that refused or failed a
+// connection gets no requests for this long, then one that probes it.
+const failTimeout = 3 * time.Second
 
 func seconds(d time.Duration) string { return strconv.Itoa(int(d/time.Second)) + "s" }
 

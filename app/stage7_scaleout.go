@@ -228,11 +228,21 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 }
 
-// rollingRestart restarts the instances one at a time, each ready before
-// the next stops, so that nginx always has one to send requests to.
+// rollingRestart restarts the instances one at a time so that nginx always
+// has one to send requests to: each is ready, and past nginx's fail_timeout
+// (the restart's refused connections took it out of rotation for that
+// long), before the next stops. Without that wait the second stop found
+// the first still out and nginx answered 502 ("no live upstreams").
 func (t *topology) rollingRestart(ctx context.Context) {
 	t.log.Info("rolling restart", "instances", len(t.instances))
-	for _, in := range t.instances {
+	for i, in := range t.instances {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(failTimeout + 500*time.Millisecond):
+			}
+		}
 		if err := in.bounce(ctx); err != nil {
 			t.log.Error("rolling restart stopped", "instance", in.Name, "err", err)
 			return
