@@ -77,6 +77,8 @@ type topology struct {
 	redisURL  string
 	instances []*instance
 	nginx     *proc
+	nginxExe  string
+	dataDir   string
 	started   time.Time
 }
 
@@ -142,6 +144,7 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	t.nginxExe, t.dataDir = nginx, dataDir
 	for i := range n {
 		in := &instance{Name: fmt.Sprintf("i%d", i+1)}
 		if in.Addr, err = freeAddr(); err != nil {
@@ -228,19 +231,23 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 }
 
-// rollingRestart restarts the instances one at a time so that nginx always
-// has one to send requests to: each is ready, and past nginx's fail_timeout
-// (the restart's refused connections took it out of rotation for that
-// long), before the next stops. Without that wait the second stop found
-// the first still out and nginx answered 502 ("no live upstreams").
+// rollingRestart restarts the instances one at a time without failing a
+// request: nginx is reloaded without the instance (its old workers finish
+// what they have in flight and exit, closing their idle connections to it),
+// the instance is stopped (it has nothing left to answer), started again,
+// and once ready nginx is reloaded with it. Stopping an instance nginx still
+// used failed POSTs on idle keepalive connections that the instance closed
+// as nginx sent on them (measured: one or two per restart), and took it out
+// of rotation for fail_timeout (a second stop then left nginx none: 502).
+// With one instance there is nothing to drain to: its restart fails what
+// arrives meanwhile.
 func (t *topology) rollingRestart(ctx context.Context) {
 	t.log.Info("rolling restart", "instances", len(t.instances))
-	for i, in := range t.instances {
-		if i > 0 {
-			select {
-			case <-ctx.Done():
+	for _, in := range t.instances {
+		if len(t.instances) > 1 {
+			if err := t.reloadNginx(in); err != nil {
+				t.log.Error("rolling restart stopped", "instance", in.Name, "err", err)
 				return
-			case <-time.After(failTimeout + 500*time.Millisecond):
 			}
 		}
 		if err := in.bounce(ctx); err != nil {
@@ -252,7 +259,64 @@ func (t *topology) rollingRestart(ctx context.Context) {
 			return
 		}
 	}
+	if len(t.instances) > 1 {
+		if err := t.reloadNginx(nil); err != nil {
+			t.log.Error("rolling restart: nginx reload", "err", err)
+			return
+		}
+	}
 	t.log.Info("rolling restart done")
+}
+
+// reloadNginx rewrites the configuration with every instance but except
+// (nil: all), reloads nginx (SIGHUP: new workers, the old ones finish their
+// requests and exit) and waits, up to 15 s, for the old workers to be gone.
+func (t *topology) reloadNginx(except *instance) error {
+	var live []*instance
+	for _, in := range t.instances {
+		if in != except {
+			live = append(live, in)
+		}
+	}
+	conf, err := writeNginxConfig(t.dir, t.cfg.Addr, t.dataDir, live)
+	if err != nil {
+		return err
+	}
+	if err := checkNginxConfig(t.nginxExe, t.dir, conf); err != nil {
+		return err
+	}
+	master := t.nginx.status().PID
+	old := childPIDs(master)
+	if err := syscall.Kill(master, syscall.SIGHUP); err != nil {
+		return fmt.Errorf("app: reload nginx: %w", err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		gone := true
+		for _, pid := range old {
+			if syscall.Kill(pid, 0) == nil {
+				gone = false
+			}
+		}
+		if gone {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.log.Warn("nginx's old workers are still finishing requests after 15 s; going on")
+	return nil
+}
+
+// childPIDs lists pid's children (/proc/<pid>/task/<pid>/children).
+func childPIDs(pid int) []int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // waitReady waits for the instance's current process to answer /readyz.
