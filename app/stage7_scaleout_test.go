@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -261,38 +263,7 @@ func TestStage7Topology(t *testing.T) {
 	})
 
 	t.Run("an instance killed mid-traffic costs no GET and no session", func(t *testing.T) {
-		var requests, failures atomic.Int64
-		var firstFailure atomic.Value
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for w := range 4 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c := &http.Client{Jar: jar, Timeout: 10 * time.Second,
-					CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-				paths := []string{"/upload", photo, "/"}
-				for i := w; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					requests.Add(1)
-					res, err := c.Get(base + paths[i%len(paths)])
-					if err == nil {
-						res.Body.Close()
-						if res.StatusCode != http.StatusOK { // a 303 to /login: logged out
-							err = fmt.Errorf("GET %s: status %d", paths[i%len(paths)], res.StatusCode)
-						}
-					}
-					if err != nil {
-						failures.Add(1)
-						firstFailure.CompareAndSwap(nil, err.Error())
-					}
-				}
-			}()
-		}
+		tr := startTraffic(base, jar, photo, false)
 		time.Sleep(300 * time.Millisecond)
 		victim := insts[0]
 		if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
@@ -309,18 +280,60 @@ func TestStage7Topology(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		time.Sleep(500 * time.Millisecond) // traffic on the restarted instance too
-		close(stop)
-		wg.Wait()
+		requests, failures, first := tr.stop()
 		if back == 0 || back > 5*time.Second {
 			t.Errorf("the killed instance was back after %s, want within 5 s", back)
 		}
-		if requests.Load() < 20 || failures.Load() != 0 {
-			t.Errorf("%d of %d GETs failed (first: %v), want 0", failures.Load(), requests.Load(), firstFailure.Load())
+		if requests < 20 || failures != 0 {
+			t.Errorf("%d of %d GETs failed (first: %v), want 0", failures, requests, first)
 		}
 		if now := readTopology(t, admin).instance(victim.Name); now.Restarts != 1 || now.LastExit != "signal: killed" {
 			t.Errorf("the topology says %+v, want one restart after signal: killed", now)
 		}
-		t.Logf("%d GETs, %d failed; the instance was back in %s", requests.Load(), failures.Load(), back.Round(time.Millisecond))
+		t.Logf("%d GETs, %d failed; the instance was back in %s", requests, failures, back.Round(time.Millisecond))
+	})
+
+	t.Run("SIGHUP restarts every instance without a failed GET or POST", func(t *testing.T) {
+		before := readTopology(t, admin)
+		tr := startTraffic(base, jar, photo, true)
+		time.Sleep(300 * time.Millisecond)
+		sup.Process.Signal(syscall.SIGHUP)
+		waitFor(t, 30*time.Second, "every instance to be restarted and ready", func() bool {
+			now := readTopology(t, admin)
+			for _, in := range before.instances() {
+				if n := now.instance(in.Name); n.PID == in.PID || !n.Up || !ready(n.Addr) {
+					return false
+				}
+			}
+			return strings.Contains(logs.String(), "rolling restart done")
+		})
+		time.Sleep(300 * time.Millisecond)
+		requests, failures, first := tr.stop()
+		if requests < 20 || failures != 0 {
+			t.Errorf("%d of %d requests failed (first: %v), want 0", failures, requests, first)
+		}
+		t.Logf("%d requests (GETs and POSTs) during the rolling restart, %d failed", requests, failures)
+	})
+
+	t.Run("the supervisor's metrics are every instance's", func(t *testing.T) {
+		res, err := http.Get("http://" + admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		for _, in := range insts {
+			want := fmt.Sprintf(`flickrkillr_instance_up{instance=%q} 1`, in.Name)
+			if !strings.Contains(string(body), want) || !regexp.MustCompile(`http_requests_total\{[^}]*instance="`+in.Name+`"`).Match(body) {
+				t.Errorf("the supervisor's /metrics lacks %s's series (%s, http_requests_total)", in.Name, want)
+			}
+		}
+		page := (&browser{t: t, base: "http://" + admin, c: http.DefaultClient}).get("/topology")
+		mustStatus(t, page, http.StatusOK)
+		mustContain(t, page, "nginx", "<td>i1</td>", "<td>i2</td>", "<td>up</td>")
+		if redisURL == "" {
+			mustContain(t, page, "redis-server", "shared Redis") // the topology's own
+		}
 	})
 
 	t.Run("SIGINT stops every process and frees every port", func(t *testing.T) {
@@ -355,6 +368,72 @@ func TestStage7Topology(t *testing.T) {
 			ln.Close()
 		}
 	})
+}
+
+// traffic is clients looping over pages (and, with posts, a favorite's
+// toggle) through nginx until stop; any error or unexpected status fails.
+type traffic struct {
+	stopc              chan struct{}
+	wg                 sync.WaitGroup
+	requests, failures atomic.Int64
+	first              atomic.Value
+}
+
+func startTraffic(base string, jar http.CookieJar, photo string, posts bool) *traffic {
+	tr := &traffic{stopc: make(chan struct{})}
+	for w := range 4 {
+		tr.wg.Add(1)
+		go func() {
+			defer tr.wg.Done()
+			c := &http.Client{Jar: jar, Timeout: 10 * time.Second,
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			paths := []string{"/upload", photo, "/"}
+			for i := w; ; i++ {
+				select {
+				case <-tr.stopc:
+					return
+				default:
+				}
+				tr.requests.Add(1)
+				var res *http.Response
+				var err error
+				want := http.StatusOK // a 303 to /login would be a lost session
+				if posts && i%4 == 3 {
+					action := []string{"add", "remove"}[i/4%2]
+					req, _ := http.NewRequest(http.MethodPost, base+photo+"/favorite", strings.NewReader(url.Values{"action": {action}}.Encode()))
+					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+					// As a browser does, send a POST again when a reused connection
+					// was closed before any answer (nginx's old workers close their
+					// idle connections at a reload); Go does so for requests marked
+					// replayable, which toggling a favorite to a state is.
+					req.Header.Set("Idempotency-Key", fmt.Sprint(i))
+					res, err = c.Do(req)
+					want = http.StatusSeeOther
+				} else {
+					res, err = c.Get(base + paths[i%len(paths)])
+				}
+				if err == nil {
+					io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					if res.StatusCode != want {
+						err = fmt.Errorf("%s %s: status %d, want %d", res.Request.Method, res.Request.URL.Path, res.StatusCode, want)
+					}
+				}
+				if err != nil {
+					tr.failures.Add(1)
+					tr.first.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+	return tr
+}
+
+// stop ends the traffic: requests sent, failed, and the first failure.
+func (tr *traffic) stop() (requests, failures int64, first any) {
+	close(tr.stopc)
+	tr.wg.Wait()
+	return tr.requests.Load(), tr.failures.Load(), tr.first.Load()
 }
 
 // topologyFile is /topology.json as the tests read it.
