@@ -27,21 +27,6 @@ func newServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    maxHeaderBytes, // 431 above it
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		ConnState:         bigSendBuffer,
-	}
-}
-
-// sendBuffer is each connection's kernel send buffer: a page fits whole, so
-// its write returns at once instead of waiting for the reader to drain it.
-// Behind nginx (stage 7) that lets a response outlive its instance: bytes
-// the kernel holds are delivered after a SIGKILL, while a write still
-// waiting is cut off, and nginx cannot retry a GET whose headers it has
-// passed on.
-const sendBuffer = 256 << 10
-
-func bigSendBuffer(c net.Conn, s http.ConnState) {
-	if tc, ok := c.(*net.TCPConn); ok && s == http.StateNew {
-		tc.SetWriteBuffer(sendBuffer)
 	}
 }
 

@@ -95,7 +95,7 @@ func (a *App) renderView(c echo.Context, status int, page string, spec viewSpec,
 		if err != nil {
 			return err
 		}
-		return htmlPage(c, status, []byte(whole.HTML[0]))
+		return c.HTMLBlob(status, []byte(whole.HTML[0]))
 	}
 	w, err := all(ctx)
 	if err != nil {
@@ -109,5 +109,5 @@ func (a *App) renderView(c echo.Context, status int, page string, spec viewSpec,
 	if err != nil {
 		return err
 	}
-	return htmlPage(c, status, html)
+	return c.HTMLBlob(status, html)
 }
