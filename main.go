@@ -1,13 +1,14 @@
 // Command flickrkillr is the FlickrKillr photo-sharing app and its tools:
 //
-//	flickrkillr serve    [--addr 127.0.0.1:8080] [--stage N] [--indexes] [--admin-addr 127.0.0.1:6060]
+//	flickrkillr serve    [--addr 127.0.0.1:8080] [--stage N] [--indexes] [--admin-addr 127.0.0.1:6060] [--instances N]
 //	flickrkillr migrate  [--stage N] [--indexes]
 //	flickrkillr seed     [--users N] [--photos-per-user A-B] [--seed S] [--reset]
 //	flickrkillr loadtest [--url U] [--duration D] [--concurrency C] [--rate R] [--json FILE]
 //	flickrkillr bench concurrency [--sizes 100,1000,10000,100000]
 //
 // Configuration comes from the environment (DATABASE_URL, REDIS_URL,
-// DATA_DIR, ADDR, STAGE, INDEXES, DB_LATENCY, DRAIN_DELAY, ADMIN_ADDR, METRICS); flags override it.
+// DATA_DIR, ADDR, STAGE, INDEXES, DB_LATENCY, DRAIN_DELAY, ADMIN_ADDR, METRICS,
+// INSTANCES); flags override it.
 package main
 
 import (
@@ -42,6 +43,7 @@ func init() {
 		"bench":    {"benchmark this machine: `bench concurrency`, goroutines vs OS threads", cmdBench, false},
 		"cgi":      {"answer one CGI request (stage 0 runs this per request)", cmdCGI, true},
 		"netdelay": {"forward to the database with a delay (serve --db-latency runs this)", cmdLatencyProxy, true},
+		"instance": {"serve as one instance of stage 7's topology (serve --stage 7 runs this)", cmdInstance, true},
 	}
 }
 
@@ -132,14 +134,14 @@ func configFor(name string, which ...string) (*app.Config, *flag.FlagSet, error)
 }
 
 func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
-	cfg, fs, err := configFor("serve", "db", "redis", "data", "addr", "stage", "indexes", "latency", "drain", "admin")
+	cfg, fs, err := configFor("serve", "db", "redis", "data", "addr", "stage", "indexes", "latency", "drain", "admin", "instances")
 	if err != nil {
 		return err
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := cfg.Validate("db", "redis", "data", "addr", "stage", "indexes", "latency", "admin"); err != nil {
+	if err := cfg.Validate("db", "redis", "data", "addr", "stage", "indexes", "latency", "admin", "instances"); err != nil {
 		return err
 	}
 	return app.Serve(ctx, *cfg, log)
@@ -154,6 +156,17 @@ func cmdCGI(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	return app.ServeCGIChild(ctx, cfg, log)
+}
+
+func cmdInstance(ctx context.Context, args []string, log *slog.Logger) error {
+	cfg, err := app.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate("db", "redis", "data", "addr", "stage", "indexes", "latency", "admin"); err != nil {
+		return err
+	}
+	return app.ServeInstance(ctx, cfg, log)
 }
 
 func cmdLatencyProxy(ctx context.Context, args []string, log *slog.Logger) error {

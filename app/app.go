@@ -36,6 +36,7 @@ type App struct {
 	echo     *echo.Echo
 	lim      *limits
 	metrics  *Metrics // nil with METRICS=0 and in a CGI child
+	front    Front
 }
 
 // New builds the App for cfg.Stage from the opened dependencies; the stage
@@ -50,7 +51,11 @@ func New(cfg Config, d *Deps) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmpl, err := newRenderer()
+	front := directFront()
+	if stage.Front != nil {
+		front = stage.Front()
+	}
+	tmpl, err := newRenderer(front.ImageURL)
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +72,7 @@ func New(cfg Config, d *Deps) (*App, error) {
 		files: files,
 		tmpl:  tmpl,
 		lim:   newLimits(),
+		front: front,
 	}
 	if !cfg.NoMetrics && !cfg.cgiChild {
 		a.metrics = newMetrics(d.DB)
@@ -125,6 +131,20 @@ func newSessionManager(store scs.Store) *scs.SessionManager {
 	sm.Cookie.HttpOnly = true
 	sm.Cookie.SameSite = http.SameSiteLaxMode
 	return sm
+}
+
+// Front is what the server in front of the app does for it. With nothing in
+// front (stages 0-6) the TCP peer is the client and the app serves images.
+type Front struct {
+	// IPExtractor finds the client's address (the log-in throttle is per address).
+	IPExtractor echo.IPExtractor
+	// ImageURL is where pages link a variant of a photo's image.
+	ImageURL func(id int64, key string, v models.Variant) string
+}
+
+// directFront is no front: X-Forwarded-For is ignored, images are the app's routes.
+func directFront() Front {
+	return Front{IPExtractor: echo.ExtractIPDirect(), ImageURL: photoImagePath}
 }
 
 // ImageSource gives the bytes of a stored photo file.

@@ -30,6 +30,7 @@ type Config struct {
 	DrainDelay time.Duration
 	AdminAddr  string // ADMIN_ADDR: the operator listener (dashboard, metrics, pprof); empty: none
 	NoMetrics  bool   // METRICS=0: no per-request instrumentation (metrics, Server-Timing), to measure its cost
+	Instances  int    // INSTANCES: stage 7's app instances behind nginx (default 2)
 
 	cgiChild bool // Stage 0: this process answers one request; its parent keeps the metrics
 }
@@ -52,6 +53,7 @@ func ConfigFromEnv() (Config, error) {
 		Addr:        envOr("ADDR", "127.0.0.1:8080"),
 		Stage:       DefaultStage(),
 		AdminAddr:   "127.0.0.1:6060",
+		Instances:   2,
 	}
 	if v, ok := os.LookupEnv("ADMIN_ADDR"); ok {
 		cfg.AdminAddr = v
@@ -62,6 +64,7 @@ func ConfigFromEnv() (Config, error) {
 		envValue("INDEXES", strconv.ParseBool, "%q is not 1 or 0", func(b bool) { cfg.Indexes = b }),
 		envValue("DB_LATENCY", time.ParseDuration, "%q is not a duration (like 1ms)", func(d time.Duration) { cfg.DBLatency = d }),
 		envValue("DRAIN_DELAY", nonNegative, "%q is not a duration such as 5s", func(d time.Duration) { cfg.DrainDelay = d }),
+		envValue("INSTANCES", strconv.Atoi, "%q is not a number of instances", func(n int) { cfg.Instances = n }),
 	} {
 		if err != nil {
 			return cfg, err
@@ -103,7 +106,8 @@ func envOr(name, def string) string {
 
 // Flags registers the flags a subcommand accepts on fs; each overrides its
 // variable. which names the fields: "db", "redis", "data", "addr", "stage",
-// "indexes", "latency", "drain", "admin" (the operator listener and metrics).
+// "indexes", "latency", "drain", "admin" (the operator listener and metrics),
+// "instances" (stage 7).
 func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 	for _, w := range which {
 		switch w {
@@ -123,6 +127,8 @@ func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 			fs.BoolVar(&c.Indexes, "indexes", c.Indexes, "run the stage on the schema with stage 4's indexes, to measure its step alone (env INDEXES=1)")
 		case "latency":
 			fs.DurationVar(&c.DBLatency, "db-latency", c.DBLatency, "SIMULATION: reach PostgreSQL and Redis through an in-process proxy that delays\nevery byte this long each way, as a network this far away would (e.g. 1ms; env DB_LATENCY)")
+		case "instances":
+			fs.IntVar(&c.Instances, "instances", c.Instances, "stage 7: app instances behind nginx (env INSTANCES)")
 		case "admin":
 			fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "operator listener: /dashboard, /metrics, /debug/pprof/; empty disables it (env ADMIN_ADDR)")
 			fs.BoolFunc("metrics", "per-request metrics and Server-Timing, on by default; --metrics=false measures without them (env METRICS)", func(s string) error {
@@ -176,6 +182,10 @@ func (c Config) Validate(which ...string) error {
 				if _, err := IndexSchema(); err != nil {
 					return err
 				}
+			}
+		case "instances":
+			if c.Instances < 1 || c.Instances > 32 {
+				return &ConfigError{"INSTANCES", fmt.Sprintf("%d is out of range (1 to 32)", c.Instances)}
 			}
 		case "latency":
 			if c.DBLatency < 0 || c.DBLatency > 10*time.Second {

@@ -1,12 +1,16 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+
+	"flickrkillr/models"
 )
 
 var photoLinkRE = regexp.MustCompile(`^/photos/(\d+)$`)
@@ -32,11 +36,17 @@ func TestPhotoLifecycle(t *testing.T) {
 				t.Fatalf("upload redirected to %q, want /photos/<id>", res.Header.Get("Location"))
 			}
 			photo := res.Header.Get("Location")
+			// The image's URL: the app's route, or (stage 7) nginx's file by key.
+			id, _ := strconv.ParseInt(m[1], 10, 64)
+			key, err := ta.gallery.ImageKey(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
 
 			res = alice.get(photo)
 			mustStatus(t, res, http.StatusOK)
 			mustContain(t, res, "Harbor at dusk", "Your photo is up.", `href="/tags/sea"`, `href="/tags/harbor"`,
-				`href="/tags/dusk"`, `src="`+photo+`/image"`, "<p>And gulls.</p>", "0 favorites", "Delete this photo")
+				`href="/tags/dusk"`, `src="`+ta.front.ImageURL(id, key, models.Original)+`"`, "<p>And gulls.</p>", "0 favorites", "Delete this photo")
 
 			img := alice.get(photo + "/image")
 			mustStatus(t, img, http.StatusOK)

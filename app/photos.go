@@ -199,6 +199,16 @@ func photoID(c echo.Context) (int64, error) {
 
 func photoPath(id int64) string { return "/photos/" + strconv.FormatInt(id, 10) }
 
+// photoImagePath is the app's own route for a variant of a photo's image
+// (/photos/:id/image, /photos/:id/thumb): what pages link to unless a front
+// server serves the files (Front.ImageURL).
+func photoImagePath(id int64, _ string, v models.Variant) string {
+	if v == models.Thumbnail {
+		return photoPath(id) + "/thumb"
+	}
+	return photoPath(id) + "/image"
+}
+
 // isTooLarge reports whether err is a request body over its limit.
 func isTooLarge(err error) bool {
 	var mbe *http.MaxBytesError

@@ -61,8 +61,14 @@ var templateFuncs = template.FuncMap{
 }
 
 // newRenderer parses the embedded templates; a parse error stops the boot.
-func newRenderer() (*renderer, error) {
-	base, err := template.New("").Funcs(templateFuncs).ParseFS(templates.Files, "layout.html", "partials/*.html")
+// imageURL is where pages link images (Front.ImageURL): the templates'
+// thumbURL and imageURL.
+func newRenderer(imageURL func(id int64, key string, v models.Variant) string) (*renderer, error) {
+	funcs := template.FuncMap{
+		"thumbURL": func(id int64, key string) string { return imageURL(id, key, models.Thumbnail) },
+		"imageURL": func(id int64, key string) string { return imageURL(id, key, models.Original) },
+	}
+	base, err := template.New("").Funcs(templateFuncs).Funcs(funcs).ParseFS(templates.Files, "layout.html", "partials/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("app: parse layout: %w", err)
 	}

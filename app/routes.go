@@ -14,9 +14,9 @@ import (
 func (a *App) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	// Trust the TCP peer address only: X-Forwarded-For is ignored until a
-	// trusted proxy is configured in front (the scale-out stage).
-	e.IPExtractor = echo.ExtractIPDirect()
+	// Trust the TCP peer address only, unless the stage puts a proxy in
+	// front whose X-Forwarded-For it trusts (stage 7).
+	e.IPExtractor = a.front.IPExtractor
 	e.HTTPErrorHandler = a.httpError
 	e.Use(a.observe, a.recoverPanics, a.logRequests, a.securityHeaders, a.crossOriginProtection)
 	// Limits before any handler (limits.go): a deadline, a small body, clean parameters.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"gorm.io/gorm"
@@ -62,6 +63,26 @@ func runServer(ctx context.Context, srv *http.Server, log *slog.Logger, stage St
 		return err
 	}
 	return nil
+}
+
+// ServeInstance runs one app instance of a topology that cfg.Stage's Serve
+// supervises (stage 7 runs N behind nginx, as `flickrkillr instance`): the
+// server of the highest stage below it (stage 1's long-running server, or a
+// later one's), with every part of cfg.Stage.
+func ServeInstance(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if name := os.Getenv("INSTANCE"); name != "" {
+		log = log.With("instance", name)
+	}
+	var serve func(context.Context, Config, *slog.Logger) error
+	for _, s := range Stages() {
+		if s.Number < cfg.Stage && s.Serve != nil {
+			serve = s.Serve
+		}
+	}
+	if serve == nil {
+		return &ConfigError{"STAGE", fmt.Sprintf("stage %d has no server below it to run as an instance", cfg.Stage)}
+	}
+	return serve(ctx, cfg, log)
 }
 
 // SchemaError says the database is not at the schema the run needs, and

@@ -48,6 +48,9 @@ type Stage struct {
 	// Lookups runs a page's independent lookups (models.Sequential unless a
 	// stage sets it), and sizes what they share for it.
 	Lookups func(d *Deps) (models.Lookups, error)
+	// Front says what stands in front of the app (stage 7: nginx): whose
+	// word to take for the client's address, and where pages link images.
+	Front func() Front
 }
 
 var stages = map[int]Stage{}
@@ -128,6 +131,9 @@ func resolve(n int) (Stage, error) {
 		}
 		if s.Lookups != nil {
 			r.Lookups = s.Lookups
+		}
+		if s.Front != nil {
+			r.Front = s.Front
 		}
 	}
 	return r, nil

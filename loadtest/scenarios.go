@@ -61,10 +61,10 @@ var browseMix = []action{
 		vu.get(ctx, "photo", "/photos/"+b.photo(vu.rng), isPhoto)
 	}},
 	{"thumb", 23, func(ctx context.Context, vu *vuser, b *browse) {
-		vu.get(ctx, "thumb", "/photos/"+b.photo(vu.rng)+"/thumb", isJPEG)
+		vu.get(ctx, "thumb", b.image(vu.rng, b.thumbs, "/thumb"), isJPEG)
 	}},
 	{"image", 5, func(ctx context.Context, vu *vuser, b *browse) {
-		vu.get(ctx, "image", "/photos/"+b.photo(vu.rng)+"/image", isJPEG)
+		vu.get(ctx, "image", b.image(vu.rng, b.images, "/image"), isJPEG)
 	}},
 	{"user", 12, func(ctx context.Context, vu *vuser, b *browse) {
 		vu.get(ctx, "user", "/users/"+b.user(vu.rng), isUser)
@@ -110,17 +110,22 @@ var mixTotal = func() int {
 
 // browse is what the virtual users share: the data's shape, learned at setup.
 type browse struct {
-	o        Options
-	photos   int       // the newest photo's id: ids 1..photos
-	users    int       // seeded users user1..userN
-	tags     []string  // the popular tags, most popular first
-	photoCDF []float64 // hot photos: a Zipf-like skew over ranks
-	userCDF  []float64
-	tagCDF   []float64
-	step     int
+	o      Options
+	photos int      // the newest photo's id: ids 1..photos
+	users  int      // seeded users user1..userN
+	tags   []string // the popular tags, most popular first
+	// thumbs and images are the file URLs the pages link when a front
+	// server serves photo files by key (stage 7's /files/…), learned from
+	// the pages at setup; empty when pages link the app's own image routes.
+	thumbs, images []string
+	photoCDF       []float64 // hot photos: a Zipf-like skew over ranks
+	userCDF        []float64
+	tagCDF         []float64
+	step           int
 }
 
 var photoLinkRE = regexp.MustCompile(`href="/photos/(\d+)"`)
+var fileThumbRE = regexp.MustCompile(`<img src="(/files/[^"]+)_thumb\.jpg"`)
 var tagLinkRE = regexp.MustCompile(`href="/tags/([a-z0-9-]+)"`)
 
 func browseSetup(ctx context.Context, c *client, o Options, info ServerInfo) (any, error) {
@@ -141,6 +146,28 @@ func browseSetup(ctx context.Context, c *client, o Options, info ServerInfo) (an
 	}
 	if b.photos == 0 || len(b.tags) == 0 {
 		return nil, fmt.Errorf("the server has no photos or tags: seed it first (make seed)")
+	}
+	// Stage 7: the pages link photo files that nginx serves; the image
+	// actions ask for those, as a browser would (from the home page and the
+	// most popular tags' pages).
+	pages := []string{home}
+	if fileThumbRE.MatchString(home) {
+		for _, tag := range b.tags[:min(3, len(b.tags))] {
+			page, err := fetch(ctx, c, "/tags/"+tag)
+			if err != nil {
+				return nil, err
+			}
+			pages = append(pages, page)
+		}
+	}
+	files := map[string]bool{}
+	for _, page := range pages {
+		for _, m := range fileThumbRE.FindAllStringSubmatch(page, -1) {
+			if !files[m[1]] {
+				files[m[1]] = true
+				b.thumbs, b.images = append(b.thumbs, m[1]+"_thumb.jpg"), append(b.images, m[1]+".jpg")
+			}
+		}
 	}
 	// The seeded users are user1..userN: find N (the row estimate may count
 	// users who signed up by hand).
@@ -207,6 +234,15 @@ func browseStep(ctx context.Context, vu *vuser) {
 func (b *browse) photo(r *rand.Rand) string {
 	rank := seed.Pick(r, b.photoCDF)
 	return strconv.Itoa(rank*b.step%b.photos + 1)
+}
+
+// image is a photo file's URL: one the pages link (files), or the app's
+// route (suffix /thumb or /image) of a random photo.
+func (b *browse) image(r *rand.Rand, files []string, suffix string) string {
+	if len(files) > 0 {
+		return files[r.IntN(len(files))]
+	}
+	return "/photos/" + b.photo(r) + suffix
 }
 
 func (b *browse) user(r *rand.Rand) string {

@@ -340,6 +340,16 @@ func validKey(key string) bool {
 
 // Path is where a variant of a key lives.
 func (s *ImageStore) Path(key string, v Variant) (string, error) {
+	name, err := ImageFile(key, v)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(s.dir, filepath.FromSlash(name)), nil
+}
+
+// ImageFile is a variant's file under the store's directory, slash-separated
+// ("ab/abcdef…_thumb.jpg"): stage 7's nginx serves it at that path.
+func ImageFile(key string, v Variant) (string, error) {
 	if !validKey(key) {
 		return "", fmt.Errorf("models: image key %q: %w", key, ErrNotFound)
 	}
@@ -347,7 +357,7 @@ func (s *ImageStore) Path(key string, v Variant) (string, error) {
 	if v == Thumbnail {
 		name = key + "_thumb.jpg"
 	}
-	return filepath.Join(s.dir, key[:2], name), nil
+	return key[:2] + "/" + name, nil
 }
 
 // Put stores both variants atomically (temp file, fsync, rename): a reader

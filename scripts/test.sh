@@ -35,22 +35,31 @@ if ! command -v chromium >/dev/null && [ "$(id -u)" -eq 0 ]; then
   apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi
 
+# need CMD PACKAGE WHAT-SKIPS: install Debian's PACKAGE when CMD is missing and
+# we are root; in CI without it, fail; elsewhere say what is skipped, return 1.
+need() {
+  command -v "$1" >/dev/null && return 0
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "installing Debian's $2 package (apt-get)…"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq "$2" >/dev/null
+  elif [ -n "${CI:-}" ]; then
+    echo "$1 is not installed and we are not root to install it (apt-get install $2)" >&2; exit 1
+  else
+    echo "$1 is not installed (sudo apt-get install $2); $3"; return 1
+  fi
+}
+
+# Stage 7's tests run Debian's nginx in front of the instances (in /usr/sbin,
+# which a non-root PATH may lack).
+case ":$PATH:" in *:/usr/sbin:*) ;; *) export PATH="$PATH:/usr/sbin" ;; esac
+need nginx nginx-light "stage 7's topology tests will be skipped" || true
+
 echo "== go test (PostgreSQL, embedded miniredis)"
 go test -count=1 ./...
 
 echo "== go test (PostgreSQL, real redis-server)"
-if ! command -v redis-server >/dev/null; then
-  if [ "$(id -u)" -eq 0 ]; then
-    echo "installing Debian's redis-server package (apt-get)…"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
-  elif [ -n "${CI:-}" ]; then
-    echo "redis-server is not installed and we are not root to install it" >&2; exit 1
-  else
-    echo "redis-server is not installed (sudo apt-get install redis-server); skipping the real-Redis pass"
-    exit 0
-  fi
-fi
+need redis-server redis-server "skipping the real-Redis pass" || exit 0
 # Our own redis-server on the first free port from 6390 (never another
 # checkout's, which its tests may be flushing).
 mkdir -p .pgdata

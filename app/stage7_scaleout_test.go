@@ -1,0 +1,584 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"flickrkillr/models"
+	"flickrkillr/models/modeltest"
+)
+
+// needNginx is the nginx binary; scripts/test.sh installs it, so in CI a
+// missing one fails, elsewhere the test is skipped.
+func needNginx(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("nginx")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("nginx is not installed (scripts/test.sh installs it)")
+		}
+		t.Skip("nginx is not installed (apt-get install nginx-light)")
+	}
+	return path
+}
+
+// The generated configuration passes `nginx -t` and says what the stage
+// promises: keepalive to the instances, least_conn, passive health with a
+// shared zone, retries for idempotent requests only, the app's body limit,
+// files by key.
+func TestStage7NginxConfigPassesNginxT(t *testing.T) {
+	nginx := needNginx(t)
+	dir := t.TempDir()
+	for _, sub := range []string{"tmp", "static"} {
+		os.MkdirAll(filepath.Join(dir, sub), 0o755)
+	}
+	instances := []*instance{{Name: "i1", Addr: "127.0.0.1:18311"}, {Name: "i2", Addr: "127.0.0.1:18312"}}
+	conf, err := writeNginxConfig(dir, "127.0.0.1:18310", t.TempDir(), instances)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkNginxConfig(nginx, dir, conf); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(conf)
+	text := string(b)
+	for _, want := range []string{
+		"daemon off;", "least_conn;", "zone flickrkillr", "server 127.0.0.1:18311 max_fails=1 fail_timeout=3s;  # i1",
+		"keepalive         32;", "proxy_http_version 1.1;", `proxy_set_header Connection "";`,
+		"proxy_set_header X-Forwarded-For $remote_addr;", "proxy_next_upstream error timeout;",
+		fmt.Sprintf("client_max_body_size        %d;", models.MaxUploadBytes+64<<10),
+		`"127.0.0.1:18312" i2;`, "add_header X-Upstream $upstream_name always;", "sendfile   on;",
+		"immutable", "pid " + dir + "/nginx.pid;",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the config lacks %q", want)
+		}
+	}
+	if regexp.MustCompile(`\n\s*proxy_next_upstream\s[^;]*non_idempotent`).MatchString(text) {
+		t.Error("the config retries POSTs on another instance (non_idempotent)")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "static", "style.css")); err != nil {
+		t.Errorf("the stylesheet was not written for nginx: %v", err)
+	}
+}
+
+// Behind nginx the client's address is X-Forwarded-For's, from a loopback
+// peer only: the per-address log-in throttle counts the client, not nginx,
+// and a client cannot pick its own address by sending the header.
+func TestStage7TrustsForwardedForFromLoopbackOnly(t *testing.T) {
+	extract := behindNginx().IPExtractor
+	for _, tt := range []struct {
+		name, peer, xff, want string
+	}{
+		{"nginx on loopback names the client", "127.0.0.1", "203.0.113.9", "203.0.113.9"},
+		{"a remote peer's header is ignored", "198.51.100.7", "203.0.113.9", "198.51.100.7"},
+		{"a private-network peer's header is ignored", "10.0.0.5", "203.0.113.9", "10.0.0.5"},
+		{"no header: the peer", "127.0.0.1", "", "127.0.0.1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, "/", nil)
+			req.RemoteAddr = tt.peer + ":40000"
+			if tt.xff != "" {
+				req.Header.Set("X-Forwarded-For", tt.xff)
+			}
+			if got := extract(req); got != tt.want {
+				t.Fatalf("client address %q, want %q", got, tt.want)
+			}
+		})
+	}
+
+	ta := newTestApp(t, scaleOutStage)
+	const limit = 3
+	ta.lim.addrs = newThrottle(limit, failureWindow)
+	for i := range limit {
+		rec := ta.postFrom(t, "127.0.0.1", "/login", login("nobody"+strconv.Itoa(i), "wrong password"), "X-Forwarded-For", "203.0.113.9")
+		if rec.Code != http.StatusUnprocessableEntity {
+			t.Fatalf("failure %d: status %d, want 422", i+1, rec.Code)
+		}
+	}
+	if rec := ta.postFrom(t, "127.0.0.1", "/login", login("someone", "wrong password"), "X-Forwarded-For", "203.0.113.9"); rec.Code != http.StatusTooManyRequests {
+		t.Fatalf("the client's address through nginx: status %d, want 429", rec.Code)
+	}
+	if rec := ta.postFrom(t, "127.0.0.1", "/login", login("someone", "wrong password"), "X-Forwarded-For", "203.0.113.10"); rec.Code != http.StatusUnprocessableEntity {
+		t.Fatalf("another client through the same nginx: status %d, want 422 (nginx's address was throttled)", rec.Code)
+	}
+}
+
+// Pages at stage 7 link photo files by key, which nginx serves; a photo
+// without a valid key falls back to the app's route.
+func TestStage7LinksImagesByKey(t *testing.T) {
+	url := behindNginx().ImageURL
+	if got := url(5, "abcdef12", models.Thumbnail); got != "/files/ab/abcdef12_thumb.jpg" {
+		t.Errorf("thumbnail URL %q", got)
+	}
+	if got := url(5, "abcdef12", models.Original); got != "/files/ab/abcdef12.jpg" {
+		t.Errorf("image URL %q", got)
+	}
+	if got := url(5, "../x", models.Original); got != "/photos/5/image" {
+		t.Errorf("bad key: URL %q, want the app's route", got)
+	}
+}
+
+func TestStage7RefusesToStartWithoutNginx(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	err := serveTopology(context.Background(), Config{Stage: scaleOutStage, Addr: "127.0.0.1:0", Instances: 2}, nil)
+	var missing NginxMissingError
+	if !errors.As(err, &missing) || !strings.Contains(err.Error(), "apt-get install nginx-light") {
+		t.Fatalf("got %v, want the refusal that says how to install nginx", err)
+	}
+}
+
+// The whole topology, as `flickrkillr serve --stage 7` runs it: a session
+// made through nginx is valid on every instance; photo files come from
+// nginx, never reaching an app; an instance killed with SIGKILL mid-traffic
+// costs no GET and no session and is back within 5 s; Ctrl-C (SIGINT)
+// stops every process and frees every port.
+func TestStage7Topology(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and starts nginx, Redis and two instances")
+	}
+	needNginx(t)
+	redisURL := testRedisURL(t)
+	if redisURL == "" {
+		if _, err := exec.LookPath("redis-server"); err != nil {
+			t.Skip("redis-server is not installed (the real-Redis pass of scripts/test.sh runs this test)")
+		}
+	}
+	schema, err := SchemaFor(scaleOutStage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := modeltest.NewDB(t, schema)
+	exe := buildFlickrkillr(t)
+	work := t.TempDir()
+	addr, admin := mustFreeAddr(t), mustFreeAddr(t)
+
+	logs := &syncBuffer{}
+	sup := exec.Command(exe, "serve", "--stage", "7", "--instances", "2", "--addr", addr, "--admin-addr", admin)
+	sup.Dir = work
+	sup.Env = append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL="+redisURL, "DATA_DIR="+filepath.Join(work, "data"),
+		"LOG_LEVEL=debug", "STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS=")
+	sup.Stdout, sup.Stderr = logs, logs
+	if err := sup.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- sup.Wait() }()
+	t.Cleanup(func() {
+		if sup.ProcessState == nil {
+			sup.Process.Kill() // its children get SIGTERM (Pdeathsig)
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("the topology's log:\n%s", logs.String())
+		}
+	})
+	base := "http://" + addr
+	waitFor(t, 60*time.Second, "the topology to serve through nginx", func() bool {
+		res, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK || res.Header.Get("Server") != "nginx" {
+			return false
+		}
+		res, err = http.Get("http://" + admin + "/topology.json") // the operator listener starts last
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+	topo := readTopology(t, admin)
+	insts := topo.instances()
+	if len(insts) != 2 {
+		t.Fatalf("%d instances in /topology.json, want 2", len(insts))
+	}
+
+	jar, _ := cookiejar.New(nil)
+	alice := &browser{t: t, base: base, c: &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	alice.signup("alice")
+	res := alice.upload(map[string]string{"title": "Harbor", "tags": "sea"}, "harbor.jpg", testJPEG(t, 640, 480))
+	mustStatus(t, res, http.StatusSeeOther)
+	photo := res.Header.Get("Location")
+
+	t.Run("a session made through nginx is valid on every instance", func(t *testing.T) {
+		for _, in := range insts {
+			res := (&browser{t: t, base: "http://" + in.Addr, c: alice.c}).get("/upload")
+			if res.Status != http.StatusOK {
+				t.Errorf("instance %s: /upload answered %d, want 200 (logged in)", in.Name, res.Status)
+			}
+		}
+	})
+
+	t.Run("photo files come from nginx", func(t *testing.T) {
+		alice := &browser{t: t, base: base, c: alice.c}
+		page := alice.get(photo)
+		mustStatus(t, page, http.StatusOK)
+		if page.Header.Get("X-Upstream") == "" {
+			t.Error("a page through nginx has no X-Upstream header")
+		}
+		m := regexp.MustCompile(`src="(/files/[^"]+\.jpg)"`).FindStringSubmatch(page.Body)
+		if m == nil {
+			t.Fatalf("the photo page links no /files/ image:\n%.2000s", page.Body)
+		}
+		img := alice.get(m[1])
+		mustStatus(t, img, http.StatusOK)
+		if img.Header.Get("Server") != "nginx" || img.Header.Get("X-Upstream") != "" || img.Header.Get("Content-Type") != "image/jpeg" ||
+			!strings.Contains(img.Header.Get("Cache-Control"), "immutable") || len(img.Body) < 100 {
+			t.Errorf("%s: headers %v, %d bytes; want nginx's own answer, a JPEG cached as immutable", m[1], img.Header, len(img.Body))
+		}
+		css := alice.get("/static/style.css")
+		mustStatus(t, css, http.StatusOK)
+		if css.Header.Get("X-Upstream") != "" {
+			t.Error("the stylesheet came from an instance")
+		}
+		mustStatus(t, alice.get(photo+"/image"), http.StatusOK) // old links still work, through an instance
+		time.Sleep(200 * time.Millisecond)                      // the instances' log lines
+		if l := logs.String(); !strings.Contains(l, "path="+photo+" ") || strings.Contains(l, "path=/files/") || strings.Contains(l, "path=/static/") {
+			t.Errorf("want the instances' debug log to show the page but not the files; log:\n%s", l)
+		}
+	})
+
+	t.Run("an instance killed mid-traffic costs no GET and no session", func(t *testing.T) {
+		tr := startTraffic(base, jar, photo, false)
+		time.Sleep(300 * time.Millisecond)
+		victim := insts[0]
+		if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		var back time.Duration
+		for time.Since(killed) < 10*time.Second {
+			now := readTopology(t, admin)
+			if in := now.instance(victim.Name); in.PID != victim.PID && in.Up && ready(in.Addr) {
+				back = time.Since(killed)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(500 * time.Millisecond) // traffic on the restarted instance too
+		requests, failures, first := tr.stop()
+		if back == 0 || back > 5*time.Second {
+			t.Errorf("the killed instance was back after %s, want within 5 s", back)
+		}
+		if requests < 20 || failures != 0 {
+			t.Errorf("%d of %d GETs failed (first: %v), want 0", failures, requests, first)
+		}
+		if now := readTopology(t, admin).instance(victim.Name); now.Restarts != 1 || now.LastExit != "signal: killed" {
+			t.Errorf("the topology says %+v, want one restart after signal: killed", now)
+		}
+		t.Logf("%d GETs, %d failed; the instance was back in %s", requests, failures, back.Round(time.Millisecond))
+	})
+
+	t.Run("SIGHUP restarts every instance without a failed GET or POST", func(t *testing.T) {
+		before := readTopology(t, admin)
+		tr := startTraffic(base, jar, photo, true)
+		time.Sleep(300 * time.Millisecond)
+		sup.Process.Signal(syscall.SIGHUP)
+		waitFor(t, 30*time.Second, "every instance to be restarted and ready", func() bool {
+			now := readTopology(t, admin)
+			for _, in := range before.instances() {
+				if n := now.instance(in.Name); n.PID == in.PID || !n.Up || !ready(n.Addr) {
+					return false
+				}
+			}
+			return strings.Contains(logs.String(), "rolling restart done")
+		})
+		time.Sleep(300 * time.Millisecond)
+		requests, failures, first := tr.stop()
+		if requests < 20 || failures != 0 {
+			t.Errorf("%d of %d requests failed (first: %v), want 0", failures, requests, first)
+		}
+		t.Logf("%d requests (GETs and POSTs) during the rolling restart, %d failed", requests, failures)
+	})
+
+	t.Run("the supervisor's metrics are every instance's", func(t *testing.T) {
+		res, err := http.Get("http://" + admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		for _, in := range insts {
+			want := fmt.Sprintf(`flickrkillr_instance_up{instance=%q} 1`, in.Name)
+			if !strings.Contains(string(body), want) || !regexp.MustCompile(`http_requests_total\{[^}]*instance="`+in.Name+`"`).Match(body) {
+				t.Errorf("the supervisor's /metrics lacks %s's series (%s, http_requests_total)", in.Name, want)
+			}
+		}
+		page := (&browser{t: t, base: "http://" + admin, c: http.DefaultClient}).get("/topology")
+		mustStatus(t, page, http.StatusOK)
+		mustContain(t, page, "nginx", "<td>i1</td>", "<td>i2</td>", "<td>up</td>")
+		if redisURL == "" {
+			mustContain(t, page, "redis-server", "shared Redis") // the topology's own
+		}
+	})
+
+	t.Run("SIGINT stops every process and frees every port", func(t *testing.T) {
+		pids := descendants(sup.Process.Pid)
+		if len(pids) < 4 { // two instances, nginx's master and a worker (and Redis)
+			t.Fatalf("the supervisor has %d descendants %v, want at least 4", len(pids), pids)
+		}
+		sup.Process.Signal(syscall.SIGINT)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("the supervisor exited with %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("the supervisor did not stop within 20 s")
+		}
+		for _, pid := range pids {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+				t.Errorf("process %d outlived the supervisor", pid)
+			}
+		}
+		addrs := []string{addr, admin}
+		for _, in := range topo.instances() {
+			addrs = append(addrs, in.Addr, in.Admin)
+		}
+		for _, a := range addrs {
+			ln, err := net.Listen("tcp", a)
+			if err != nil {
+				t.Errorf("port %s is still taken: %v", a, err)
+				continue
+			}
+			ln.Close()
+		}
+	})
+}
+
+// traffic is clients looping over pages (and, with posts, a favorite's
+// toggle) through nginx until stop; any error or unexpected status fails.
+type traffic struct {
+	stopc              chan struct{}
+	wg                 sync.WaitGroup
+	requests, failures atomic.Int64
+	first              atomic.Value
+}
+
+func startTraffic(base string, jar http.CookieJar, photo string, posts bool) *traffic {
+	tr := &traffic{stopc: make(chan struct{})}
+	for w := range 4 {
+		tr.wg.Add(1)
+		go func() {
+			defer tr.wg.Done()
+			c := &http.Client{Jar: jar, Timeout: 10 * time.Second,
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			paths := []string{"/upload", photo, "/"}
+			for i := w; ; i++ {
+				select {
+				case <-tr.stopc:
+					return
+				default:
+				}
+				tr.requests.Add(1)
+				var res *http.Response
+				var err error
+				want := http.StatusOK // a 303 to /login would be a lost session
+				if posts && i%4 == 3 {
+					action := []string{"add", "remove"}[i/4%2]
+					req, _ := http.NewRequest(http.MethodPost, base+photo+"/favorite", strings.NewReader(url.Values{"action": {action}}.Encode()))
+					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+					// As a browser does, send a POST again when a reused connection
+					// was closed before any answer (nginx's old workers close their
+					// idle connections at a reload); Go does so for requests marked
+					// replayable, which toggling a favorite to a state is.
+					req.Header.Set("Idempotency-Key", fmt.Sprint(i))
+					res, err = c.Do(req)
+					want = http.StatusSeeOther
+				} else {
+					res, err = c.Get(base + paths[i%len(paths)])
+				}
+				if err == nil {
+					io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					if res.StatusCode != want {
+						err = fmt.Errorf("%s %s: status %d, want %d", res.Request.Method, res.Request.URL.Path, res.StatusCode, want)
+					}
+				}
+				if err != nil {
+					tr.failures.Add(1)
+					tr.first.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+	return tr
+}
+
+// stop ends the traffic: requests sent, failed, and the first failure.
+func (tr *traffic) stop() (requests, failures int64, first any) {
+	close(tr.stopc)
+	tr.wg.Wait()
+	return tr.requests.Load(), tr.failures.Load(), tr.first.Load()
+}
+
+// topologyFile is /topology.json as the tests read it.
+type topologyFile struct {
+	Processes []topologyProcFile `json:"processes"`
+}
+
+type topologyProcFile struct {
+	Name     string `json:"name"`
+	Role     string `json:"role"`
+	PID      int    `json:"pid"`
+	Up       bool   `json:"up"`
+	Restarts int    `json:"restarts"`
+	LastExit string `json:"last_exit"`
+	Addr     string `json:"addr"`
+	Admin    string `json:"admin"`
+}
+
+func (tf topologyFile) instances() []topologyProcFile {
+	var out []topologyProcFile
+	for _, p := range tf.Processes {
+		if p.Role == "app instance" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (tf topologyFile) instance(name string) topologyProcFile {
+	for _, p := range tf.Processes {
+		if p.Name == name {
+			return p
+		}
+	}
+	return topologyProcFile{}
+}
+
+func readTopology(t *testing.T, admin string) topologyFile {
+	t.Helper()
+	res, err := http.Get("http://" + admin + "/topology.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var tf topologyFile
+	if err := json.NewDecoder(res.Body).Decode(&tf); err != nil {
+		t.Fatal(err)
+	}
+	return tf
+}
+
+func ready(addr string) bool {
+	c := &http.Client{Timeout: time.Second}
+	res, err := c.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return false
+	}
+	res.Body.Close()
+	return res.StatusCode == http.StatusOK
+}
+
+// descendants lists every process below pid (/proc's parent links).
+func descendants(pid int) []int {
+	parent := map[int]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) > 1 {
+			parent[p], _ = strconv.Atoi(f[1])
+		}
+	}
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		for c, pp := range parent {
+			if pp == p {
+				out = append(out, c)
+				walk(c)
+			}
+		}
+	}
+	walk(pid)
+	return out
+}
+
+// buildFlickrkillr builds the command (the supervisor re-executes itself
+// as each instance, which the test binary cannot do).
+func buildFlickrkillr(t *testing.T) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	exe := filepath.Join(t.TempDir(), "flickrkillr")
+	cmd := exec.Command(goTool, "build", "-o", exe, ".")
+	cmd.Dir = ".." // the module's root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return exe
+}
+
+func mustFreeAddr(t *testing.T) string {
+	t.Helper()
+	a, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// waitFor polls ok every 100 ms until it holds or limit passes.
+func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", limit, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer that a process's two pipes can write at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
