@@ -32,6 +32,7 @@ type App struct {
 	sessions *scs.SessionManager
 	tmpl     *renderer
 	views    ViewCache
+	uploads  Uploads
 	echo     *echo.Echo
 	lim      *limits
 	metrics  *Metrics // nil with METRICS=0 and in a CGI child
@@ -76,7 +77,11 @@ func New(cfg Config, d *Deps) (*App, error) {
 	}
 	a.sessions = newSessionManager(a.timeSessions(store))
 
-	a.gallery = models.NewPhotoStore(d.DB)
+	photos := models.NewPhotoStore(d.DB)
+	if stage.Uploads != nil {
+		photos = photos.WithStates() // the images are made after the upload
+	}
+	a.gallery = photos
 	if stage.Gallery != nil {
 		if a.gallery, err = stage.Gallery(d, a.gallery); err != nil {
 			return nil, fmt.Errorf("app: gallery: %w", err)
@@ -95,6 +100,12 @@ func New(cfg Config, d *Deps) (*App, error) {
 		}
 	}
 	a.images = a.countImages(a.images)
+	a.uploads = inlineUploads{a}
+	if stage.Uploads != nil {
+		if a.uploads, err = stage.Uploads(a, d); err != nil {
+			return nil, fmt.Errorf("app: uploads: %w", err)
+		}
+	}
 	a.echo = a.routes()
 	return a, nil
 }

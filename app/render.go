@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,18 @@ var templateFuncs = template.FuncMap{
 		return fmt.Sprintf("%d %s", n, many)
 	},
 	"int64": func(n int) int64 { return int64(n) },
+	// photoSrc is where a photo's image (variant "image" or "thumb") comes
+	// from: its route once it is ready; until then (stage 6, the images are
+	// made after the upload) a placeholder, never the unprocessed upload.
+	"photoSrc": func(id int64, state, variant string) string {
+		switch {
+		case models.Ready(state):
+			return "/photos/" + strconv.FormatInt(id, 10) + "/" + variant
+		case state == models.PhotoFailed:
+			return "/static/photo-failed.svg"
+		}
+		return "/static/photo-processing.svg"
+	},
 	"pager": func(base string, next int64) map[string]any {
 		return map[string]any{"Base": base, "Next": next}
 	},

@@ -45,6 +45,10 @@ type Stage struct {
 	Images func(d *Deps, inner ImageSource) (ImageSource, error)
 	// Views keeps (or not) the parts of pages that every viewer shares.
 	Views func(d *Deps) (ViewCache, error)
+	// Uploads makes a checked upload into a photo: nil makes its images in
+	// the request; stage 6 hands them to a worker pool. A stage that sets it
+	// runs on a schema where photos have a state (processing, ready, failed).
+	Uploads func(a *App, d *Deps) (Uploads, error)
 }
 
 var stages = map[int]Stage{}
@@ -122,6 +126,9 @@ func resolve(n int) (Stage, error) {
 		}
 		if s.Views != nil {
 			r.Views = s.Views
+		}
+		if s.Uploads != nil {
+			r.Uploads = s.Uploads
 		}
 	}
 	return r, nil
