@@ -106,8 +106,10 @@ func isUploaded(res *response) error {
 // uploadTeardown deletes the user's uploads. From stage 6 on it first waits
 // (up to the teardown's deadline) until the photo is no longer processing,
 // so that the workers drain real jobs, as they would with users who keep
-// their photos, and the queue can be watched draining (/metrics).
+// their photos, and the queue can be watched draining (/metrics). The
+// deletes themselves do not stop at that deadline.
 func uploadTeardown(ctx context.Context, vu *vuser) {
+	del := context.WithoutCancel(ctx)
 	for _, photo := range vu.made {
 		for {
 			body, err := fetch(ctx, vu.client, photo)
@@ -119,7 +121,7 @@ func uploadTeardown(ctx context.Context, vu *vuser) {
 			}
 		}
 		var res response
-		if err := vu.client.do(ctx, http.MethodPost, photo+"/delete", nil, &res); err != nil || res.status != http.StatusSeeOther {
+		if err := vu.client.do(del, http.MethodPost, photo+"/delete", nil, &res); err != nil || res.status != http.StatusSeeOther {
 			fmt.Fprintf(os.Stderr, "loadtest: could not delete %s (status %d, %v)\n", photo, res.status, err)
 		}
 	}
