@@ -63,6 +63,7 @@ var stepNotes = map[int]string{
 	2: "**Buys:** sessions stop loading the database. **Shows:** each step alone, on the aggregate; as the tags build it, on `upload-form` (the session and nothing else) and the PostgreSQL CPU per request; the aggregate is within the noise behind the scans.",
 	3: "**Buys:** the hot reads (and images) without the database. **Shows:** each step alone, on the aggregate; as the tags build it, on `home` (its p99 becomes a cache hit's) and the PostgreSQL CPU per request, while the total p99 is still a miss that scans a table.",
 	4: "**Buys:** no table scans. **Shows:** as the tags build it, on everything (the aggregate, every route, the p99). Each step alone: stages 0-3 already had the indexes, so the ratio is the run-to-run noise.",
+	6: "**Buys:** uploads answer at once; workers make the images. **Shows:** not in the browse mix, which has no uploads (expect the noise: the grids read one more column); the upload p99 and the drain are measured by `--scenario upload` (docs/stages/06-queue.md).",
 }
 
 func writeSweepMarkdown(w io.Writer, sr *SweepResult) error {

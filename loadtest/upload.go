@@ -7,6 +7,7 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+	"math/rand/v2"
 	"mime/multipart"
 	"net/http"
 	"os"
@@ -55,16 +56,18 @@ func uploadSetup(ctx context.Context, c *client, o Options, info ServerInfo) (an
 // uploadImage is the 12-megapixel JPEG, made once and kept in the temporary
 // directory (making it takes a second or two).
 func uploadImage() ([]byte, error) {
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("flickrkillr-loadtest-%dx%d.jpg", uploadWidth, uploadHeight))
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("flickrkillr-loadtest-%dx%d-v2.jpg", uploadWidth, uploadHeight))
 	if b, err := os.ReadFile(path); err == nil {
 		return b, nil
 	}
-	// Gradients with a fine pattern: about as hard to compress as a photo.
+	// Gradients under fine noise: about the 3 MB of a phone's 12-megapixel
+	// photo (smooth gradients alone compress to a fifth of that).
 	img := image.NewRGBA(image.Rect(0, 0, uploadWidth, uploadHeight))
+	rng := rand.New(rand.NewPCG(12, 0))
 	for y := range uploadHeight {
 		for x := range uploadWidth {
-			n := uint8((x*7 ^ y*13) & 0x1f)
-			img.SetRGBA(x, y, color.RGBA{uint8(x * 255 / uploadWidth), uint8(y * 255 / uploadHeight), 128 + n, 255})
+			n := uint8(rng.IntN(24))
+			img.SetRGBA(x, y, color.RGBA{uint8(x*240/uploadWidth) + n, uint8(y*240/uploadHeight) + n, 120 + uint8(rng.IntN(24)), 255})
 		}
 	}
 	var buf bytes.Buffer
