@@ -132,6 +132,24 @@ func TestStage6PoisonImageEndsFailedWithoutBlockingTheQueue(t *testing.T) {
 	if err != nil || s.Dead != 1 || s.Ready+s.Processing+s.Delayed != 0 || s.Done != 1 {
 		t.Fatalf("stats %+v (%v), want the poison dead at once and the other done", s, err)
 	}
+
+	t.Run("the figures are in /metrics and on the dashboard", func(t *testing.T) {
+		m := scrape(t, ta)
+		mustMetric(t, m, `flickrkillr_queue_jobs{state="dead"}`, 1)
+		mustMetric(t, m, `flickrkillr_queue_jobs{state="ready"}`, 0)
+		mustMetric(t, m, `flickrkillr_queue_jobs_total{outcome="done"}`, 1)
+		mustMetric(t, m, `flickrkillr_queue_jobs_total{outcome="dead"}`, 1)
+		mustMetric(t, m, `flickrkillr_queue_oldest_job_seconds`, 0)
+		ids := map[string]bool{}
+		for _, p := range panelsFor(6, ta.metrics) {
+			ids[p.ID] = true
+		}
+		for _, id := range []string{"queue", "queuewait", "workers", "jobrate"} {
+			if !ids[id] {
+				t.Errorf("no %q panel at stage 6", id)
+			}
+		}
+	})
 }
 
 func TestStage6PhotoDeletedWhileItsJobWaitsLeavesNoFiles(t *testing.T) {

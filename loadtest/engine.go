@@ -173,7 +173,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if sc.teardown != nil {
 		// Outside the measured window, and also after a Ctrl-C: the run
 		// leaves the data set as it found it.
-		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownWait)
 		for _, vu := range users {
 			wg.Add(1)
 			go func() { defer wg.Done(); sc.teardown(cleanup, vu) }()
@@ -193,6 +193,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Routes, res.Total = all.results(elapsed)
 	return res, nil
 }
+
+// teardownWait bounds a scenario's teardown (the upload scenario waits there
+// for the workers to process its photos: a burst can queue minutes of work).
+const teardownWait = 5 * time.Minute
 
 func sleepUntil(ctx context.Context, t time.Time) bool {
 	d := time.Until(t)

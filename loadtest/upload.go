@@ -107,7 +107,7 @@ func isUploaded(res *response) error {
 }
 
 // uploadTeardown deletes the user's uploads. From stage 6 on it first waits
-// (up to the teardown's deadline) until the photo is no longer processing,
+// (up to the teardown's deadline, teardownWait) until the photo is no longer processing,
 // so that the workers drain real jobs, as they would with users who keep
 // their photos, and the queue can be watched draining (/metrics). The
 // deletes themselves do not stop at that deadline.
