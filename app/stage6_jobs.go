@@ -40,8 +40,12 @@ type Job struct {
 
 // jobQueue is one named queue in Redis.
 type jobQueue struct {
-	rdb         *redis.Client
-	blocking    *redis.Client // for BLMOVE; rdb when nil
+	rdb      *redis.Client
+	blocking *redis.Client // for BLMOVE; rdb when nil
+	// poll, when set, makes fetch never block: the workers ask every poll.
+	// The embedded miniredis wakes every blocked client on every command
+	// (under its one lock), so there a blocked worker costs each request.
+	poll        time.Duration
 	prefix      string
 	lease       time.Duration // a worker that has not renewed its lease this long is dead
 	maxAttempts int           // failures (and dead workers) before a job is dead
@@ -94,7 +98,7 @@ func (q *jobQueue) fetch(ctx context.Context, block time.Duration) (j Job, ok bo
 		c = q.rdb
 	}
 	var id string
-	if block > 0 {
+	if block > 0 && q.poll == 0 {
 		id, err = c.BLMove(ctx, q.key("ready"), q.key("processing"), "RIGHT", "LEFT", block).Result()
 	} else {
 		id, err = q.rdb.LMove(ctx, q.key("ready"), q.key("processing"), "RIGHT", "LEFT").Result()

@@ -261,8 +261,9 @@ func TestShutdownHandsBackRunningJobs(t *testing.T) {
 		t.Fatalf("took %s, want %s", got.ID, j.ID)
 	}
 
-	t.Run("with time, the running job finishes", func(t *testing.T) {
+	t.Run("with time, the running job finishes (a polling pool)", func(t *testing.T) {
 		q := newTestQueue(t)
+		q.poll = 10 * time.Millisecond
 		q.enqueue(t, 6)
 		started := make(chan struct{})
 		p := newWorkerPool(q.jobQueue, 1, func(context.Context, Job) error { close(started); return nil },

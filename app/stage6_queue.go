@@ -53,6 +53,9 @@ func newQueuedUploads(a *App, d *Deps) (Uploads, error) {
 		return nil, err
 	}
 	u := &queuedUploads{a: a, states: states, queue: newJobQueue(rdb, "images")}
+	if d.Config.RedisURL == "" {
+		u.queue.poll = 250 * time.Millisecond // the embedded miniredis: see jobQueue.poll
+	}
 	u.pool = newWorkerPool(u.queue, d.Config.Workers, u.makeImages, u.jobDied, a.log)
 	if a.metrics != nil {
 		a.metrics.reg.MustRegister(queueCollector{u})
@@ -268,6 +271,9 @@ func (p *workerPool) work() {
 			continue
 		}
 		if !ok {
+			if p.q.poll > 0 {
+				p.pause(p.q.poll)
+			}
 			continue
 		}
 		if p.stopping() {

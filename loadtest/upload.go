@@ -123,8 +123,18 @@ func uploadTeardown(ctx context.Context, vu *vuser) {
 				break
 			}
 		}
+		// A server still busy with the run's uploads may answer 503 (its
+		// request deadline): try again, spread out, for up to a minute.
 		var res response
-		if err := vu.client.do(del, http.MethodPost, photo+"/delete", nil, &res); err != nil || res.status != http.StatusSeeOther {
+		var err error
+		for try := 0; try < 60; try++ {
+			err = vu.client.do(del, http.MethodPost, photo+"/delete", nil, &res)
+			if err != nil || res.status != http.StatusServiceUnavailable {
+				break
+			}
+			sleepUntil(del, time.Now().Add(time.Duration(500+vu.rng.IntN(1000))*time.Millisecond))
+		}
+		if err != nil || res.status != http.StatusSeeOther {
 			fmt.Fprintf(os.Stderr, "loadtest: could not delete %s (status %d, %v)\n", photo, res.status, err)
 		}
 	}
