@@ -16,8 +16,8 @@ import (
 
 // Stage 6: a job queue that loses nothing, on Redis lists (one file of our
 // own, about 370 lines with comments; docs/stages/06-queue.md says why not
-// a library). A job's id
-// moves between these keys, its body stays in one hash:
+// a library). A job's id moves between these keys, its body stays in one
+// hash:
 //
 //	ready       list  waiting, FIFO: LPUSH in, BLMOVE out from the right
 //	processing  list  taken by a worker (BLMOVE moves it here atomically)
