@@ -34,8 +34,8 @@ seed: build ## the full demo data set: 100k users, 10-20 photos each (replaces t
 serve: build ## serve STAGE against the existing data (no seeding; INDEXES=1: on the indexed schema)
 	@DATABASE_URL=$(DB_URL) $(BIN) serve $${STAGE:+--stage $$STAGE}
 
-loadtest: build ## load-test a running server (URL, DURATION, CONCURRENCY)
-	@$(BIN) loadtest --url $${URL:-http://127.0.0.1:8080} $${DURATION:+--duration $$DURATION} $${CONCURRENCY:+--concurrency $$CONCURRENCY}
+loadtest: build ## load-test a running server (URL, DURATION, CONCURRENCY, SCENARIO=upload …)
+	@$(BIN) loadtest --url $${URL:-http://127.0.0.1:8080} $${DURATION:+--duration $$DURATION} $${CONCURRENCY:+--concurrency $$CONCURRENCY} $${SCENARIO:+--scenario $$SCENARIO}
 
 # The servers of the sweep share a private redis-server when Debian's is installed: an in-process
 # miniredis starves into timeouts on a busy machine (docs/loadtest.md).

@@ -1,14 +1,16 @@
 // Command flickrkillr is the FlickrKillr photo-sharing app and its tools:
 //
-//	flickrkillr serve    [--addr 127.0.0.1:8080] [--stage N] [--indexes] [--admin-addr 127.0.0.1:6060] [--instances N]
+//	flickrkillr serve    [--addr 127.0.0.1:8080] [--stage N] [--indexes] [--admin-addr 127.0.0.1:6060] [--workers N] [--instances N]
 //	flickrkillr migrate  [--stage N] [--indexes]
 //	flickrkillr seed     [--users N] [--photos-per-user A-B] [--seed S] [--reset]
 //	flickrkillr loadtest [--url U] [--duration D] [--concurrency C] [--rate R] [--json FILE]
 //	flickrkillr bench concurrency [--sizes 100,1000,10000,100000]
+//	flickrkillr worker   [--workers N] [--drain]          (stage 6; needs REDIS_URL)
+//	flickrkillr queue    [--retry ID|all] [--drop ID|all] (stage 6; needs REDIS_URL)
 //
 // Configuration comes from the environment (DATABASE_URL, REDIS_URL,
 // DATA_DIR, ADDR, STAGE, INDEXES, DB_LATENCY, DRAIN_DELAY, ADMIN_ADDR, METRICS,
-// INSTANCES); flags override it.
+// WORKERS, INSTANCES); flags override it.
 package main
 
 import (
@@ -32,10 +34,12 @@ type command struct {
 	hidden  bool
 }
 
-var commands map[string]command
+// commands are the subcommands; a stage's own commands add themselves from
+// their file (cmd_queue.go: stage 6), so that a workshop tag without it builds.
+var commands = map[string]command{}
 
 func init() {
-	commands = map[string]command{
+	for name, c := range map[string]command{
 		"serve":    {"serve the web app at one stage", cmdServe, false},
 		"migrate":  {"bring the database schema to a stage", cmdMigrate, false},
 		"seed":     {"fill the database with the demo data set", cmdSeed, false},
@@ -44,6 +48,8 @@ func init() {
 		"cgi":      {"answer one CGI request (stage 0 runs this per request)", cmdCGI, true},
 		"netdelay": {"forward to the database with a delay (serve --db-latency runs this)", cmdLatencyProxy, true},
 		"instance": {"serve as one instance of stage 7's topology (serve --stage 7 runs this)", cmdInstance, true},
+	} {
+		commands[name] = c
 	}
 }
 
@@ -93,11 +99,13 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "FlickrKillr: a photo-sharing app for learning how web apps scale.")
 	fmt.Fprintln(w, "\nUsage: flickrkillr <command> [flags]   (flickrkillr <command> --help for its flags)")
 	fmt.Fprintln(w, "\nCommands:")
-	for _, name := range []string{"serve", "migrate", "seed", "loadtest", "bench"} {
-		fmt.Fprintf(w, "  %-9s %s\n", name, commands[name].summary)
+	for _, name := range []string{"serve", "migrate", "seed", "loadtest", "bench", "worker", "queue"} {
+		if c, ok := commands[name]; ok {
+			fmt.Fprintf(w, "  %-9s %s\n", name, c.summary)
+		}
 	}
 	fmt.Fprintln(w, "\nEnvironment: DATABASE_URL, REDIS_URL (empty: embedded miniredis), DATA_DIR, ADDR, STAGE, INDEXES,\nDB_LATENCY (a simulation: the database and Redis this far away each way), DRAIN_DELAY,")
-	fmt.Fprintln(w, "ADMIN_ADDR (the operator listener: /dashboard, /metrics, /debug/pprof/; empty: none), METRICS.")
+	fmt.Fprintln(w, "ADMIN_ADDR (the operator listener: /dashboard, /metrics, /debug/pprof/; empty: none), METRICS, WORKERS (stage 6).")
 	fmt.Fprintf(w, "Stages: %s (default %d).\n", app.StageList(), app.DefaultStage())
 }
 
@@ -134,14 +142,14 @@ func configFor(name string, which ...string) (*app.Config, *flag.FlagSet, error)
 }
 
 func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
-	cfg, fs, err := configFor("serve", "db", "redis", "data", "addr", "stage", "indexes", "latency", "drain", "admin", "instances")
+	cfg, fs, err := configFor("serve", "db", "redis", "data", "addr", "stage", "indexes", "latency", "drain", "admin", "workers", "instances")
 	if err != nil {
 		return err
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := cfg.Validate("db", "redis", "data", "addr", "stage", "indexes", "latency", "admin", "instances"); err != nil {
+	if err := cfg.Validate("db", "redis", "data", "addr", "stage", "indexes", "latency", "admin", "workers", "instances"); err != nil {
 		return err
 	}
 	return app.Serve(ctx, *cfg, log)

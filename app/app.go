@@ -33,6 +33,7 @@ type App struct {
 	tmpl     *renderer
 	views    ViewCache
 	lookups  models.Lookups // how a page's independent lookups run
+	uploads  Uploads
 	echo     *echo.Echo
 	lim      *limits
 	metrics  *Metrics // nil with METRICS=0 and in a CGI child
@@ -90,7 +91,11 @@ func New(cfg Config, d *Deps) (*App, error) {
 			return nil, fmt.Errorf("app: lookups: %w", err)
 		}
 	}
-	a.gallery = models.NewPhotoStore(d.DB, a.lookups)
+	photos := models.NewPhotoStore(d.DB, a.lookups)
+	if stage.Uploads != nil {
+		photos = photos.WithStates() // the images are made after the upload
+	}
+	a.gallery = photos
 	if stage.Gallery != nil {
 		if a.gallery, err = stage.Gallery(d, a.gallery); err != nil {
 			return nil, fmt.Errorf("app: gallery: %w", err)
@@ -109,6 +114,12 @@ func New(cfg Config, d *Deps) (*App, error) {
 		}
 	}
 	a.images = a.countImages(a.images)
+	a.uploads = inlineUploads{a}
+	if stage.Uploads != nil {
+		if a.uploads, err = stage.Uploads(a, d); err != nil {
+			return nil, fmt.Errorf("app: uploads: %w", err)
+		}
+	}
 	a.echo = a.routes()
 	return a, nil
 }

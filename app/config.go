@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 )
@@ -31,6 +32,9 @@ type Config struct {
 	AdminAddr  string // ADMIN_ADDR: the operator listener (dashboard, metrics, pprof); empty: none
 	NoMetrics  bool   // METRICS=0: no per-request instrumentation (metrics, Server-Timing), to measure its cost
 	Instances  int    // INSTANCES: stage 7's app instances behind nginx (default 2)
+	// WORKERS (stage 6): how many workers make upload images in this
+	// process; 0 leaves them to `flickrkillr worker` processes.
+	Workers int
 
 	cgiChild bool // Stage 0: this process answers one request; its parent keeps the metrics
 }
@@ -54,6 +58,7 @@ func ConfigFromEnv() (Config, error) {
 		Stage:       DefaultStage(),
 		AdminAddr:   "127.0.0.1:6060",
 		Instances:   2,
+		Workers:     runtime.GOMAXPROCS(0),
 	}
 	if v, ok := os.LookupEnv("ADMIN_ADDR"); ok {
 		cfg.AdminAddr = v
@@ -65,6 +70,7 @@ func ConfigFromEnv() (Config, error) {
 		envValue("DB_LATENCY", time.ParseDuration, "%q is not a duration (like 1ms)", func(d time.Duration) { cfg.DBLatency = d }),
 		envValue("DRAIN_DELAY", nonNegative, "%q is not a duration such as 5s", func(d time.Duration) { cfg.DrainDelay = d }),
 		envValue("INSTANCES", strconv.Atoi, "%q is not a number of instances", func(n int) { cfg.Instances = n }),
+		envValue("WORKERS", strconv.Atoi, "%q is not a number of workers", func(n int) { cfg.Workers = n }),
 	} {
 		if err != nil {
 			return cfg, err
@@ -107,7 +113,7 @@ func envOr(name, def string) string {
 // Flags registers the flags a subcommand accepts on fs; each overrides its
 // variable. which names the fields: "db", "redis", "data", "addr", "stage",
 // "indexes", "latency", "drain", "admin" (the operator listener and metrics),
-// "instances" (stage 7).
+// "workers" (stage 6), "instances" (stage 7).
 func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 	for _, w := range which {
 		switch w {
@@ -129,6 +135,8 @@ func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 			fs.DurationVar(&c.DBLatency, "db-latency", c.DBLatency, "SIMULATION: reach PostgreSQL and Redis through an in-process proxy that delays\nevery byte this long each way, as a network this far away would (e.g. 1ms; env DB_LATENCY)")
 		case "instances":
 			fs.IntVar(&c.Instances, "instances", c.Instances, "stage 7: app instances behind nginx (env INSTANCES)")
+		case "workers":
+			fs.IntVar(&c.Workers, "workers", c.Workers, "stage 6: workers that make upload images in this process; 0: none, run `flickrkillr worker` (env WORKERS)")
 		case "admin":
 			fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "operator listener: /dashboard, /metrics, /debug/pprof/; empty disables it (env ADMIN_ADDR)")
 			fs.BoolFunc("metrics", "per-request metrics and Server-Timing, on by default; --metrics=false measures without them (env METRICS)", func(s string) error {
@@ -186,6 +194,10 @@ func (c Config) Validate(which ...string) error {
 		case "instances":
 			if c.Instances < 1 || c.Instances > 32 {
 				return &ConfigError{"INSTANCES", fmt.Sprintf("%d is out of range (1 to 32)", c.Instances)}
+			}
+		case "workers":
+			if c.Workers < 0 || c.Workers > 256 {
+				return &ConfigError{"WORKERS", fmt.Sprintf("%d is out of range (0 to 256)", c.Workers)}
 			}
 		case "latency":
 			if c.DBLatency < 0 || c.DBLatency > 10*time.Second {

@@ -64,8 +64,18 @@ func newTestAppOn(t *testing.T, stage int, dsn, dataDir, redisURL string) *testA
 	return newTestAppWith(t, Config{DatabaseURL: dsn, RedisURL: redisURL, DataDir: dataDir, Stage: stage})
 }
 
-// newTestAppWith builds the App of cfg (say, a stage with Indexes).
+// newTestAppWith builds the App of cfg (say, a stage with Indexes). Where
+// uploads are queued (stage 6) and cfg runs no workers, an upload runs the
+// queued jobs before it answers, so that every
+// test sees an upload's images as the earlier stages made them.
 func newTestAppWith(t *testing.T, cfg Config) *testApp {
+	t.Helper()
+	return newTestAppServing(t, cfg, true)
+}
+
+// newTestAppServing is newTestAppWith; runQueued false leaves queued jobs
+// in the queue (the stage 6 tests run them).
+func newTestAppServing(t *testing.T, cfg Config, runQueued bool) *testApp {
 	t.Helper()
 	n := &atomic.Int64{}
 	db, err := models.Open(context.Background(), cfg.DatabaseURL, models.Options{Tracer: queryCounter{n}})
@@ -81,9 +91,35 @@ func newTestAppWith(t *testing.T, cfg Config) *testApp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(a)
+	var h http.Handler = a
+	if q, ok := a.uploads.(interface {
+		RunQueued(context.Context) (int, error)
+	}); ok && runQueued && cfg.Workers == 0 {
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			a.ServeHTTP(w, r)
+			if r.Method == http.MethodPost && r.URL.Path == "/upload" {
+				if _, err := q.RunQueued(r.Context()); err != nil {
+					t.Errorf("run queued jobs: %v", err)
+				}
+			}
+		})
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(func() { srv.Close(); d.Close() })
 	return &testApp{App: a, srv: srv, db: db, dsn: cfg.DatabaseURL, queries: n, deps: d}
+}
+
+// inlineUploadStage is the highest stage of this build whose uploads make
+// their images in the request (from stage 6 on, workers make them).
+func inlineUploadStage(t *testing.T) int {
+	t.Helper()
+	for n := DefaultStage(); n >= 0; n-- {
+		if s, err := resolve(n); err == nil && s.Uploads == nil {
+			return n
+		}
+	}
+	t.Fatal("no stage makes images in the request")
+	return 0
 }
 
 // testRedisURL is REDIS_URL when the suite runs against a real Redis (the

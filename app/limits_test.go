@@ -206,7 +206,7 @@ func TestRequestsPastTheDeadlineAre503(t *testing.T) {
 // Uploads beyond the decode budget wait briefly, then get a quick 503 with
 // Retry-After; once the budget frees they go through.
 func TestUploadsBeyondTheDecodeBudgetGet503(t *testing.T) {
-	ta := newTestApp(t, DefaultStage())
+	ta := newTestApp(t, inlineUploadStage(t))
 	b := ta.browser(t)
 	b.signup("uma")
 	ta.lim.decode = semaphore.NewWeighted(64 << 20)

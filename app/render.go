@@ -61,12 +61,25 @@ var templateFuncs = template.FuncMap{
 }
 
 // newRenderer parses the embedded templates; a parse error stops the boot.
-// imageURL is where pages link images (Front.ImageURL): the templates'
-// thumbURL and imageURL.
+// imageURL is where pages link a ready photo's files (Front.ImageURL).
 func newRenderer(imageURL func(id int64, key string, v models.Variant) string) (*renderer, error) {
 	funcs := template.FuncMap{
-		"thumbURL": func(id int64, key string) string { return imageURL(id, key, models.Thumbnail) },
-		"imageURL": func(id int64, key string) string { return imageURL(id, key, models.Original) },
+		// photoSrc is where a photo's image (variant "image" or "thumb")
+		// comes from: once it is ready, where the front links it (its route,
+		// or at stage 7 the file nginx serves); until then (stage 6, the
+		// images are made after the upload) a placeholder, never the
+		// unprocessed upload.
+		"photoSrc": func(id int64, key, state, variant string) string {
+			switch {
+			case models.Ready(state) && variant == "thumb":
+				return imageURL(id, key, models.Thumbnail)
+			case models.Ready(state):
+				return imageURL(id, key, models.Original)
+			case state == models.PhotoFailed:
+				return "/static/photo-failed.svg"
+			}
+			return "/static/photo-processing.svg"
+		},
 	}
 	base, err := template.New("").Funcs(templateFuncs).Funcs(funcs).ParseFS(templates.Files, "layout.html", "partials/*.html")
 	if err != nil {

@@ -48,6 +48,10 @@ type Stage struct {
 	// Lookups runs a page's independent lookups (models.Sequential unless a
 	// stage sets it), and sizes what they share for it.
 	Lookups func(d *Deps) (models.Lookups, error)
+	// Uploads makes a checked upload into a photo: nil makes its images in
+	// the request; stage 6 hands them to a worker pool. A stage that sets it
+	// runs on a schema where photos have a state (processing, ready, failed).
+	Uploads func(a *App, d *Deps) (Uploads, error)
 	// Front says what stands in front of the app (stage 7: nginx): whose
 	// word to take for the client's address, and where pages link images.
 	Front func() Front
@@ -131,6 +135,9 @@ func resolve(n int) (Stage, error) {
 		}
 		if s.Lookups != nil {
 			r.Lookups = s.Lookups
+		}
+		if s.Uploads != nil {
+			r.Uploads = s.Uploads
 		}
 		if s.Front != nil {
 			r.Front = s.Front

@@ -57,46 +57,101 @@ func (a *App) uploadNewPost(c echo.Context) error {
 		f.Errors.add("Image", userMessage(err))
 		return a.render(c, http.StatusUnprocessableEntity, "upload", "Upload a photo", f)
 	}
-	img, err := a.decodeUpload(c, hdr, file)
+	u, _ := currentUser(c)
+	id, flash, err := a.uploads.Store(c, checkedUpload{Owner: u, Form: f, Header: hdr, File: file})
 	if err != nil {
 		if he := (*echo.HTTPError)(nil); errors.As(err, &he) {
-			return err // the 503 of a full decode budget
+			return err // the 503 of a full decode budget or queue
+		}
+		if !isImageError(err) {
+			return err
 		}
 		f.Errors.add("Image", userMessage(err))
 		return a.render(c, http.StatusUnprocessableEntity, "upload", "Upload a photo", f)
 	}
+	return a.redirect(c, photoPath(id), flash)
+}
 
-	u, _ := currentUser(c)
+// checkedUpload is an upload whose form and image header passed the checks.
+type checkedUpload struct {
+	Owner  models.PublicUser
+	Form   *uploadForm
+	Header models.ImageHeader
+	File   io.ReadSeeker // at its start
+}
+
+// Uploads makes a checked upload into a photo, the stage's way: inline
+// (stages 0-5) or by a worker after the request (stage 6). Store returns the
+// new photo's id and the flash that says what happened; an image error
+// (models.ErrBadImage …) re-renders the form, an *echo.HTTPError is sent.
+type Uploads interface {
+	Store(c echo.Context, up checkedUpload) (id int64, flash string, err error)
+}
+
+// inlineUploads makes the images inside the request, then stores the files
+// and the photo: the files first, removed again if the insert fails.
+type inlineUploads struct{ a *App }
+
+func (u inlineUploads) Store(c echo.Context, up checkedUpload) (int64, string, error) {
+	a := u.a
+	img, err := a.decodeUpload(c, up.Header, up.File)
+	if err != nil {
+		return 0, "", err
+	}
 	key := models.NewImageKey()
 	if err := a.files.Put(key, img); err != nil {
-		return err
+		return 0, "", err
 	}
-	id, err := a.gallery.CreatePhoto(req.Context(), models.NewPhoto{
-		Owner: u, Title: f.Title, Description: f.Description, Tags: f.Tags,
+	f := up.Form
+	id, err := a.gallery.CreatePhoto(c.Request().Context(), models.NewPhoto{
+		Owner: up.Owner, Title: f.Title, Description: f.Description, Tags: f.Tags,
 		ImageKey: key, Width: img.Width, Height: img.Height,
 	})
 	if err != nil {
 		if rerr := a.files.Remove(key); rerr != nil {
 			a.log.Error("remove files of failed upload", "key", key, "err", rerr)
 		}
-		return err
+		return 0, "", err
 	}
-	return a.redirect(c, photoPath(id), "Your photo is up.")
+	return id, "Your photo is up.", nil
 }
 
-// decodeUpload decodes and scales an upload inside the decode budget: it
-// reserves hdr.DecodeBytes, waiting at most decodeWait, so that however many
-// uploads arrive at once the decoded pixels in memory stay under
-// decodeBudget. Past the wait the upload is a 503 with Retry-After.
+// decodeUpload is processImage for a request: it waits at most decodeWait
+// for the decode budget, past which the upload is a 503 with Retry-After.
 func (a *App) decodeUpload(c echo.Context, hdr models.ImageHeader, file io.Reader) (models.ProcessedImage, error) {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), a.lim.decodeWait)
-	err := a.lim.decode.Acquire(ctx, hdr.DecodeBytes)
-	cancel()
-	if err != nil {
-		return models.ProcessedImage{}, unavailable(c, 5, "We are processing many photos right now. Please try the upload again in a few seconds.", nil)
+	defer cancel()
+	img, err := a.processImage(ctx, hdr, file)
+	if errors.Is(err, errDecodeBusy) {
+		return img, unavailable(c, 5, "We are processing many photos right now. Please try the upload again in a few seconds.", nil)
+	}
+	return img, err
+}
+
+// errDecodeBusy is a decode that could not get its share of the budget in time.
+var errDecodeBusy = errors.New("app: the decode budget stayed full")
+
+// processImage decodes, re-encodes (dropping EXIF) and scales an upload
+// inside the decode budget: it reserves hdr.DecodeBytes, waiting as long as
+// ctx allows, so that however many uploads (or workers) decode at once the
+// decoded pixels in memory stay under decodeBudget. The upload handler
+// (stages 0-5) and the workers (stage 6) both make images with it.
+func (a *App) processImage(ctx context.Context, hdr models.ImageHeader, file io.Reader) (models.ProcessedImage, error) {
+	if err := a.lim.decode.Acquire(ctx, hdr.DecodeBytes); err != nil {
+		return models.ProcessedImage{}, errDecodeBusy
 	}
 	defer a.lim.decode.Release(hdr.DecodeBytes)
 	return models.DecodeImage(file)
+}
+
+// isImageError reports whether err is one of the image errors written for users.
+func isImageError(err error) bool {
+	for _, e := range []error{models.ErrNotImage, models.ErrTooManyPixels, models.ErrTooCostly, models.ErrBadImage} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // userMessage is a models image error as a sentence (they are written for users).

@@ -90,8 +90,23 @@ func (c *client) do(ctx context.Context, method, path string, form url.Values, r
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c.watch(ctx)
 	c.buildRequest(method, path, form)
+	return c.send(ctx, res)
+}
+
+// doBody sends a request with a body of its own type (the upload scenario's
+// multipart form).
+func (c *client) doBody(ctx context.Context, method, path, contentType string, body []byte, res *response) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.req = appendBody(c.startRequest(method, path), contentType, body)
+	return c.send(ctx, res)
+}
+
+// send sends the built request c.req and reads the answer into res.
+func (c *client) send(ctx context.Context, res *response) error {
+	c.watch(ctx)
 	reused := c.reused // close() clears it with the connection
 	err := c.roundTrip(ctx, res)
 	if err != nil && reused && ctx.Err() == nil && errors.Is(err, errNoAnswer) && closedByPeer(err) {
@@ -157,6 +172,17 @@ func (c *client) close() {
 }
 
 func (c *client) buildRequest(method, path string, form url.Values) {
+	b := c.startRequest(method, path)
+	if form != nil {
+		b = appendBody(b, "application/x-www-form-urlencoded", form.Encode())
+	} else {
+		b = append(b, "\r\n"...)
+	}
+	c.req = b
+}
+
+// startRequest writes the request line and the common headers into c.req's buffer.
+func (c *client) startRequest(method, path string) []byte {
 	c.head = method == http.MethodHead
 	b := c.req[:0]
 	b = append(b, method...)
@@ -171,16 +197,17 @@ func (c *client) buildRequest(method, path string, form url.Values) {
 		b = append(b, c.cookieH...)
 		b = append(b, "\r\n"...)
 	}
-	if form != nil {
-		body := form.Encode()
-		b = append(b, "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: "...)
-		b = strconv.AppendInt(b, int64(len(body)), 10)
-		b = append(b, "\r\n\r\n"...)
-		b = append(b, body...)
-	} else {
-		b = append(b, "\r\n"...)
-	}
-	c.req = b
+	return b
+}
+
+// appendBody ends the headers with the body's type and length, then the body.
+func appendBody[T string | []byte](b []byte, contentType string, body T) []byte {
+	b = append(b, "Content-Type: "...)
+	b = append(b, contentType...)
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n\r\n"...)
+	return append(b, body...)
 }
 
 // errNoAnswer marks a failure before any byte of the answer arrived.

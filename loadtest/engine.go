@@ -170,6 +170,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		o.OnWindow(false)
 	}
 	stopProgress()
+	if sc.teardown != nil {
+		// Outside the measured window, and also after a Ctrl-C: the run
+		// leaves the data set as it found it.
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownWait)
+		for _, vu := range users {
+			wg.Add(1)
+			go func() { defer wg.Done(); sc.teardown(cleanup, vu) }()
+		}
+		wg.Wait()
+		cancel()
+	}
 	res.Interrupted = ctx.Err() != nil
 	if !res.Interrupted {
 		elapsed = min(elapsed, o.Duration)
@@ -182,6 +193,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Routes, res.Total = all.results(elapsed)
 	return res, nil
 }
+
+// teardownWait bounds a scenario's teardown (the upload scenario waits there
+// for the workers to process its photos: a burst can queue minutes of work).
+const teardownWait = 5 * time.Minute
 
 func sleepUntil(ctx context.Context, t time.Time) bool {
 	d := time.Until(t)
@@ -257,6 +272,7 @@ type vuser struct {
 	reqs     *atomic.Int64
 	errs     *atomic.Int64
 	intended time.Time // open loop: when this action should have started
+	made     []string  // what the user created that the scenario's teardown removes
 }
 
 // check inspects a response; it returns an error for a wrong one.
@@ -266,11 +282,16 @@ type check func(res *response) error
 // and records it under route. A request cut off because the run ended is not
 // counted. The body returned is valid until the user's next request.
 func (vu *vuser) do(ctx context.Context, route, method, path string, form url.Values, ok check) ([]byte, error) {
+	return vu.timed(ctx, route, ok, func() error { return vu.client.do(ctx, method, path, form, &vu.res) })
+}
+
+// timed times send, checks its answer and records it under route (do's work).
+func (vu *vuser) timed(ctx context.Context, route string, ok check, send func() error) ([]byte, error) {
 	start := time.Now()
 	if !vu.intended.IsZero() {
 		start, vu.intended = vu.intended, time.Time{}
 	}
-	err := vu.client.do(ctx, method, path, form, &vu.res)
+	err := send()
 	if err == nil {
 		err = ok(&vu.res)
 	}

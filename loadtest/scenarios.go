@@ -21,10 +21,14 @@ type scenario struct {
 	setup func(ctx context.Context, c *client, o Options, info ServerInfo) (any, error)
 	login func(ctx context.Context, vu *vuser) error
 	step  func(ctx context.Context, vu *vuser)
+	// teardown, if set, runs for each user after the run (upload: delete
+	// what it uploaded).
+	teardown func(ctx context.Context, vu *vuser)
 }
 
 var scenarios = map[string]scenario{
 	"browse": {setup: browseSetup, login: browseLogin, step: browseStep},
+	"upload": {setup: uploadSetup, login: uploadLogin, step: uploadStep, teardown: uploadTeardown},
 	// static is the trivial endpoint for comparing this tool with wrk: no
 	// log-in, no cookie jar, the smallest cost per request on both sides.
 	"static": {
@@ -195,7 +199,11 @@ func browseSetup(ctx context.Context, c *client, o Options, info ServerInfo) (an
 }
 
 func browseLogin(ctx context.Context, vu *vuser) error {
-	b := vu.shared.(*browse)
+	return logIn(ctx, vu, vu.shared.(*browse))
+}
+
+// logIn logs the user in as a random seeded user.
+func logIn(ctx context.Context, vu *vuser, b *browse) error {
 	name := "user" + strconv.Itoa(1+vu.rng.IntN(b.users))
 	// The server runs a few bcrypt checks at a time and answers the rest 503
 	// (docs/reliability.md): all users logging in at once retry, spread out.

@@ -64,6 +64,7 @@ var stepNotes = map[int]string{
 	3: "**Buys:** the hot reads (and images) without the database. **Shows:** each step alone, on the aggregate; as the tags build it, on `home` (its p99 becomes a cache hit's) and the PostgreSQL CPU per request, while the total p99 is still a miss that scans a table.",
 	4: "**Buys:** no table scans. **Shows:** as the tags build it, on everything (the aggregate, every route, the p99). Each step alone: stages 0-3 already had the indexes, so the ratio is the run-to-run noise.",
 	5: "**Buys:** a page's independent lookups at once (errgroup), so a page waits for its longest chain of round trips, not their sum. **Shows:** with `--db-latency 1ms`, on the `photo` p50 (in `sweep.json`) and p99; at loopback (a round trip of microseconds) it buys no latency and, on a CPU-bound machine, costs throughput.",
+	6: "**Buys:** uploads answer at once; workers make the images. **Shows:** not in the browse mix, which has no uploads (expect the noise: the grids read one more column); the upload p99 and the drain are measured by `--scenario upload` (docs/stages/06-queue.md).",
 	7: "**Buys:** instances that can be killed or replaced without a failed GET or a lost session, and photo files served by nginx from disk. **Shows:** on the image routes (`thumb`, `image`: nginx's sendfile, a p99 of milliseconds) and in the CPU table (the server side counts nginx, the instances and the supervisor); on one shared machine the pages pay nginx's hop, so the aggregate moves little (docs/stages/07-scale-out.md).",
 }
 

@@ -25,6 +25,10 @@ type Variant string
 const (
 	Original  Variant = "original"
 	Thumbnail Variant = "thumb"
+	// Upload is the file as it was uploaded, kept privately (outside the
+	// served fan-out directories) until a worker has made the two variants
+	// from it (stage 6). It is never served.
+	Upload Variant = "upload"
 )
 
 // Limits on uploads, checked before an image is decoded.
@@ -353,11 +357,13 @@ func ImageFile(key string, v Variant) (string, error) {
 	if !validKey(key) {
 		return "", fmt.Errorf("models: image key %q: %w", key, ErrNotFound)
 	}
-	name := key + ".jpg"
-	if v == Thumbnail {
-		name = key + "_thumb.jpg"
+	switch v {
+	case Thumbnail:
+		return key[:2] + "/" + key + "_thumb.jpg", nil
+	case Upload: // stage 6's kept upload: private, never under a served path
+		return ".uploads/" + key, nil
 	}
-	return key[:2] + "/" + name, nil
+	return key[:2] + "/" + key + ".jpg", nil
 }
 
 // Put stores both variants atomically (temp file, fsync, rename): a reader
@@ -371,10 +377,23 @@ func (s *ImageStore) Put(key string, img ProcessedImage) error {
 		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(path, f.data); err != nil {
-			s.Remove(key)
+		if err := writeFileAtomic(path, bytes.NewReader(f.data)); err != nil {
+			s.remove(key, Original, Thumbnail) // a kept upload stays for the next try
 			return fmt.Errorf("models: store image %s: %w", key, err)
 		}
+	}
+	return nil
+}
+
+// PutUpload keeps an upload as it came (stage 6), atomically like Put, until
+// a worker makes its variants: Open(key, Upload) reads it, Remove deletes it.
+func (s *ImageStore) PutUpload(key string, r io.Reader) error {
+	path, err := s.Path(key, Upload)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(path, r); err != nil {
+		return fmt.Errorf("models: keep upload %s: %w", key, err)
 	}
 	return nil
 }
@@ -395,10 +414,17 @@ func (s *ImageStore) Open(key string, v Variant) (*os.File, error) {
 	return f, nil
 }
 
-// Remove deletes both variants; missing files are not an error.
+// Remove deletes both variants and a kept upload; missing files are not an error.
 func (s *ImageStore) Remove(key string) error {
+	return s.remove(key, Original, Thumbnail, Upload)
+}
+
+// RemoveUpload deletes a kept upload once its variants are stored.
+func (s *ImageStore) RemoveUpload(key string) error { return s.remove(key, Upload) }
+
+func (s *ImageStore) remove(key string, variants ...Variant) error {
 	var errs []error
-	for _, v := range []Variant{Original, Thumbnail} {
+	for _, v := range variants {
 		path, err := s.Path(key, v)
 		if err != nil {
 			return err
@@ -410,7 +436,7 @@ func (s *ImageStore) Remove(key string) error {
 	return errors.Join(errs...)
 }
 
-func writeFileAtomic(path string, data []byte) error {
+func writeFileAtomic(path string, data io.Reader) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -419,7 +445,7 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // a no-op after the rename
-	if _, err := io.Copy(tmp, bytes.NewReader(data)); err != nil {
+	if _, err := io.Copy(tmp, data); err != nil {
 		tmp.Close()
 		return err
 	}

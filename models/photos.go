@@ -34,6 +34,9 @@ type Gallery interface {
 type PhotoStore struct {
 	db  *gorm.DB
 	run Lookups
+	// states: photos have a state (stage 6, schema 3; photo_states.go):
+	// grids read it and only a ready photo has an image key.
+	states bool
 }
 
 // NewPhotoStore returns a PhotoStore on db whose pages run their independent
@@ -49,7 +52,7 @@ const cardColumns = "p.id, p.title, p.image_key, p.width, p.height, u.name AS ow
 func (s *PhotoStore) Home(ctx context.Context) (HomePage, error) {
 	var page HomePage
 	err := s.run.Run(ctx, func(ctx context.Context) error {
-		err := s.db.WithContext(ctx).Raw(`SELECT `+cardColumns+` FROM photos p JOIN users u ON u.id = p.user_id
+		err := s.db.WithContext(ctx).Raw(`SELECT `+cardColumns+s.stateColumn()+` FROM photos p JOIN users u ON u.id = p.user_id
 			ORDER BY p.id DESC LIMIT ?`, GridSize).Scan(&page.Recent).Error
 		if err != nil {
 			return fmt.Errorf("models: recent photos: %w", err)
@@ -121,7 +124,7 @@ func (s *PhotoStore) Photo(ctx context.Context, id int64) (PhotoPage, error) {
 // ImageKey returns the key of a photo's image files.
 func (s *PhotoStore) ImageKey(ctx context.Context, photoID int64) (string, error) {
 	var keys []string
-	err := s.db.WithContext(ctx).Raw(`SELECT image_key FROM photos WHERE id = ?`, photoID).Scan(&keys).Error
+	err := s.db.WithContext(ctx).Raw(`SELECT image_key FROM photos WHERE id = ?`+s.readyOnly(), photoID).Scan(&keys).Error
 	if err != nil {
 		return "", fmt.Errorf("models: photo %d image key: %w", photoID, err)
 	}
@@ -154,7 +157,7 @@ func (s *PhotoStore) UserPhotos(ctx context.Context, name string, before int64) 
 		return nil
 	}, func(ctx context.Context) error {
 		var cards []PhotoCard
-		err := s.db.WithContext(ctx).Raw(`SELECT p.id, p.title, p.image_key, p.width, p.height, ? AS owner
+		err := s.db.WithContext(ctx).Raw(`SELECT p.id, p.title, p.image_key, p.width, p.height, ? AS owner`+s.stateColumn()+`
 			FROM photos p WHERE p.user_id = (SELECT id FROM users WHERE name = ?) AND p.id < ?
 			ORDER BY p.id DESC LIMIT ?`,
 			name, name, cursor(before), GridSize+1).Scan(&cards).Error
@@ -179,7 +182,7 @@ func (s *PhotoStore) TagPhotos(ctx context.Context, tag string, before int64) (T
 		return page, fmt.Errorf("models: tag %q: %w", tag, err)
 	}
 	var cards []PhotoCard
-	err = db.Raw(`SELECT `+cardColumns+` FROM photo_tags pt
+	err = db.Raw(`SELECT `+cardColumns+s.stateColumn()+` FROM photo_tags pt
 		JOIN photos p ON p.id = pt.photo_id JOIN users u ON u.id = p.user_id
 		WHERE pt.tag_id = ? AND pt.photo_id < ? ORDER BY pt.photo_id DESC LIMIT ?`,
 		page.Tag.ID, cursor(before), GridSize+1).Scan(&cards).Error
@@ -206,9 +209,15 @@ func (s *PhotoStore) IsFavorite(ctx context.Context, userID, photoID int64) (boo
 func (s *PhotoStore) CreatePhoto(ctx context.Context, p NewPhoto) (int64, error) {
 	var id int64
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		err := tx.Raw(`INSERT INTO photos (user_id, title, description, image_key, width, height)
+		insert := tx.Raw(`INSERT INTO photos (user_id, title, description, image_key, width, height)
 			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-			p.Owner.ID, p.Title, p.Description, p.ImageKey, p.Width, p.Height).Scan(&id).Error
+			p.Owner.ID, p.Title, p.Description, p.ImageKey, p.Width, p.Height)
+		if p.State != "" { // Stage 6: a photo whose images a worker makes
+			insert = tx.Raw(`INSERT INTO photos (user_id, title, description, image_key, width, height, state)
+				VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+				p.Owner.ID, p.Title, p.Description, p.ImageKey, p.Width, p.Height, p.State)
+		}
+		err := insert.Scan(&id).Error
 		if err != nil {
 			return err
 		}
@@ -294,6 +303,31 @@ func (s *PhotoStore) AddComment(ctx context.Context, photoID, userID int64, body
 		return fmt.Errorf("models: comment on photo %d: %w", photoID, err)
 	}
 	return nil
+}
+
+// WithStates is the store on the photo-state schema (stage 6): grids carry
+// each photo's state and only a ready photo has an image key.
+func (s *PhotoStore) WithStates() *PhotoStore {
+	c := *s
+	c.states = true
+	return &c
+}
+
+// stateColumn is the grids' state column when photos have one (stage 6).
+func (s *PhotoStore) stateColumn() string {
+	if s.states {
+		return ", p.state"
+	}
+	return ""
+}
+
+// readyOnly limits an image-key lookup to ready photos when photos have a
+// state (stage 6): a photo's image routes answer 404 until its images exist.
+func (s *PhotoStore) readyOnly() string {
+	if s.states {
+		return " AND state = 'ready'"
+	}
+	return ""
 }
 
 // cursor turns "no cursor" (0) into "before everything".

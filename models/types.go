@@ -29,7 +29,21 @@ type Photo struct {
 	Width       int
 	Height      int
 	CreatedAt   time.Time
+	// State is processing, ready or failed at stage 6 (schema 3), where the
+	// images are made after the upload; "" (ready) before, where the column
+	// does not exist.
+	State string
 }
+
+// Photo states (stage 6): the images are made after the upload.
+const (
+	PhotoProcessing = "processing"
+	PhotoReady      = "ready"
+	PhotoFailed     = "failed"
+)
+
+// Ready reports whether a photo's images exist (every photo before stage 6).
+func Ready(state string) bool { return state == "" || state == PhotoReady }
 
 // Tag is a row of tags; PhotoCount is maintained by uploads and deletes.
 type Tag struct {
@@ -46,6 +60,7 @@ type PhotoCard struct {
 	Width    int
 	Height   int
 	Owner    string
+	State    string // stage 6: see Photo.State
 }
 
 // Grid is one page of photos, newest first. Next is the cursor (a photo id)
@@ -101,6 +116,9 @@ type NewPhoto struct {
 	ImageKey    string
 	Width       int
 	Height      int
+	// State is the photo's first state: empty (ready) when the images are
+	// stored with the upload; processing when a worker makes them (stage 6).
+	State string
 }
 
 // DeletedPhoto tells the caller what a delete removed: the files to remove and

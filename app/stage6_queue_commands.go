@@ -1,0 +1,185 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"flickrkillr/models"
+)
+
+// Stage 6: `flickrkillr worker` and `flickrkillr queue`.
+
+// noSharedRedis is why the queue's commands need REDIS_URL.
+const noSharedRedis = "is not set: workers and the queue command reach the queue in the Redis that `serve --stage 6` uses; " +
+	"the embedded miniredis lives inside one serve process (whose own --workers make the images). " +
+	"Run a redis-server and give serve and worker the same REDIS_URL"
+
+// RunWorkers runs cfg.Workers workers in this process until ctx ends (then
+// running jobs finish or go back to the queue); with drain it runs the jobs
+// that wait, reports how long they took, and returns.
+func RunWorkers(ctx context.Context, cfg Config, drain bool, out io.Writer, log *slog.Logger) error {
+	if cfg.RedisURL == "" {
+		return &ConfigError{"REDIS_URL", noSharedRedis}
+	}
+	if s, err := resolve(cfg.Stage); err != nil || s.Uploads == nil {
+		return &ConfigError{"STAGE", fmt.Sprintf("%d makes upload images in the request; workers run from stage 6 on (stages: %s)", cfg.Stage, StageList())}
+	}
+	if cfg.Workers == 0 {
+		return &ConfigError{"WORKERS", "is 0: a worker process with no workers would do nothing"}
+	}
+	db, err := models.Open(ctx, cfg.DatabaseURL, models.Options{})
+	if err != nil {
+		return err
+	}
+	defer models.Close(db)
+	if err := CheckSchema(ctx, db, cfg.Stage, cfg.Indexes); err != nil {
+		return err
+	}
+	workers := cfg.Workers
+	if drain {
+		cfg.Workers = 0 // the drain runs its own
+	}
+	d := &Deps{DB: db, Log: log}
+	defer d.Close()
+	a, err := New(cfg, d)
+	if err != nil {
+		return err
+	}
+	u := a.uploads.(*queuedUploads)
+	if !drain {
+		log.Info("workers are making upload images", "workers", workers, "stage", cfg.Stage)
+		<-ctx.Done()
+		log.Info("stopping: running jobs finish or go back to the queue")
+		return nil
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var total int
+	var errs []error
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := u.RunQueued(ctx)
+			mu.Lock()
+			total, errs = total+n, append(errs, err)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	fmt.Fprintf(out, "drained %d jobs in %s with %d workers: %.2f jobs/s, %.2f jobs/s per worker\n",
+		total, took.Round(time.Millisecond), workers, float64(total)/took.Seconds(), float64(total)/took.Seconds()/float64(workers))
+	return errors.Join(errs...)
+}
+
+// QueueOp is what `flickrkillr queue` does besides printing: retry or drop
+// a dead job (an id, or "all").
+type QueueOp struct{ Retry, Drop string }
+
+// QueueCommand applies op, then prints the queue's figures (jobs/s over one
+// second) and its dead jobs.
+func QueueCommand(ctx context.Context, cfg Config, op QueueOp, out io.Writer) error {
+	if cfg.RedisURL == "" {
+		return &ConfigError{"REDIS_URL", noSharedRedis}
+	}
+	opt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return &ConfigError{"REDIS_URL", "is not a valid redis:// URL"}
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	q := newJobQueue(rdb, "images")
+	if err := reviveDead(ctx, q, cfg, op, out); err != nil {
+		return err
+	}
+	before, err := q.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Second):
+	}
+	s, err := q.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "waiting\t%d\t(the oldest for %s)\n", s.Ready, s.Oldest.Round(time.Millisecond))
+	fmt.Fprintf(tw, "processing\t%d\n", s.Processing)
+	fmt.Fprintf(tw, "retrying\t%d\t(waiting for their backoff)\n", s.Delayed)
+	fmt.Fprintf(tw, "dead\t%d\n", s.Dead)
+	fmt.Fprintf(tw, "workers\t%d\t(%d busy, every process)\n", s.Workers, s.Busy)
+	fmt.Fprintf(tw, "jobs/s\t%d\t(done in the last second)\n", s.Done-before.Done)
+	fmt.Fprintf(tw, "since the queue began\t\t%d done, %d retried, %d reaped, %d dead\n", s.Done, s.Retried, s.Reaped, s.Died)
+	tw.Flush()
+	dead, err := q.Dead(ctx)
+	if err != nil || len(dead) == 0 {
+		return err
+	}
+	fmt.Fprintln(out, "\ndead jobs (newest first; --retry ID|all, --drop ID|all):")
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "job\tphoto\tattempts\terror")
+	for _, d := range dead {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", d.ID, d.Photo, d.Attempts, d.Error)
+	}
+	return tw.Flush()
+}
+
+// reviveDead retries or drops the dead jobs op names; a drop also removes
+// the job's kept upload.
+func reviveDead(ctx context.Context, q *jobQueue, cfg Config, op QueueOp, out io.Writer) error {
+	target, retry := op.Retry, true
+	if op.Drop != "" {
+		target, retry = op.Drop, false
+	}
+	if target == "" {
+		return nil
+	}
+	ids := []string{target}
+	if target == "all" {
+		dead, err := q.Dead(ctx)
+		if err != nil {
+			return err
+		}
+		ids = ids[:0]
+		for _, d := range dead {
+			ids = append(ids, d.ID)
+		}
+	}
+	files, err := models.NewImageStore(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if retry {
+			if err := q.RetryDead(ctx, id); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "retrying %s\n", id)
+			continue
+		}
+		j, _ := q.job(ctx, id)
+		if err := q.DropDead(ctx, id); err != nil {
+			return err
+		}
+		if j.Key != "" {
+			if err := files.RemoveUpload(j.Key); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(out, "dropped %s (photo %d stays failed)\n", id, j.Photo)
+	}
+	return nil
+}
