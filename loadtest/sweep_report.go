@@ -263,7 +263,7 @@ func writeLadderRows(w io.Writer, sr *SweepResult) {
 func talkCells(stage int, hasPrev bool) string {
 	f, ok := talk[stage]
 	if !ok {
-		return "— | — |"
+		return "— | —"
 	}
 	cell := fmt.Sprintf("%g", f.RPS)
 	if f.Note != "" {
