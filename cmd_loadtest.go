@@ -314,6 +314,12 @@ func sweepCommand(fs *flag.FlagSet) (command, rerun string) {
 		}
 	})
 	command = strings.TrimSpace("flickrkillr loadtest sweep " + strings.Join(all, " "))
+	// make also refreshes the docs' figure blocks from what it measures: a
+	// sweep that wrote elsewhere (say --out results/db-latency-1ms, and no
+	// --docs) is repeated by its own command, or make would put its figures there.
+	if fs.Lookup("out").Value.String() != makePasses["out"] || fs.Lookup("docs").Value.String() != makePasses["docs"] {
+		return command, "make build && DATABASE_URL=$(scripts/pg.sh url dev) bin/" + command
+	}
 	rerun = "make loadtest-sweep"
 	if len(forMake) > 0 {
 		rerun += " SWEEP_FLAGS=\"" + strings.ReplaceAll(strings.Join(forMake, " "), `"`, `\"`) + "\""

@@ -104,8 +104,10 @@ func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 	if strings.Count(sr.Command, "--out") != 1 || !strings.Contains(sr.Command, "--out "+out) {
 		t.Errorf("command %q: want --out once, the value used", sr.Command)
 	}
-	if !strings.HasPrefix(sr.Rerun, "make loadtest-sweep SWEEP_FLAGS=") || strings.Contains(sr.Rerun, "--out results ") {
-		t.Errorf("rerun %q", sr.Rerun)
+	// Written elsewhere than make writes: repeated by its own command (make
+	// would refresh the docs with its figures; TestSweepRerunCommand has both).
+	if !strings.HasSuffix(sr.Rerun, "bin/"+sr.Command) {
+		t.Errorf("rerun %q: want the sweep's own command", sr.Rerun)
 	}
 
 	md, err := os.ReadFile(filepath.Join(out, "README.md"))
