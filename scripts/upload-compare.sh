@@ -34,7 +34,7 @@ for pass in $(seq "${PASSES:-2}"); do
     redis-cli -p 18499 flushall >/dev/null
     serve $st 2
     echo "== pass $pass, stage $st, ${RATE:-1} uploads/s for ${DUR:-30s}"
-    upload 16 "${RATE:-1}" "${DUR:-30s}" | grep -E "route|^ *upload +[0-9]+ " || true
+    upload 16 "${RATE:-1}" "${DUR:-30s}" | grep -E "^ *route +requests|^ *upload +[0-9]+ " || true
     kill -INT $pid; wait $pid || true
   done
 done
