@@ -138,7 +138,7 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	if !app.HasIndexSchema() {
 		defaultLadder = loadtest.LadderTagged // a workshop tag before stage 4: no index schema
 	}
-	fs.StringVar(&stages, "stages", fmt.Sprintf("0-%d", app.DefaultStage()), "stages to measure: a range (0-4) or a list (1,3,4)")
+	fs.StringVar(&stages, "stages", fmt.Sprintf("0-%d", app.HighestStage()), "stages to measure: a range (0-4) or a list (1,3,4)")
 	fs.StringVar(&so.Ladder, "ladder", defaultLadder, "tagged (each stage on its own schema), alone (stages before 4 with --indexes) or both")
 	fs.DurationVar(&so.Warmup, "warmup", 10*time.Second, "unrecorded load before each measurement")
 	fs.StringVar(&so.Addr, "addr", "127.0.0.1:18080", "where each stage's server listens")

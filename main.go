@@ -106,7 +106,11 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nEnvironment: DATABASE_URL, REDIS_URL (empty: embedded miniredis), DATA_DIR, ADDR, STAGE, INDEXES,\nDB_LATENCY (a simulation: the database and Redis this far away each way), DRAIN_DELAY,")
 	fmt.Fprintln(w, "ADMIN_ADDR (the operator listener: /dashboard, /metrics, /debug/pprof/; empty: none), METRICS, WORKERS (stage 6).")
-	fmt.Fprintf(w, "Stages: %s (default %d).\n", app.StageList(), app.DefaultStage())
+	fmt.Fprintf(w, "Stages: %s (default %d", app.StageList(), app.DefaultStage())
+	if app.HighestStage() != app.DefaultStage() {
+		fmt.Fprintf(w, "; stage %d runs several processes: serve --stage %d", app.HighestStage(), app.HighestStage())
+	}
+	fmt.Fprintln(w, ").")
 }
 
 // usageError is a bad flag or argument: exit status 2, like a config error.

@@ -35,6 +35,10 @@ type Stage struct {
 	// stage (an early workshop tag) cannot. In a resolved stage it says
 	// whether the schema it runs on has those indexes.
 	Indexes bool
+	// Topology marks a stage that runs as several processes (stage 7: nginx,
+	// instances and a redis-server): it is served when asked for by number,
+	// never by default, so `make run` keeps needing nothing but PostgreSQL.
+	Topology bool
 	// Serve runs the server: stage 0 as CGI, stage 1 on as one long-running process.
 	Serve func(ctx context.Context, cfg Config, log *slog.Logger) error
 	// Sessions makes the scs session store.
@@ -73,15 +77,25 @@ func LookupStage(n int) (Stage, bool) {
 	return s, ok
 }
 
-// DefaultStage is the highest stage this build has.
+// DefaultStage is the stage `serve` runs when none is asked for: the highest
+// one that runs as one process (with an embedded miniredis, no nginx).
 func DefaultStage() int {
 	max := -1
-	for n := range stages {
-		if n > max {
+	for n, s := range stages {
+		if n > max && !s.Topology {
 			max = n
 		}
 	}
 	return max
+}
+
+// HighestStage is the highest stage this build has (the sweep's last).
+func HighestStage() int {
+	highest := -1
+	for n := range stages {
+		highest = max(highest, n)
+	}
+	return highest
 }
 
 // Stages lists the stages of this build in order.

@@ -30,11 +30,12 @@ import (
 // restarts them one at a time; Ctrl-C stops everything.
 func init() {
 	register(Stage{
-		Number:  scaleOutStage,
-		Name:    "scale-out",
-		Summary: "N app instances behind nginx, sharing nothing; nginx serves the stylesheet and photo files",
-		Serve:   serveTopology,
-		Front:   behindNginx,
+		Number:   scaleOutStage,
+		Name:     "scale-out",
+		Summary:  "N app instances behind nginx, sharing nothing; nginx serves the stylesheet and photo files",
+		Serve:    serveTopology,
+		Front:    behindNginx,
+		Topology: true, // `serve --stage 7`: never the default
 	})
 }
 

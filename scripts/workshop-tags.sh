@@ -3,8 +3,8 @@
 #
 #   scripts/workshop-tags.sh           create (or replace) the local tags stage-N-name
 #   scripts/workshop-tags.sh --verify  also, in a temporary clone: build and test every
-#                                      tag, and compare each tag's app at its default stage
-#                                      with main's `serve --stage N` on the same data
+#                                      tag, and compare each tag's `serve --stage N` (its
+#                                      own stage) with main's on the same data
 #
 # The tag of stage N is main's tree without the files that stages.manifest
 # lists for stages N+1 and later. The tags form a chain of five commits (stage
@@ -94,7 +94,7 @@ for tag in "${tags[@]}"; do
   (cd "$tmp/$tag" && go build -o "$tmp/bin/$tag" . && go vet ./... && go test -count=1 ./... | grep -v 'no test files')
   echo "== $tag: compare with main's serve --stage $n"
   "$tmp/bin/main" migrate --stage "$n" >/dev/null 2>&1
-  serve_and_fetch "$tmp/bin/$tag" "" "$tmp/out-$tag"
+  serve_and_fetch "$tmp/bin/$tag" "--stage $n" "$tmp/out-$tag"
   serve_and_fetch "$tmp/bin/main" "--stage $n" "$tmp/out-main-$n"
   if ! grep -q "Recent photos" "$tmp/out-$tag/_" || ! grep -q "\"stage\":$n," "$tmp/out-$tag/healthz"; then
     echo "workshop-tags: $tag did not serve its home page at stage $n (log: $tmp/out-$tag.log)" >&2
