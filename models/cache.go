@@ -321,11 +321,7 @@ func (g *CachedGallery) CreatePhoto(ctx context.Context, p NewPhoto) (int64, err
 	if err != nil {
 		return id, err
 	}
-	deps := []string{DepHome, DepUser(p.Owner.Name)}
-	for _, t := range p.Tags {
-		deps = append(deps, DepTag(t))
-	}
-	g.cache.Bump(ctx, deps...)
+	g.cache.Bump(ctx, ListingDeps(p.Owner.Name, p.Tags)...)
 	return id, nil
 }
 
@@ -335,11 +331,7 @@ func (g *CachedGallery) DeletePhoto(ctx context.Context, photoID, userID int64) 
 	if err != nil {
 		return d, err
 	}
-	deps := []string{DepPhoto(photoID), DepHome, DepUser(d.Owner)}
-	for _, t := range d.Tags {
-		deps = append(deps, DepTag(t))
-	}
-	g.cache.Bump(ctx, deps...)
+	g.cache.Bump(ctx, append(ListingDeps(d.Owner, d.Tags), DepPhoto(photoID))...)
 	return d, nil
 }
 

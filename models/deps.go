@@ -19,3 +19,14 @@ func DepTag(name string) string { return "tag:" + name }
 
 // DepHome is the home page: the newest photos and the popular tags.
 const DepHome = "home"
+
+// ListingDeps are the lists a photo appears in, which adding, removing or
+// finishing it changes besides the photo itself: the home page, its owner's
+// pages and each of its tags' pages.
+func ListingDeps(owner string, tags []string) []string {
+	deps := []string{DepHome, DepUser(owner)}
+	for _, t := range tags {
+		deps = append(deps, DepTag(t))
+	}
+	return deps
+}

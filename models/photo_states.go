@@ -97,10 +97,6 @@ func (g *CachedGallery) FinishPhoto(ctx context.Context, id int64, state string,
 	if err != nil || !f.Changed {
 		return f, err
 	}
-	deps := []string{DepPhoto(id), DepHome, DepUser(f.Owner)}
-	for _, t := range f.Tags {
-		deps = append(deps, DepTag(t))
-	}
-	g.cache.Bump(ctx, deps...)
+	g.cache.Bump(ctx, append(ListingDeps(f.Owner, f.Tags), DepPhoto(id))...)
 	return f, nil
 }
