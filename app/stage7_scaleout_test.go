@@ -260,7 +260,12 @@ func TestStage7Topology(t *testing.T) {
 			t.Error("the stylesheet came from an instance")
 		}
 		mustStatus(t, alice.get(photo+"/image"), http.StatusOK) // old links still work, through an instance
-		time.Sleep(200 * time.Millisecond)                      // the instances' log lines
+		// The instances' log lines arrive through their pipes: wait for the
+		// lines of the page and of the image requested after everything else.
+		waitFor(t, 10*time.Second, "the instances' log lines for the photo page and its image", func() bool {
+			l := logs.String()
+			return strings.Contains(l, "path="+photo+" ") && strings.Contains(l, "path="+photo+"/image ")
+		})
 		if l := logs.String(); !strings.Contains(l, "path="+photo+" ") || strings.Contains(l, "path=/files/") || strings.Contains(l, "path=/static/") {
 			t.Errorf("want the instances' debug log to show the page but not the files; log:\n%s", l)
 		}
@@ -268,7 +273,7 @@ func TestStage7Topology(t *testing.T) {
 
 	t.Run("an instance killed mid-traffic costs no GET and no session", func(t *testing.T) {
 		tr := startTraffic(base, jar, photo, false)
-		time.Sleep(300 * time.Millisecond)
+		tr.waitForMore(t, 20, "traffic to flow before the kill")
 		victim := insts[0]
 		if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -283,7 +288,9 @@ func TestStage7Topology(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		time.Sleep(500 * time.Millisecond) // traffic on the restarted instance too
+		if back > 0 {
+			tr.waitForMore(t, 40, "traffic on the restarted instance too")
+		}
 		requests, failures, first := tr.stop()
 		if back == 0 || back > 5*time.Second {
 			t.Errorf("the killed instance was back after %s, want within 5 s", back)
@@ -300,7 +307,7 @@ func TestStage7Topology(t *testing.T) {
 	t.Run("SIGHUP restarts every instance without a failed GET or POST", func(t *testing.T) {
 		before := readTopology(t, admin)
 		tr := startTraffic(base, jar, photo, true)
-		time.Sleep(300 * time.Millisecond)
+		tr.waitForMore(t, 20, "traffic to flow before the SIGHUP")
 		sup.Process.Signal(syscall.SIGHUP)
 		waitFor(t, 30*time.Second, "every instance to be restarted and ready", func() bool {
 			now := readTopology(t, admin)
@@ -311,7 +318,7 @@ func TestStage7Topology(t *testing.T) {
 			}
 			return strings.Contains(logs.String(), "rolling restart done")
 		})
-		time.Sleep(300 * time.Millisecond)
+		tr.waitForMore(t, 20, "traffic on the restarted instances")
 		requests, failures, first := tr.stop()
 		if requests < 20 || failures != 0 {
 			t.Errorf("%d of %d requests failed (first: %v), want 0", failures, requests, first)
@@ -431,6 +438,15 @@ func startTraffic(base string, jar http.CookieJar, photo string, posts bool) *tr
 		}()
 	}
 	return tr
+}
+
+// waitForMore waits until n more requests have been sent than when it was
+// called: the tests wait on traffic having happened, not on a sleep that a
+// busy machine can outrun.
+func (tr *traffic) waitForMore(t *testing.T, n int64, what string) {
+	t.Helper()
+	from := tr.requests.Load()
+	waitFor(t, 30*time.Second, what, func() bool { return tr.requests.Load() >= from+n })
 }
 
 // stop ends the traffic: requests sent, failed, and the first failure.
