@@ -47,7 +47,7 @@ loadtest-sweep: build ## measure both ladders on the current data into results/ 
 loadtest-report: build ## write results/ and the docs' figures again from results/sweep.json (no measuring)
 	@$(BIN) loadtest sweep --from results/sweep.json --out results --docs docs/stages,README.md
 
-workshop-tags: ## create (or replace) the local tags stage-0-cgi … stage-4-indexes from main
+workshop-tags: ## create (or replace) the local tags stage-N-name from main, one per stage of stages.manifest
 	@scripts/workshop-tags.sh
 
 workshop-verify: ## create the tags, then build, test and compare each one in a temporary clone

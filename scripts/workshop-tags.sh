@@ -6,11 +6,15 @@
 #                                      tag, and compare each tag's `serve --stage N` (its
 #                                      own stage) with main's on the same data
 #
-# The tag of stage N is main's tree without the files that stages.manifest
-# lists for stages N+1 and later. The tags form a chain of five commits (stage
-# 0 has no parent, stage N's parent is stage N-1), so `git show stage-2-mem-sessions`
-# and `git diff stage-1-db-sessions stage-2-mem-sessions` show exactly that
-# step. main, its index and its work tree are not touched.
+# The tag of stage N is main's tree without the files and folders that
+# stages.manifest lists for stages N+1 and later. A manifest line is
+# "<stage> <name>: <entries…>"; an entry ending in "/" is a folder (a
+# mechanism package such as app/jobqueue/, removed whole), and the one line
+# "- all: <folders…>" names the folders every tag holds. The tags form a chain,
+# one commit per stage line (stage 0 has no parent, stage N's parent is stage
+# N-1), so `git show stage-2-mem-sessions` and
+# `git diff stage-1-db-sessions stage-2-mem-sessions` show exactly that step.
+# main, its index and its work tree are not touched.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -27,13 +31,39 @@ for f in $(git ls-files 'app/stage[0-9]*' 'migrations/*.sql' | sort); do
   fi
 done
 
+# So must every mechanism folder (a directory under app/ with Go code in it):
+# one that no line owns, neither a stage's nor "- all:", would be in every tag
+# unseen, its stage's code leaking into the tags before it. A folder is owned
+# when it or a folder above it is listed. Go skips testdata/ and folders
+# starting with "_" or ".", so they hold no package and are not asked about.
+owned() { # dir (no trailing slash): is it, or a folder above it, listed?
+  local d="$1"
+  while [ "$d" != app ] && [ "$d" != . ]; do
+    grep -qxF "$d/" <<<"$listed" && return 0
+    d="$(dirname "$d")"
+  done
+  return 1
+}
+unowned=""
+for d in $(git ls-files 'app/*.go' | grep '^app/.*/' | xargs -r -n1 dirname | sort -u); do
+  case "/$d/" in */testdata/* | */_* | */.*) continue ;; esac
+  owned "$d" && continue
+  top="$(cut -d/ -f1-2 <<<"$d")/"  # the mechanism folder: app/<name>/, never owned if $d is not
+  case " $unowned " in *" $top "*) continue ;; esac
+  unowned+=" $top"
+  where=""; [ "$d/" = "$top" ] || where=" (in $d/)"
+  echo "workshop-tags: $top holds Go code$where but no line of stages.manifest owns it: add $top to the line of the stage that brings it, or to the \"- all:\" line if every tag holds it" >&2
+done
+[ -z "$unowned" ] || exit 1
+
 # commit-tree and annotated tags need an identity; a fresh CI machine may have none.
 if ! git config user.email >/dev/null; then
   export GIT_AUTHOR_NAME="FlickrKillr workshop" GIT_AUTHOR_EMAIL="workshop@flickrkillr.invalid"
   export GIT_COMMITTER_NAME="$GIT_AUTHOR_NAME" GIT_COMMITTER_EMAIL="$GIT_AUTHOR_EMAIL"
 fi
 
-mapfile -t stages < <(grep -v '^#' stages.manifest | sed '/^\s*$/d')
+# The stage lines, in order ("- all:" is not a stage: its folders stay in every tag).
+mapfile -t stages < <(grep -v '^#' stages.manifest | sed '/^\s*$/d' | grep -v '^-')
 index="$(mktemp)"; trap 'rm -f "$index"' EXIT
 parent=""
 tags=()
@@ -41,7 +71,12 @@ for i in "${!stages[@]}"; do
   head="${stages[$i]%%:*}"; n="${head%% *}"; name="${head#* }"; name="${name// /}"
   GIT_INDEX_FILE="$index" git read-tree HEAD
   for later in "${stages[@]:$((i + 1))}"; do
-    for f in ${later#*:}; do GIT_INDEX_FILE="$index" git rm --cached -q --ignore-unmatch "$f"; done
+    for f in ${later#*:}; do
+      case "$f" in
+        */) GIT_INDEX_FILE="$index" git rm -r --cached -q --ignore-unmatch "$f" ;;  # a mechanism folder
+        *) GIT_INDEX_FILE="$index" git rm --cached -q --ignore-unmatch "$f" ;;
+      esac
+    done
   done
   tree="$(GIT_INDEX_FILE="$index" git write-tree)"
   msg="Workshop stage $n: $name
