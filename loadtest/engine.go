@@ -27,6 +27,8 @@ type Result struct {
 	Interrupted bool          `json:"interrupted"`
 	Routes      []RouteResult `json:"routes"`
 	Total       RouteResult   `json:"total"`
+	// SignIn is how the users' sign-ins went (nil when none signs in).
+	SignIn *SignInResult `json:"sign_in,omitempty"`
 }
 
 // Settings are the options a run used.
@@ -97,56 +99,60 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	var reqs, errs atomic.Int64
 	users := make([]*vuser, o.Concurrency)
-	setupErrs := make(chan error, o.Concurrency)
-	var wg sync.WaitGroup
+	si := newSignIns()
 	for i := range users {
 		c, _ := newClient(o.URL, 60*time.Second)
 		defer c.Close()
 		vu := &vuser{
-			id:     i,
-			client: c,
-			rng:    rand.New(rand.NewPCG(o.Seed, uint64(i))),
-			rec:    newRecorder(),
-			shared: shared,
-			reqs:   &reqs,
-			errs:   &errs,
+			id:      i,
+			client:  c,
+			rng:     rand.New(rand.NewPCG(o.Seed, uint64(i))),
+			rec:     newRecorder(),
+			shared:  shared,
+			reqs:    &reqs,
+			errs:    &errs,
+			signIns: si,
 		}
 		users[i] = vu
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if sc.login == nil {
-				return
-			}
-			if err := sc.login(ctx, vu); err != nil {
-				setupErrs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(setupErrs)
-	if err := <-setupErrs; err != nil {
-		return nil, err
+		if sc.login != nil {
+			si.users++
+		}
 	}
 
-	if o.OnWindow != nil {
-		o.OnWindow(true)
-	}
-	runCtx, cancel := context.WithTimeout(ctx, o.Duration)
+	// runCtx is the run: it ends o.Duration after the measured window opens
+	// (or on Ctrl-C). The users sign in first, before the window; one that
+	// the server keeps turning away keeps trying until the run ends, and
+	// makes no page request until it is in.
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	start := time.Now()
-	res.Started = start.UTC()
-	stopProgress := reportProgress(o.Progress, start, &reqs, &errs)
-
+	var start time.Time // written before si.window is closed, read after
 	var next atomic.Int64
 	var interval time.Duration
 	if o.Rate > 0 {
 		interval = time.Duration(float64(time.Second) / o.Rate)
 	}
+	var wg, signing sync.WaitGroup
+	failed := make(chan error, len(users))
 	for _, vu := range users {
 		wg.Add(1)
+		signing.Add(1)
 		go func() {
 			defer wg.Done()
+			if sc.login != nil {
+				if err := sc.login(runCtx, vu); err != nil {
+					if runCtx.Err() == nil {
+						failed <- err // before signing.Done: the run must see it
+					}
+					signing.Done()
+					return
+				}
+			}
+			signing.Done()
+			select {
+			case <-si.window:
+			case <-runCtx.Done():
+				return
+			}
 			for runCtx.Err() == nil {
 				if interval > 0 {
 					// Open loop: each action has a slot on a fixed schedule and
@@ -164,6 +170,37 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 		}()
 	}
+	// The sign-in phase: until every user is in, or for at most the run's
+	// duration (a server that sheds most sign-ins); then the window opens
+	// with the users who are in, and the others keep trying inside it.
+	allIn := make(chan struct{})
+	go func() { signing.Wait(); close(allIn) }()
+	phaseStart := time.Now()
+	phaseEnd := time.NewTimer(o.Duration)
+	select {
+	case <-allIn:
+	case <-phaseEnd.C:
+	case err := <-failed:
+		cancel()
+		wg.Wait()
+		return nil, err
+	case <-ctx.Done():
+		cancel()
+		wg.Wait()
+		return nil, ctx.Err()
+	}
+	phaseEnd.Stop()
+	si.phase = time.Since(phaseStart)
+
+	if o.OnWindow != nil {
+		o.OnWindow(true)
+	}
+	start = time.Now()
+	res.Started = start.UTC()
+	stopProgress := reportProgress(o.Progress, start, &reqs, &errs)
+	end := time.AfterFunc(o.Duration, cancel)
+	defer end.Stop()
+	close(si.window)
 	wg.Wait()
 	elapsed := time.Since(start)
 	if o.OnWindow != nil {
@@ -191,6 +228,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		all.merge(vu.rec)
 	}
 	res.Routes, res.Total = all.results(elapsed)
+	res.SignIn = si.result()
 	return res, nil
 }
 
@@ -273,6 +311,7 @@ type vuser struct {
 	errs     *atomic.Int64
 	intended time.Time // open loop: when this action should have started
 	made     []string  // what the user created that the scenario's teardown removes
+	signIns  *signIns  // the run's sign-in state (signin.go)
 }
 
 // check inspects a response; it returns an error for a wrong one.

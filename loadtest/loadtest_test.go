@@ -18,23 +18,66 @@ import (
 )
 
 // fakeSite answers like FlickrKillr with tiny pages: enough for the browse
-// scenario's checks. broken names a path prefix that answers 500, and
-// dropComments makes posted comments never show up.
+// scenario's checks. broken names a path prefix that answers brokenStatus
+// (500 when 0) with brokenBody, and dropComments makes posted comments
+// never show up. login, when set, answers POST /login instead of the site
+// (it returns false to let the site log the user in). Pages say "Log out"
+// to a request with a cookie and link /login to one without, and the site
+// counts the requests that carried a cookie and the log-ins.
 type fakeSite struct {
 	broken       string
+	brokenStatus int
+	brokenBody   string
 	dropComments bool
+	login        func(w http.ResponseWriter, r *http.Request) bool
 	mu           sync.Mutex
 	comments     map[string][]string
+	withCookie   int
+	logins       int
+	paths        map[string]int // requests per path, query included
 }
 
 func (f *fakeSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
+	f.mu.Lock()
+	if r.Header.Get("Cookie") != "" {
+		f.withCookie++
+	}
+	if p == "/login" {
+		f.logins++
+	}
+	if f.paths == nil {
+		f.paths = map[string]int{}
+	}
+	f.paths[r.URL.RequestURI()]++
+	f.mu.Unlock()
 	if f.broken != "" && strings.HasPrefix(p, f.broken) {
-		http.Error(w, "boom", 500)
+		if f.brokenStatus == 0 {
+			http.Error(w, "boom", 500)
+			return
+		}
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, f.brokenBody, f.brokenStatus)
 		return
 	}
+	if p == "/login" && r.Method == http.MethodPost && f.login != nil && f.login(w, r) {
+		return
+	}
+	nav := "Log out"
+	if r.Header.Get("Cookie") == "" {
+		nav = `<a href="/login">Log in</a>`
+	}
 	page := func(markers ...string) {
-		fmt.Fprintf(w, "<html>%s Log out</html>", strings.Join(markers, " "))
+		fmt.Fprintf(w, "<html>%s %s</html>", strings.Join(markers, " "), nav)
+	}
+	// A listing's "Older photos" link: three pages back from the first.
+	pager := func(base string) string {
+		before := 4
+		fmt.Sscanf(r.URL.Query().Get("before"), "%d", &before)
+		if before <= 1 {
+			return ""
+		}
+		return fmt.Sprintf(`<p class="pager"><a href="%s?before=%d" rel="next">Older photos →</a></p>`, base, before-1)
 	}
 	switch {
 	case p == "/healthz":
@@ -56,9 +99,9 @@ func (f *fakeSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.NotFound(w, r)
 			return
 		}
-		page("member since")
+		page("member since", pager(p))
 	case strings.HasPrefix(p, "/tags/"):
-		page("Photos tagged")
+		page("Photos tagged", pager(p))
 	case p == "/upload":
 		page(`enctype="multipart/form-data"`)
 	case strings.HasSuffix(p, "/thumb") || strings.HasSuffix(p, "/image"):
