@@ -150,6 +150,24 @@ func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 	}
 }
 
+// --anonymous is a share: a value outside 0-1, or not a number, or with a
+// scenario other than the browse mix, is one line and exit status 2.
+func TestLoadtestAnonymousMustBeAShare(t *testing.T) {
+	for _, tt := range []struct{ name, value, scenario string }{
+		{"above one", "1.5", "browse"}, {"negative", "-0.1", "browse"}, {"not a number", "most", "browse"},
+		{"NaN", "NaN", "browse"}, {"with the upload scenario", "0.5", "upload"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := run([]string{"loadtest", "--url", "http://127.0.0.1:1", "--scenario", tt.scenario, "--anonymous", tt.value}, &stderr)
+			out := strings.TrimSpace(stderr.String())
+			if code != 2 || strings.Count(out, "\n") != 0 || !strings.Contains(out, "anonymous") {
+				t.Fatalf("exit %d, stderr %q; want 2 and one line naming --anonymous", code, out)
+			}
+		})
+	}
+}
+
 // --redis-server: a private redis-server that the sweep empties before each run.
 func TestPrivateRedisIsEmptiedAndStopped(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {

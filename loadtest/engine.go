@@ -41,6 +41,10 @@ type Settings struct {
 	Duration    string  `json:"duration"`
 	ThinkTime   string  `json:"think_time"`
 	Seed        uint64  `json:"seed"`
+	// Anonymous is the share of virtual users who browse without an
+	// account (--anonymous), AnonymousUsers how many that made.
+	Anonymous      float64 `json:"anonymous,omitempty"`
+	AnonymousUsers int     `json:"anonymous_users,omitempty"`
 }
 
 // ServerInfo is what /healthz said.
@@ -84,7 +88,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		Tool:   "flickrkillr loadtest",
 		Server: info,
 		Settings: Settings{URL: o.URL, Scenario: o.Scenario, Mode: "closed", Concurrency: o.Concurrency,
-			Duration: o.Duration.String(), ThinkTime: o.ThinkTime.String(), Seed: o.Seed},
+			Duration: o.Duration.String(), ThinkTime: o.ThinkTime.String(), Seed: o.Seed, Anonymous: o.Anonymous},
 		Machine: Machine{OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(),
 			GoVersion: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0)},
 	}
@@ -104,17 +108,21 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		c, _ := newClient(o.URL, 60*time.Second)
 		defer c.Close()
 		vu := &vuser{
-			id:      i,
-			client:  c,
-			rng:     rand.New(rand.NewPCG(o.Seed, uint64(i))),
-			rec:     newRecorder(),
-			shared:  shared,
-			reqs:    &reqs,
-			errs:    &errs,
-			signIns: si,
+			id:        i,
+			client:    c,
+			rng:       rand.New(rand.NewPCG(o.Seed, uint64(i))),
+			rec:       newRecorder(),
+			shared:    shared,
+			reqs:      &reqs,
+			errs:      &errs,
+			signIns:   si,
+			anonymous: isAnonymous(i, o.Anonymous),
 		}
 		users[i] = vu
-		if sc.login != nil {
+		switch {
+		case vu.anonymous:
+			res.Settings.AnonymousUsers++
+		case sc.login != nil:
 			si.users++
 		}
 	}
@@ -138,7 +146,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		signing.Add(1)
 		go func() {
 			defer wg.Done()
-			if sc.login != nil {
+			if sc.login != nil && !vu.anonymous {
 				if err := sc.login(runCtx, vu); err != nil {
 					if runCtx.Err() == nil {
 						failed <- err // before signing.Done: the run must see it
@@ -312,6 +320,9 @@ type vuser struct {
 	intended time.Time // open loop: when this action should have started
 	made     []string  // what the user created that the scenario's teardown removes
 	signIns  *signIns  // the run's sign-in state (signin.go)
+	// anonymous users browse without an account: no sign-in, no writes
+	// (anonymousMix).
+	anonymous bool
 }
 
 // check inspects a response; it returns an error for a wrong one.

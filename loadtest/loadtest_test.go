@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -258,6 +259,10 @@ func TestBadOptions(t *testing.T) {
 		{"unknown scenario", Options{URL: "http://x", Duration: time.Second, Concurrency: 1, Scenario: "surf"}, "--scenario"},
 		{"not a URL", Options{URL: "localhost:8080", Duration: time.Second, Concurrency: 1, Scenario: "browse"}, "--url"},
 		{"no users", Options{URL: "http://x", Duration: time.Second, Concurrency: 0, Scenario: "browse"}, "--concurrency"},
+		{"an anonymous share above 1", Options{URL: "http://x", Duration: time.Second, Concurrency: 1, Scenario: "browse", Anonymous: 1.5}, "--anonymous"},
+		{"a negative anonymous share", Options{URL: "http://x", Duration: time.Second, Concurrency: 1, Scenario: "browse", Anonymous: -0.1}, "--anonymous"},
+		{"an anonymous share that is not a number", Options{URL: "http://x", Duration: time.Second, Concurrency: 1, Scenario: "browse", Anonymous: math.NaN()}, "--anonymous"},
+		{"anonymous uploaders", Options{URL: "http://x", Duration: time.Second, Concurrency: 1, Scenario: "upload", Anonymous: 0.5}, "--anonymous"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

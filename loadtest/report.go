@@ -22,7 +22,7 @@ func WriteText(w io.Writer, r *Result) error {
 	if r.Settings.Mode == "open" {
 		load = fmt.Sprintf("open loop, %g req/s, up to %d in flight (latency from the intended send time)", r.Settings.Rate, r.Settings.Concurrency)
 	}
-	fmt.Fprintf(w, "settings: scenario %s, %s, %s, seed %d\n", r.Settings.Scenario, load, r.Settings.Duration, r.Settings.Seed)
+	fmt.Fprintf(w, "settings: scenario %s, %s, %s, seed %d%s\n", r.Settings.Scenario, load, r.Settings.Duration, r.Settings.Seed, mixText(r.Settings))
 	status := fmt.Sprintf("%.1fs measured", r.Elapsed)
 	if r.Interrupted {
 		status += " (INTERRUPTED: partial results)"
@@ -59,6 +59,14 @@ func WriteText(w io.Writer, r *Result) error {
 		}
 	}
 	return writeTiming(w, r)
+}
+
+// mixText says how many users browse without an account, if any do.
+func mixText(s Settings) string {
+	if s.Anonymous == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", --anonymous %g: %d of the %d virtual users browse without an account (routes anon-…)", s.Anonymous, s.AnonymousUsers, s.Concurrency)
 }
 
 // signInText says how the sign-ins went: who got in when, how many the

@@ -212,6 +212,10 @@ func logIn(ctx context.Context, vu *vuser, b *browse) error {
 
 func browseStep(ctx context.Context, vu *vuser) {
 	b := vu.shared.(*browse)
+	if vu.anonymous {
+		anonymousStep(ctx, vu, b)
+		return
+	}
 	n := vu.rng.IntN(mixTotal)
 	for _, a := range browseMix {
 		if n < a.weight {
