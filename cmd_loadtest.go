@@ -150,6 +150,8 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.BoolVar(&redisServer, "redis-server", false, "run the servers against a private redis-server (Debian's), emptied before each run, instead of each server's embedded miniredis")
 	fs.StringVar(&from, "from", "", "measure nothing: write the report (and --docs) again from this sweep.json")
 	fs.StringVar(&so.Note, "note", "", "a note for the report (say, what else ran on the machine)")
+	var topologyMix float64
+	fs.Float64Var(&topologyMix, "topology-anonymous", 0.9, "measure the topology stages (7, 8: a front server) once more with this share of anonymous visitors\n(as loadtest --anonymous); the same share as --anonymous measures them once")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: flickrkillr loadtest sweep [flags]\n\nFor each run (a stage, on its own schema or with --indexes): migrate, start the server, warm up,\nmeasure, stop. Then bring the schema back and write the report with both ladders.")
 		fs.PrintDefaults()
@@ -175,12 +177,20 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 			return &app.ConfigError{Name: "--ladder", Msg: fmt.Sprintf("%s needs the index migration, which this build does not have (a workshop tag before stage 4): use --ladder tagged, or main", so.Ladder)}
 		}
 	}
+	if !(topologyMix >= 0 && topologyMix <= 1) {
+		return &usageError{fmt.Sprintf("--topology-anonymous must be a share between 0 and 1 (got %g)", topologyMix)}
+	}
 	numbers, err := parseStages(stages)
 	if err != nil {
 		return err
 	}
 	if so.Stages, err = stageSchemas(numbers); err != nil {
 		return err
+	}
+	for i, st := range so.Stages {
+		if lookup, _ := app.LookupStage(st.Stage); lookup.Topology && topologyMix != so.Run.Anonymous {
+			so.Stages[i].Mixes = []float64{topologyMix}
+		}
 	}
 	if so.Exe, err = os.Executable(); err != nil {
 		return err

@@ -40,26 +40,8 @@ func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 	if !app.HasIndexSchema() {
 		t.Skip("a build without the index migration has one ladder")
 	}
-	// At the index schema (a later stage's migration, stage 6's photo
-	// states, would come first in the order below).
-	idx, err := app.IndexSchema()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dsn := modeltest.NewDB(t, idx)
-	for k, v := range map[string]string{"FLICKRKILLR_TEST_AS_MAIN": "1", "DATABASE_URL": dsn, "DATA_DIR": t.TempDir(), "REDIS_URL": "", "STAGE": "", "INDEXES": "", "ADDR": ""} {
-		t.Setenv(k, v)
-	}
+	dsn, idx, addr := tinySeed(t)
 	var stderr bytes.Buffer
-	if code := run([]string{"seed", "--users", "20", "--photos-per-user", "2-3", "--images", "3"}, &stderr); code != 0 {
-		t.Fatalf("seed: exit %d\n%s", code, stderr.String())
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	out, docs := t.TempDir(), t.TempDir()
 	doc := filepath.Join(docs, "03-cache.md")
 	os.WriteFile(doc, []byte("# Stage 3\n<!-- sweep: step 3 -->\n<!-- /sweep -->\n"), 0o644)
@@ -165,6 +147,86 @@ func TestLoadtestAnonymousMustBeAShare(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want 2 and one line naming --anonymous", code, out)
 			}
 		})
+	}
+}
+
+// tinySeed makes a database at the index schema (a later stage's migration,
+// stage 6's photo states, would come first in the sweep's order) with a tiny
+// seed, points the environment at it, and finds a free address to serve on.
+func tinySeed(t *testing.T) (dsn string, schema int64, addr string) {
+	t.Helper()
+	schema, err := app.IndexSchema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn = modeltest.NewDB(t, schema)
+	for k, v := range map[string]string{"FLICKRKILLR_TEST_AS_MAIN": "1", "DATABASE_URL": dsn, "DATA_DIR": t.TempDir(), "REDIS_URL": "", "STAGE": "", "INDEXES": "", "ADDR": ""} {
+		t.Setenv(k, v)
+	}
+	var stderr bytes.Buffer
+	if code := run([]string{"seed", "--users", "20", "--photos-per-user", "2-3", "--images", "3"}, &stderr); code != 0 {
+		t.Fatalf("seed: exit %d\n%s", code, stderr.String())
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = ln.Addr().String()
+	ln.Close()
+	return dsn, schema, addr
+}
+
+// The anonymous visitors against the real pages: their checks (the "Log in"
+// link, each page's markers) hold, they never log in, and the logged-in
+// users beside them get in, the gate's 503s (if the log-ins all at once
+// meet it) counted as shed, not as errors. One stage, one ladder.
+func TestSweepMeasuresAMixWithAnonymousVisitors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server")
+	}
+	if !app.HasIndexSchema() {
+		t.Skip("a build without stage 4")
+	}
+	_, _, addr := tinySeed(t)
+	out := t.TempDir()
+	var stderr bytes.Buffer
+	args := []string{"loadtest", "sweep", "--stages", "4", "--ladder", "tagged", "--anonymous", "0.5", "--duration", "1s", "--warmup", "0s",
+		"--concurrency", "24", "--addr", addr, "--out", out}
+	if code := run(args, &stderr); code != 0 {
+		t.Fatalf("sweep: exit %d\n%s", code, stderr.String())
+	}
+	var sr loadtest.SweepResult
+	b, err := os.ReadFile(filepath.Join(out, "sweep.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &sr); err != nil {
+		t.Fatal(err)
+	}
+	if len(sr.Runs) != 1 || sr.Runs[0].Result == nil {
+		t.Fatalf("runs %+v", sr.Runs)
+	}
+	r := sr.Runs[0]
+	res := r.Result
+	count := func(route string) int64 {
+		for _, rr := range res.Routes {
+			if rr.Route == route {
+				return rr.Requests
+			}
+		}
+		return 0
+	}
+	t.Logf("%s: sign-in %+v", r.Label(), res.SignIn)
+	if r.Label() != "4 indexes --anonymous 0.5" || res.Settings.AnonymousUsers != 12 {
+		t.Fatalf("run %s with %d anonymous users; want 4 indexes --anonymous 0.5 and 12", r.Label(), res.Settings.AnonymousUsers)
+	}
+	if res.Total.Errors != 0 || res.SignIn == nil || res.SignIn.Users != 12 || res.SignIn.Waiting != 0 {
+		t.Fatalf("%d errors (%+v), sign-in %+v; want none, and 12 users in", res.Total.Errors, res.Routes, res.SignIn)
+	}
+	for _, route := range []string{"anon-photo", "anon-home", "photo", "home"} {
+		if count(route) == 0 {
+			t.Errorf("no %s requests: %+v", route, res.Routes)
+		}
 	}
 }
 
