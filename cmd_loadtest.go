@@ -113,8 +113,14 @@ var stderrIsTTY = term.IsTerminal(int(os.Stderr.Fd()))
 func progressLine(total time.Duration) func(loadtest.Progress) {
 	return func(p loadtest.Progress) {
 		line := fmt.Sprintf("  %5.0fs / %s  %9d requests  %8.1f req/s  %d errors", p.Elapsed.Seconds(), total, p.Requests, p.RPS, p.Errors)
+		switch {
+		case p.SigningIn:
+			line = fmt.Sprintf("  signing in: %5.0fs  %d of %d users in, %d attempts, %d shed by the server, %d errors", p.Elapsed.Seconds(), p.SignedIn, p.SignInUsers, p.Requests, p.Shed, p.Errors)
+		case p.Waiting > 0:
+			line += fmt.Sprintf("  %d users still signing in", p.Waiting)
+		}
 		if stderrIsTTY {
-			fmt.Fprintf(os.Stderr, "\r%s", line)
+			fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
 		} else if int(p.Elapsed.Seconds())%5 == 0 {
 			fmt.Fprintln(os.Stderr, line)
 		}

@@ -185,6 +185,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	go func() { signing.Wait(); close(allIn) }()
 	phaseStart := time.Now()
 	phaseEnd := time.NewTimer(o.Duration)
+	stopPhase := reportProgress(o.Progress, phaseStart, func() Progress {
+		return Progress{SigningIn: true, Requests: si.attempts.Load(), Errors: si.errors.Load(), Shed: si.shed.Load(),
+			SignedIn: si.before.Load(), SignInUsers: int64(si.users)}
+	})
+	defer stopPhase() // also on the early returns below; a second call does nothing
 	select {
 	case <-allIn:
 	case <-phaseEnd.C:
@@ -198,6 +203,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, ctx.Err()
 	}
 	phaseEnd.Stop()
+	stopPhase()
 	si.phase = time.Since(phaseStart)
 
 	if o.OnWindow != nil {
@@ -205,7 +211,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	start = time.Now()
 	res.Started = start.UTC()
-	stopProgress := reportProgress(o.Progress, start, &reqs, &errs)
+	stopProgress := reportProgress(o.Progress, start, func() Progress {
+		return Progress{Requests: reqs.Load(), Errors: errs.Load(), Waiting: int64(si.users) - si.before.Load() - si.during.Load()}
+	})
 	end := time.AfterFunc(o.Duration, cancel)
 	defer end.Stop()
 	close(si.window)
@@ -259,7 +267,9 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	}
 }
 
-func reportProgress(fn func(Progress), start time.Time, reqs, errs *atomic.Int64) (stop func()) {
+// reportProgress calls fn about once a second with what sample says, and
+// the request rate since the last call, until stop.
+func reportProgress(fn func(Progress), start time.Time, sample func() Progress) (stop func()) {
 	if fn == nil {
 		return func() {}
 	}
@@ -276,14 +286,15 @@ func reportProgress(fn func(Progress), start time.Time, reqs, errs *atomic.Int64
 			case <-done:
 				return
 			case now := <-t.C:
-				n := reqs.Load()
-				fn(Progress{Elapsed: now.Sub(start), Requests: n, Errors: errs.Load(),
-					RPS: float64(n-last) / now.Sub(lastT).Seconds()})
-				last, lastT = n, now
+				p := sample()
+				p.Elapsed, p.RPS = now.Sub(start), float64(p.Requests-last)/now.Sub(lastT).Seconds()
+				fn(p)
+				last, lastT = p.Requests, now
 			}
 		}
 	}()
-	return func() { close(done); wg.Wait() }
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
 }
 
 // probe reads /healthz?data=1: the server must answer before we start.

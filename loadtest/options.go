@@ -41,6 +41,15 @@ type Progress struct {
 	Requests int64
 	Errors   int64
 	RPS      float64 // over the last interval
+	// Waiting is, in the measured window, how many users are not signed in
+	// yet (the server shed their sign-ins).
+	Waiting int64
+	// SigningIn marks the sign-in phase before the window: Elapsed counts
+	// from its start, Requests are sign-in attempts, Shed of them shed, and
+	// SignedIn of SignInUsers users are in.
+	SigningIn             bool
+	Shed                  int64
+	SignedIn, SignInUsers int64
 }
 
 // Validate names the first bad option.
