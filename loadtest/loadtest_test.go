@@ -449,6 +449,9 @@ func TestSweepReportFromFixedInputs(t *testing.T) {
 			t.Errorf("README lacks %q", want)
 		}
 	}
+	if strings.Contains(md.String(), "Sign-ins the servers shed") {
+		t.Error("a sweep that shed no sign-ins has a section for them")
+	}
 	if t.Failed() || os.Getenv("SHOW") != "" {
 		t.Log(md.String())
 	}
@@ -629,6 +632,7 @@ func fixedTopologySweep() *SweepResult {
 // read as before, and each step and the per-route tables show the mix apart.
 func TestSweepReportShowsTheAnonymousMixApart(t *testing.T) {
 	sr := fixedTopologySweep()
+	sr.Runs[1].Result.SignIn = &SignInResult{Users: 32, Before: 30, During: 1, Waiting: 1, Shed: 57, PhaseS: 30}
 	var md bytes.Buffer
 	if err := writeSweepMarkdown(&md, sr); err != nil {
 		t.Fatal(err)
@@ -647,6 +651,8 @@ func TestSweepReportShowsTheAnonymousMixApart(t *testing.T) {
 		"- 7 scale-out --anonymous 0.9: 1200.0 req/s, p99 33.3 ms; CPU per request: server 0.83, PostgreSQL 0.56, tool 0.14 ms (the stage before was not measured on this mix)",
 		"## Per route, with anonymous visitors (--anonymous 0.9): req/s (p99 ms)",
 		"| 7 scale-out --anonymous 0.9 | 3 | yes | tagged, alone | 36000 |",
+		"## Sign-ins the servers shed",
+		"| 7 scale-out | 32 | 30 | 1 | 1 | 57 | 30.0 | 0 |\n\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("README lacks %q", want)

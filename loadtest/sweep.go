@@ -290,8 +290,8 @@ func Sweep(ctx context.Context, so SweepOptions) (*SweepResult, error) {
 			run.Error = err.Error()
 			continue
 		}
-		so.Log("%s: %.1f req/s, p99 %.1f ms, %d errors; CPU s: tool %.1f, server %.1f, PostgreSQL %.1f",
-			run.Label(), run.Result.Total.RPS, run.Result.Total.P99, run.Result.Total.Errors, run.CPU.ToolS, run.CPU.ServerS, run.CPU.PostgresS)
+		so.Log("%s: %.1f req/s, p99 %.1f ms, %d errors%s; CPU s: tool %.1f, server %.1f, PostgreSQL %.1f",
+			run.Label(), run.Result.Total.RPS, run.Result.Total.P99, run.Result.Total.Errors, shedText(run.Result.SignIn), run.CPU.ToolS, run.CPU.ServerS, run.CPU.PostgresS)
 	}
 	if args := restoreArgs(so.Stages, so.Current); args != nil && len(runs) > 0 && runs[len(runs)-1].Schema != so.Current {
 		so.Log("bringing the schema back to version %d", so.Current)
@@ -300,6 +300,15 @@ func Sweep(ctx context.Context, so SweepOptions) (*SweepResult, error) {
 		}
 	}
 	return sr, nil
+}
+
+// shedText is ", N sign-ins shed, M users still waiting" when the server
+// shed sign-ins, or "".
+func shedText(s *SignInResult) string {
+	if s == nil || s.Shed == 0 && s.Waiting == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d sign-ins shed, %d users still waiting at the end", s.Shed, s.Waiting)
 }
 
 func migrate(ctx context.Context, so SweepOptions, args ...string) error {

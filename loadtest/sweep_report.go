@@ -114,6 +114,7 @@ func writeSweepMarkdown(w io.Writer, sr *SweepResult) error {
 	}
 	writeCPUTable(w, sr)
 	writeSweepTiming(w, sr)
+	writeSignIns(w, sr)
 	var retried []string
 	for _, r := range sr.Runs {
 		for i, why := range r.Retried {
@@ -670,6 +671,32 @@ func writeCPUTable(w io.Writer, sr *SweepResult) {
 	if over > 0 {
 		fmt.Fprintf(w, "In %d run(s) the load tool took more CPU than the server it measured: on a shared machine those figures are partly the tool's limit.\n\n", over)
 	}
+}
+
+// writeSignIns lists the runs whose server shed sign-ins (docs/loadtest.md):
+// their users got in late, or not at all, and a run with users still
+// waiting at the end measured fewer users than it says.
+func writeSignIns(w io.Writer, sr *SweepResult) {
+	var rows []string
+	for _, r := range sr.Runs {
+		if r.Result == nil || r.Result.SignIn == nil {
+			continue
+		}
+		if s := r.Result.SignIn; s.Shed > 0 || s.Waiting > 0 || s.Errors > 0 {
+			rows = append(rows, fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %.1f | %d |", r.Label(), s.Users, s.Before, s.During, s.Waiting, s.Shed, s.PhaseS, s.Errors))
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "## Sign-ins the servers shed")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "The server lets a few sign-ins run bcrypt at a time and sheds the others with a 503 and Retry-After; the tool waits and tries again, and counts them apart from the errors. Users still waiting at the end made no page requests: those runs measured fewer users than they say.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| run | users who sign in | in before the window | in inside it | still waiting at the end | sign-ins shed | sign-in phase s | other refusals (errors) |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, strings.Join(rows, "\n"))
+	fmt.Fprintln(w)
 }
 
 func orUnknown(s string) string {
