@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -18,6 +20,7 @@ import (
 	"flickrkillr/migrations"
 	"flickrkillr/models"
 	"flickrkillr/models/modeltest"
+	"flickrkillr/seed"
 )
 
 // The sweep runs this binary's migrate and serve: under `go test` that is the
@@ -226,6 +229,86 @@ func TestSweepMeasuresAMixWithAnonymousVisitors(t *testing.T) {
 	for _, route := range []string{"anon-photo", "anon-home", "photo", "home"} {
 		if count(route) == 0 {
 			t.Errorf("no %s requests: %+v", route, res.Routes)
+		}
+	}
+}
+
+// Overload is not failure (issue 23): far more users than two cores can
+// serve, all signing in at once, against one stage-6 server. The run
+// finishes: the server sheds most sign-ins, the tool waits and retries them,
+// counts them apart and says who is still waiting; latency grows. Whether
+// the pages then fail is the server's part (admission at the front instead
+// of the 5 s request deadline, breakers that take slow for dead): it is
+// checked only with FLICKRKILLR_OVERLOAD_STRICT=1 until that lands. Heavy
+// (half a minute of both cores): run with FLICKRKILLR_OVERLOAD=1.
+func TestOverloadedRunFinishesWithShedSignInsApart(t *testing.T) {
+	if os.Getenv("FLICKRKILLR_OVERLOAD") != "1" {
+		t.Skip("half a minute of both cores: FLICKRKILLR_OVERLOAD=1 runs it")
+	}
+	if _, ok := app.LookupStage(6); !ok {
+		t.Skip("a build without stage 6")
+	}
+	_, _, addr := tinySeed(t)
+	var stderr bytes.Buffer
+	if code := run([]string{"migrate", "--stage", "6"}, &stderr); code != 0 {
+		t.Fatalf("migrate: exit %d\n%s", code, stderr.String())
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := exec.Command(exe, "serve", "--stage", "6", "--addr", addr)
+	srv.Env = append(os.Environ(), "ADMIN_ADDR=")
+	srv.Stdout, srv.Stderr = &stderr, &stderr
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Signal(syscall.SIGINT); srv.Wait() }()
+	ctx := context.Background()
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		} else if i == 300 {
+			t.Fatalf("the server did not listen: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	const users = 512
+	res, err := loadtest.Run(ctx, loadtest.Options{URL: "http://" + addr, Duration: 10 * time.Second, Concurrency: users, Scenario: "browse", Password: seed.Password, Seed: 1})
+	if err != nil {
+		t.Fatalf("the overloaded run did not finish: %v", err)
+	}
+	var text bytes.Buffer
+	loadtest.WriteText(&text, res)
+	t.Logf("\n%s", text.String())
+	s := res.SignIn
+	if s == nil || s.Users != users || s.Before+s.During+s.Waiting != users || s.Shed == 0 {
+		t.Fatalf("sign-in %+v: want all %d users accounted for, and sign-ins shed", s, users)
+	}
+	var shed, loginErrors int64
+	for _, r := range res.Routes {
+		if r.Route == "login" {
+			shed, loginErrors = r.Shed, r.Errors
+		} else if r.Shed != 0 {
+			t.Errorf("route %s has %d shed: only sign-ins are", r.Route, r.Shed)
+		}
+	}
+	if res.Total.Shed != shed || s.Shed < shed {
+		t.Errorf("shed: total %d, login %d, sign-ins over the run %d", res.Total.Shed, shed, s.Shed)
+	}
+	if pageErrors := res.Total.Errors - loginErrors; pageErrors != 0 {
+		var why []string // what the server logged about them, a few lines
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			if strings.Contains(line, "level=ERROR") && !strings.Contains(line, "path=/login ") && len(why) < 5 {
+				why = append(why, line)
+			}
+		}
+		t.Logf("the server's first errors:\n%s", strings.Join(why, "\n"))
+		if os.Getenv("FLICKRKILLR_OVERLOAD_STRICT") == "1" {
+			t.Errorf("%d page errors under overload, want 0", pageErrors)
+		} else {
+			t.Logf("%d page errors under overload (the server's part of issue 23; FLICKRKILLR_OVERLOAD_STRICT=1 fails on them)", pageErrors)
 		}
 	}
 }
