@@ -151,6 +151,14 @@ func TestLoadtestAnonymousMustBeAShare(t *testing.T) {
 			}
 		})
 	}
+	t.Run("the sweep's mix of the topology stages", func(t *testing.T) {
+		t.Setenv("DATABASE_URL", "postgres://x@127.0.0.1:1/x")
+		var stderr bytes.Buffer
+		code := run([]string{"loadtest", "sweep", "--topology-anonymous", "1.1"}, &stderr)
+		if out := strings.TrimSpace(stderr.String()); code != 2 || !strings.Contains(out, "--topology-anonymous") {
+			t.Fatalf("exit %d, stderr %q; want 2 and a line naming --topology-anonymous", code, out)
+		}
+	})
 }
 
 // tinySeed makes a database at the index schema (a later stage's migration,
