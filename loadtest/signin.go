@@ -57,7 +57,8 @@ func retryAfter(v []byte, now time.Time) time.Duration {
 }
 
 // signInWait is how long to wait after the n-th refusal in a row (n from 0):
-// the server's Retry-After (ra; a second when it named none), then a random
+// the server's Retry-After (ra; a second when it named none, or 0: a
+// person does not retry in the same instant), then a random
 // part of a window that doubles with each refusal, from ra up to
 // signInBackoffCap ("full jitter"). The wait is never shorter than
 // Retry-After. The random part is what lets the gate work: hundreds of users
@@ -74,7 +75,7 @@ func signInWait(ra time.Duration, n int, rng *rand.Rand) time.Duration {
 		ra = defaultRetryAfter
 	}
 	window := signInBackoffCap
-	if n < 16 {
+	if n < 16 && ra < signInBackoffCap { // no overflow for a huge Retry-After
 		window = min(ra<<n, signInBackoffCap)
 	}
 	return ra + time.Duration(rng.Int64N(int64(window)+1))

@@ -245,8 +245,11 @@ func TestRetryAfterAndTheWait(t *testing.T) {
 	if d := signInWait(0, 0, rng); d < time.Second {
 		t.Errorf("no Retry-After: waited %s, want a second at least", d)
 	}
-	if d := signInWait(30*time.Second, 3, rng); d < 30*time.Second {
-		t.Errorf("Retry-After 30s above the cap: waited %s, want Retry-After honoured", d)
+	if d := signInWait(30*time.Second, 3, rng); d < 30*time.Second || d > 40*time.Second {
+		t.Errorf("Retry-After 30s above the cap: waited %s, want Retry-After honoured, and 10s of window at most", d)
+	}
+	if d := signInWait(1000*time.Hour, 15, rng); d < 1000*time.Hour {
+		t.Errorf("Retry-After 1000h: waited %s", d)
 	}
 }
 
