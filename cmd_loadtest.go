@@ -36,6 +36,7 @@ func loadtestFlags(fs *flag.FlagSet, o *loadtest.Options) {
 	fs.StringVar(&o.Scenario, "scenario", "browse", "browse (the photo-site mix), static (a trivial endpoint, for comparing with wrk),\nupload (12-megapixel JPEG uploads by seeded users, deleted at the end), or connections (loadtest only, C10K: browse alone, beside --connections idle ones, alone again)")
 	fs.StringVar(&o.Password, "password", seed.Password, "password of the seeded users")
 	fs.Uint64Var(&o.Seed, "seed", 1, "random seed of the virtual users' choices")
+	fs.Float64Var(&o.Anonymous, "anonymous", 0, "the share of virtual users (0 to 1) who browse without an account: the browse mix's reads\n(home, photos, users, tags and their older pages; routes anon-…), no log-in, no writes")
 }
 
 func cmdLoadtest(ctx context.Context, args []string, log *slog.Logger) error {
@@ -112,8 +113,14 @@ var stderrIsTTY = term.IsTerminal(int(os.Stderr.Fd()))
 func progressLine(total time.Duration) func(loadtest.Progress) {
 	return func(p loadtest.Progress) {
 		line := fmt.Sprintf("  %5.0fs / %s  %9d requests  %8.1f req/s  %d errors", p.Elapsed.Seconds(), total, p.Requests, p.RPS, p.Errors)
+		switch {
+		case p.SigningIn:
+			line = fmt.Sprintf("  signing in: %5.0fs  %d of %d users in, %d attempts, %d shed by the server, %d errors", p.Elapsed.Seconds(), p.SignedIn, p.SignInUsers, p.Requests, p.Shed, p.Errors)
+		case p.Waiting > 0:
+			line += fmt.Sprintf("  %d users still signing in", p.Waiting)
+		}
 		if stderrIsTTY {
-			fmt.Fprintf(os.Stderr, "\r%s", line)
+			fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
 		} else if int(p.Elapsed.Seconds())%5 == 0 {
 			fmt.Fprintln(os.Stderr, line)
 		}
@@ -149,6 +156,8 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.BoolVar(&redisServer, "redis-server", false, "run the servers against a private redis-server (Debian's), emptied before each run, instead of each server's embedded miniredis")
 	fs.StringVar(&from, "from", "", "measure nothing: write the report (and --docs) again from this sweep.json")
 	fs.StringVar(&so.Note, "note", "", "a note for the report (say, what else ran on the machine)")
+	var topologyMix float64
+	fs.Float64Var(&topologyMix, "topology-anonymous", 0.9, "measure the topology stages (7, 8: a front server) once more with this share of anonymous visitors\n(as loadtest --anonymous); the same share as --anonymous measures them once")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: flickrkillr loadtest sweep [flags]\n\nFor each run (a stage, on its own schema or with --indexes): migrate, start the server, warm up,\nmeasure, stop. Then bring the schema back and write the report with both ladders.")
 		fs.PrintDefaults()
@@ -174,12 +183,20 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 			return &app.ConfigError{Name: "--ladder", Msg: fmt.Sprintf("%s needs the index migration, which this build does not have (a workshop tag before stage 4): use --ladder tagged, or main", so.Ladder)}
 		}
 	}
+	if !(topologyMix >= 0 && topologyMix <= 1) {
+		return &usageError{fmt.Sprintf("--topology-anonymous must be a share between 0 and 1 (got %g)", topologyMix)}
+	}
 	numbers, err := parseStages(stages)
 	if err != nil {
 		return err
 	}
 	if so.Stages, err = stageSchemas(numbers); err != nil {
 		return err
+	}
+	for i, st := range so.Stages {
+		if lookup, _ := app.LookupStage(st.Stage); lookup.Topology && topologyMix != so.Run.Anonymous {
+			so.Stages[i].Mixes = []float64{topologyMix}
+		}
 	}
 	if so.Exe, err = os.Executable(); err != nil {
 		return err

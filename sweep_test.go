@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -18,6 +20,7 @@ import (
 	"flickrkillr/migrations"
 	"flickrkillr/models"
 	"flickrkillr/models/modeltest"
+	"flickrkillr/seed"
 )
 
 // The sweep runs this binary's migrate and serve: under `go test` that is the
@@ -40,26 +43,8 @@ func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 	if !app.HasIndexSchema() {
 		t.Skip("a build without the index migration has one ladder")
 	}
-	// At the index schema (a later stage's migration, stage 6's photo
-	// states, would come first in the order below).
-	idx, err := app.IndexSchema()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dsn := modeltest.NewDB(t, idx)
-	for k, v := range map[string]string{"FLICKRKILLR_TEST_AS_MAIN": "1", "DATABASE_URL": dsn, "DATA_DIR": t.TempDir(), "REDIS_URL": "", "STAGE": "", "INDEXES": "", "ADDR": ""} {
-		t.Setenv(k, v)
-	}
+	dsn, idx, addr := tinySeed(t)
 	var stderr bytes.Buffer
-	if code := run([]string{"seed", "--users", "20", "--photos-per-user", "2-3", "--images", "3"}, &stderr); code != 0 {
-		t.Fatalf("seed: exit %d\n%s", code, stderr.String())
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	out, docs := t.TempDir(), t.TempDir()
 	doc := filepath.Join(docs, "03-cache.md")
 	os.WriteFile(doc, []byte("# Stage 3\n<!-- sweep: step 3 -->\n<!-- /sweep -->\n"), 0o644)
@@ -147,6 +132,192 @@ func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 	sqlDB, _ := db.DB()
 	if v, err := migrations.Version(context.Background(), sqlDB); err != nil || v != idx {
 		t.Fatalf("schema version %d (%v) after the sweep, want %d", v, err, idx)
+	}
+}
+
+// --anonymous is a share: a value outside 0-1, or not a number, or with a
+// scenario other than the browse mix, is one line and exit status 2.
+func TestLoadtestAnonymousMustBeAShare(t *testing.T) {
+	for _, tt := range []struct{ name, value, scenario string }{
+		{"above one", "1.5", "browse"}, {"negative", "-0.1", "browse"}, {"not a number", "most", "browse"},
+		{"NaN", "NaN", "browse"}, {"with the upload scenario", "0.5", "upload"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := run([]string{"loadtest", "--url", "http://127.0.0.1:1", "--scenario", tt.scenario, "--anonymous", tt.value}, &stderr)
+			out := strings.TrimSpace(stderr.String())
+			if code != 2 || strings.Count(out, "\n") != 0 || !strings.Contains(out, "anonymous") {
+				t.Fatalf("exit %d, stderr %q; want 2 and one line naming --anonymous", code, out)
+			}
+		})
+	}
+	t.Run("the sweep's mix of the topology stages", func(t *testing.T) {
+		t.Setenv("DATABASE_URL", "postgres://x@127.0.0.1:1/x")
+		var stderr bytes.Buffer
+		code := run([]string{"loadtest", "sweep", "--topology-anonymous", "1.1"}, &stderr)
+		if out := strings.TrimSpace(stderr.String()); code != 2 || !strings.Contains(out, "--topology-anonymous") {
+			t.Fatalf("exit %d, stderr %q; want 2 and a line naming --topology-anonymous", code, out)
+		}
+	})
+}
+
+// tinySeed makes a database at the index schema (a later stage's migration,
+// stage 6's photo states, would come first in the sweep's order) with a tiny
+// seed, points the environment at it, and finds a free address to serve on.
+func tinySeed(t *testing.T) (dsn string, schema int64, addr string) {
+	t.Helper()
+	schema, err := app.IndexSchema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn = modeltest.NewDB(t, schema)
+	for k, v := range map[string]string{"FLICKRKILLR_TEST_AS_MAIN": "1", "DATABASE_URL": dsn, "DATA_DIR": t.TempDir(), "REDIS_URL": "", "STAGE": "", "INDEXES": "", "ADDR": ""} {
+		t.Setenv(k, v)
+	}
+	var stderr bytes.Buffer
+	if code := run([]string{"seed", "--users", "20", "--photos-per-user", "2-3", "--images", "3"}, &stderr); code != 0 {
+		t.Fatalf("seed: exit %d\n%s", code, stderr.String())
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = ln.Addr().String()
+	ln.Close()
+	return dsn, schema, addr
+}
+
+// The anonymous visitors against the real pages: their checks (the "Log in"
+// link, each page's markers) hold, they never log in, and the logged-in
+// users beside them get in, the gate's 503s (if the log-ins all at once
+// meet it) counted as shed, not as errors. One stage, one ladder.
+func TestSweepMeasuresAMixWithAnonymousVisitors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server")
+	}
+	if !app.HasIndexSchema() {
+		t.Skip("a build without stage 4")
+	}
+	_, _, addr := tinySeed(t)
+	out := t.TempDir()
+	var stderr bytes.Buffer
+	args := []string{"loadtest", "sweep", "--stages", "4", "--ladder", "tagged", "--anonymous", "0.5", "--duration", "1s", "--warmup", "0s",
+		"--concurrency", "24", "--addr", addr, "--out", out}
+	if code := run(args, &stderr); code != 0 {
+		t.Fatalf("sweep: exit %d\n%s", code, stderr.String())
+	}
+	var sr loadtest.SweepResult
+	b, err := os.ReadFile(filepath.Join(out, "sweep.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &sr); err != nil {
+		t.Fatal(err)
+	}
+	if len(sr.Runs) != 1 || sr.Runs[0].Result == nil {
+		t.Fatalf("runs %+v", sr.Runs)
+	}
+	r := sr.Runs[0]
+	res := r.Result
+	count := func(route string) int64 {
+		for _, rr := range res.Routes {
+			if rr.Route == route {
+				return rr.Requests
+			}
+		}
+		return 0
+	}
+	t.Logf("%s: sign-in %+v", r.Label(), res.SignIn)
+	if r.Label() != "4 indexes --anonymous 0.5" || res.Settings.AnonymousUsers != 12 {
+		t.Fatalf("run %s with %d anonymous users; want 4 indexes --anonymous 0.5 and 12", r.Label(), res.Settings.AnonymousUsers)
+	}
+	if res.Total.Errors != 0 || res.SignIn == nil || res.SignIn.Users != 12 || res.SignIn.Waiting != 0 {
+		t.Fatalf("%d errors (%+v), sign-in %+v; want none, and 12 users in", res.Total.Errors, res.Routes, res.SignIn)
+	}
+	for _, route := range []string{"anon-photo", "anon-home", "photo", "home"} {
+		if count(route) == 0 {
+			t.Errorf("no %s requests: %+v", route, res.Routes)
+		}
+	}
+}
+
+// Overload is not failure (issue 23): far more users than two cores can
+// serve, all signing in at once, against one stage-6 server. The run
+// finishes: the server sheds most sign-ins, the tool waits and retries them,
+// counts them apart and says who is still waiting; latency grows. Whether
+// the pages then fail is the server's part (admission at the front instead
+// of the 5 s request deadline, breakers that take slow for dead): it is
+// checked only with FLICKRKILLR_OVERLOAD_STRICT=1 until that lands. Heavy
+// (half a minute of both cores): run with FLICKRKILLR_OVERLOAD=1.
+func TestOverloadedRunFinishesWithShedSignInsApart(t *testing.T) {
+	if os.Getenv("FLICKRKILLR_OVERLOAD") != "1" {
+		t.Skip("half a minute of both cores: FLICKRKILLR_OVERLOAD=1 runs it")
+	}
+	if _, ok := app.LookupStage(6); !ok {
+		t.Skip("a build without stage 6")
+	}
+	_, _, addr := tinySeed(t)
+	var stderr bytes.Buffer
+	if code := run([]string{"migrate", "--stage", "6"}, &stderr); code != 0 {
+		t.Fatalf("migrate: exit %d\n%s", code, stderr.String())
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := exec.Command(exe, "serve", "--stage", "6", "--addr", addr)
+	srv.Env = append(os.Environ(), "ADMIN_ADDR=")
+	srv.Stdout, srv.Stderr = &stderr, &stderr
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Signal(syscall.SIGINT); srv.Wait() }()
+	ctx := context.Background()
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		} else if i == 300 {
+			t.Fatalf("the server did not listen: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	const users = 512
+	res, err := loadtest.Run(ctx, loadtest.Options{URL: "http://" + addr, Duration: 10 * time.Second, Concurrency: users, Scenario: "browse", Password: seed.Password, Seed: 1})
+	if err != nil {
+		t.Fatalf("the overloaded run did not finish: %v", err)
+	}
+	var text bytes.Buffer
+	loadtest.WriteText(&text, res)
+	t.Logf("\n%s", text.String())
+	s := res.SignIn
+	if s == nil || s.Users != users || s.Before+s.During+s.Waiting != users || s.Shed == 0 {
+		t.Fatalf("sign-in %+v: want all %d users accounted for, and sign-ins shed", s, users)
+	}
+	var shed, loginErrors int64
+	for _, r := range res.Routes {
+		if r.Route == "login" {
+			shed, loginErrors = r.Shed, r.Errors
+		} else if r.Shed != 0 {
+			t.Errorf("route %s has %d shed: only sign-ins are", r.Route, r.Shed)
+		}
+	}
+	if res.Total.Shed != shed || s.Shed < shed {
+		t.Errorf("shed: total %d, login %d, sign-ins over the run %d", res.Total.Shed, shed, s.Shed)
+	}
+	if pageErrors := res.Total.Errors - loginErrors; pageErrors != 0 {
+		var why []string // what the server logged about them, a few lines
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			if strings.Contains(line, "level=ERROR") && !strings.Contains(line, "path=/login ") && len(why) < 5 {
+				why = append(why, line)
+			}
+		}
+		t.Logf("the server's first errors:\n%s", strings.Join(why, "\n"))
+		if os.Getenv("FLICKRKILLR_OVERLOAD_STRICT") == "1" {
+			t.Errorf("%d page errors under overload, want 0", pageErrors)
+		} else {
+			t.Logf("%d page errors under overload (the server's part of issue 23; FLICKRKILLR_OVERLOAD_STRICT=1 fails on them)", pageErrors)
+		}
 	}
 }
 

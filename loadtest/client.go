@@ -58,6 +58,7 @@ type response struct {
 	location    []byte
 	body        []byte
 	timing      []byte // Server-Timing (servertiming.go)
+	retryAfter  []byte // Retry-After, read by the sign-ins (signin.go)
 }
 
 func newClient(base string, timeout time.Duration) (*client, error) {
@@ -285,7 +286,7 @@ func (c *client) readResponse(res *response) (keep bool, err error) {
 
 func (c *client) readOne(res *response) (keep bool, err error) {
 	res.status, res.contentType, res.location, res.body = 0, res.contentType[:0], res.location[:0], res.body[:0]
-	res.timing = res.timing[:0]
+	res.timing, res.retryAfter = res.timing[:0], res.retryAfter[:0]
 	line, err := c.br.ReadSlice('\n')
 	if err != nil {
 		if len(line) == 0 {
@@ -341,6 +342,8 @@ func (c *client) readOne(res *response) (keep bool, err error) {
 			res.timing = append(res.timing, value...)
 		case bytes.EqualFold(name, []byte("Location")):
 			res.location = append(res.location, value...)
+		case bytes.EqualFold(name, []byte("Retry-After")):
+			res.retryAfter = append(res.retryAfter, value...)
 		case bytes.EqualFold(name, []byte("Set-Cookie")):
 			c.setCookie(string(value))
 		}

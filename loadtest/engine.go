@@ -27,6 +27,8 @@ type Result struct {
 	Interrupted bool          `json:"interrupted"`
 	Routes      []RouteResult `json:"routes"`
 	Total       RouteResult   `json:"total"`
+	// SignIn is how the users' sign-ins went (nil when none signs in).
+	SignIn *SignInResult `json:"sign_in,omitempty"`
 }
 
 // Settings are the options a run used.
@@ -39,6 +41,10 @@ type Settings struct {
 	Duration    string  `json:"duration"`
 	ThinkTime   string  `json:"think_time"`
 	Seed        uint64  `json:"seed"`
+	// Anonymous is the share of virtual users who browse without an
+	// account (--anonymous), AnonymousUsers how many that made.
+	Anonymous      float64 `json:"anonymous,omitempty"`
+	AnonymousUsers int     `json:"anonymous_users,omitempty"`
 }
 
 // ServerInfo is what /healthz said.
@@ -82,7 +88,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		Tool:   "flickrkillr loadtest",
 		Server: info,
 		Settings: Settings{URL: o.URL, Scenario: o.Scenario, Mode: "closed", Concurrency: o.Concurrency,
-			Duration: o.Duration.String(), ThinkTime: o.ThinkTime.String(), Seed: o.Seed},
+			Duration: o.Duration.String(), ThinkTime: o.ThinkTime.String(), Seed: o.Seed, Anonymous: o.Anonymous},
 		Machine: Machine{OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(),
 			GoVersion: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0)},
 	}
@@ -97,56 +103,64 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	var reqs, errs atomic.Int64
 	users := make([]*vuser, o.Concurrency)
-	setupErrs := make(chan error, o.Concurrency)
-	var wg sync.WaitGroup
+	si := newSignIns()
 	for i := range users {
 		c, _ := newClient(o.URL, 60*time.Second)
 		defer c.Close()
 		vu := &vuser{
-			id:     i,
-			client: c,
-			rng:    rand.New(rand.NewPCG(o.Seed, uint64(i))),
-			rec:    newRecorder(),
-			shared: shared,
-			reqs:   &reqs,
-			errs:   &errs,
+			id:        i,
+			client:    c,
+			rng:       rand.New(rand.NewPCG(o.Seed, uint64(i))),
+			rec:       newRecorder(),
+			shared:    shared,
+			reqs:      &reqs,
+			errs:      &errs,
+			signIns:   si,
+			anonymous: isAnonymous(i, o.Anonymous),
 		}
 		users[i] = vu
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if sc.login == nil {
-				return
-			}
-			if err := sc.login(ctx, vu); err != nil {
-				setupErrs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(setupErrs)
-	if err := <-setupErrs; err != nil {
-		return nil, err
+		switch {
+		case vu.anonymous:
+			res.Settings.AnonymousUsers++
+		case sc.login != nil:
+			si.users++
+		}
 	}
 
-	if o.OnWindow != nil {
-		o.OnWindow(true)
-	}
-	runCtx, cancel := context.WithTimeout(ctx, o.Duration)
+	// runCtx is the run: it ends o.Duration after the measured window opens
+	// (or on Ctrl-C). The users sign in first, before the window; one that
+	// the server keeps turning away keeps trying until the run ends, and
+	// makes no page request until it is in.
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	start := time.Now()
-	res.Started = start.UTC()
-	stopProgress := reportProgress(o.Progress, start, &reqs, &errs)
-
+	var start time.Time // written before si.window is closed, read after
 	var next atomic.Int64
 	var interval time.Duration
 	if o.Rate > 0 {
 		interval = time.Duration(float64(time.Second) / o.Rate)
 	}
+	var wg, signing sync.WaitGroup
+	failed := make(chan error, len(users))
 	for _, vu := range users {
 		wg.Add(1)
+		signing.Add(1)
 		go func() {
 			defer wg.Done()
+			if sc.login != nil && !vu.anonymous {
+				if err := sc.login(runCtx, vu); err != nil {
+					if runCtx.Err() == nil {
+						failed <- err // before signing.Done: the run must see it
+					}
+					signing.Done()
+					return
+				}
+			}
+			signing.Done()
+			select {
+			case <-si.window:
+			case <-runCtx.Done():
+				return
+			}
 			for runCtx.Err() == nil {
 				if interval > 0 {
 					// Open loop: each action has a slot on a fixed schedule and
@@ -164,6 +178,45 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 		}()
 	}
+	// The sign-in phase: until every user is in, or for at most the run's
+	// duration (a server that sheds most sign-ins); then the window opens
+	// with the users who are in, and the others keep trying inside it.
+	allIn := make(chan struct{})
+	go func() { signing.Wait(); close(allIn) }()
+	phaseStart := time.Now()
+	phaseEnd := time.NewTimer(o.Duration)
+	stopPhase := reportProgress(o.Progress, phaseStart, func() Progress {
+		return Progress{SigningIn: true, Requests: si.attempts.Load(), Errors: si.errors.Load(), Shed: si.shed.Load(),
+			SignedIn: si.before.Load(), SignInUsers: int64(si.users)}
+	})
+	defer stopPhase() // also on the early returns below; a second call does nothing
+	select {
+	case <-allIn:
+	case <-phaseEnd.C:
+	case err := <-failed:
+		cancel()
+		wg.Wait()
+		return nil, err
+	case <-ctx.Done():
+		cancel()
+		wg.Wait()
+		return nil, ctx.Err()
+	}
+	phaseEnd.Stop()
+	stopPhase()
+	si.phase = time.Since(phaseStart)
+
+	if o.OnWindow != nil {
+		o.OnWindow(true)
+	}
+	start = time.Now()
+	res.Started = start.UTC()
+	stopProgress := reportProgress(o.Progress, start, func() Progress {
+		return Progress{Requests: reqs.Load(), Errors: errs.Load(), Waiting: int64(si.users) - si.before.Load() - si.during.Load()}
+	})
+	end := time.AfterFunc(o.Duration, cancel)
+	defer end.Stop()
+	close(si.window)
 	wg.Wait()
 	elapsed := time.Since(start)
 	if o.OnWindow != nil {
@@ -191,6 +244,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		all.merge(vu.rec)
 	}
 	res.Routes, res.Total = all.results(elapsed)
+	res.SignIn = si.result()
 	return res, nil
 }
 
@@ -213,7 +267,9 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	}
 }
 
-func reportProgress(fn func(Progress), start time.Time, reqs, errs *atomic.Int64) (stop func()) {
+// reportProgress calls fn about once a second with what sample says, and
+// the request rate since the last call, until stop.
+func reportProgress(fn func(Progress), start time.Time, sample func() Progress) (stop func()) {
 	if fn == nil {
 		return func() {}
 	}
@@ -230,14 +286,15 @@ func reportProgress(fn func(Progress), start time.Time, reqs, errs *atomic.Int64
 			case <-done:
 				return
 			case now := <-t.C:
-				n := reqs.Load()
-				fn(Progress{Elapsed: now.Sub(start), Requests: n, Errors: errs.Load(),
-					RPS: float64(n-last) / now.Sub(lastT).Seconds()})
-				last, lastT = n, now
+				p := sample()
+				p.Elapsed, p.RPS = now.Sub(start), float64(p.Requests-last)/now.Sub(lastT).Seconds()
+				fn(p)
+				last, lastT = p.Requests, now
 			}
 		}
 	}()
-	return func() { close(done); wg.Wait() }
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
 }
 
 // probe reads /healthz?data=1: the server must answer before we start.
@@ -273,6 +330,10 @@ type vuser struct {
 	errs     *atomic.Int64
 	intended time.Time // open loop: when this action should have started
 	made     []string  // what the user created that the scenario's teardown removes
+	signIns  *signIns  // the run's sign-in state (signin.go)
+	// anonymous users browse without an account: no sign-in, no writes
+	// (anonymousMix).
+	anonymous bool
 }
 
 // check inspects a response; it returns an error for a wrong one.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,23 +19,66 @@ import (
 )
 
 // fakeSite answers like FlickrKillr with tiny pages: enough for the browse
-// scenario's checks. broken names a path prefix that answers 500, and
-// dropComments makes posted comments never show up.
+// scenario's checks. broken names a path prefix that answers brokenStatus
+// (500 when 0) with brokenBody, and dropComments makes posted comments
+// never show up. login, when set, answers POST /login instead of the site
+// (it returns false to let the site log the user in). Pages say "Log out"
+// to a request with a cookie and link /login to one without, and the site
+// counts the requests that carried a cookie and the log-ins.
 type fakeSite struct {
 	broken       string
+	brokenStatus int
+	brokenBody   string
 	dropComments bool
+	login        func(w http.ResponseWriter, r *http.Request) bool
 	mu           sync.Mutex
 	comments     map[string][]string
+	withCookie   int
+	logins       int
+	paths        map[string]int // requests per path, query included
 }
 
 func (f *fakeSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
+	f.mu.Lock()
+	if r.Header.Get("Cookie") != "" {
+		f.withCookie++
+	}
+	if p == "/login" {
+		f.logins++
+	}
+	if f.paths == nil {
+		f.paths = map[string]int{}
+	}
+	f.paths[r.URL.RequestURI()]++
+	f.mu.Unlock()
 	if f.broken != "" && strings.HasPrefix(p, f.broken) {
-		http.Error(w, "boom", 500)
+		if f.brokenStatus == 0 {
+			http.Error(w, "boom", 500)
+			return
+		}
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, f.brokenBody, f.brokenStatus)
 		return
 	}
+	if p == "/login" && r.Method == http.MethodPost && f.login != nil && f.login(w, r) {
+		return
+	}
+	nav := "Log out"
+	if r.Header.Get("Cookie") == "" {
+		nav = `<a href="/login">Log in</a>`
+	}
 	page := func(markers ...string) {
-		fmt.Fprintf(w, "<html>%s Log out</html>", strings.Join(markers, " "))
+		fmt.Fprintf(w, "<html>%s %s</html>", strings.Join(markers, " "), nav)
+	}
+	// A listing's "Older photos" link: three pages back from the first.
+	pager := func(base string) string {
+		before := 4
+		fmt.Sscanf(r.URL.Query().Get("before"), "%d", &before)
+		if before <= 1 {
+			return ""
+		}
+		return fmt.Sprintf(`<p class="pager"><a href="%s?before=%d" rel="next">Older photos →</a></p>`, base, before-1)
 	}
 	switch {
 	case p == "/healthz":
@@ -56,9 +100,9 @@ func (f *fakeSite) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.NotFound(w, r)
 			return
 		}
-		page("member since")
+		page("member since", pager(p))
 	case strings.HasPrefix(p, "/tags/"):
-		page("Photos tagged")
+		page("Photos tagged", pager(p))
 	case p == "/upload":
 		page(`enctype="multipart/form-data"`)
 	case strings.HasSuffix(p, "/thumb") || strings.HasSuffix(p, "/image"):
@@ -215,6 +259,10 @@ func TestBadOptions(t *testing.T) {
 		{"unknown scenario", Options{URL: "http://x", Duration: time.Second, Concurrency: 1, Scenario: "surf"}, "--scenario"},
 		{"not a URL", Options{URL: "localhost:8080", Duration: time.Second, Concurrency: 1, Scenario: "browse"}, "--url"},
 		{"no users", Options{URL: "http://x", Duration: time.Second, Concurrency: 0, Scenario: "browse"}, "--concurrency"},
+		{"an anonymous share above 1", Options{URL: "http://x", Duration: time.Second, Concurrency: 1, Scenario: "browse", Anonymous: 1.5}, "--anonymous"},
+		{"a negative anonymous share", Options{URL: "http://x", Duration: time.Second, Concurrency: 1, Scenario: "browse", Anonymous: -0.1}, "--anonymous"},
+		{"an anonymous share that is not a number", Options{URL: "http://x", Duration: time.Second, Concurrency: 1, Scenario: "browse", Anonymous: math.NaN()}, "--anonymous"},
+		{"anonymous uploaders", Options{URL: "http://x", Duration: time.Second, Concurrency: 1, Scenario: "upload", Anonymous: 0.5}, "--anonymous"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -270,7 +318,7 @@ func fixedResult(stage int, name string, indexes bool, rps, p99 float64) *Result
 
 // fiveStages are stages 0-4 of the design: the indexes come with stage 4.
 var fiveStages = []StageSchemas{
-	{0, "cgi", 1, 2}, {1, "db-sessions", 1, 2}, {2, "mem-sessions", 1, 2}, {3, "cache", 1, 2}, {4, "indexes", 2, 2},
+	{Stage: 0, Name: "cgi", Own: 1, Indexed: 2}, {Stage: 1, Name: "db-sessions", Own: 1, Indexed: 2}, {Stage: 2, Name: "mem-sessions", Own: 1, Indexed: 2}, {Stage: 3, Name: "cache", Own: 1, Indexed: 2}, {Stage: 4, Name: "indexes", Own: 2, Indexed: 2},
 }
 
 func TestSweepPlan(t *testing.T) {
@@ -312,7 +360,7 @@ func TestSweepPlan(t *testing.T) {
 		}
 	})
 	t.Run("later stages with their own migrations join both ladders", func(t *testing.T) {
-		more := append(append([]StageSchemas{}, fiveStages...), StageSchemas{5, "fanout", 2, 2}, StageSchemas{6, "queue", 3, 3}, StageSchemas{7, "scale-out", 3, 3})
+		more := append(append([]StageSchemas{}, fiveStages...), StageSchemas{Stage: 5, Name: "fanout", Own: 2, Indexed: 2}, StageSchemas{Stage: 6, Name: "queue", Own: 3, Indexed: 3}, StageSchemas{Stage: 7, Name: "scale-out", Own: 3, Indexed: 3})
 		runs, ladders, err := planSweep(more, "both", 2)
 		if err != nil {
 			t.Fatal(err)
@@ -331,7 +379,7 @@ func TestSweepPlan(t *testing.T) {
 		}
 	})
 	t.Run("a build without the index migration has no alone ladder", func(t *testing.T) {
-		tag := []StageSchemas{{0, "cgi", 1, 0}, {1, "db-sessions", 1, 0}}
+		tag := []StageSchemas{{Stage: 0, Name: "cgi", Own: 1, Indexed: 0}, {Stage: 1, Name: "db-sessions", Own: 1, Indexed: 0}}
 		if _, _, err := planSweep(tag, "both", 1); err == nil || !strings.Contains(err.Error(), "--ladder tagged") {
 			t.Fatalf("planSweep: %v", err)
 		}
@@ -400,6 +448,9 @@ func TestSweepReportFromFixedInputs(t *testing.T) {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("README lacks %q", want)
 		}
+	}
+	if strings.Contains(md.String(), "Sign-ins the servers shed") {
+		t.Error("a sweep that shed no sign-ins has a section for them")
 	}
 	if t.Failed() || os.Getenv("SHOW") != "" {
 		t.Log(md.String())
@@ -518,5 +569,104 @@ func TestWriteStepBlocks(t *testing.T) {
 	b, _ = os.ReadFile(readme)
 	if got := string(b); !strings.Contains(got, "| 1 db-sessions | 10.0 | 2.00× | 4000.0 | 800.0 | 40.00× | 50.0 | 139 | 6.04× |") {
 		t.Errorf("README's ladders block:\n%s", got)
+	}
+}
+
+// The topology stages are measured on a second mix too (most visitors
+// anonymous): a run of its own after the stage's run, shared by both
+// ladders like it, and never taken for the stage's step.
+func TestSweepPlanMeasuresTopologyStagesOnBothMixes(t *testing.T) {
+	stages := append(append([]StageSchemas{}, fiveStages...),
+		StageSchemas{Stage: 6, Name: "queue", Own: 3, Indexed: 3},
+		StageSchemas{Stage: 7, Name: "scale-out", Own: 3, Indexed: 3, Mixes: []float64{0.9}},
+		StageSchemas{Stage: 8, Name: "front-cache", Own: 3, Indexed: 3, Mixes: []float64{0.9}})
+	runs, ladders, err := planSweep(stages, "both", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var labels []string
+	for _, r := range runs {
+		labels = append(labels, r.Label())
+	}
+	if got, want := strings.Join(labels[:5], ", "), "6 queue, 7 scale-out, 7 scale-out --anonymous 0.9, 8 front-cache, 8 front-cache --anonymous 0.9"; got != want {
+		t.Fatalf("runs %s\nwant first %s", strings.Join(labels, ", "), want)
+	}
+	if !runs[2].SecondMix || runs[1].SecondMix || len(runs[2].Ladders) != 2 || len(runs) != 14 {
+		t.Fatalf("runs %+v", runs[:5])
+	}
+	sr := &SweepResult{Runs: runs, Ladders: ladders}
+	for _, l := range ladders {
+		if r := sr.step(l, 7); r == nil || r.SecondMix {
+			t.Fatalf("%s: stage 7's step is %+v, want the logged-in run", l.Name, r)
+		}
+	}
+	if mixes := sr.secondMixes(8); len(mixes) != 1 || mixes[0].Label() != "8 front-cache --anonymous 0.9" {
+		t.Fatalf("stage 8's further mixes: %+v", mixes)
+	}
+}
+
+// fixedTopologySweep is stages 6-8 on one ladder, 7 and 8 on both mixes.
+func fixedTopologySweep() *SweepResult {
+	stages := []StageSchemas{
+		{Stage: 6, Name: "queue", Own: 3, Indexed: 3},
+		{Stage: 7, Name: "scale-out", Own: 3, Indexed: 3, Mixes: []float64{0.9}},
+		{Stage: 8, Name: "front-cache", Own: 3, Indexed: 3, Mixes: []float64{0.9}},
+	}
+	runs, ladders, _ := planSweep(stages, "both", 3)
+	figures := map[string]float64{"6 queue": 1000, "7 scale-out": 800, "7 scale-out --anonymous 0.9": 1200, "8 front-cache": 790, "8 front-cache --anonymous 0.9": 4800}
+	for _, r := range runs {
+		v := figures[r.Label()]
+		r.Result = fixedResult(r.Stage, r.Name, true, v, 40000/v)
+		if r.SecondMix {
+			for i := range r.Result.Routes {
+				r.Result.Routes[i].Route = "anon-" + r.Result.Routes[i].Route
+			}
+		}
+		r.CPU = &CPU{Seconds: 30, Requests: int64(v * 30), ToolS: 5, ServerS: 30, PostgresS: 20, PostgresOK: true, OthersS: 3, MachineS: 60}
+	}
+	return &SweepResult{Command: "flickrkillr loadtest sweep --stages 6-8", Warmup: "10s", Host: HostInfo{Cores: 2}, Started: time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC), Runs: runs, Ladders: ladders}
+}
+
+// The anonymous mix's rows come after their stage's row, in the ladder
+// table's format, against the stage before on the same mix; the other rows
+// read as before, and each step and the per-route tables show the mix apart.
+func TestSweepReportShowsTheAnonymousMixApart(t *testing.T) {
+	sr := fixedTopologySweep()
+	sr.Runs[1].Result.SignIn = &SignInResult{Users: 32, Before: 30, During: 1, Waiting: 1, Shed: 57, PhaseS: 30}
+	var md bytes.Buffer
+	if err := writeSweepMarkdown(&md, sr); err != nil {
+		t.Fatal(err)
+	}
+	got := md.String()
+	for _, want := range []string{
+		"| 6 queue | 1000.0 ‡ | — | 40.0 | 1000.0 ‡ | — | 40.0 | — | — |\n| 7 scale-out | 800.0 ‡ | 0.80× | 50.0 | 800.0 ‡ | 0.80× | 50.0 | — | — |\n| 7 scale-out --anonymous 0.9 | 1200.0 ‡ | — | 33.3 | 1200.0 ‡ | — | 33.3 | — | — |\n| 8 front-cache | 790.0 ‡ | 0.99× |",
+		"| 8 front-cache --anonymous 0.9 | 4800.0 ‡ | 4.00× | 8.3 | 4800.0 ‡ | 4.00× | 8.3 | — | — |\n\n",
+		"Rows with `--anonymous 0.9`: the topology stages measured again",
+		"### Step 8: front-cache",
+		"- as the tags build it: 800.0 → 790.0 req/s (**0.99×**)",
+		"With anonymous visitors (`--anonymous 0.9`, the topology stages' second mix; routes `anon-…`):",
+		"closed loop, 32 virtual users (the topology stages also with --anonymous 0.9), 30s per run",
+		"- 7 scale-out --anonymous 0.9 → 8 front-cache --anonymous 0.9: 1200.0 → 4800.0 req/s (**4.00×**), p99 33.3 → 8.3 ms; CPU per request: server",
+		"| route | 7 scale-out --anonymous 0.9 | 8 front-cache --anonymous 0.9 |\n|---|---:|---:|\n| anon-photo | 600.0 (33.3) | 2400.0 (8.3) |",
+		"- 7 scale-out --anonymous 0.9: 1200.0 req/s, p99 33.3 ms; CPU per request: server 0.83, PostgreSQL 0.56, tool 0.14 ms (the stage before was not measured on this mix)",
+		"## Per route, with anonymous visitors (--anonymous 0.9): req/s (p99 ms)",
+		"| 7 scale-out --anonymous 0.9 | 3 | yes | tagged, alone | 36000 |",
+		"## Sign-ins the servers shed",
+		"| 7 scale-out | 32 | 30 | 1 | 1 | 57 | 30.0 | 0 |\n\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("README lacks %q", want)
+		}
+	}
+	// The ladders' per-route tables are the logged-in runs' alone.
+	perRoute := got[strings.Index(got, "## Per route, as the tags build it"):strings.Index(got, "## Per route, each step alone")]
+	if strings.Contains(perRoute, "anon-") || strings.Contains(perRoute, "--anonymous") {
+		t.Errorf("the ladder's per-route table has the anonymous runs:\n%s", perRoute)
+	}
+	if t.Failed() || os.Getenv("SHOW") != "" {
+		t.Log(got)
+	}
+	if bars := strings.Count(sweepSVG(sr), `class="bar"`); bars != 6 {
+		t.Errorf("%d bars, want 3 stages × two ladders (the chart is the ladders')", bars)
 	}
 }

@@ -9,6 +9,7 @@ package loadtest
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -22,6 +23,7 @@ type Options struct {
 	Scenario    string        // browse (default), static, or connections (RunConnections)
 	Password    string        // of the seeded users
 	Seed        uint64        // choices of users, photos and tags
+	Anonymous   float64       // the share of users (0 to 1) who browse without an account (anonymousMix)
 	Progress    func(Progress)
 	// OnWindow is called when the measured window opens (true) and closes
 	// (false), outside the timed requests: the sweep reads CPU counters there.
@@ -39,6 +41,15 @@ type Progress struct {
 	Requests int64
 	Errors   int64
 	RPS      float64 // over the last interval
+	// Waiting is, in the measured window, how many users are not signed in
+	// yet (the server shed their sign-ins).
+	Waiting int64
+	// SigningIn marks the sign-in phase before the window: Elapsed counts
+	// from its start, Requests are sign-in attempts, Shed of them shed, and
+	// SignedIn of SignInUsers users are in.
+	SigningIn             bool
+	Shed                  int64
+	SignedIn, SignInUsers int64
 }
 
 // Validate names the first bad option.
@@ -53,6 +64,10 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--concurrency must be at least 1 (got %d)", o.Concurrency)
 	case o.Rate < 0:
 		return fmt.Errorf("--rate must be positive (got %g)", o.Rate)
+	case !(o.Anonymous >= 0 && o.Anonymous <= 1): // NaN too
+		return fmt.Errorf("--anonymous must be a share between 0 and 1 (got %g)", o.Anonymous)
+	case o.Anonymous > 0 && o.Scenario != "browse" && o.Scenario != "connections":
+		return fmt.Errorf("--anonymous is a share of the browse mix's users: it takes --scenario browse or connections (got %s)", o.Scenario)
 	}
 	if o.Scenario == "connections" {
 		switch {
@@ -67,6 +82,13 @@ func (o Options) Validate() error {
 		return fmt.Errorf("unknown --scenario %q (known: %s, connections)", o.Scenario, scenarioNames())
 	}
 	return nil
+}
+
+// isAnonymous says whether virtual user i (of 0, 1, …) browses without an
+// account when a share of the users does: the anonymous users are spread
+// evenly over the ids, round(share × users) of them in all.
+func isAnonymous(i int, share float64) bool {
+	return math.Floor(float64(i+1)*share+0.5) > math.Floor(float64(i)*share+0.5)
 }
 
 // ErrUnreachable is returned when the server does not answer /healthz.

@@ -22,18 +22,33 @@ func WriteText(w io.Writer, r *Result) error {
 	if r.Settings.Mode == "open" {
 		load = fmt.Sprintf("open loop, %g req/s, up to %d in flight (latency from the intended send time)", r.Settings.Rate, r.Settings.Concurrency)
 	}
-	fmt.Fprintf(w, "settings: scenario %s, %s, %s, seed %d\n", r.Settings.Scenario, load, r.Settings.Duration, r.Settings.Seed)
+	fmt.Fprintf(w, "settings: scenario %s, %s, %s, seed %d%s\n", r.Settings.Scenario, load, r.Settings.Duration, r.Settings.Seed, mixText(r.Settings))
 	status := fmt.Sprintf("%.1fs measured", r.Elapsed)
 	if r.Interrupted {
 		status += " (INTERRUPTED: partial results)"
 	}
-	fmt.Fprintf(w, "run:      %s, started %s\n\n", status, r.Started.Format("2006-01-02 15:04:05 MST"))
+	fmt.Fprintf(w, "run:      %s, started %s\n", status, r.Started.Format("2006-01-02 15:04:05 MST"))
+	if s := r.SignIn; s != nil {
+		fmt.Fprintf(w, "sign-in:  %s\n", signInText(s))
+	}
+	fmt.Fprintln(w)
 
+	// The shed column only when the server shed sign-ins in the window:
+	// the table of a run that shed none reads as it always did.
+	shed := r.Total.Shed > 0
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "route\trequests\treq/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\terrors\tMB/s\t")
+	head := "route\trequests\treq/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\terrors\t"
+	if shed {
+		head += "shed\t"
+	}
+	fmt.Fprintln(tw, head+"MB/s\t")
 	for _, row := range append(append([]RouteResult{}, r.Routes...), r.Total) {
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%.2f\t\n",
-			row.Route, row.Requests, row.RPS, row.P50, row.P90, row.P99, row.P999, row.Max, row.Errors, row.MBps)
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t",
+			row.Route, row.Requests, row.RPS, row.P50, row.P90, row.P99, row.P999, row.Max, row.Errors)
+		if shed {
+			fmt.Fprintf(tw, "%d\t", row.Shed)
+		}
+		fmt.Fprintf(tw, "%.2f\t\n", row.MBps)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -44,6 +59,30 @@ func WriteText(w io.Writer, r *Result) error {
 		}
 	}
 	return writeTiming(w, r)
+}
+
+// mixText says how many users browse without an account, if any do.
+func mixText(s Settings) string {
+	if s.Anonymous == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", --anonymous %g: %d of the %d virtual users browse without an account (routes anon-…)", s.Anonymous, s.AnonymousUsers, s.Concurrency)
+}
+
+// signInText says how the sign-ins went: who got in when, how many the
+// server shed, and who was still waiting at the end.
+func signInText(s *SignInResult) string {
+	t := numbers.Sprintf("%d users sign in: %d got in before the window (in %.1fs), %d inside it", s.Users, s.Before, s.PhaseS, s.During)
+	if s.Waiting > 0 {
+		t += numbers.Sprintf("; %d STILL WAITING at the end (they made no page requests)", s.Waiting)
+	} else {
+		t += "; none still waiting at the end"
+	}
+	t += numbers.Sprintf(". %d attempts: %d shed by the server's sign-in gate (503 + Retry-After: waited on and retried, not errors)", s.Attempts, s.Shed)
+	if s.Errors > 0 {
+		t += numbers.Sprintf(", %d refused or failed otherwise (errors, retried)", s.Errors)
+	}
+	return t
 }
 
 // schemaText says which schema a server ran on, as its /healthz said.

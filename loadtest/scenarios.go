@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"flickrkillr/seed"
 )
@@ -202,33 +201,21 @@ func browseLogin(ctx context.Context, vu *vuser) error {
 	return logIn(ctx, vu, vu.shared.(*browse))
 }
 
-// logIn logs the user in as a random seeded user.
+// logIn logs the user in as a random seeded user. The server runs a few
+// bcrypt checks at a time and sheds the rest with a 503 and Retry-After
+// (docs/reliability.md): all users logging in at once wait and retry as
+// signIn says, until the run ends.
 func logIn(ctx context.Context, vu *vuser, b *browse) error {
 	name := "user" + strconv.Itoa(1+vu.rng.IntN(b.users))
-	// The server runs a few bcrypt checks at a time and answers the rest 503
-	// (docs/reliability.md): all users logging in at once retry, spread out.
-	for try := 0; ; try++ {
-		err := vu.client.do(ctx, http.MethodPost, "/login", url.Values{"name": {name}, "password": {b.o.Password}}, &vu.res)
-		if err != nil {
-			return fmt.Errorf("log in as %s: %w", name, err)
-		}
-		if vu.res.status != http.StatusServiceUnavailable || try == 50 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(100+vu.rng.IntN(400)) * time.Millisecond):
-		}
-	}
-	if vu.res.status != http.StatusSeeOther {
-		return fmt.Errorf("log in as %s: status %d (is --password right?)", name, vu.res.status)
-	}
-	return nil
+	return vu.signIn(ctx, "login", "/login", "log in as "+name, url.Values{"name": {name}, "password": {b.o.Password}})
 }
 
 func browseStep(ctx context.Context, vu *vuser) {
 	b := vu.shared.(*browse)
+	if vu.anonymous {
+		anonymousStep(ctx, vu, b)
+		return
+	}
 	n := vu.rng.IntN(mixTotal)
 	for _, a := range browseMix {
 		if n < a.weight {

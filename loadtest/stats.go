@@ -19,6 +19,7 @@ type recorder struct {
 type routeStats struct {
 	hist   *hdrhistogram.Histogram
 	errors int64
+	shed   int64 // sign-ins the server's sign-in gate turned away (signin.go): not errors
 	bytes  int64
 	causes map[string]int64 // error message → count
 	timing *timingStats     // the server's Server-Timing, summed (servertiming.go)
@@ -37,7 +38,15 @@ func (r *recorder) route(name string) *routeStats {
 
 // record adds one request: its latency, its size, and its error if any.
 func (r *recorder) record(route string, latency time.Duration, bytes int64, err error) {
+	r.recordAnswer(route, latency, bytes, err, false)
+}
+
+// recordAnswer is record for a request that may have been shed (a sign-in).
+func (r *recorder) recordAnswer(route string, latency time.Duration, bytes int64, err error, shed bool) {
 	s := r.route(route)
+	if shed {
+		s.shed++
+	}
 	s.hist.RecordValue(max(latency.Microseconds(), 1))
 	s.bytes += bytes
 	if err != nil {
@@ -53,6 +62,7 @@ func (r *recorder) merge(o *recorder) {
 		s := r.route(name)
 		s.hist.Merge(os.hist)
 		s.errors += os.errors
+		s.shed += os.shed
 		s.bytes += os.bytes
 		for c, n := range os.causes {
 			s.causes[c] += n
@@ -72,6 +82,7 @@ type RouteResult struct {
 	P999     float64          `json:"p99_9_ms"`
 	Max      float64          `json:"max_ms"`
 	Errors   int64            `json:"errors"`
+	Shed     int64            `json:"shed"` // sign-ins the sign-in gate turned away (503 + Retry-After): not errors
 	MBps     float64          `json:"mb_per_s"`
 	Causes   map[string]int64 `json:"error_causes,omitempty"`
 	Timing   *TimingResult    `json:"server_timing,omitempty"`
@@ -83,7 +94,7 @@ func summarize(name string, s *routeStats, elapsed time.Duration) RouteResult {
 	n := s.hist.TotalCount()
 	sec := max(elapsed.Seconds(), 1e-9)
 	r := RouteResult{
-		Route: name, Requests: n, RPS: float64(n) / sec, Errors: s.errors,
+		Route: name, Requests: n, RPS: float64(n) / sec, Errors: s.errors, Shed: s.shed,
 		MBps: float64(s.bytes) / sec / 1e6,
 	}
 	if n > 0 {
@@ -106,6 +117,7 @@ func (r *recorder) results(elapsed time.Duration) ([]RouteResult, RouteResult) {
 		names = append(names, name)
 		total.hist.Merge(s.hist)
 		total.errors += s.errors
+		total.shed += s.shed
 		total.bytes += s.bytes
 		total.mergeTiming(s.timing)
 	}

@@ -51,6 +51,11 @@ type StageSchemas struct {
 	Name    string `json:"name"`
 	Own     int64  `json:"own_schema"`
 	Indexed int64  `json:"indexed_schema,omitempty"`
+	// Mixes are further mixes to measure the stage on, as --anonymous
+	// shares, beside the sweep's own (the topology stages, 7 and 8, are also
+	// measured with most visitors anonymous: stage 8's front cache serves
+	// only them). Each is a run of its own, outside the ladders' steps.
+	Mixes []float64 `json:"mixes,omitempty"`
 }
 
 // The two ladders.
@@ -90,19 +95,28 @@ type SweepRun struct {
 	Indexes bool     `json:"indexes"` // served with --indexes
 	Schema  int64    `json:"schema"`
 	Ladders []string `json:"ladders"`
-	Result  *Result  `json:"result,omitempty"`
-	CPU     *CPU     `json:"cpu,omitempty"`
-	Error   string   `json:"error,omitempty"`
+	// Anonymous is the run's --anonymous share; SecondMix marks a run on a
+	// stage's further mix (StageSchemas.Mixes): not a ladder's step, but
+	// shown beside its stage's step. Ladders are the ladders it belongs with.
+	Anonymous float64 `json:"anonymous,omitempty"`
+	SecondMix bool    `json:"second_mix,omitempty"`
+	Result    *Result `json:"result,omitempty"`
+	CPU       *CPU    `json:"cpu,omitempty"`
+	Error     string  `json:"error,omitempty"`
 	// Retried says why each earlier attempt failed, when the run was
 	// measured again.
 	Retried []string `json:"retried,omitempty"`
 }
 
-// Label names the run: "3 cache" or "3 cache --indexes".
+// Label names the run: "3 cache", "3 cache --indexes" or
+// "7 scale-out --anonymous 0.9".
 func (r *SweepRun) Label() string {
 	l := fmt.Sprintf("%d %s", r.Stage, r.Name)
 	if r.Indexes {
 		l += " --indexes"
+	}
+	if r.Anonymous > 0 {
+		l += fmt.Sprintf(" --anonymous %g", r.Anonymous)
 	}
 	return l
 }
@@ -158,31 +172,39 @@ func planSweep(stages []StageSchemas, ladder string, current int64) ([]*SweepRun
 	type key struct {
 		stage   int
 		indexes bool
+		mix     int // 0: the sweep's own; i: the stage's Mixes[i-1]
 	}
 	byKey := map[key]*SweepRun{}
 	var runs []*SweepRun
 	for _, name := range names {
 		for _, st := range stages {
-			k, schema := key{st.Stage, false}, st.Own
+			k, schema := key{st.Stage, false, 0}, st.Own
 			if name == LadderAlone {
 				if st.Indexed == 0 {
 					return nil, nil, fmt.Errorf("the %q ladder needs the index migration, which this build does not have: use --ladder tagged (or main)", LadderAlone)
 				}
 				if st.Indexed != st.Own {
-					k, schema = key{st.Stage, true}, st.Indexed
+					k, schema = key{st.Stage, true, 0}, st.Indexed
 				}
 			}
-			r := byKey[k]
-			if r == nil {
-				r = &SweepRun{Stage: st.Stage, Name: st.Name, Indexes: k.indexes, Schema: schema}
-				byKey[k] = r
-				runs = append(runs, r)
+			for mix := 0; mix <= len(st.Mixes); mix++ {
+				k.mix = mix
+				r := byKey[k]
+				if r == nil {
+					r = &SweepRun{Stage: st.Stage, Name: st.Name, Indexes: k.indexes, Schema: schema}
+					if mix > 0 {
+						r.Anonymous, r.SecondMix = st.Mixes[mix-1], true
+					}
+					byKey[k] = r
+					runs = append(runs, r)
+				}
+				r.Ladders = append(r.Ladders, name)
 			}
-			r.Ladders = append(r.Ladders, name)
 		}
 	}
 	// Order: the current schema first, then the others in ascending version;
-	// within a schema, by stage.
+	// within a schema, by stage (a stage's further mixes after its own run:
+	// the sort is stable).
 	rank := func(r *SweepRun) int64 {
 		if r.Schema == current {
 			return -1
@@ -200,7 +222,9 @@ func planSweep(stages []StageSchemas, ladder string, current int64) ([]*SweepRun
 		l := Ladder{Name: name, Title: ladderTitles[name]}
 		for _, st := range stages {
 			for i, r := range runs {
-				if r.Stage == st.Stage && slices.Contains(r.Ladders, name) {
+				// A further mix's run is beside the step, not a step:
+				// the report finds it by its stage (secondMixes).
+				if r.Stage == st.Stage && slices.Contains(r.Ladders, name) && !r.SecondMix {
 					l.Steps = append(l.Steps, LadderStep{Stage: st.Stage, Run: i})
 				}
 			}
@@ -236,6 +260,11 @@ func Sweep(ctx context.Context, so SweepOptions) (*SweepResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, r := range runs {
+		if !r.SecondMix {
+			r.Anonymous = so.Run.Anonymous
+		}
+	}
 	sr := &SweepResult{Command: so.Command, Rerun: so.Rerun, Note: so.Note, Warmup: so.Warmup.String(), Redis: so.Redis, Host: hostInfo(), Started: time.Now().UTC(),
 		PostgresNote: so.PostgresNote, Runs: runs, Ladders: ladders}
 	for _, run := range runs {
@@ -261,8 +290,8 @@ func Sweep(ctx context.Context, so SweepOptions) (*SweepResult, error) {
 			run.Error = err.Error()
 			continue
 		}
-		so.Log("%s: %.1f req/s, p99 %.1f ms, %d errors; CPU s: tool %.1f, server %.1f, PostgreSQL %.1f",
-			run.Label(), run.Result.Total.RPS, run.Result.Total.P99, run.Result.Total.Errors, run.CPU.ToolS, run.CPU.ServerS, run.CPU.PostgresS)
+		so.Log("%s: %.1f req/s, p99 %.1f ms, %d errors%s; CPU s: tool %.1f, server %.1f, PostgreSQL %.1f",
+			run.Label(), run.Result.Total.RPS, run.Result.Total.P99, run.Result.Total.Errors, shedText(run.Result.SignIn), run.CPU.ToolS, run.CPU.ServerS, run.CPU.PostgresS)
 	}
 	if args := restoreArgs(so.Stages, so.Current); args != nil && len(runs) > 0 && runs[len(runs)-1].Schema != so.Current {
 		so.Log("bringing the schema back to version %d", so.Current)
@@ -271,6 +300,15 @@ func Sweep(ctx context.Context, so SweepOptions) (*SweepResult, error) {
 		}
 	}
 	return sr, nil
+}
+
+// shedText is ", N sign-ins shed, M users still waiting" when the server
+// shed sign-ins, or "".
+func shedText(s *SignInResult) string {
+	if s == nil || s.Shed == 0 && s.Waiting == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d sign-ins shed, %d users still waiting at the end", s.Shed, s.Waiting)
 }
 
 func migrate(ctx context.Context, so SweepOptions, args ...string) error {
@@ -308,6 +346,9 @@ func sweepRun(ctx context.Context, so SweepOptions, run *SweepRun) error {
 	if run.Indexes {
 		name += "-indexes"
 	}
+	if run.SecondMix {
+		name += fmt.Sprintf("-anonymous%g", run.Anonymous)
+	}
 	logPath := filepath.Join(os.TempDir(), name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644) // a retry appends
 	if err != nil {
@@ -326,7 +367,7 @@ func sweepRun(ctx context.Context, so SweepOptions, run *SweepRun) error {
 		return fmt.Errorf("%w (server log: %s)", err, logPath)
 	}
 	o := so.Run
-	o.URL = url
+	o.URL, o.Anonymous = url, run.Anonymous
 	if so.Warmup > 0 {
 		so.Log("%s: warming up for %s", run.Label(), so.Warmup)
 		w := o

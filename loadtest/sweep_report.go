@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -85,6 +86,12 @@ func writeSweepMarkdown(w io.Writer, sr *SweepResult) error {
 		if r.Settings.Mode == "open" {
 			load = fmt.Sprintf("open loop at %g req/s", r.Settings.Rate)
 		}
+		if r.Settings.Anonymous > 0 {
+			load += fmt.Sprintf(", --anonymous %g", r.Settings.Anonymous)
+		}
+		if mixes := secondMixRuns(sr); len(mixes) > 0 {
+			load += fmt.Sprintf(" (the topology stages also with --anonymous %g)", mixes[0].Anonymous)
+		}
 		fmt.Fprintf(w, "Data: %s. Scenario %s, %s, %s per run after a %s warm-up; each run is a fresh server. Redis (stages 2 and later): %s.\n\n",
 			dataSize(r.Server.Rows), r.Settings.Scenario, load, r.Settings.Duration, orUnknown(sr.Warmup), orUnknown(sr.Redis))
 	}
@@ -100,8 +107,14 @@ func writeSweepMarkdown(w io.Writer, sr *SweepResult) error {
 		}
 		writeRouteTable(w, cols)
 	}
+	if mixes := secondMixRuns(sr); len(mixes) > 0 {
+		fmt.Fprintf(w, "## Per route, with anonymous visitors (--anonymous %g): req/s (p99 ms)\n\n", mixes[0].Anonymous)
+		fmt.Fprintf(w, "The runs of %s.\n\n", secondMixNote)
+		writeRouteTable(w, mixes)
+	}
 	writeCPUTable(w, sr)
 	writeSweepTiming(w, sr)
+	writeSignIns(w, sr)
 	var retried []string
 	for _, r := range sr.Runs {
 		for i, why := range r.Retried {
@@ -158,6 +171,29 @@ func (sr *SweepResult) step(l Ladder, stage int) *SweepRun {
 	for _, st := range l.Steps {
 		if st.Stage == stage {
 			return sr.Runs[st.Run]
+		}
+	}
+	return nil
+}
+
+// secondMixes returns the runs of a stage on its further mixes (the
+// topology stages' anonymous mix), once each however many ladders list them.
+func (sr *SweepResult) secondMixes(stage int) []*SweepRun {
+	var list []*SweepRun
+	for _, r := range sr.Runs {
+		if r.Stage == stage && r.SecondMix && !slices.Contains(list, r) {
+			list = append(list, r)
+		}
+	}
+	return list
+}
+
+// sameMix returns the run of stage on the mix of r (another stage's further
+// mix), or nil.
+func (sr *SweepResult) sameMix(stage int, r *SweepRun) *SweepRun {
+	for _, o := range sr.secondMixes(stage) {
+		if o.Anonymous == r.Anonymous {
+			return o
 		}
 	}
 	return nil
@@ -246,6 +282,33 @@ func writeLadderRows(w io.Writer, sr *SweepResult) {
 			fmt.Fprintf(w, " %s | %s | %s |", cell, ratio(r, prev), p99)
 		}
 		fmt.Fprintf(w, " %s |\n", talkCells(n, i > 0 && stages[i-1] == n-1))
+		// A topology stage's anonymous mix: a row of its own, against the
+		// stage before on the same mix; the ladders' rows stay as they are.
+		for _, r := range sr.secondMixes(n) {
+			var prev *SweepRun
+			if i > 0 {
+				prev = sr.sameMix(stages[i-1], r)
+			}
+			fmt.Fprintf(w, "| %s |", r.Label())
+			for _, l := range sr.Ladders {
+				cell, p99 := "—", "—"
+				if !slices.Contains(r.Ladders, l.Name) {
+					fmt.Fprintf(w, " %s | — | %s |", cell, p99)
+					continue
+				}
+				if r.Error != "" {
+					cell = "failed"
+				} else if v, ok := rps(r); ok {
+					cell, p99 = fmt.Sprintf("%.1f", v), fmt.Sprintf("%.1f", r.Result.Total.P99)
+					if len(r.Ladders) > 1 && len(sr.Ladders) > 1 {
+						cell += " ‡"
+						shared = true
+					}
+				}
+				fmt.Fprintf(w, " %s | %s | %s |", cell, ratio(r, prev), p99)
+			}
+			fmt.Fprintln(w, " — | — |")
+		}
 	}
 	fmt.Fprintln(w)
 	if shared {
@@ -256,6 +319,21 @@ func writeLadderRows(w io.Writer, sr *SweepResult) {
 		fmt.Fprintln(w, noise)
 		fmt.Fprintln(w)
 	}
+	if mixes := secondMixRuns(sr); len(mixes) > 0 {
+		fmt.Fprintf(w, "Rows with `--anonymous %g`: %s; × previous is against the stage before on the same mix.\n\n", mixes[0].Anonymous, secondMixNote)
+	}
+}
+
+// secondMixNote says what the rows and tables of the further mix are.
+const secondMixNote = "the topology stages measured again with that share of the virtual users browsing without an account (`--anonymous`: the shape of a real photo site, and the visitors a front cache serves), their routes prefixed `anon-`"
+
+// secondMixRuns lists every run on a further mix, in stage order.
+func secondMixRuns(sr *SweepResult) []*SweepRun {
+	var list []*SweepRun
+	for _, n := range stagesOf(sr) {
+		list = append(list, sr.secondMixes(n)...)
+	}
+	return list
 }
 
 // talkCells are the talk's req/s and × previous for a stage ("—" when the
@@ -334,6 +412,28 @@ func writeStep(w io.Writer, sr *SweepResult, p, n int) {
 	}
 	fmt.Fprintln(w)
 	writeRouteTableWithHeads(w, cols, heads)
+	writeSecondMixStep(w, sr, p, n)
+}
+
+// writeSecondMixStep is the step on a topology stage's further mix (the
+// anonymous visitors): after the ladders' figures, so that those read as
+// before.
+func writeSecondMixStep(w io.Writer, sr *SweepResult, p, n int) {
+	for _, now := range sr.secondMixes(n) {
+		fmt.Fprintf(w, "With anonymous visitors (`--anonymous %g`, the topology stages' second mix; routes `anon-…`):\n\n", now.Anonymous)
+		cols, heads := []*SweepRun{now}, []string{now.Label()}
+		if before := sr.sameMix(p, now); before != nil {
+			fmt.Fprintf(w, "- %s → %s: %s → %s req/s (**%s**), p99 %s → %s ms; CPU per request: server %s, PostgreSQL %s, tool %s ms\n\n",
+				before.Label(), now.Label(), rpsText(before), rpsText(now), ratio(now, before), p99Text(before), p99Text(now),
+				cpuStep(before, now, func(c *CPU) (float64, bool) { return c.ServerS, true }),
+				cpuStep(before, now, func(c *CPU) (float64, bool) { return c.PostgresS, c.PostgresOK }),
+				cpuStep(before, now, func(c *CPU) (float64, bool) { return c.ToolS, true }))
+			cols, heads = []*SweepRun{before, now}, []string{before.Label(), now.Label()}
+		} else {
+			fmt.Fprintf(w, "- %s: %s req/s, p99 %s ms%s (the stage before was not measured on this mix)\n\n", now.Label(), rpsText(now), p99Text(now), cpuPerRequest(now))
+		}
+		writeRouteTableWithHeads(w, cols, heads)
+	}
 }
 
 // docBlock matches a part of a doc that the sweep refreshes:
@@ -429,6 +529,20 @@ func WriteStepBlocks(paths []string, sr *SweepResult) ([]string, error) {
 		}
 	}
 	return changed, nil
+}
+
+// cpuPerRequest is "; CPU per request: server …, PostgreSQL …, tool … ms"
+// of one run, or "" when its CPU was not measured.
+func cpuPerRequest(r *SweepRun) string {
+	c := r.CPU
+	if c == nil {
+		return ""
+	}
+	pg := "—"
+	if c.PostgresOK {
+		pg = fmt.Sprintf("%.2f", c.PerRequestMS(c.PostgresS))
+	}
+	return fmt.Sprintf("; CPU per request: server %.2f, PostgreSQL %s, tool %.2f ms", c.PerRequestMS(c.ServerS), pg, c.PerRequestMS(c.ToolS))
 }
 
 // cpuStep is "a → b" of one side's CPU ms per request over two runs.
@@ -557,6 +671,32 @@ func writeCPUTable(w io.Writer, sr *SweepResult) {
 	if over > 0 {
 		fmt.Fprintf(w, "In %d run(s) the load tool took more CPU than the server it measured: on a shared machine those figures are partly the tool's limit.\n\n", over)
 	}
+}
+
+// writeSignIns lists the runs whose server shed sign-ins (docs/loadtest.md):
+// their users got in late, or not at all, and a run with users still
+// waiting at the end measured fewer users than it says.
+func writeSignIns(w io.Writer, sr *SweepResult) {
+	var rows []string
+	for _, r := range sr.Runs {
+		if r.Result == nil || r.Result.SignIn == nil {
+			continue
+		}
+		if s := r.Result.SignIn; s.Shed > 0 || s.Waiting > 0 || s.Errors > 0 {
+			rows = append(rows, fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %.1f | %d |", r.Label(), s.Users, s.Before, s.During, s.Waiting, s.Shed, s.PhaseS, s.Errors))
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "## Sign-ins the servers shed")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "The server lets a few sign-ins run bcrypt at a time and sheds the others with a 503 and Retry-After; the tool waits and tries again, and counts them apart from the errors. Users still waiting at the end made no page requests: those runs measured fewer users than they say.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| run | users who sign in | in before the window | in inside it | still waiting at the end | sign-ins shed | sign-in phase s | other refusals (errors) |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, strings.Join(rows, "\n"))
+	fmt.Fprintln(w)
 }
 
 func orUnknown(s string) string {
