@@ -25,6 +25,7 @@ import (
 	"syscall"
 
 	"flickrkillr/app"
+	"flickrkillr/app/netdelay"
 )
 
 // command is one subcommand: its one-line help and what it runs.
@@ -182,5 +183,5 @@ func cmdInstance(ctx context.Context, args []string, log *slog.Logger) error {
 }
 
 func cmdLatencyProxy(ctx context.Context, args []string, log *slog.Logger) error {
-	return app.ServeLatencyProxy(args, os.Stdin, os.Stdout)
+	return netdelay.ServeChild(args, os.Stdin, os.Stdout)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"flickrkillr/app/obs"
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -47,8 +48,8 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
 	dash := ta.newDashboard(ctx)
-	go dash.run(ctx)
-	admin := httptest.NewServer(adminHandler(ta.metrics, dash))
+	go dash.Run(ctx)
+	admin := httptest.NewServer(obs.Handler(ta.metrics.Registry(), dash, nil))
 	defer admin.Close()
 
 	// Load while the browser watches: a few pages a second, bounded by ctx.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"context"
+	"flickrkillr/app/obs"
 	"flickrkillr/models/modeltest"
 )
 
@@ -17,7 +19,7 @@ import (
 // sample lines by their name and labels as exported.
 func scrape(t *testing.T, ta *testApp) map[string]float64 {
 	t.Helper()
-	admin := httptest.NewServer(adminHandler(ta.metrics, nil))
+	admin := httptest.NewServer(obs.Handler(ta.metrics.Registry(), nil, nil))
 	defer admin.Close()
 	res, err := http.Get(admin.URL + "/metrics")
 	if err != nil {
@@ -52,6 +54,12 @@ func mustMetric(t *testing.T, m map[string]float64, series string, want float64)
 	if got != want {
 		t.Fatalf("%s = %g, want %g", series, got, want)
 	}
+}
+
+// newDashboard is the dashboard the App's operator listener serves.
+func (ta *testApp) newDashboard(ctx context.Context) *obs.Dashboard {
+	o := ta.operator(ctx)
+	return obs.NewDashboard(o.Info, o.Metrics, o.Panels)
 }
 
 // inBuild skips a test of a stage that this build (a workshop tag) does not have.
@@ -181,8 +189,8 @@ func TestServerTimingCountsTheStatementsSent(t *testing.T) {
 					res := b.get(path)
 					sent := ta.queries.Load() - before
 					mustStatus(t, res, http.StatusOK)
-					st := parseServerTiming(res.Header.Get("Server-Timing"))
-					parts := map[string]timingEntry{}
+					st := obs.ParseServerTiming(res.Header.Get("Server-Timing"))
+					parts := map[string]obs.TimingEntry{}
 					for _, e := range st {
 						parts[e.Name] = e
 					}
@@ -191,15 +199,15 @@ func TestServerTimingCountsTheStatementsSent(t *testing.T) {
 							t.Fatalf("GET %s: Server-Timing %q has no %s", path, res.Header.Get("Server-Timing"), name)
 						}
 					}
-					said := queriesIn(parts["db"].Desc) + queriesIn(parts["session"].Desc)
+					said := obs.QueriesIn(parts["db"].Desc) + obs.QueriesIn(parts["session"].Desc)
 					if int64(said) != sent {
 						t.Fatalf("GET %s (view %d): Server-Timing %q says %d statements, pgx saw %d",
 							path, view, res.Header.Get("Server-Timing"), said, sent)
 					}
 					switch {
-					case tc.stage == 1 && queriesIn(parts["session"].Desc) != 2:
+					case tc.stage == 1 && obs.QueriesIn(parts["session"].Desc) != 2:
 						t.Fatalf("GET %s at stage 1: session %q, want 2 queries (find and commit)", path, parts["session"].Desc)
-					case tc.stage == 1 && queriesIn(parts["db"].Desc) == 0:
+					case tc.stage == 1 && obs.QueriesIn(parts["db"].Desc) == 0:
 						t.Fatalf("GET %s at stage 1 sent no page SQL: %q", path, res.Header.Get("Server-Timing"))
 					case tc.stage == 3 && view == 2 && (sent != 0 || !regexp.MustCompile(`^[1-9]\d* hits?, 0 misses$`).MatchString(parts["cache"].Desc)):
 						t.Fatalf("GET %s at stage 3, second view: %d statements, cache %q; want 0 and only hits", path, sent, parts["cache"].Desc)
@@ -237,7 +245,7 @@ func TestMetricsOffSendsNoServerTiming(t *testing.T) {
 func TestAdminEndpointsAreNotOnThePublicListener(t *testing.T) {
 	ta := newTestApp(t, DefaultStage())
 	dash := ta.newDashboard(t.Context())
-	admin := httptest.NewServer(adminHandler(ta.metrics, dash))
+	admin := httptest.NewServer(obs.Handler(ta.metrics.Registry(), dash, nil))
 	defer admin.Close()
 	b := ta.browser(t)
 	for _, path := range []string{"/metrics", "/dashboard", "/dashboard/data.json", "/dashboard/dashboard.js", "/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/profile"} {
@@ -275,9 +283,8 @@ func TestDashboardDataHasEveryPanel(t *testing.T) {
 		t.Run(fmt.Sprintf("stage %d", tc.stage), func(t *testing.T) {
 			inBuild(t, tc.stage)
 			ta := newTestApp(t, tc.stage)
-			dash := ta.newDashboard(t.Context())
 			ids := map[string]bool{}
-			for _, p := range dash.panels {
+			for _, p := range ta.operator(t.Context()).Panels {
 				ids[p.ID] = true
 			}
 			for _, id := range tc.want {

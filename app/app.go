@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"gorm.io/gorm"
 
+	"flickrkillr/app/obs"
 	"flickrkillr/models"
 )
 
@@ -36,7 +38,7 @@ type App struct {
 	uploads  Uploads
 	echo     *echo.Echo
 	lim      *limits
-	metrics  *Metrics // nil with METRICS=0 and in a CGI child
+	metrics  *obs.Metrics // nil with METRICS=0 and in a CGI child
 	front    Front
 }
 
@@ -76,7 +78,11 @@ func New(cfg Config, d *Deps) (*App, error) {
 		front: front,
 	}
 	if !cfg.NoMetrics && !cfg.cgiChild {
-		a.metrics = newMetrics(d.DB)
+		var sqlDB *sql.DB // the pool's statistics
+		if d.DB != nil {
+			sqlDB, _ = d.DB.DB()
+		}
+		a.metrics = obs.NewMetrics(sqlDB)
 	}
 
 	store, err := stage.Sessions(d)

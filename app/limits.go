@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/sync/semaphore"
 
+	"flickrkillr/app/guard"
 	"flickrkillr/models"
 )
 
@@ -44,9 +45,9 @@ const (
 type limits struct {
 	reqTimeout time.Duration
 	draining   atomic.Bool
-	names      *throttle // failed log-ins and sign-ups per account name
-	addrs      *throttle // the same per client address
-	bcrypt     *gate
+	names      *guard.Throttle // failed log-ins and sign-ups per account name
+	addrs      *guard.Throttle // the same per client address
+	bcrypt     *guard.Gate
 	decode     *semaphore.Weighted // bytes of decoded images in memory
 	decodeWait time.Duration
 }
@@ -70,9 +71,9 @@ func newLimits() *limits {
 	// retry after Retry-After).
 	return &limits{
 		reqTimeout: requestTimeout,
-		names:      newThrottle(maxNameFailures, failureWindow),
-		addrs:      newThrottle(maxAddrFailures, failureWindow),
-		bcrypt:     newGate(max(2, runtime.GOMAXPROCS(0)), 8, time.Second),
+		names:      guard.NewThrottle(maxNameFailures, failureWindow),
+		addrs:      guard.NewThrottle(maxAddrFailures, failureWindow),
+		bcrypt:     guard.NewGate(max(2, runtime.GOMAXPROCS(0)), 8, time.Second),
 		decode:     semaphore.NewWeighted(decodeBudget),
 		decodeWait: 2 * time.Second,
 	}
@@ -163,7 +164,7 @@ func unavailable(c echo.Context, retryAfter int, msg string, cause error) error 
 // circuit breaker) rather than a bug.
 func isUnavailable(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errUnavailable) ||
-		errors.Is(err, errBreakerOpen) || models.IsUnavailable(err)
+		errors.Is(err, guard.ErrOpen) || models.IsUnavailable(err)
 }
 
 // staticHandler serves the embedded stylesheet with a modest cache

@@ -6,10 +6,8 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/alexedwards/scs/v2"
-	"gorm.io/gorm"
 
 	"flickrkillr/models"
 )
@@ -233,58 +231,4 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer stop()
 	return s.Serve(ctx, cfg, log)
-}
-
-// Deps are what the app is built from: opened by the caller (main, the CGI
-// child, a test), owned by it, plus resources a stage starts on first use.
-type Deps struct {
-	Config Config
-	DB     *gorm.DB
-	Log    *slog.Logger
-
-	sharedMu sync.Mutex // held while a shared value is made, which may call OnClose
-	shared   map[string]any
-	mu       sync.Mutex
-	closers  []func() error
-}
-
-// Shared returns the value named key, making it with make on first use; the
-// Redis client that stages 2 and 3 both use is made this way.
-func (d *Deps) Shared(key string, make func() (any, error)) (any, error) {
-	d.sharedMu.Lock()
-	defer d.sharedMu.Unlock()
-	if v, ok := d.shared[key]; ok {
-		return v, nil
-	}
-	v, err := make()
-	if err != nil {
-		return nil, err
-	}
-	if d.shared == nil {
-		d.shared = map[string]any{}
-	}
-	d.shared[key] = v
-	return v, nil
-}
-
-// OnClose registers cleanup that Close runs in reverse order.
-func (d *Deps) OnClose(fn func() error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.closers = append(d.closers, fn)
-}
-
-// Close runs the registered cleanups (it does not close DB, which the caller owns).
-func (d *Deps) Close() error {
-	d.mu.Lock()
-	closers := d.closers
-	d.closers = nil
-	d.mu.Unlock()
-	var first error
-	for i := len(closers) - 1; i >= 0; i-- {
-		if err := closers[i](); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 
+	"flickrkillr/app/obs"
 	"flickrkillr/models"
 )
 
@@ -43,8 +44,8 @@ func serveCGI(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	s, _ := resolve(cfg.Stage)
-	handler, stopAdmin := cgiParent(ctx, cfg, log, s, h) // the operator listener sees the parent only
-	defer stopAdmin()
+	handler, operator := cgiParent(cfg, log, s, h) // the operator listener sees the parent only
+	defer obs.StartOperator(ctx, operator)()
 	return runServer(ctx, newServer(cfg.Addr, handler, log), log, s, cfg.DrainDelay)
 }
 

@@ -1,14 +1,15 @@
 package app
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
-	"os"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"flickrkillr/app/obs"
 )
 
 // Stage 0: each request is answered by a child process, and a child's
@@ -21,18 +22,20 @@ const cgiNote = "Stage 0 (CGI): every request is a new process, and its metrics 
 	"requests, latency, processes started, the children's CPU, and the SQL and time parts each child reported in its " +
 	"Server-Timing header. The children's connection pools, memory and goroutines are not visible from here."
 
+// cgiMetrics are the parent's: the request instruments, filled from what
+// each child's answer says, and the processes it started.
 type cgiMetrics struct {
-	*Metrics
+	*obs.Metrics
 	started prometheus.Counter
 }
 
 func newCGIMetrics() *cgiMetrics {
-	m := newMetrics(nil)
+	m := obs.NewMetrics(nil)
 	cm := &cgiMetrics{Metrics: m, started: prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "flickrkillr_cgi_processes_started_total",
 		Help: "Stage 0: child processes started, one per request.",
 	})}
-	m.reg.MustRegister(cm.started, prometheus.NewCounterFunc(prometheus.CounterOpts{
+	m.Registry().MustRegister(cm.started, prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "flickrkillr_cgi_children_cpu_seconds_total",
 		Help: "Stage 0: user and system CPU time of the finished child processes.",
 	}, childrenCPU))
@@ -52,29 +55,16 @@ func childrenCPU() float64 {
 func (cm *cgiMetrics) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		cm.inFlight.Inc()
+		cm.InFlight().Inc()
 		cm.started.Inc()
 		cw := &cgiWriter{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(cw, r)
-		cm.inFlight.Dec()
+		cm.InFlight().Dec()
 		route := cw.route
 		if route == "" {
 			route = "unmatched" // the child failed before routing
 		}
-		cm.requests.WithLabelValues(route, r.Method, itoa(cw.code)).Inc()
-		cm.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
-		var sql int
-		for _, e := range cw.timing {
-			switch e.Name {
-			case "db", "session":
-				sql += queriesIn(e.Desc)
-				fallthrough
-			case "cache", "render":
-				cm.parts.WithLabelValues(route, e.Name).Add(e.Dur / 1000)
-			}
-		}
-		cm.sql.Add(float64(sql))
-		cm.sqlPerReq.Observe(float64(sql))
+		cm.ObserveReported(route, r.Method, cw.code, time.Since(start), cw.timing)
 	})
 }
 
@@ -84,37 +74,34 @@ type cgiWriter struct {
 	http.ResponseWriter
 	code   int
 	route  string
-	timing []timingEntry
+	timing []obs.TimingEntry
 }
 
 func (w *cgiWriter) WriteHeader(code int) {
 	h := w.Header()
-	w.code, w.route = code, h.Get(routeHeader)
-	h.Del(routeHeader)
-	w.timing = parseServerTiming(h.Get("Server-Timing"))
+	w.code, w.route = code, h.Get(obs.RouteHeader)
+	h.Del(obs.RouteHeader)
+	w.timing = obs.ParseServerTiming(h.Get("Server-Timing"))
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *cgiWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// cgiParent instruments the CGI handler and starts the operator listener;
-// with METRICS=0 it serves the profiler only.
-func cgiParent(ctx context.Context, cfg Config, log *slog.Logger, s Stage, h http.Handler) (http.Handler, func()) {
-	if cfg.AdminAddr == "" {
-		return h, func() {}
-	}
-	if cfg.NoMetrics {
-		return h, serveAdmin(ctx, cfg.AdminAddr, adminHandler(nil, nil), log)
+// cgiParent instruments the CGI handler and describes the operator
+// listener; with METRICS=0 it serves the profiler only.
+func cgiParent(cfg Config, log *slog.Logger, s Stage, h http.Handler) (http.Handler, obs.Operator) {
+	o := obs.Operator{Addr: cfg.AdminAddr, Log: log}
+	if cfg.AdminAddr == "" || cfg.NoMetrics {
+		return h, o
 	}
 	cm := newCGIMetrics()
-	ctx, cancel := context.WithCancel(ctx)
 	panels := append(requestPanels(),
-		Panel{ID: "cgi", Title: "Processes started per second", Unit: "processes/s", Series: []Series{
-			{"started", func(s *Sample) float64 { return s.Rate("flickrkillr_cgi_processes_started_total", nil) }},
+		obs.Panel{ID: "cgi", Title: "Processes started per second", Unit: "processes/s", Series: []obs.Series{
+			{Label: "started", Value: func(s *obs.Sample) float64 { return s.Rate("flickrkillr_cgi_processes_started_total", nil) }},
 		}},
-		Panel{ID: "cgicpu", Title: "CPU per request: the children", Unit: "ms per request", Note: "start-up included", Series: []Series{
-			{"children", func(s *Sample) float64 {
-				return 1000 * Per(s.Rate("flickrkillr_cgi_children_cpu_seconds_total", nil), s.Rate("http_requests_total", nil))
+		obs.Panel{ID: "cgicpu", Title: "CPU per request: the children", Unit: "ms per request", Note: "start-up included", Series: []obs.Series{
+			{Label: "children", Value: func(s *obs.Sample) float64 {
+				return 1000 * obs.Per(s.Rate("flickrkillr_cgi_children_cpu_seconds_total", nil), s.Rate("http_requests_total", nil))
 			}},
 		}},
 	)
@@ -123,11 +110,7 @@ func cgiParent(ctx context.Context, cfg Config, log *slog.Logger, s Stage, h htt
 			panels = append(panels, p)
 		}
 	}
-	panels = append(panels, processPanels()...)
-	info := dashboardInfo{Stage: s.Number, Name: s.Name, Summary: s.Summary, PID: os.Getpid(), Note: cgiNote,
-		Schema: "migration " + itoa(int(s.Schema)) + " (checked at start)"}
-	dash := newDashboard(info, cm.Metrics, panels)
-	go dash.run(ctx)
-	stop := serveAdmin(ctx, cfg.AdminAddr, adminHandler(cm.Metrics, dash), log)
-	return cm.wrap(h), func() { stop(); cancel() }
+	o.Metrics, o.Panels = cm.Registry(), append(panels, processPanels()...)
+	o.Info = dashboardInfo(s, "migration "+strconv.Itoa(int(s.Schema))+" (checked at start)", cgiNote)
+	return cm.wrap(h), o
 }

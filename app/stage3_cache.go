@@ -47,21 +47,20 @@ func init() {
 	})
 }
 
-// sharedCache is the one Cache that the gallery and the views share.
+// sharedCache is the one Cache that the gallery and the views (and stage
+// 5) share.
 func sharedCache(d *Deps) (*models.Cache, error) {
-	rdb, err := redisClient(d) // first: Shared does not nest
-	if err != nil {
-		return nil, err
-	}
-	v, err := d.Shared("cache", func() (any, error) {
+	return theCache.get(d, func() (*models.Cache, error) {
+		rdb, err := d.Redis()
+		if err != nil {
+			return nil, err
+		}
 		// Entries live 10 minutes; the last 64 MB read are also kept in this process.
 		return models.NewCache(rdb, 10*time.Minute, 64<<20, d.Log), nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*models.Cache), nil
 }
+
+var theCache = &resource[*models.Cache]{"stage 3's cache"}
 
 // cachedViews keeps views, encoded, in the Cache.
 type cachedViews struct {

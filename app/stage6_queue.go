@@ -48,7 +48,7 @@ func newQueuedUploads(a *App, d *Deps) (Uploads, error) {
 	if !ok {
 		return nil, fmt.Errorf("app: the gallery %T has no photo states", a.gallery)
 	}
-	rdb, err := redisClient(d)
+	rdb, err := d.Redis()
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +58,7 @@ func newQueuedUploads(a *App, d *Deps) (Uploads, error) {
 	}
 	u.pool = newWorkerPool(u.queue, d.Config.Workers, u.makeImages, u.jobDied, a.log)
 	if a.metrics != nil {
-		a.metrics.reg.MustRegister(queueCollector{u})
+		a.metrics.Registry().MustRegister(queueCollector{u})
 	}
 	if d.Config.Workers > 0 {
 		// Blocking fetches get their own connections (the shared client's

@@ -1,32 +1,34 @@
 package app
 
+import "flickrkillr/app/obs"
+
 // Stage 6: the queue's panels ("the dashboard: turning point"): what piles
 // up, how long the oldest job waits, whether the workers keep up.
 func init() {
-	registerPanels(6, func(m *Metrics) []Panel {
+	registerPanels(6, func(m *obs.Metrics) []obs.Panel {
 		const jobs, total, workers = "flickrkillr_queue_jobs", "flickrkillr_queue_jobs_total", "flickrkillr_queue_workers"
-		gauge := func(name, label, value string) func(s *Sample) float64 {
-			return func(s *Sample) float64 { return s.Gauge(name, Label(label, value)) }
+		gauge := func(name, label, value string) func(s *obs.Sample) float64 {
+			return func(s *obs.Sample) float64 { return s.Gauge(name, obs.Label(label, value)) }
 		}
-		rate := func(outcome string) func(s *Sample) float64 {
-			return func(s *Sample) float64 { return s.Rate(total, Label("outcome", outcome)) }
+		rate := func(outcome string) func(s *obs.Sample) float64 {
+			return func(s *obs.Sample) float64 { return s.Rate(total, obs.Label("outcome", outcome)) }
 		}
-		return []Panel{
-			{ID: "queue", Title: "Image queue", Unit: "jobs", Note: "every process's queue, from Redis", Series: []Series{
-				{"waiting", gauge(jobs, "state", "ready")},
-				{"processing", gauge(jobs, "state", "processing")},
-				{"retrying", gauge(jobs, "state", "delayed")},
-				{"dead", gauge(jobs, "state", "dead")},
+		return []obs.Panel{
+			{ID: "queue", Title: "Image queue", Unit: "jobs", Note: "every process's queue, from Redis", Series: []obs.Series{
+				{Label: "waiting", Value: gauge(jobs, "state", "ready")},
+				{Label: "processing", Value: gauge(jobs, "state", "processing")},
+				{Label: "retrying", Value: gauge(jobs, "state", "delayed")},
+				{Label: "dead", Value: gauge(jobs, "state", "dead")},
 			}},
-			{ID: "queuewait", Title: "Oldest waiting job", Unit: "s", Series: []Series{
-				{"waited", func(s *Sample) float64 { return s.Gauge("flickrkillr_queue_oldest_job_seconds", nil) }},
+			{ID: "queuewait", Title: "Oldest waiting job", Unit: "s", Series: []obs.Series{
+				{Label: "waited", Value: func(s *obs.Sample) float64 { return s.Gauge("flickrkillr_queue_oldest_job_seconds", nil) }},
 			}},
-			{ID: "workers", Title: "Image workers", Unit: "workers", Note: "all processes", Series: []Series{
-				{"busy", gauge(workers, "state", "busy")},
-				{"total", gauge(workers, "state", "total")},
+			{ID: "workers", Title: "Image workers", Unit: "workers", Note: "all processes", Series: []obs.Series{
+				{Label: "busy", Value: gauge(workers, "state", "busy")},
+				{Label: "total", Value: gauge(workers, "state", "total")},
 			}},
-			{ID: "jobrate", Title: "Image jobs per second", Unit: "jobs/s", Series: []Series{
-				{"done", rate("done")}, {"retried", rate("retried")}, {"reaped", rate("reaped")}, {"dead", rate("dead")},
+			{ID: "jobrate", Title: "Image jobs per second", Unit: "jobs/s", Series: []obs.Series{
+				{Label: "done", Value: rate("done")}, {Label: "retried", Value: rate("retried")}, {Label: "reaped", Value: rate("reaped")}, {Label: "dead", Value: rate("dead")},
 			}},
 		}
 	})

@@ -7,16 +7,16 @@ import (
 	"html/template"
 	"math"
 	"net/http"
-	"os"
 	"sort"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/proto"
+
+	"flickrkillr/app/obs"
 )
 
 // Stage 7: the operator view of the topology. The supervisor's listener
@@ -26,11 +26,11 @@ import (
 // summed by the panels; /metrics serves them all. An instance's counters
 // start again from zero when it restarts: that second's rates are skipped.
 func init() {
-	registerPanels(scaleOutStage, func(m *Metrics) []Panel {
-		return []Panel{
-			{ID: "instances", Title: "Instances", Unit: "instances, restarts", Note: "the supervisor's view (its ADMIN_ADDR); empty on an instance's own dashboard", Series: []Series{
-				{"up", func(s *Sample) float64 { return s.Gauge("flickrkillr_instance_up", nil) }},
-				{"restarts (total)", func(s *Sample) float64 { return s.Gauge("flickrkillr_instance_restarts_total", nil) }},
+	registerPanels(scaleOutStage, func(m *obs.Metrics) []obs.Panel {
+		return []obs.Panel{
+			{ID: "instances", Title: "Instances", Unit: "instances, restarts", Note: "the supervisor's view (its ADMIN_ADDR); empty on an instance's own dashboard", Series: []obs.Series{
+				{Label: "up", Value: func(s *obs.Sample) float64 { return s.Gauge("flickrkillr_instance_up", nil) }},
+				{Label: "restarts (total)", Value: func(s *obs.Sample) float64 { return s.Gauge("flickrkillr_instance_restarts_total", nil) }},
 			}},
 		}
 	})
@@ -44,41 +44,35 @@ func (t *topology) startAdmin(ctx context.Context) (stop func()) {
 	if t.cfg.AdminAddr == "" {
 		return func() {}
 	}
-	ctx, cancel := context.WithCancel(ctx)
 	g := &instanceGatherer{t: t, client: &http.Client{Timeout: 900 * time.Millisecond}}
-	var dash *dashboard
+	o := obs.Operator{Addr: t.cfg.AdminAddr, Log: t.log, Metrics: g, Pages: map[string]http.Handler{
+		"GET /topology": http.HandlerFunc(t.topologyPage),
+		"GET /topology.json": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-store")
+			json.NewEncoder(w).Encode(t.view())
+		}),
+	}}
 	if !t.cfg.NoMetrics {
-		panels := append(corePanels(), panelsFor(t.cfg.Stage, newMetrics(nil))...)
-		panels = append(panels, t.instancePanels()...)
+		o.Panels = append(corePanels(), panelsFor(t.cfg.Stage, obs.NewMetrics(nil))...)
+		o.Panels = append(o.Panels, t.instancePanels()...)
 		s, _ := resolve(t.cfg.Stage)
-		info := dashboardInfo{Stage: s.Number, Name: s.Name, Summary: s.Summary, PID: os.Getpid(), Note: topologyNote,
-			Schema: fmt.Sprintf("migration %d expected", s.Schema)}
-		dash = &dashboard{info: info, reg: g, panels: panels}
-		go dash.run(ctx)
+		o.Info = dashboardInfo(s, fmt.Sprintf("migration %d expected", s.Schema), topologyNote)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /topology", t.topologyPage)
-	mux.HandleFunc("GET /topology.json", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		json.NewEncoder(w).Encode(t.view())
-	})
-	mux.Handle("/", adminHandler(nil, dash)) // the dashboard and the supervisor's own pprof
-	stopListener := serveAdmin(ctx, t.cfg.AdminAddr, mux, t.log)
+	stop = obs.StartOperator(ctx, o)
 	t.log.Info("the topology's operator view", "topology", "http://"+t.cfg.AdminAddr+"/topology")
-	return func() { stopListener(); cancel() }
+	return stop
 }
 
 // instancePanels are the supervisor's per-instance panels (it knows their names).
-func (t *topology) instancePanels() []Panel {
-	var rps, cpu []Series
+func (t *topology) instancePanels() []obs.Panel {
+	var rps, cpu []obs.Series
 	for _, in := range t.instances {
-		f := Label("instance", in.Name)
-		rps = append(rps, Series{in.Name, func(s *Sample) float64 { return s.Rate("http_requests_total", f) }})
-		cpu = append(cpu, Series{in.Name, func(s *Sample) float64 { return s.Rate("process_cpu_seconds_total", f) }})
+		f := obs.Label("instance", in.Name)
+		rps = append(rps, obs.Series{Label: in.Name, Value: func(s *obs.Sample) float64 { return s.Rate("http_requests_total", f) }})
+		cpu = append(cpu, obs.Series{Label: in.Name, Value: func(s *obs.Sample) float64 { return s.Rate("process_cpu_seconds_total", f) }})
 	}
-	return []Panel{
+	return []obs.Panel{
 		{ID: "byinstance", Title: "Requests per second, by instance", Unit: "req/s", Note: "nginx's least_conn spreads them", Series: rps},
 		{ID: "cpubyinstance", Title: "CPU, by instance", Unit: "cores", Series: cpu},
 	}

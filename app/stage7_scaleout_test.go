@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"flickrkillr/app/guard"
 	"flickrkillr/models"
 	"flickrkillr/models/modeltest"
 )
@@ -109,7 +110,7 @@ func TestStage7TrustsForwardedForFromLoopbackOnly(t *testing.T) {
 
 	ta := newTestApp(t, scaleOutStage)
 	const limit = 3
-	ta.lim.addrs = newThrottle(limit, failureWindow)
+	ta.lim.addrs = guard.NewThrottle(limit, failureWindow)
 	for i := range limit {
 		rec := ta.postFrom(t, "127.0.0.1", "/login", login("nobody"+strconv.Itoa(i), "wrong password"), "X-Forwarded-For", "203.0.113.9")
 		if rec.Code != http.StatusUnprocessableEntity {

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -9,7 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
+
+	"flickrkillr/app/guard"
 )
 
 // post sends a form straight into the App as if from the TCP peer addr,
@@ -39,7 +39,7 @@ func TestLoginsAreThrottledPerAccount(t *testing.T) {
 	ta.browser(t).signup("victim")
 	ta.browser(t).signup("bystander")
 	const limit = 4 // maxNameFailures in production; fewer bcrypt runs here
-	ta.lim.names = newThrottle(limit, failureWindow)
+	ta.lim.names = guard.NewThrottle(limit, failureWindow)
 
 	for i := range limit {
 		// From many addresses, so that only the account's count trips.
@@ -69,7 +69,7 @@ func TestLoginsAreThrottledPerAddress(t *testing.T) {
 	ta := newTestApp(t, DefaultStage())
 	ta.browser(t).signup("walter")
 	const limit = 4 // maxAddrFailures in production
-	ta.lim.addrs = newThrottle(limit, failureWindow)
+	ta.lim.addrs = guard.NewThrottle(limit, failureWindow)
 	for i := range limit {
 		rec := ta.postFrom(t, "192.0.2.7", "/login", login("nobody"+strconv.Itoa(i), "wrong password"),
 			"X-Forwarded-For", "198.51.100."+strconv.Itoa(i), "X-Real-IP", "198.51.100."+strconv.Itoa(i))
@@ -109,7 +109,7 @@ func TestASuccessfulLoginResetsTheAccount(t *testing.T) {
 	ta := newTestApp(t, DefaultStage())
 	ta.browser(t).signup("yara")
 	const limit = 3
-	ta.lim.names = newThrottle(limit, failureWindow)
+	ta.lim.names = guard.NewThrottle(limit, failureWindow)
 	for round := range 3 {
 		for i := range limit - 1 {
 			ta.postFrom(t, "10.1."+strconv.Itoa(round)+"."+strconv.Itoa(i+1), "/login", login("yara", "wrong password"))
@@ -118,74 +118,6 @@ func TestASuccessfulLoginResetsTheAccount(t *testing.T) {
 			t.Fatalf("round %d: status %d, want 303", round, rec.Code)
 		}
 	}
-}
-
-func TestThrottleWindow(t *testing.T) {
-	now := time.Unix(1000, 0)
-	th := newThrottle(3, time.Minute)
-	th.now = func() time.Time { return now }
-	for range 3 {
-		if _, blocked := th.blocked("k"); blocked {
-			t.Fatal("blocked before the limit")
-		}
-		th.fail("k")
-	}
-	wait, blocked := th.blocked("k")
-	if !blocked || wait != time.Minute {
-		t.Fatalf("blocked=%v wait=%v, want true and the whole window", blocked, wait)
-	}
-	if _, blocked := th.blocked("other"); blocked {
-		t.Fatal("another key is blocked")
-	}
-	now = now.Add(time.Minute)
-	if _, blocked := th.blocked("k"); blocked {
-		t.Fatal("still blocked after the window")
-	}
-	th.fail("k")
-	if _, blocked := th.blocked("k"); blocked {
-		t.Fatal("one failure in a new window blocks")
-	}
-}
-
-// The gate runs n at once, queues q, and refuses the rest at once.
-func TestGateBoundsRunningAndWaiting(t *testing.T) {
-	g := newGate(2, 1, time.Hour)
-	ctx := context.Background()
-	var releases []func()
-	for i := range 2 {
-		release, ok := g.enter(ctx)
-		if !ok {
-			t.Fatalf("slot %d refused", i)
-		}
-		releases = append(releases, release)
-	}
-	queued := make(chan bool)
-	go func() {
-		release, ok := g.enter(ctx)
-		if ok {
-			release()
-		}
-		queued <- ok
-	}()
-	for g.inside.Load() < 3 {
-		time.Sleep(time.Millisecond)
-	}
-	if _, ok := g.enter(ctx); ok {
-		t.Fatal("entered with the slots and the queue full")
-	}
-	releases[0]()
-	if !<-queued {
-		t.Fatal("the queued caller was refused after a slot freed")
-	}
-	releases[1]()
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	g2 := newGate(1, 5, time.Hour)
-	r, _ := g2.enter(ctx)
-	if _, ok := g2.enter(cctx); ok {
-		t.Fatal("entered a full gate with a cancelled context")
-	}
-	r()
 }
 
 // 200 log-ins at once: bcrypt runs a few at a time, the rest queue or get a

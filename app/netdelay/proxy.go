@@ -1,4 +1,9 @@
-package app
+// Package netdelay puts a network between the app and its databases, on
+// purpose: a loopback TCP proxy, run as a child process of its own, that
+// delivers every chunk of bytes a fixed delay after it was sent, both ways.
+// Stage 4's baseline at 1 ms and stage 5's fan-out lesson are measured
+// through it (serve --db-latency). It knows nothing of the app.
+package netdelay
 
 import (
 	"bufio"
@@ -6,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -48,9 +52,9 @@ import (
 // proxy). In its own process, the kernel wakes it promptly, and its CPU is
 // not counted as the app's.
 
-// latencyProxy forwards each connection it accepts to target with delay
+// Proxy forwards each connection it accepts to target with delay
 // added each way.
-type latencyProxy struct {
+type Proxy struct {
 	ln      net.Listener
 	network string // of the target: tcp or unix
 	target  string
@@ -62,23 +66,24 @@ type latencyProxy struct {
 	wg     sync.WaitGroup
 }
 
-// startLatencyProxy listens on a free loopback port.
-func startLatencyProxy(network, target string, delay time.Duration) (*latencyProxy, error) {
+// Start listens on a free loopback port and forwards to target (network
+// tcp or unix) with delay added each way.
+func Start(network, target string, delay time.Duration) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("app: latency proxy: %w", err)
+		return nil, fmt.Errorf("netdelay: %w", err)
 	}
-	p := &latencyProxy{ln: ln, network: network, target: target, delay: delay, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, network: network, target: target, delay: delay, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.serve()
 	return p, nil
 }
 
 // Addr is the host:port the app dials instead of the target.
-func (p *latencyProxy) Addr() string { return p.ln.Addr().String() }
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // Close stops accepting and cuts every forwarded connection.
-func (p *latencyProxy) Close() error {
+func (p *Proxy) Close() error {
 	p.mu.Lock()
 	p.closed = true
 	for c := range p.conns {
@@ -90,7 +95,7 @@ func (p *latencyProxy) Close() error {
 	return err
 }
 
-func (p *latencyProxy) track(c net.Conn) bool {
+func (p *Proxy) track(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -101,14 +106,14 @@ func (p *latencyProxy) track(c net.Conn) bool {
 	return true
 }
 
-func (p *latencyProxy) untrack(c net.Conn) {
+func (p *Proxy) untrack(c net.Conn) {
 	p.mu.Lock()
 	delete(p.conns, c)
 	p.mu.Unlock()
 	c.Close()
 }
 
-func (p *latencyProxy) serve() {
+func (p *Proxy) serve() {
 	defer p.wg.Done()
 	for {
 		client, err := p.ln.Accept()
@@ -210,33 +215,75 @@ func delayedCopy(dst, src net.Conn, delay time.Duration, notBefore time.Time) {
 	src.Close()
 }
 
-// acrossNetwork starts the delay proxy in front of PostgreSQL when
-// cfg.DBLatency is set and returns the configuration that dials it; stop
-// closes it. Redis gets its own proxy where its client is made (redisClient),
-// so that the embedded miniredis is as far away as a real Redis.
-func acrossNetwork(cfg Config, log *slog.Logger) (Config, func(), error) {
-	if cfg.DBLatency <= 0 {
-		return cfg, func() {}, nil
-	}
-	network, target, rewrite, err := pgTarget(cfg.DatabaseURL)
+// Spawn runs the proxy in a child process, this binary as
+// `flickrkillr netdelay`, and returns the address it listens on. The
+// child lives until stop closes its standard input (or this process dies,
+// which closes it too).
+func Spawn(network, target string, delay time.Duration) (addr string, stop func() error, err error) {
+	exe, err := os.Executable()
 	if err != nil {
-		return cfg, nil, err
+		return "", nil, fmt.Errorf("netdelay: find own binary: %w", err)
 	}
-	addr, stop, err := spawnLatencyProxy(network, target, cfg.DBLatency)
+	cmd := exec.Command(exe, "netdelay", "--network", network, "--target", target, "--delay", delay.String())
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return cfg, nil, err
+		return "", nil, err
 	}
-	cfg.DatabaseURL = rewrite(addr)
-	log.Info("simulation: PostgreSQL and Redis are reached through a delay proxy",
-		"db_latency", cfg.DBLatency.String(), "round_trip_adds", (2 * cfg.DBLatency).String(), "postgres_proxy", addr)
-	return cfg, func() { stop() }, nil
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("netdelay: %w", err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return "", nil, fmt.Errorf("netdelay: the proxy to %s did not start", target)
+	}
+	stop = func() error {
+		stdin.Close()
+		cmd.Wait()
+		return nil
+	}
+	return strings.TrimSpace(line), stop, nil
 }
 
-// pgTarget reads where a postgres:// URL points (a TCP host:port, or a Unix
+// ServeChild is the child's side (`flickrkillr netdelay`): it
+// prints the address it listens on and forwards until its standard input
+// closes. It ignores Ctrl-C, which the terminal sends to the whole process
+// group: the server it serves still drains its requests, through it.
+func ServeChild(args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("netdelay", flag.ContinueOnError)
+	network := fs.String("network", "tcp", "tcp or unix")
+	target := fs.String("target", "", "address to forward to")
+	delay := fs.Duration("delay", 0, "added each way")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *target == "" || *delay <= 0 {
+		return errors.New("netdelay needs --target and a positive --delay")
+	}
+	signal.Ignore(os.Interrupt, syscall.SIGTERM)
+	p, err := Start(*network, *target, *delay)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if _, err := fmt.Fprintln(stdout, p.Addr()); err != nil {
+		return err
+	}
+	io.Copy(io.Discard, stdin)
+	return nil
+}
+
+// PGTarget reads where a postgres:// URL points (a TCP host:port, or a Unix
 // socket directory in ?host=/dir) and gives a function that rewrites the URL
 // to another host:port.
-func pgTarget(dsn string) (network, target string, rewrite func(addr string) string, err error) {
-	bad := func(msg string) error { return &ConfigError{"DB_LATENCY", msg} }
+func PGTarget(dsn string) (network, target string, rewrite func(addr string) string, err error) {
+	bad := func(msg string) error { return errors.New(msg) }
 	u, err := url.Parse(dsn)
 	if err != nil {
 		return "", "", nil, bad("DATABASE_URL is not a URL")
@@ -271,83 +318,4 @@ func pgTarget(dsn string) (network, target string, rewrite func(addr string) str
 		v.RawQuery = q.Encode()
 		return v.String()
 	}, nil
-}
-
-// overNetwork puts the delay proxy in front of a Redis address when the
-// configuration asks for it. The caller makes its client once (Deps.Shared),
-// so there is one proxy per process; Close stops it.
-func (d *Deps) overNetwork(addr string) (string, error) {
-	if d.Config.DBLatency <= 0 {
-		return addr, nil
-	}
-	proxy, stop, err := spawnLatencyProxy("tcp", addr, d.Config.DBLatency)
-	if err != nil {
-		return "", err
-	}
-	d.OnClose(stop)
-	return proxy, nil
-}
-
-// spawnLatencyProxy runs the proxy in a child process, this binary as
-// `flickrkillr netdelay`, and returns the address it listens on. The
-// child lives until stop closes its standard input (or this process dies,
-// which closes it too).
-func spawnLatencyProxy(network, target string, delay time.Duration) (addr string, stop func() error, err error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return "", nil, fmt.Errorf("app: latency proxy: find own binary: %w", err)
-	}
-	cmd := exec.Command(exe, "netdelay", "--network", network, "--target", target, "--delay", delay.String())
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return "", nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("app: latency proxy: %w", err)
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		return "", nil, fmt.Errorf("app: latency proxy to %s did not start", target)
-	}
-	stop = func() error {
-		stdin.Close()
-		cmd.Wait()
-		return nil
-	}
-	return strings.TrimSpace(line), stop, nil
-}
-
-// ServeLatencyProxy is the child's side (`flickrkillr netdelay`): it
-// prints the address it listens on and forwards until its standard input
-// closes. It ignores Ctrl-C, which the terminal sends to the whole process
-// group: the server it serves still drains its requests, through it.
-func ServeLatencyProxy(args []string, stdin io.Reader, stdout io.Writer) error {
-	fs := flag.NewFlagSet("netdelay", flag.ContinueOnError)
-	network := fs.String("network", "tcp", "tcp or unix")
-	target := fs.String("target", "", "address to forward to")
-	delay := fs.Duration("delay", 0, "added each way")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *target == "" || *delay <= 0 {
-		return errors.New("netdelay needs --target and a positive --delay")
-	}
-	signal.Ignore(os.Interrupt, syscall.SIGTERM)
-	p, err := startLatencyProxy(*network, *target, *delay)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	if _, err := fmt.Fprintln(stdout, p.Addr()); err != nil {
-		return err
-	}
-	io.Copy(io.Discard, stdin)
-	return nil
 }

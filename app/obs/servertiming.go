@@ -1,4 +1,4 @@
-package app
+package obs
 
 import (
 	"strconv"
@@ -8,11 +8,11 @@ import (
 	"flickrkillr/models"
 )
 
-// routeHeader carries a CGI child's echo route to its parent (stage 0), which
+// RouteHeader carries a CGI child's echo route to its parent (stage 0), which
 // labels its metrics with it and removes it from the answer.
-const routeHeader = "X-Flickrkillr-Route"
+const RouteHeader = "X-Flickrkillr-Route"
 
-// serverTiming is the Server-Timing header of a request (browser devtools
+// ServerTiming is the Server-Timing header of a request (browser devtools
 // draw it): where its time went, and how many SQL statements it sent.
 //
 //	db;dur=3.10;desc="4 queries", cache;dur=0.41;desc="2 hits, 1 miss",
@@ -21,7 +21,7 @@ const routeHeader = "X-Flickrkillr-Route"
 // The parts do not overlap: SQL sent by the session store (stages 0-1) is
 // session time, and render time excludes lookups made while rendering.
 // total is the time until the header was written.
-func serverTiming(t *models.Timings, total time.Duration) string {
+func ServerTiming(t *models.Timings, total time.Duration) string {
 	b := make([]byte, 0, 160)
 	b = append(b, "db;dur="...)
 	b = appendMS(b, t.Dur(models.PartDB))
@@ -67,22 +67,22 @@ func appendCount(b []byte, n int64, one, many string) []byte {
 	return append(b, many...)
 }
 
-// timingEntry is one metric of a Server-Timing header.
-type timingEntry struct {
+// TimingEntry is one metric of a Server-Timing header.
+type TimingEntry struct {
 	Name string
 	Dur  float64 // milliseconds
 	Desc string
 }
 
-// parseServerTiming reads a Server-Timing header (the parts this app sends:
+// ParseServerTiming reads a Server-Timing header (the parts this app sends:
 // name;dur=…;desc="…", comma-separated; a desc holding a comma is quoted).
-func parseServerTiming(h string) []timingEntry {
-	var out []timingEntry
+func ParseServerTiming(h string) []TimingEntry {
+	var out []TimingEntry
 	for h != "" {
 		var item string
 		item, h = cutItem(h)
 		fields := strings.Split(item, ";")
-		e := timingEntry{Name: strings.TrimSpace(fields[0])}
+		e := TimingEntry{Name: strings.TrimSpace(fields[0])}
 		for _, f := range fields[1:] {
 			k, v, _ := strings.Cut(strings.TrimSpace(f), "=")
 			switch strings.ToLower(k) {
@@ -115,10 +115,28 @@ func cutItem(h string) (item, rest string) {
 	return h, ""
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
-
-// queriesIn reads the count of a desc like "4 queries" (0 when there is none).
-func queriesIn(desc string) int {
+// QueriesIn reads the count of a desc like "4 queries" (0 when there is none).
+func QueriesIn(desc string) int {
 	n, _ := strconv.Atoi(strings.Fields(desc + " 0")[0])
 	return n
+}
+
+// ObserveReported counts one request answered by another process (a CGI
+// child, stage 0) from what its Server-Timing header reported: its route,
+// duration as the parent saw it, SQL statements and time parts.
+func (m *Metrics) ObserveReported(route, method string, code int, took time.Duration, timing []TimingEntry) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(route).Observe(took.Seconds())
+	var sql int
+	for _, e := range timing {
+		switch e.Name {
+		case "db", "session":
+			sql += QueriesIn(e.Desc)
+			fallthrough
+		case "cache", "render":
+			m.parts.WithLabelValues(route, e.Name).Add(e.Dur / 1000)
+		}
+	}
+	m.sql.Add(float64(sql))
+	m.sqlPerReq.Observe(float64(sql))
 }

@@ -1,4 +1,4 @@
-package app
+package obs
 
 import (
 	"context"
@@ -41,37 +41,9 @@ type Series struct {
 	Value func(s *Sample) float64 `json:"-"`
 }
 
-// PanelsFunc gives a stage's panels. It may register its own collectors in
-// m.Registry() first; its panels then read them like any other metric.
-type PanelsFunc func(m *Metrics) []Panel
-
-var stagePanels = map[int][]PanelsFunc{}
-
-// registerPanels adds panels to the dashboard of stage n and the stages after
-// it. A stage calls it from its own file's init, as it registers itself
-// (stage 3 adds the cache's; later stages add queue depth, workers, instances).
-func registerPanels(n int, fn PanelsFunc) { stagePanels[n] = append(stagePanels[n], fn) }
-
-// panelsFor folds the registered panels of stages 0..n, in stage order.
-func panelsFor(n int, m *Metrics) []Panel {
-	var nums []int
-	for k := range stagePanels {
-		if k <= n {
-			nums = append(nums, k)
-		}
-	}
-	sort.Ints(nums)
-	var out []Panel
-	for _, k := range nums {
-		for _, fn := range stagePanels[k] {
-			out = append(out, fn(m)...)
-		}
-	}
-	return out
-}
-
-// dashboardInfo is the header of the page.
-type dashboardInfo struct {
+// Info is the header of the page: the stage it runs, its schema and pid,
+// and a note on what this dashboard can and cannot see.
+type Info struct {
 	Stage   int    `json:"stage"`
 	Name    string `json:"name"`
 	Summary string `json:"summary"`
@@ -80,10 +52,10 @@ type dashboardInfo struct {
 	Note    string `json:"note,omitempty"`
 }
 
-// dashboard samples the registry once a second into a ring of window
+// Dashboard samples a registry once a second into a ring of window
 // samples and serves them as JSON to the page, which polls once a second.
-type dashboard struct {
-	info   dashboardInfo
+type Dashboard struct {
+	info   Info
 	reg    prometheus.Gatherer
 	panels []Panel
 
@@ -93,12 +65,14 @@ type dashboard struct {
 	points [][]float64 // per point: one value per series, panels in order
 }
 
-func newDashboard(info dashboardInfo, m *Metrics, panels []Panel) *dashboard {
-	return &dashboard{info: info, reg: m.reg, panels: panels}
+// NewDashboard draws panels from what reg gathers (a process's registry, or
+// stage 7's gatherer over its instances) under the header info.
+func NewDashboard(info Info, reg prometheus.Gatherer, panels []Panel) *Dashboard {
+	return &Dashboard{info: info, reg: reg, panels: panels}
 }
 
-// run samples until ctx ends.
-func (d *dashboard) run(ctx context.Context) {
+// Run samples until ctx ends.
+func (d *Dashboard) Run(ctx context.Context) {
 	d.sample(time.Now())
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -113,7 +87,7 @@ func (d *dashboard) run(ctx context.Context) {
 }
 
 // sample gathers the registry once and computes every series' point.
-func (d *dashboard) sample(now time.Time) {
+func (d *Dashboard) sample(now time.Time) {
 	fams, err := d.reg.Gather()
 	if err != nil && len(fams) == 0 {
 		return
@@ -148,7 +122,7 @@ func (d *dashboard) sample(now time.Time) {
 // dashboardData is what the page polls: the header and panels (on the first
 // poll), then the points after `since`, as uPlot's column arrays.
 type dashboardData struct {
-	Info   *dashboardInfo     `json:"info,omitempty"`
+	Info   *Info              `json:"info,omitempty"`
 	Panels []Panel            `json:"panels,omitempty"`
 	Times  []float64          `json:"t"` // unix seconds
 	Data   map[string][][]num `json:"data"`
@@ -166,7 +140,7 @@ func (n num) MarshalJSON() ([]byte, error) {
 	return strconv.AppendFloat(nil, f, 'g', 6, 64), nil
 }
 
-func (d *dashboard) data(since int64, full bool) dashboardData {
+func (d *Dashboard) data(since int64, full bool) dashboardData {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := dashboardData{Data: map[string][][]num{}, Now: time.Now().UnixMilli()}
@@ -193,8 +167,8 @@ func (d *dashboard) data(since int64, full bool) dashboardData {
 	return out
 }
 
-// handler serves the page, its assets and data.json.
-func (d *dashboard) handler() http.Handler {
+// Handler serves the page, its assets and data.json.
+func (d *Dashboard) Handler() http.Handler {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(dashboardFiles, "dashboard")
 	files := http.FileServerFS(static)

@@ -1,6 +1,13 @@
-package app
+// Package obs is the operator's view of a process: its Prometheus
+// metrics and the middleware that fills them, the Server-Timing header, the
+// process's own costs (/healthz?data=1), and the operator listener with its
+// live dashboard (/dashboard, /metrics, /debug/pprof/). It knows nothing of
+// the app: package app gives it the route's name, the panels to draw and
+// the header to show.
+package obs
 
 import (
+	"database/sql"
 	"net/http"
 	"strconv"
 	"time"
@@ -8,7 +15,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"gorm.io/gorm"
 
 	"flickrkillr/models"
 )
@@ -33,10 +39,10 @@ type Metrics struct {
 // durationBuckets go from 0.25 ms (a cache hit) to 10 s (a table scan under load).
 var durationBuckets = []float64{.00025, .0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10}
 
-// newMetrics makes the registry with the Go runtime and process collectors,
+// NewMetrics makes the registry with the Go runtime and process collectors,
 // the database pool's statistics when db is not nil, and the app's own
 // instruments.
-func newMetrics(db *gorm.DB) *Metrics {
+func NewMetrics(db *sql.DB) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
 		reg: reg,
@@ -82,9 +88,7 @@ func newMetrics(db *gorm.DB) *Metrics {
 	reg.MustRegister(m.requests, m.duration, m.parts, m.inFlight, m.sql, m.sqlPerReq, m.sessionOps, m.cache, m.images)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if db != nil {
-		if sqlDB, err := db.DB(); err == nil {
-			reg.MustRegister(collectors.NewDBStatsCollector(sqlDB, "flickrkillr"))
-		}
+		reg.MustRegister(collectors.NewDBStatsCollector(db, "flickrkillr"))
 	}
 	// Zero series exist from the start, so the dashboard's ratios and a
 	// scrape before the first request see every name.
@@ -105,8 +109,22 @@ func newMetrics(db *gorm.DB) *Metrics {
 // Registry is the registry, for a stage that adds its own collectors.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// observe counts one answered request with what its Timings recorded.
-func (m *Metrics) observe(route, method string, code int, took time.Duration, t *models.Timings) {
+// InFlight is the gauge of requests being answered now.
+func (m *Metrics) InFlight() prometheus.Gauge { return m.inFlight }
+
+// SessionOps is the counter of one session store operation (find, commit,
+// delete) with one result (ok, error).
+func (m *Metrics) SessionOps(op, result string) prometheus.Counter {
+	return m.sessionOps.WithLabelValues(op, result)
+}
+
+// ImageReads is the counter of image files sent from source (memory, disk).
+func (m *Metrics) ImageReads(source string) prometheus.Counter {
+	return m.images.WithLabelValues(source)
+}
+
+// Observe counts one answered request with what its Timings recorded.
+func (m *Metrics) Observe(route, method string, code int, took time.Duration, t *models.Timings) {
 	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
 	m.duration.WithLabelValues(route).Observe(took.Seconds())
 	n := t.SQL()
@@ -138,44 +156,43 @@ func routeLabel(c echo.Context) string {
 	return "unmatched"
 }
 
-// observe is the outermost middleware: it gives the request a Timings record,
-// sends Server-Timing with the answer, and counts the request in the metrics.
-// With METRICS=0 it does nothing, which is how its cost is measured.
-func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
-	if a.cfg.NoMetrics {
-		return next
-	}
-	return func(c echo.Context) error {
-		start := time.Now()
-		req := c.Request()
-		ctx, t := models.WithTimings(req.Context())
-		c.SetRequest(req.WithContext(ctx))
-		res := c.Response()
-		tw := &timingWriter{ResponseWriter: res.Writer, t: t, start: start}
-		if a.cfg.cgiChild {
-			tw.route = func() string { return routeLabel(c) }
-		}
-		res.Writer = tw
-		m := a.metrics
-		if m != nil {
-			m.inFlight.Inc()
-			defer m.inFlight.Dec() // even when a handler aborts with a panic
-		}
-		// The error handler runs here rather than after the chain, so that
-		// the status counted is the one sent.
-		if err := next(c); err != nil {
-			c.Error(err)
-		}
-		if m != nil {
-			code := res.Status
-			if code >= 500 && ctx.Err() != nil {
-				// The client went away (a load test ending): not a server
-				// error. 499 is nginx's name for it.
-				code = 499
+// Middleware is the outermost middleware: it gives the request a Timings
+// record, sends Server-Timing with the answer, and counts the request in m
+// (none when m is nil). With tellRoute (a CGI child, stage 0) the answer
+// also names its route in RouteHeader, for the parent to count.
+func Middleware(m *Metrics, tellRoute bool) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			req := c.Request()
+			ctx, t := models.WithTimings(req.Context())
+			c.SetRequest(req.WithContext(ctx))
+			res := c.Response()
+			tw := &timingWriter{ResponseWriter: res.Writer, t: t, start: start}
+			if tellRoute {
+				tw.route = func() string { return routeLabel(c) }
 			}
-			m.observe(routeLabel(c), req.Method, code, time.Since(start), t)
+			res.Writer = tw
+			if m != nil {
+				m.inFlight.Inc()
+				defer m.inFlight.Dec() // even when a handler aborts with a panic
+			}
+			// The error handler runs here rather than after the chain, so that
+			// the status counted is the one sent.
+			if err := next(c); err != nil {
+				c.Error(err)
+			}
+			if m != nil {
+				code := res.Status
+				if code >= 500 && ctx.Err() != nil {
+					// The client went away (a load test ending): not a server
+					// error. 499 is nginx's name for it.
+					code = 499
+				}
+				m.Observe(routeLabel(c), req.Method, code, time.Since(start), t)
+			}
+			return nil
 		}
-		return nil
 	}
 }
 
@@ -194,9 +211,9 @@ func (w *timingWriter) WriteHeader(code int) {
 	if !w.wrote {
 		w.wrote = true
 		h := w.Header()
-		h.Set("Server-Timing", serverTiming(w.t, time.Since(w.start)))
+		h.Set("Server-Timing", ServerTiming(w.t, time.Since(w.start)))
 		if w.route != nil {
-			h.Set(routeHeader, w.route())
+			h.Set(RouteHeader, w.route())
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)

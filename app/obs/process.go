@@ -1,4 +1,4 @@
-package app
+package obs
 
 import (
 	"os"
@@ -9,10 +9,10 @@ import (
 	"syscall"
 )
 
-// processStats are what the server itself costs right now: the C10K scenario
+// ProcessStats are what the server itself costs right now: the C10K scenario
 // of the load tool (`loadtest --scenario connections`) reads them from
 // /healthz?data=1 before and while it holds thousands of idle connections.
-type processStats struct {
+type ProcessStats struct {
 	RSSBytes   int64  `json:"rss_bytes"`  // resident memory (/proc/self/statm)
 	OpenFDs    int    `json:"open_fds"`   // entries in /proc/self/fd
 	MaxFDs     uint64 `json:"max_fds"`    // RLIMIT_NOFILE, soft: Go raises it to the hard limit at start
@@ -24,10 +24,10 @@ type processStats struct {
 	StackBytes int64 `json:"stack_bytes"`
 }
 
-// readProcessStats reads them; on a system without /proc the file-based
+// ReadProcessStats reads them; on a system without /proc the file-based
 // figures stay zero.
-func readProcessStats() *processStats {
-	ps := &processStats{Goroutines: runtime.NumGoroutine()}
+func ReadProcessStats() *ProcessStats {
+	ps := &ProcessStats{Goroutines: runtime.NumGoroutine()}
 	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
 	metrics.Read(samples)
 	if samples[0].Value.Kind() == metrics.KindUint64 {

@@ -1,19 +1,16 @@
-package app
+package obs
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"flickrkillr/migrations"
 )
 
 // The operator listener (ADMIN_ADDR, default 127.0.0.1:6060) serves
@@ -23,20 +20,55 @@ import (
 // visitors of the site. On loopback it is reachable from the machine itself
 // (or through `ssh -L 6060:127.0.0.1:6060 host`).
 
-// adminHandler serves the operator endpoints; with metrics off (METRICS=0)
-// only the profiler.
-func adminHandler(m *Metrics, dash *dashboard) http.Handler {
+// Operator is one operator listener: what it serves and where. The app,
+// stage 0's CGI parent and stage 7's supervisor each describe theirs and
+// start it with StartOperator.
+type Operator struct {
+	Addr string // host:port; empty: no listener
+	Log  *slog.Logger
+	// Metrics is what /metrics exports and the dashboard samples; nil (metrics
+	// off, METRICS=0) serves the profiler only.
+	Metrics prometheus.Gatherer
+	// Info and Panels make the dashboard; without panels there is none.
+	Info   Info
+	Panels []Panel
+	// Pages are further routes of the listener ("GET /topology": stage 7).
+	Pages map[string]http.Handler
+}
+
+// StartOperator serves o at o.Addr, its dashboard sampling, until stop is
+// called (or ctx ends).
+func StartOperator(ctx context.Context, o Operator) (stop func()) {
+	if o.Addr == "" {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var dash *Dashboard
+	if o.Metrics != nil && len(o.Panels) > 0 {
+		dash = NewDashboard(o.Info, o.Metrics, o.Panels)
+		go dash.Run(ctx)
+	}
+	stopListener := Serve(ctx, o.Addr, Handler(o.Metrics, dash, o.Pages), o.Log)
+	return func() { stopListener(); cancel() }
+}
+
+// Handler serves the operator endpoints: the profiler always, /metrics from
+// g and the dashboard when they are there, and pages.
+func Handler(g prometheus.Gatherer, dash *Dashboard, pages map[string]http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	if m != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	if g != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	}
+	for pattern, h := range pages {
+		mux.Handle(pattern, h)
 	}
 	if dash != nil {
-		h := dash.handler()
+		h := dash.Handler()
 		mux.Handle("GET /dashboard", h)
 		mux.Handle("GET /dashboard/", h)
 		mux.Handle("GET /{$}", http.RedirectHandler("/dashboard", http.StatusFound))
@@ -51,10 +83,10 @@ func adminHandler(m *Metrics, dash *dashboard) http.Handler {
 	})
 }
 
-// serveAdmin runs the operator listener at addr until ctx ends. A listener
+// Serve runs the operator listener at addr until ctx ends. A listener
 // that cannot start (the port is taken, say by another server on this
 // machine) is logged and the app serves without it: the site matters more.
-func serveAdmin(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (stop func()) {
+func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (stop func()) {
 	if addr == "" {
 		return func() {}
 	}
@@ -88,41 +120,4 @@ func serveAdmin(ctx context.Context, addr string, h http.Handler, log *slog.Logg
 		srv.Shutdown(sctx)
 		<-done
 	}
-}
-
-// adminInfo is the dashboard's header for stage s on the schema the database has.
-func (a *App) adminInfo(ctx context.Context) dashboardInfo {
-	info := dashboardInfo{Stage: a.stage.Number, Name: a.stage.Name, Summary: a.stage.Summary, PID: os.Getpid(),
-		Schema: fmt.Sprintf("migration %d expected", a.stage.Schema)}
-	if sqlDB, err := a.db.DB(); err == nil {
-		if v, err := migrations.Version(ctx, sqlDB); err == nil {
-			info.Schema = fmt.Sprintf("migration %d of %d", v, migrations.Latest())
-		}
-	}
-	return info
-}
-
-// newDashboard makes the App's dashboard (nil with metrics off): the core
-// panels, then those the stages registered.
-func (a *App) newDashboard(ctx context.Context) *dashboard {
-	if a.metrics == nil {
-		return nil
-	}
-	panels := append(corePanels(), panelsFor(a.stage.Number, a.metrics)...)
-	return newDashboard(a.adminInfo(ctx), a.metrics, panels)
-}
-
-// startAdmin starts the operator listener of a long-running App at
-// cfg.AdminAddr, with its dashboard sampling, until stop is called.
-func (a *App) startAdmin(ctx context.Context) (stop func()) {
-	if a.cfg.AdminAddr == "" {
-		return func() {}
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	dash := a.newDashboard(ctx)
-	if dash != nil {
-		go dash.run(ctx)
-	}
-	stopListener := serveAdmin(ctx, a.cfg.AdminAddr, adminHandler(a.metrics, dash), a.log)
-	return func() { stopListener(); cancel() }
 }

@@ -1,4 +1,9 @@
-package app
+// Package guard keeps a server standing when its clients or its
+// dependencies misbehave: a throttle of failures per key (log-ins), a gate
+// that bounds expensive work and its queue (bcrypt), and a circuit breaker
+// that fails at once while a dependency is down, with a go-redis hook as its
+// Redis adapter. Nothing here knows the app; it takes plain options.
+package guard
 
 import (
 	"context"
@@ -7,11 +12,11 @@ import (
 	"time"
 )
 
-// throttle counts failures per key (an account name, a client address) in a
+// Throttle counts failures per key (an account name, a client address) in a
 // fixed window: after max failures the key is refused until its window
 // ends. One process's memory holds the counts; with several instances
 // (stage 7) each counts on its own, so the effective limit is N times max.
-type throttle struct {
+type Throttle struct {
 	max    int
 	window time.Duration
 	now    func() time.Time
@@ -30,13 +35,14 @@ type throttleEntry struct {
 // names) would otherwise grow it until the next sweep.
 const maxThrottleKeys = 100_000
 
-func newThrottle(max int, window time.Duration) *throttle {
-	return &throttle{max: max, window: window, now: time.Now, entries: map[string]*throttleEntry{}}
+// NewThrottle refuses a key after max failures until its window ends.
+func NewThrottle(max int, window time.Duration) *Throttle {
+	return &Throttle{max: max, window: window, now: time.Now, entries: map[string]*throttleEntry{}}
 }
 
-// blocked reports whether key has used up its failures, and for how long
+// Blocked reports whether key has used up its failures, and for how long
 // it stays refused.
-func (t *throttle) blocked(key string) (time.Duration, bool) {
+func (t *Throttle) Blocked(key string) (time.Duration, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.entries[key]
@@ -47,8 +53,8 @@ func (t *throttle) blocked(key string) (time.Duration, bool) {
 	return e.until.Sub(now), true
 }
 
-// fail counts one failure for key.
-func (t *throttle) fail(key string) {
+// Fail counts one failure for key.
+func (t *Throttle) Fail(key string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -64,15 +70,15 @@ func (t *throttle) fail(key string) {
 	e.failures++
 }
 
-// reset forgets key's failures (a successful log-in).
-func (t *throttle) reset(key string) {
+// Reset forgets key's failures (a successful log-in).
+func (t *Throttle) Reset(key string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.entries, key)
 }
 
 // sweep drops expired entries, at most once a window.
-func (t *throttle) sweep(now time.Time) {
+func (t *Throttle) sweep(now time.Time) {
 	if now.Sub(t.swept) < t.window && len(t.entries) < maxThrottleKeys {
 		return
 	}
@@ -84,26 +90,27 @@ func (t *throttle) sweep(now time.Time) {
 	}
 }
 
-// gate bounds how many expensive computations (bcrypt) run at once, and
+// Gate bounds how many expensive computations (bcrypt) run at once, and
 // how many may queue for them. A caller beyond the queue is refused at once,
 // and a queued one waits at most maxWait: under a flood of log-ins the CPU
 // does a bounded amount of hashing and the rest get a quick 503, instead of
 // every request (and the session writes behind them) slowing down until
 // they time out.
-type gate struct {
+type Gate struct {
 	slots   chan struct{}
 	queue   int64 // callers allowed to wait for a slot
 	maxWait time.Duration
 	inside  atomic.Int64 // running + waiting
 }
 
-func newGate(n, queue int, maxWait time.Duration) *gate {
-	return &gate{slots: make(chan struct{}, n), queue: int64(queue), maxWait: maxWait}
+// NewGate runs n at once, lets queue more wait up to maxWait, refuses the rest.
+func NewGate(n, queue int, maxWait time.Duration) *Gate {
+	return &Gate{slots: make(chan struct{}, n), queue: int64(queue), maxWait: maxWait}
 }
 
-// enter takes a slot, or reports false when the queue is full, maxWait has
+// Enter takes a slot, or reports false when the queue is full, maxWait has
 // passed or ctx has ended; after true the caller must call release.
-func (g *gate) enter(ctx context.Context) (release func(), ok bool) {
+func (g *Gate) Enter(ctx context.Context) (release func(), ok bool) {
 	if g.inside.Add(1) > int64(cap(g.slots))+g.queue {
 		g.inside.Add(-1)
 		return nil, false
@@ -125,7 +132,7 @@ func (g *gate) enter(ctx context.Context) (release func(), ok bool) {
 	return nil, false
 }
 
-func (g *gate) leave() {
+func (g *Gate) leave() {
 	<-g.slots
 	g.inside.Add(-1)
 }

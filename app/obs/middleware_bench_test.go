@@ -1,4 +1,4 @@
-package app
+package obs
 
 import (
 	"net/http"
@@ -12,21 +12,19 @@ import (
 
 // BenchmarkObserve is what the instrumentation adds to one request, without
 // the request's own work: a page handler that only renders nothing, behind
-// the observe middleware with metrics on and off.
+// the middleware with metrics on and off (METRICS=0: no middleware at all).
 //
-//	go test ./app -run '^$' -bench Observe -benchmem
+//	go test ./app/obs -run '^$' -bench Observe -benchmem
 func BenchmarkObserve(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		off  bool
 	}{{"metrics on", false}, {"metrics off", true}} {
 		b.Run(tc.name, func(b *testing.B) {
-			a := &App{cfg: Config{NoMetrics: tc.off}}
-			if !tc.off {
-				a.metrics = newMetrics(nil)
-			}
 			e := echo.New()
-			e.Use(a.observe)
+			if !tc.off {
+				e.Use(Middleware(NewMetrics(nil), false))
+			}
 			e.GET("/photos/:id", func(c echo.Context) error {
 				_, done := models.Time(c.Request().Context(), models.PartRender)
 				done()
