@@ -32,7 +32,7 @@ func init() {
 
 // serveCGI is the parent: an HTTP server whose only handler execs the child.
 func serveCGI(ctx context.Context, cfg Config, log *slog.Logger) error {
-	if err := checkSchemaOnce(ctx, cfg); err != nil {
+	if err := checkSchemaOnce(ctx, cfg, log); err != nil {
 		return err
 	}
 	exe, err := os.Executable()
@@ -73,26 +73,24 @@ func cgiHandler(cfg Config, log *slog.Logger, exe string, args ...string) (*cgi.
 	}, nil
 }
 
-func checkSchemaOnce(ctx context.Context, cfg Config) error {
-	db, err := models.Open(ctx, cfg.DatabaseURL, models.Options{MaxOpenConns: 1})
-	if err != nil {
-		return err
+// checkSchemaOnce checks the schema at the parent's start; the children trust it.
+func checkSchemaOnce(ctx context.Context, cfg Config, log *slog.Logger) error {
+	_, done, err := Bootstrap(ctx, cfg, log, models.Options{MaxOpenConns: 1})
+	if err == nil {
+		done()
 	}
-	defer models.Close(db)
-	return CheckSchema(ctx, db, cfg.Stage, cfg.Indexes)
+	return err
 }
 
 // ServeCGIChild answers the one request of a CGI process: open the database,
 // build the App (parsing every template), serve, exit.
 func ServeCGIChild(ctx context.Context, cfg Config, log *slog.Logger) error {
-	db, err := models.Open(ctx, cfg.DatabaseURL, models.Options{MaxOpenConns: 1, StatementTimeout: requestTimeout})
+	cfg.cgiChild = true // no registry of its own: the parent counts
+	d, done, err := openDeps(ctx, cfg, log, models.Options{MaxOpenConns: 1, StatementTimeout: requestTimeout})
 	if err != nil {
 		return err
 	}
-	defer models.Close(db)
-	d := &Deps{DB: db, Log: log}
-	defer d.Close()
-	cfg.cgiChild = true // no registry of its own: the parent counts
+	defer done()
 	a, err := New(cfg, d)
 	if err != nil {
 		return err

@@ -22,16 +22,11 @@ func init() {
 // serveLongRunning opens the pool once, builds the App once and serves until
 // ctx ends.
 func serveLongRunning(ctx context.Context, cfg Config, log *slog.Logger) error {
-	db, err := models.Open(ctx, cfg.DatabaseURL, models.Options{StatementTimeout: requestTimeout})
+	d, done, err := Bootstrap(ctx, cfg, log, models.Options{StatementTimeout: requestTimeout})
 	if err != nil {
 		return err
 	}
-	defer models.Close(db)
-	if err := CheckSchema(ctx, db, cfg.Stage, cfg.Indexes); err != nil {
-		return err
-	}
-	d := &Deps{DB: db, Log: log}
-	defer d.Close()
+	defer done()
 	a, err := New(cfg, d)
 	if err != nil {
 		return err

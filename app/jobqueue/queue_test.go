@@ -1,10 +1,11 @@
-package app
+package jobqueue
 
 import (
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -16,13 +17,13 @@ import (
 // testQueue is a queue on miniredis, or on the real Redis of REDIS_URL,
 // whose clock the test moves.
 type testQueue struct {
-	*jobQueue
+	*Queue
 	clock time.Time
 }
 
 func newTestQueue(t *testing.T) *testQueue {
 	t.Helper()
-	url := testRedisURL(t)
+	url := os.Getenv("REDIS_URL") // scripts/test.sh's real-Redis pass
 	if url == "" {
 		url = "redis://" + miniredis.RunT(t).Addr()
 	}
@@ -32,14 +33,18 @@ func newTestQueue(t *testing.T) *testQueue {
 	}
 	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { rdb.Close() })
-	tq := &testQueue{jobQueue: newJobQueue(rdb, "test"), clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	tq.now = func() time.Time { return tq.clock }
+	// The real-Redis pass runs with -p 1: each test starts from an empty database.
+	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatalf("flush Redis at %s: %v", url, err)
+	}
+	tq := &testQueue{Queue: New(rdb, "test"), clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	tq.Now = func() time.Time { return tq.clock }
 	return tq
 }
 
 func (q *testQueue) enqueue(t *testing.T, photo int64) Job {
 	t.Helper()
-	j := Job{ID: newJobID(), Photo: photo, Key: "k", Enqueued: q.clock}
+	j := Job{ID: NewJobID(), Photo: photo, Key: "k", Enqueued: q.clock}
 	if err := q.Enqueue(context.Background(), j); err != nil {
 		t.Fatal(err)
 	}
@@ -48,14 +53,14 @@ func (q *testQueue) enqueue(t *testing.T, photo int64) Job {
 
 func (q *testQueue) take(t *testing.T) Job {
 	t.Helper()
-	j, ok, err := q.fetch(context.Background(), 0)
+	j, ok, err := q.Fetch(context.Background(), 0)
 	if err != nil || !ok {
 		t.Fatalf("fetch: %v, %v; want a job", ok, err)
 	}
 	return j
 }
 
-func (q *testQueue) stats(t *testing.T) QueueStats {
+func (q *testQueue) stats(t *testing.T) Stats {
 	t.Helper()
 	s, err := q.Stats(context.Background())
 	if err != nil {
@@ -66,7 +71,7 @@ func (q *testQueue) stats(t *testing.T) QueueStats {
 
 func (q *testQueue) maintain(t *testing.T) []Job {
 	t.Helper()
-	died, err := q.jobQueue.maintain(context.Background())
+	died, err := q.Queue.Maintain(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,14 +95,14 @@ func TestJobQueueIsFIFOAndAcksOnce(t *testing.T) {
 		t.Fatalf("stats %+v, want 1 ready and 1 processing", s)
 	}
 	ctx := context.Background()
-	if err := q.ack(ctx, a.ID); err != nil {
+	if err := q.Ack(ctx, a.ID); err != nil {
 		t.Fatal(err)
 	}
 	if s := q.stats(t); s.Processing != 0 || s.Done != 1 {
 		t.Fatalf("stats %+v after the ack, want 0 processing and 1 done", s)
 	}
 	q.take(t)
-	if _, ok, _ := q.fetch(ctx, 0); ok {
+	if _, ok, _ := q.Fetch(ctx, 0); ok {
 		t.Fatal("fetched a third job from a queue of two")
 	}
 }
@@ -107,7 +112,7 @@ func TestJobQueueReapsTheJobsOfDeadWorkers(t *testing.T) {
 	j := q.enqueue(t, 7)
 	q.take(t) // and the worker dies
 	q.enqueue(t, 8)
-	q.clock = q.clock.Add(q.lease - time.Second)
+	q.clock = q.clock.Add(q.Lease - time.Second)
 	q.maintain(t)
 	if s := q.stats(t); s.Processing != 1 {
 		t.Fatalf("reaped a job whose lease has not ended: %+v", s)
@@ -131,7 +136,7 @@ func TestJobQueueReapsTheJobsOfDeadWorkers(t *testing.T) {
 		if n := q.rdb.ZCard(ctx, q.key("leases")).Val(); n != 1 {
 			t.Fatalf("%d leases, want 1", n)
 		}
-		q.clock = q.clock.Add(q.lease + time.Second)
+		q.clock = q.clock.Add(q.Lease + time.Second)
 		q.maintain(t)
 		if got := q.take(t); got.ID != j.ID {
 			t.Fatalf("took %s, want %s", got.ID, j.ID)
@@ -142,9 +147,9 @@ func TestJobQueueReapsTheJobsOfDeadWorkers(t *testing.T) {
 		q := newTestQueue(t)
 		j := q.enqueue(t, 10)
 		var died []Job
-		for range q.maxAttempts {
+		for range q.MaxAttempts {
 			q.take(t)
-			q.clock = q.clock.Add(q.lease + time.Second)
+			q.clock = q.clock.Add(q.Lease + time.Second)
 			died = append(died, q.maintain(t)...)
 		}
 		if len(died) != 1 || died[0].ID != j.ID {
@@ -160,12 +165,12 @@ func TestFailingJobRetriesWithBackoffThenDies(t *testing.T) {
 	q := newTestQueue(t)
 	j := q.enqueue(t, 3)
 	var died []Job
-	p := newWorkerPool(q.jobQueue, 0, func(context.Context, Job) error { return errors.New("the database is away") },
+	p := NewPool(q.Queue, 0, func(context.Context, Job) error { return errors.New("the database is away") },
 		func(_ context.Context, j Job, _ string) { died = append(died, j) }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx := context.Background()
-	for attempt := 1; attempt <= q.maxAttempts; attempt++ {
+	for attempt := 1; attempt <= q.MaxAttempts; attempt++ {
 		p.run(q.take(t))
-		if attempt == q.maxAttempts {
+		if attempt == q.MaxAttempts {
 			break
 		}
 		due, err := q.rdb.ZScore(ctx, q.key("delayed"), j.ID).Result()
@@ -173,7 +178,7 @@ func TestFailingJobRetriesWithBackoffThenDies(t *testing.T) {
 			t.Fatalf("attempt %d: the job is not waiting for a retry: %v", attempt, err)
 		}
 		wait := time.Duration(due-q.ms(q.clock)) * time.Millisecond
-		full := q.backoff << (attempt - 1)
+		full := q.Backoff << (attempt - 1)
 		if wait < full/2 || wait > full {
 			t.Fatalf("attempt %d: retry in %s, want between %s and %s (exponential, jittered)", attempt, wait, full/2, full)
 		}
@@ -186,14 +191,14 @@ func TestFailingJobRetriesWithBackoffThenDies(t *testing.T) {
 		q.maintain(t)
 	}
 	s := q.stats(t)
-	if s.Dead != 1 || s.Ready+s.Delayed+s.Processing != 0 || s.Retried != int64(q.maxAttempts-1) {
-		t.Fatalf("stats %+v, want the job dead after %d retries", s, q.maxAttempts-1)
+	if s.Dead != 1 || s.Ready+s.Delayed+s.Processing != 0 || s.Retried != int64(q.MaxAttempts-1) {
+		t.Fatalf("stats %+v, want the job dead after %d retries", s, q.MaxAttempts-1)
 	}
 	if len(died) != 1 || died[0].ID != j.ID {
 		t.Fatalf("died %+v, want the job once", died)
 	}
 	dead, err := q.Dead(ctx)
-	if err != nil || len(dead) != 1 || dead[0].Attempts != int64(q.maxAttempts) || dead[0].Error != "the database is away" {
+	if err != nil || len(dead) != 1 || dead[0].Attempts != int64(q.MaxAttempts) || dead[0].Error != "the database is away" {
 		t.Fatalf("dead list %+v, %v", dead, err)
 	}
 
@@ -212,13 +217,13 @@ func TestFailingJobRetriesWithBackoffThenDies(t *testing.T) {
 	})
 	t.Run("dropped by hand, it is gone", func(t *testing.T) {
 		k := q.enqueue(t, 4)
-		p.handle = func(context.Context, Job) error { return permanent(errors.New("corrupt")) }
+		p.handle = func(context.Context, Job) error { return Permanent(errors.New("corrupt")) }
 		p.run(q.take(t))
 		if err := q.DropDead(ctx, k.ID); err != nil {
 			t.Fatal(err)
 		}
-		if err := q.DropDead(ctx, k.ID); !errors.Is(err, errNoDeadJob) {
-			t.Fatalf("second drop: %v, want errNoDeadJob", err)
+		if err := q.DropDead(ctx, k.ID); !errors.Is(err, ErrNoDeadJob) {
+			t.Fatalf("second drop: %v, want ErrNoDeadJob", err)
 		}
 		if n := q.rdb.HLen(ctx, q.key("jobs")).Val(); n != 0 {
 			t.Fatalf("%d job bodies left", n)
@@ -230,12 +235,12 @@ func TestShutdownHandsBackRunningJobs(t *testing.T) {
 	q := newTestQueue(t)
 	j := q.enqueue(t, 5)
 	started, release := make(chan struct{}), make(chan struct{})
-	p := newWorkerPool(q.jobQueue, 1, func(ctx context.Context, _ Job) error {
+	p := NewPool(q.Queue, 1, func(ctx context.Context, _ Job) error {
 		close(started)
 		<-release // a long decode that does not look at ctx
 		return nil
 	}, func(context.Context, Job, string) {}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	p.start()
+	p.Start()
 	<-started
 	gone, cancel := context.WithCancel(context.Background())
 	cancel() // no time to finish
@@ -263,12 +268,12 @@ func TestShutdownHandsBackRunningJobs(t *testing.T) {
 
 	t.Run("with time, the running job finishes (a polling pool)", func(t *testing.T) {
 		q := newTestQueue(t)
-		q.poll = 10 * time.Millisecond
+		q.Poll = 10 * time.Millisecond
 		q.enqueue(t, 6)
 		started := make(chan struct{})
-		p := newWorkerPool(q.jobQueue, 1, func(context.Context, Job) error { close(started); return nil },
+		p := NewPool(q.Queue, 1, func(context.Context, Job) error { close(started); return nil },
 			func(context.Context, Job, string) {}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		p.start()
+		p.Start()
 		<-started
 		if err := p.Shutdown(context.Background()); err != nil {
 			t.Fatal(err)

@@ -1,4 +1,8 @@
-package app
+// Package jobqueue is a job queue that loses nothing, on Redis lists (stage
+// 6: uploads' images are made by workers after the request), its worker
+// pool, and a Prometheus collector of its figures. It knows nothing of the
+// app: a handler and a "died" callback are all a pool is told.
+package jobqueue
 
 import (
 	"context"
@@ -14,9 +18,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Stage 6: a job queue that loses nothing, on Redis lists (one file of our
-// own, about 370 lines with comments; docs/stages/06-queue.md says why not
-// a library). A job's id moves between these keys, its body stays in one
+// A job queue that loses nothing, on Redis lists (one file of our own,
+// about 370 lines with comments; docs/stages/06-queue.md says why not a
+// library). A job's id moves between these keys, its body stays in one
 // hash:
 //
 //	ready       list  waiting, FIFO: LPUSH in, BLMOVE out from the right
@@ -39,40 +43,48 @@ type Job struct {
 	Enqueued time.Time `json:"enqueued"`
 }
 
-// jobQueue is one named queue in Redis.
-type jobQueue struct {
-	rdb      *redis.Client
-	blocking *redis.Client // for BLMOVE; rdb when nil
-	// poll, when set, makes fetch never block: the workers ask every poll.
+// Queue is one named queue in Redis. Its exported fields are options, set
+// before the first use.
+type Queue struct {
+	rdb *redis.Client
+	// Blocking is the client for BLMOVE (the shared one's connections have
+	// short read timeouts); rdb when nil.
+	Blocking *redis.Client
+	// Poll, when set, makes Fetch never block: the workers ask every Poll.
 	// The embedded miniredis wakes every blocked client on every command
 	// (under its one lock), so there a blocked worker costs each request.
-	poll        time.Duration
+	Poll        time.Duration
 	prefix      string
-	lease       time.Duration // a worker that has not renewed its lease this long is dead
-	maxAttempts int           // failures (and dead workers) before a job is dead
-	backoff     time.Duration // before the first retry; doubled each time, up to maxBackoff
-	maxBackoff  time.Duration
-	now         func() time.Time // tests move it forward instead of sleeping
+	Lease       time.Duration // a worker that has not renewed its lease this long is dead
+	MaxAttempts int           // failures (and dead workers) before a job is dead
+	Backoff     time.Duration // before the first retry; doubled each time, up to MaxBackoff
+	MaxBackoff  time.Duration
+	Now         func() time.Time // tests move it forward instead of sleeping
 }
 
-func newJobQueue(rdb *redis.Client, name string) *jobQueue {
-	return &jobQueue{rdb: rdb, prefix: "queue:" + name + ":", lease: 30 * time.Second, maxAttempts: 5,
-		backoff: time.Second, maxBackoff: 5 * time.Minute, now: time.Now}
+// New is the queue name in rdb: leases of 30 s, five attempts, backoff from
+// 1 s to 5 min.
+func New(rdb *redis.Client, name string) *Queue {
+	return &Queue{rdb: rdb, prefix: "queue:" + name + ":", Lease: 30 * time.Second, MaxAttempts: 5,
+		Backoff: time.Second, MaxBackoff: 5 * time.Minute, Now: time.Now}
 }
 
-func (q *jobQueue) key(part string) string { return q.prefix + part }
+// Client is the Redis client the queue uses.
+func (q *Queue) Client() *redis.Client { return q.rdb }
 
-func (q *jobQueue) ms(t time.Time) float64 { return float64(t.UnixMilli()) }
+func (q *Queue) key(part string) string { return q.prefix + part }
 
-// newJobID is 128 random bits in hex.
-func newJobID() string {
+func (q *Queue) ms(t time.Time) float64 { return float64(t.UnixMilli()) }
+
+// NewJobID is 128 random bits in hex.
+func NewJobID() string {
 	var b [16]byte
 	crand.Read(b[:]) // never fails on Linux
 	return hex.EncodeToString(b[:])
 }
 
 // Enqueue stores the job and puts it at the back of the queue, in one transaction.
-func (q *jobQueue) Enqueue(ctx context.Context, j Job) error {
+func (q *Queue) Enqueue(ctx context.Context, j Job) error {
 	body, err := json.Marshal(j)
 	if err != nil {
 		return err
@@ -83,23 +95,23 @@ func (q *jobQueue) Enqueue(ctx context.Context, j Job) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("app: enqueue job %s: %w", j.ID, err)
+		return fmt.Errorf("jobqueue: enqueue job %s: %w", j.ID, err)
 	}
 	return nil
 }
 
-// fetch takes the oldest ready job, waiting up to block for one (0: not at
+// Fetch takes the oldest ready job, waiting up to block for one (0: not at
 // all, LMOVE): BLMOVE
 // moves it to processing atomically, then its lease starts (the reaper
 // gives a lease to an id it finds in processing without one, should the
 // worker die between the two). ok is false when nothing came.
-func (q *jobQueue) fetch(ctx context.Context, block time.Duration) (j Job, ok bool, err error) {
-	c := q.blocking
+func (q *Queue) Fetch(ctx context.Context, block time.Duration) (j Job, ok bool, err error) {
+	c := q.Blocking
 	if c == nil {
 		c = q.rdb
 	}
 	var id string
-	if block > 0 && q.poll == 0 {
+	if block > 0 && q.Poll == 0 {
 		id, err = c.BLMove(ctx, q.key("ready"), q.key("processing"), "RIGHT", "LEFT", block).Result()
 	} else {
 		id, err = q.rdb.LMove(ctx, q.key("ready"), q.key("processing"), "RIGHT", "LEFT").Result()
@@ -108,9 +120,9 @@ func (q *jobQueue) fetch(ctx context.Context, block time.Duration) (j Job, ok bo
 		return j, false, nil
 	}
 	if err != nil {
-		return j, false, fmt.Errorf("app: fetch a job: %w", err)
+		return j, false, fmt.Errorf("jobqueue: fetch a job: %w", err)
 	}
-	q.renew(ctx, id)
+	q.Renew(ctx, id)
 	body, err := q.rdb.HGet(ctx, q.key("jobs"), id).Bytes()
 	if errors.Is(err, redis.Nil) {
 		// Acked by a worker that finished after its job had been handed back
@@ -122,18 +134,18 @@ func (q *jobQueue) fetch(ctx context.Context, block time.Duration) (j Job, ok bo
 		err = json.Unmarshal(body, &j)
 	}
 	if err != nil {
-		return j, false, fmt.Errorf("app: read job %s: %w", id, err)
+		return j, false, fmt.Errorf("jobqueue: read job %s: %w", id, err)
 	}
 	return j, true, nil
 }
 
-// renew extends a running job's lease.
-func (q *jobQueue) renew(ctx context.Context, id string) error {
-	return q.rdb.ZAdd(ctx, q.key("leases"), redis.Z{Score: q.ms(q.now().Add(q.lease)), Member: id}).Err()
+// Renew extends a running job's lease.
+func (q *Queue) Renew(ctx context.Context, id string) error {
+	return q.rdb.ZAdd(ctx, q.key("leases"), redis.Z{Score: q.ms(q.Now().Add(q.Lease)), Member: id}).Err()
 }
 
 // settle takes id off processing and its lease, and runs then in the same transaction.
-func (q *jobQueue) settle(ctx context.Context, id string, then func(p redis.Pipeliner)) error {
+func (q *Queue) settle(ctx context.Context, id string, then func(p redis.Pipeliner)) error {
 	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.LRem(ctx, q.key("processing"), 1, id)
 		p.ZRem(ctx, q.key("leases"), id)
@@ -143,13 +155,13 @@ func (q *jobQueue) settle(ctx context.Context, id string, then func(p redis.Pipe
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("app: settle job %s: %w", id, err)
+		return fmt.Errorf("jobqueue: settle job %s: %w", id, err)
 	}
 	return nil
 }
 
-// ack forgets a job that is done.
-func (q *jobQueue) ack(ctx context.Context, id string) error {
+// Ack forgets a job that is done.
+func (q *Queue) Ack(ctx context.Context, id string) error {
 	return q.settle(ctx, id, func(p redis.Pipeliner) {
 		p.HDel(ctx, q.key("jobs"), id)
 		p.HDel(ctx, q.key("attempts"), id)
@@ -158,21 +170,21 @@ func (q *jobQueue) ack(ctx context.Context, id string) error {
 	})
 }
 
-// handBack returns a job that was not finished (a shutdown) to the front of
+// HandBack returns a job that was not finished (a shutdown) to the front of
 // the queue; it counts no attempt.
-func (q *jobQueue) handBack(ctx context.Context, id string) error {
+func (q *Queue) HandBack(ctx context.Context, id string) error {
 	return q.settle(ctx, id, func(p redis.Pipeliner) { p.RPush(ctx, q.key("ready"), id) })
 }
 
-// fail records a failed attempt: the job waits in delayed for its backoff,
+// Fail records a failed attempt: the job waits in delayed for its backoff,
 // or, when it cannot succeed (permanent) or has failed maxAttempts times,
 // goes to dead. dead says which.
-func (q *jobQueue) fail(ctx context.Context, id string, cause error, permanent bool) (dead bool, err error) {
+func (q *Queue) Fail(ctx context.Context, id string, cause error, permanent bool) (dead bool, err error) {
 	n, err := q.rdb.HIncrBy(ctx, q.key("attempts"), id, 1).Result()
 	if err != nil {
-		return false, fmt.Errorf("app: count attempt of job %s: %w", id, err)
+		return false, fmt.Errorf("jobqueue: count attempt of job %s: %w", id, err)
 	}
-	dead = permanent || n >= int64(q.maxAttempts)
+	dead = permanent || n >= int64(q.MaxAttempts)
 	return dead, q.settle(ctx, id, func(p redis.Pipeliner) {
 		p.HSet(ctx, q.key("errors"), id, cause.Error())
 		if dead {
@@ -180,7 +192,7 @@ func (q *jobQueue) fail(ctx context.Context, id string, cause error, permanent b
 			p.HIncrBy(ctx, q.key("stats"), "dead", 1)
 			return
 		}
-		p.ZAdd(ctx, q.key("delayed"), redis.Z{Score: q.ms(q.now().Add(q.retryIn(int(n)))), Member: id})
+		p.ZAdd(ctx, q.key("delayed"), redis.Z{Score: q.ms(q.Now().Add(q.retryIn(int(n)))), Member: id})
 		p.HIncrBy(ctx, q.key("stats"), "retried", 1)
 	})
 }
@@ -188,10 +200,10 @@ func (q *jobQueue) fail(ctx context.Context, id string, cause error, permanent b
 // retryIn is the backoff before retry n (1, 2, …): backoff·2^(n-1) up to
 // maxBackoff, of which a random half ("equal jitter"), so that jobs that
 // failed together (a database restart) do not all come back together.
-func (q *jobQueue) retryIn(n int) time.Duration {
-	d := q.maxBackoff
-	if n < 32 && q.backoff<<(n-1) < q.maxBackoff {
-		d = q.backoff << (n - 1)
+func (q *Queue) retryIn(n int) time.Duration {
+	d := q.MaxBackoff
+	if n < 32 && q.Backoff<<(n-1) < q.MaxBackoff {
+		d = q.Backoff << (n - 1)
 	}
 	return d/2 + rand.N(d/2+1)
 }
@@ -230,57 +242,57 @@ end
 return died
 `)
 
-// maintain runs maintainScript at q.now and returns the jobs that went dead.
-func (q *jobQueue) maintain(ctx context.Context) ([]Job, error) {
+// Maintain runs maintainScript at q.now and returns the jobs that went dead.
+func (q *Queue) Maintain(ctx context.Context) ([]Job, error) {
 	keys := []string{q.key("processing"), q.key("leases"), q.key("ready"), q.key("dead"),
 		q.key("attempts"), q.key("delayed"), q.key("stats"), q.key("errors")}
-	ids, err := maintainScript.Run(ctx, q.rdb, keys, q.ms(q.now()), q.lease.Milliseconds(), q.maxAttempts).StringSlice()
+	ids, err := maintainScript.Run(ctx, q.rdb, keys, q.ms(q.Now()), q.Lease.Milliseconds(), q.MaxAttempts).StringSlice()
 	if err != nil {
-		return nil, fmt.Errorf("app: reap jobs: %w", err)
+		return nil, fmt.Errorf("jobqueue: reap jobs: %w", err)
 	}
 	var died []Job
 	for _, id := range ids {
-		if j, err := q.job(ctx, id); err == nil {
+		if j, err := q.Job(ctx, id); err == nil {
 			died = append(died, j)
 		}
 	}
 	return died, nil
 }
 
-// job reads a job's body.
-func (q *jobQueue) job(ctx context.Context, id string) (Job, error) {
+// Job reads a job's body.
+func (q *Queue) Job(ctx context.Context, id string) (Job, error) {
 	var j Job
 	body, err := q.rdb.HGet(ctx, q.key("jobs"), id).Bytes()
 	if err == nil {
 		err = json.Unmarshal(body, &j)
 	}
 	if err != nil {
-		return j, fmt.Errorf("app: job %s: %w", id, err)
+		return j, fmt.Errorf("jobqueue: job %s: %w", id, err)
 	}
 	return j, nil
 }
 
-// QueueStats are the queue's figures: what waits, runs, retries and died.
-type QueueStats struct {
+// Stats are the queue's figures: what waits, runs, retries and died.
+type Stats struct {
 	Ready, Processing, Delayed, Dead int64
 	Oldest                           time.Duration // how long the oldest ready job has waited
 	Done, Retried, Reaped, Died      int64         // counters since the queue began
 	Workers, Busy                    int64         // in every process that reported in the last 5 s
 }
 
-// reportWorkers writes a pool's size and busy workers, with the time, into
+// ReportWorkers writes a pool's size and busy workers, with the time, into
 // the queue's worker table (n 0: the pool stopped).
-func (q *jobQueue) reportWorkers(ctx context.Context, pool string, n, busy int) {
+func (q *Queue) ReportWorkers(ctx context.Context, pool string, n, busy int) {
 	if n == 0 {
 		q.rdb.HDel(ctx, q.key("workers"), pool)
 		return
 	}
-	q.rdb.HSet(ctx, q.key("workers"), pool, fmt.Sprintf("%d %d %d", n, busy, q.now().UnixMilli()))
+	q.rdb.HSet(ctx, q.key("workers"), pool, fmt.Sprintf("%d %d %d", n, busy, q.Now().UnixMilli()))
 }
 
 // Stats reads the figures in one round trip (and one more for the oldest job).
-func (q *jobQueue) Stats(ctx context.Context) (QueueStats, error) {
-	var s QueueStats
+func (q *Queue) Stats(ctx context.Context) (Stats, error) {
+	var s Stats
 	var ready, processing, dead *redis.IntCmd
 	var delayed *redis.IntCmd
 	var oldest *redis.StringCmd
@@ -293,20 +305,20 @@ func (q *jobQueue) Stats(ctx context.Context) (QueueStats, error) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return s, fmt.Errorf("app: queue stats: %w", err)
+		return s, fmt.Errorf("jobqueue: queue stats: %w", err)
 	}
 	s.Ready, s.Processing, s.Delayed, s.Dead = ready.Val(), processing.Val(), delayed.Val(), dead.Val()
 	count := func(name string) int64 { n, _ := strconv.ParseInt(stats.Val()[name], 10, 64); return n }
 	s.Done, s.Retried, s.Reaped, s.Died = count("done"), count("retried"), count("reaped"), count("dead")
 	for _, v := range workers.Val() {
 		var n, busy, at int64
-		if _, err := fmt.Sscan(v, &n, &busy, &at); err == nil && q.now().UnixMilli()-at < 5000 {
+		if _, err := fmt.Sscan(v, &n, &busy, &at); err == nil && q.Now().UnixMilli()-at < 5000 {
 			s.Workers, s.Busy = s.Workers+n, s.Busy+busy
 		}
 	}
 	if id := oldest.Val(); id != "" {
-		if j, err := q.job(ctx, id); err == nil {
-			s.Oldest = max(0, q.now().Sub(j.Enqueued))
+		if j, err := q.Job(ctx, id); err == nil {
+			s.Oldest = max(0, q.Now().Sub(j.Enqueued))
 		}
 	}
 	return s, nil
@@ -320,15 +332,15 @@ type DeadJob struct {
 }
 
 // Dead lists the dead jobs, newest first.
-func (q *jobQueue) Dead(ctx context.Context) ([]DeadJob, error) {
+func (q *Queue) Dead(ctx context.Context) ([]DeadJob, error) {
 	ids, err := q.rdb.LRange(ctx, q.key("dead"), 0, -1).Result()
 	if err != nil {
-		return nil, fmt.Errorf("app: dead jobs: %w", err)
+		return nil, fmt.Errorf("jobqueue: dead jobs: %w", err)
 	}
 	var list []DeadJob
 	for _, id := range ids {
 		d := DeadJob{Job: Job{ID: id}}
-		d.Job, _ = q.job(ctx, id)
+		d.Job, _ = q.Job(ctx, id)
 		d.Attempts, _ = q.rdb.HGet(ctx, q.key("attempts"), id).Int64()
 		d.Error = q.rdb.HGet(ctx, q.key("errors"), id).Val()
 		list = append(list, d)
@@ -350,23 +362,23 @@ end
 return 1
 `)
 
-// errNoDeadJob is a retry or drop of an id that is not on the dead list.
-var errNoDeadJob = errors.New("no such dead job")
+// ErrNoDeadJob is a retry or drop of an id that is not on the dead list.
+var ErrNoDeadJob = errors.New("no such dead job")
 
 // RetryDead puts a dead job back in the queue, with no attempts.
-func (q *jobQueue) RetryDead(ctx context.Context, id string) error { return q.revive(ctx, id, "retry") }
+func (q *Queue) RetryDead(ctx context.Context, id string) error { return q.revive(ctx, id, "retry") }
 
 // DropDead forgets a dead job.
-func (q *jobQueue) DropDead(ctx context.Context, id string) error { return q.revive(ctx, id, "drop") }
+func (q *Queue) DropDead(ctx context.Context, id string) error { return q.revive(ctx, id, "drop") }
 
-func (q *jobQueue) revive(ctx context.Context, id, how string) error {
+func (q *Queue) revive(ctx context.Context, id, how string) error {
 	keys := []string{q.key("dead"), q.key("ready"), q.key("attempts"), q.key("errors"), q.key("jobs")}
 	n, err := reviveScript.Run(ctx, q.rdb, keys, id, how).Int()
 	if err != nil {
-		return fmt.Errorf("app: %s job %s: %w", how, id, err)
+		return fmt.Errorf("jobqueue: %s job %s: %w", how, id, err)
 	}
 	if n == 0 {
-		return fmt.Errorf("app: %s job %s: %w", how, id, errNoDeadJob)
+		return fmt.Errorf("jobqueue: %s job %s: %w", how, id, ErrNoDeadJob)
 	}
 	return nil
 }

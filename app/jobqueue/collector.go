@@ -1,4 +1,4 @@
-package app
+package jobqueue
 
 import (
 	"context"
@@ -7,12 +7,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Stage 6: the queue's figures in /metrics (and so on the dashboard). They
-// are read from Redis at each scrape, so every process shows the whole
+// Collector puts the queue's figures in /metrics (and so on the dashboard).
+// They are read from Redis at each scrape, so every process shows the whole
 // queue: what waits, runs, retries and died, the oldest job's wait, the
 // workers of every process and how many are busy, and counters of the
-// jobs done, retried, reaped and dead since the queue began.
-type queueCollector struct{ u *queuedUploads }
+// jobs done, retried, reaped and dead since the queue began. The names are
+// stage 6's image queue's (flickrkillr_queue_*): one queue per registry.
+func Collector(q *Queue) prometheus.Collector { return collector{q} }
+
+type collector struct{ q *Queue }
 
 var (
 	queueJobsDesc = prometheus.NewDesc("flickrkillr_queue_jobs",
@@ -25,16 +28,16 @@ var (
 		"Stage 6: image jobs since the queue began, by outcome: done, retried (a failed attempt that will be retried), reaped (its worker died), dead.", []string{"outcome"}, nil)
 )
 
-func (queueCollector) Describe(ch chan<- *prometheus.Desc) {
+func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{queueJobsDesc, queueOldestDesc, queueWorkersDesc, queueCountDesc} {
 		ch <- d
 	}
 }
 
-func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
+func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	s, err := c.u.queue.Stats(ctx)
+	s, err := c.q.Stats(ctx)
 	if err != nil {
 		return // Redis is away: no queue figures in this scrape
 	}
