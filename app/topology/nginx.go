@@ -1,12 +1,10 @@
-package app
+package topology
 
 import (
 	"bytes"
 	_ "embed"
 	"fmt"
-	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"os/exec"
 	"os/user"
@@ -14,21 +12,28 @@ import (
 	"strconv"
 	"text/template"
 	"time"
-
-	"flickrkillr/models"
-	"flickrkillr/templates"
 )
 
-// Stage 7: nginx's configuration, generated from a template into the
-// topology's folder at every start and checked with `nginx -t` first.
+// nginx's configuration, generated from a template into the topology's
+// folder at every start and checked with `nginx -t` first.
 //
-//go:embed stage7_nginx.conf.tmpl
+//go:embed nginx.conf.tmpl
 var nginxConfText string
 
 var nginxConf = template.Must(template.New("nginx.conf").Parse(nginxConfText))
 
-// nginxConfig is what the template needs. The limits and timeouts are the
-// app's own (newServer, limits.go), read here so that they cannot drift.
+// Limits are the instances' own limits and timeouts, which nginx's must
+// match: the app passes its server's, so that they cannot drift.
+type Limits struct {
+	MaxBody    int64 // bytes of a request body (the upload's cap)
+	MaxHeader  int   // bytes of the request line and headers
+	ReadHeader time.Duration
+	ReadBody   time.Duration
+	Write      time.Duration
+	Idle       time.Duration
+}
+
+// nginxConfig is what the template needs.
 type nginxConfig struct {
 	Dir         string // pid, logs, temp files
 	User, Group string // set when we are root: nginx's workers run as us, not nobody
@@ -47,19 +52,18 @@ type nginxConfig struct {
 
 // renderNginxConfig is the configuration text for nginx on listen in front
 // of instances, with its files under dir.
-func renderNginxConfig(dir, listen, dataDir string, instances []*instance) ([]byte, error) {
-	srv := newServer("", nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+func renderNginxConfig(dir, listen, dataDir string, lim Limits, instances []*instance) ([]byte, error) {
 	c := nginxConfig{
 		Dir: dir, Listen: listen, Instances: instances,
 		Static:      filepath.Join(dir, "static"),
 		Files:       dataDir,
 		FailTimeout: seconds(failTimeout),
-		MaxBody:     models.MaxUploadBytes + 64<<10, // upload.go's MaxBytesReader
-		MaxHeader:   strconv.Itoa(maxHeaderBytes>>10) + "k",
-		ReadHeader:  seconds(srv.ReadHeaderTimeout),
-		ReadBody:    seconds(srv.ReadTimeout),
-		Write:       seconds(srv.WriteTimeout),
-		Idle:        seconds(srv.IdleTimeout),
+		MaxBody:     lim.MaxBody,
+		MaxHeader:   strconv.Itoa(lim.MaxHeader>>10) + "k",
+		ReadHeader:  seconds(lim.ReadHeader),
+		ReadBody:    seconds(lim.ReadBody),
+		Write:       seconds(lim.Write),
+		Idle:        seconds(lim.Idle),
 	}
 	if os.Geteuid() == 0 {
 		if u, err := user.Current(); err == nil {
@@ -71,7 +75,7 @@ func renderNginxConfig(dir, listen, dataDir string, instances []*instance) ([]by
 	}
 	var b bytes.Buffer
 	if err := nginxConf.Execute(&b, c); err != nil {
-		return nil, fmt.Errorf("app: nginx config: %w", err)
+		return nil, fmt.Errorf("topology: nginx config: %w", err)
 	}
 	return b.Bytes(), nil
 }
@@ -82,10 +86,13 @@ const failTimeout = 3 * time.Second
 
 func seconds(d time.Duration) string { return strconv.Itoa(int(d/time.Second)) + "s" }
 
-// writeNginxConfig writes the configuration and the static files it serves
-// into dir and returns the configuration's path.
-func writeNginxConfig(dir, listen, dataDir string, instances []*instance) (string, error) {
-	static, _ := fs.Sub(templates.Static, "static")
+// writeNginxConfig writes the configuration for instances and the static
+// files it serves into the topology's folder and returns the configuration's path.
+func (t *topology) writeNginxConfig(instances []*instance) (string, error) {
+	return writeNginxConfig(t.dir, t.o.Addr, t.o.DataDir, t.o.Limits, t.o.Static, instances)
+}
+
+func writeNginxConfig(dir, listen, dataDir string, lim Limits, static fs.FS, instances []*instance) (string, error) {
 	if err := fs.WalkDir(static, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || name == "." {
 			return err
@@ -100,15 +107,15 @@ func writeNginxConfig(dir, listen, dataDir string, instances []*instance) (strin
 		}
 		return os.WriteFile(to, b, 0o644)
 	}); err != nil {
-		return "", fmt.Errorf("app: write static files: %w", err)
+		return "", fmt.Errorf("topology: write static files: %w", err)
 	}
-	text, err := renderNginxConfig(dir, listen, dataDir, instances)
+	text, err := renderNginxConfig(dir, listen, dataDir, lim, instances)
 	if err != nil {
 		return "", err
 	}
 	conf := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(conf, text, 0o644); err != nil {
-		return "", fmt.Errorf("app: write %s: %w", conf, err)
+		return "", fmt.Errorf("topology: write %s: %w", conf, err)
 	}
 	return conf, nil
 }
@@ -117,7 +124,7 @@ func writeNginxConfig(dir, listen, dataDir string, instances []*instance) (strin
 func checkNginxConfig(nginx, dir, conf string) error {
 	out, err := exec.Command(nginx, "-t", "-q", "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log")).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("app: nginx -t refused %s: %v\n%s", conf, err, out)
+		return fmt.Errorf("topology: nginx -t refused %s: %v\n%s", conf, err, out)
 	}
 	return nil
 }
