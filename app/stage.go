@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -115,7 +116,8 @@ func StageList() string {
 	return strings.Join(names, ", ")
 }
 
-// resolve folds stages 0..n into the one Stage that runs: the last hook set wins.
+// resolve folds stages 0..n into the one Stage that runs: the last hook set
+// wins (overrideHooks), the last Schema set, Indexes once any stage sets it.
 func resolve(n int) (Stage, error) {
 	if _, ok := stages[n]; !ok {
 		return Stage{}, &ConfigError{"STAGE", fmt.Sprintf("%d is not a stage of this build (stages: %s)", n, StageList())}
@@ -130,32 +132,20 @@ func resolve(n int) (Stage, error) {
 			r.Schema = s.Schema
 		}
 		r.Indexes = r.Indexes || s.Indexes
-		if s.Serve != nil {
-			r.Serve = s.Serve
-		}
-		if s.Sessions != nil {
-			r.Sessions = s.Sessions
-		}
-		if s.Gallery != nil {
-			r.Gallery = s.Gallery
-		}
-		if s.Images != nil {
-			r.Images = s.Images
-		}
-		if s.Views != nil {
-			r.Views = s.Views
-		}
-		if s.Lookups != nil {
-			r.Lookups = s.Lookups
-		}
-		if s.Uploads != nil {
-			r.Uploads = s.Uploads
-		}
-		if s.Front != nil {
-			r.Front = s.Front
-		}
+		overrideHooks(&r, s)
 	}
 	return r, nil
+}
+
+// overrideHooks sets in r every hook (a func field of Stage) that s sets: a
+// new hook is a new field, with nothing to add here.
+func overrideHooks(r *Stage, s Stage) {
+	rv, sv := reflect.ValueOf(r).Elem(), reflect.ValueOf(s)
+	for i := range sv.NumField() {
+		if f := sv.Field(i); f.Kind() == reflect.Func && !f.IsNil() {
+			rv.Field(i).Set(f)
+		}
+	}
 }
 
 // resolveRun is resolve for a configuration: with cfg.Indexes, the stage's

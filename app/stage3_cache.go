@@ -2,14 +2,12 @@ package app
 
 import (
 	"bytes"
-	"container/list"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"html/template"
 	"io"
-	"sync"
 	"time"
 
 	"flickrkillr/models"
@@ -180,31 +178,21 @@ func (r *viewReader) string() string {
 	return s
 }
 
-// memoryImages keeps image bytes in memory, least recently used out first,
-// up to max bytes. Image files never change (a new image gets a new key),
-// so the key is a perfect ETag and entries never need invalidating.
+// memoryImages keeps image bytes in memory (a models.LRU of max bytes).
+// Image files never change (a new image gets a new key), so the key is a
+// perfect ETag and entries never need invalidating.
 type memoryImages struct {
 	inner ImageSource
-	max   int64
-
-	mu    sync.Mutex
-	size  int64
-	order *list.List // of *memoryImage, most recently used at the front
-	items map[string]*list.Element
-}
-
-type memoryImage struct {
-	id   string
-	data []byte
+	kept  *models.LRU
 }
 
 func newMemoryImages(inner ImageSource, max int64) *memoryImages {
-	return &memoryImages{inner: inner, max: max, order: list.New(), items: map[string]*list.Element{}}
+	return &memoryImages{inner: inner, kept: models.NewLRU(max, max, 0)}
 }
 
 func (m *memoryImages) Image(ctx context.Context, key string, v models.Variant) (*ImageBlob, error) {
 	id := key + "-" + string(v)
-	data, ok := m.get(id)
+	data, ok := m.kept.Get(id)
 	if !ok {
 		blob, err := m.inner.Image(ctx, key, v)
 		if err != nil {
@@ -215,7 +203,7 @@ func (m *memoryImages) Image(ctx context.Context, key string, v models.Variant) 
 		if err != nil {
 			return nil, fmt.Errorf("app: read image %s: %w", key, err)
 		}
-		m.put(id, data)
+		m.kept.Put(id, data)
 	}
 	return &ImageBlob{
 		Content:      bytes.NewReader(data),
@@ -223,35 +211,4 @@ func (m *memoryImages) Image(ctx context.Context, key string, v models.Variant) 
 		ETag:         `"` + id + `"`,
 		CacheControl: "public, max-age=31536000, immutable",
 	}, nil
-}
-
-func (m *memoryImages) get(id string) ([]byte, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.items[id]
-	if !ok {
-		return nil, false
-	}
-	m.order.MoveToFront(e)
-	return e.Value.(*memoryImage).data, true
-}
-
-func (m *memoryImages) put(id string, data []byte) {
-	if int64(len(data)) > m.max {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.items[id]; ok {
-		return
-	}
-	m.items[id] = m.order.PushFront(&memoryImage{id: id, data: data})
-	m.size += int64(len(data))
-	for m.size > m.max {
-		oldest := m.order.Back()
-		img := oldest.Value.(*memoryImage)
-		m.order.Remove(oldest)
-		delete(m.items, img.id)
-		m.size -= int64(len(img.data))
-	}
 }
