@@ -3,8 +3,11 @@ package app
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -31,6 +34,22 @@ func init() {
 		Summary: "uploads answer at once; a worker pool makes the images from a Redis-list queue",
 		Schema:  3, // migrations/00003_photo_states.sql
 		Uploads: newQueuedUploads,
+	})
+	registerFlag("workers", stageFlag{
+		commands: []string{"serve", "worker"},
+		env: func(c *Config) error {
+			c.Workers = runtime.GOMAXPROCS(0)
+			return envValue("WORKERS", strconv.Atoi, "%q is not a number of workers", func(n int) { c.Workers = n })
+		},
+		flag: func(c *Config, fs *flag.FlagSet) {
+			fs.IntVar(&c.Workers, "workers", c.Workers, "stage 6: workers that make upload images in this process; 0: none, run `flickrkillr worker` (env WORKERS)")
+		},
+		validate: func(c Config) error {
+			if c.Workers < 0 || c.Workers > 256 {
+				return &ConfigError{"WORKERS", fmt.Sprintf("%d is out of range (0 to 256)", c.Workers)}
+			}
+			return nil
+		},
 	})
 }
 
