@@ -54,7 +54,7 @@ func (a *App) login(c echo.Context) error {
 }
 
 // loginPost checks a name and password. Failures are counted per account
-// and per client address (throttle.go): past the limit the form answers 429
+// and per client address (guard.Throttle): past the limit the form answers 429
 // before any bcrypt work, even for the right password.
 func (a *App) loginPost(c echo.Context) error {
 	f := &loginForm{Name: c.FormValue("name"), Password: c.FormValue("password")}

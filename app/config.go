@@ -25,7 +25,7 @@ type Config struct {
 	// (the "each step alone" ladder) instead of its own schema.
 	Indexes bool
 	// DBLatency (DB_LATENCY) is a simulation: PostgreSQL and Redis are reached
-	// through a proxy that delays every byte this long each way (latency.go).
+	// through a proxy that delays every byte this long each way (package netdelay, db_latency.go).
 	DBLatency time.Duration
 	// DRAIN_DELAY: on shutdown, how long /readyz answers 503 while the server
 	// still serves, so that a load balancer stops sending before it closes.

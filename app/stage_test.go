@@ -2,6 +2,7 @@ package app
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -29,5 +30,23 @@ func TestResolveTakesTheLastHookOfEveryKind(t *testing.T) {
 				t.Errorf("stage %d: %s is not the last one set", top.Number, typ.Field(i).Name)
 			}
 		}
+	}
+}
+
+// A stage's flags come with the stage: serve takes --workers where stage 6
+// is in the build and --instances where stage 7 is, and not before.
+func TestServeTakesTheFlagsOfTheStagesItHas(t *testing.T) {
+	flags := StageFlags("serve")
+	for _, tc := range []struct {
+		flag  string
+		stage int
+	}{{"workers", 6}, {"instances", 7}} {
+		_, have := LookupStage(tc.stage)
+		if got := slices.Contains(flags, tc.flag); got != have {
+			t.Errorf("serve takes --%s: %v; stage %d is in this build: %v", tc.flag, got, tc.stage, have)
+		}
+	}
+	if !slices.Contains(StageFlags("worker"), "workers") && HighestStage() >= 6 {
+		t.Error("worker does not take --workers")
 	}
 }

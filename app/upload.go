@@ -22,7 +22,7 @@ func (a *App) uploadNew(c echo.Context) error {
 // uploadNewPost checks everything before it stores anything: the size cap,
 // the form, then the image (type sniffed, pixels and decode memory read
 // from the header). Decoding waits for its share of the decode budget
-// (limits.go) and is refused with a quick 503 when the budget stays full.
+// (request_limits.go) and is refused with a quick 503 when the budget stays full.
 // Files are written first and removed again if the database insert fails,
 // so a rejected or failed upload leaves nothing behind.
 func (a *App) uploadNewPost(c echo.Context) error {

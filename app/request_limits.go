@@ -2,23 +2,17 @@ package app
 
 import (
 	"context"
-	"errors"
-	"io/fs"
 	"mime"
 	"net/http"
-	"path"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"golang.org/x/sync/semaphore"
 
 	"flickrkillr/app/guard"
-	"flickrkillr/models"
 )
 
 // Limits every request is held to before a handler sees it. They make a
@@ -143,46 +137,4 @@ func (a *App) requestDeadline(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return nil
 	}
-}
-
-// errUnavailable marks failures that mean "a dependency is down or slow,
-// try again shortly": they answer 503 with Retry-After.
-var errUnavailable = errors.New("app: temporarily unavailable")
-
-// unavailable is a 503 with a message for the user and Retry-After seconds.
-func unavailable(c echo.Context, retryAfter int, msg string, cause error) error {
-	c.Response().Header().Set("Retry-After", strconv.Itoa(retryAfter))
-	he := echo.NewHTTPError(http.StatusServiceUnavailable, msg)
-	if cause != nil {
-		he = he.WithInternal(cause)
-	}
-	return he
-}
-
-// isUnavailable reports whether err means a dependency did not answer in
-// time (the request deadline, a timeout, a refused connection, an open
-// circuit breaker) rather than a bug.
-func isUnavailable(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errUnavailable) ||
-		errors.Is(err, guard.ErrOpen) || models.IsUnavailable(err)
-}
-
-// staticHandler serves the embedded stylesheet with a modest cache
-// lifetime. Only files: a directory, an invalid path (not UTF-8, "..",
-// control characters) or a missing file is a 404, and nothing is listed.
-func staticHandler(fsys fs.FS) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name := r.URL.Path
-		if !utf8.ValidString(name) || textProblem(name, false) != "" || !fs.ValidPath(name) || path.Clean(name) != name {
-			http.NotFound(w, r)
-			return
-		}
-		st, err := fs.Stat(fsys, name)
-		if err != nil || !st.Mode().IsRegular() {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Cache-Control", "public, max-age=3600")
-		http.ServeFileFS(w, r, fsys, name)
-	})
 }
