@@ -27,6 +27,22 @@ func Bootstrap(ctx context.Context, cfg Config, log *slog.Logger, opts models.Op
 	return d, done, nil
 }
 
+// bootApp builds the App of a process on what boot opened (Bootstrap, or
+// openDeps for stage 0's child); done closes it all.
+func bootApp(ctx context.Context, cfg Config, log *slog.Logger, opts models.Options,
+	boot func(context.Context, Config, *slog.Logger, models.Options) (*Deps, func(), error)) (*App, func(), error) {
+	d, done, err := boot(ctx, cfg, log, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := New(cfg, d)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return a, done, nil
+}
+
 // openDeps is Bootstrap without the schema check: stage 0's CGI child,
 // whose parent checked the schema once at start, opens a pool per request.
 func openDeps(ctx context.Context, cfg Config, log *slog.Logger, opts models.Options) (*Deps, func(), error) {

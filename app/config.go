@@ -224,6 +224,26 @@ type stageFlag struct {
 
 var stageFlags = map[string]stageFlag{}
 
+// intFlag is a stage's number: NAME in the environment and --name (both
+// default to def()), which Validate keeps within lo..hi; what names its
+// unit in the messages ("workers").
+func intFlag(name, env string, field func(c *Config) *int, def func() int, lo, hi int, what, usage string, commands ...string) stageFlag {
+	return stageFlag{
+		commands: commands,
+		env: func(c *Config) error {
+			*field(c) = def()
+			return envValue(env, strconv.Atoi, "%q is not a number of "+what, func(n int) { *field(c) = n })
+		},
+		flag: func(c *Config, fs *flag.FlagSet) { fs.IntVar(field(c), name, *field(c), usage) },
+		validate: func(c Config) error {
+			if n := *field(&c); n < lo || n > hi {
+				return &ConfigError{env, fmt.Sprintf("%d is out of range (%d to %d)", n, lo, hi)}
+			}
+			return nil
+		},
+	}
+}
+
 // registerFlag is called by a stage file's init, beside register.
 func registerFlag(name string, f stageFlag) {
 	if _, dup := stageFlags[name]; dup {

@@ -90,15 +90,11 @@ func checkSchemaOnce(ctx context.Context, cfg Config, log *slog.Logger) error {
 // build the App (parsing every template), serve, exit.
 func ServeCGIChild(ctx context.Context, cfg Config, log *slog.Logger) error {
 	cfg.cgiChild = true // no registry of its own: the parent counts
-	d, done, err := openDeps(ctx, cfg, log, models.Options{MaxOpenConns: 1, StatementTimeout: requestTimeout})
+	a, done, err := bootApp(ctx, cfg, log, models.Options{MaxOpenConns: 1, StatementTimeout: requestTimeout}, openDeps)
 	if err != nil {
 		return err
 	}
 	defer done()
-	a, err := New(cfg, d)
-	if err != nil {
-		return err
-	}
 	return cgi.Serve(a)
 }
 

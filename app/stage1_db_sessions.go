@@ -22,15 +22,11 @@ func init() {
 // serveLongRunning opens the pool once, builds the App once and serves until
 // ctx ends.
 func serveLongRunning(ctx context.Context, cfg Config, log *slog.Logger) error {
-	d, done, err := Bootstrap(ctx, cfg, log, models.Options{StatementTimeout: requestTimeout})
+	a, done, err := bootApp(ctx, cfg, log, models.Options{StatementTimeout: requestTimeout}, Bootstrap)
 	if err != nil {
 		return err
 	}
 	defer done()
-	a, err := New(cfg, d)
-	if err != nil {
-		return err
-	}
 	defer a.startAdmin(ctx)() // the operator listener: dashboard, metrics, pprof
 	return runServer(ctx, newServer(cfg.Addr, a, log), log, a.Stage(), cfg.DrainDelay)
 }

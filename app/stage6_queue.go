@@ -3,11 +3,9 @@ package app
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"runtime"
-	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -36,22 +34,9 @@ func init() {
 		Schema:  3, // migrations/00003_photo_states.sql
 		Uploads: newQueuedUploads,
 	})
-	registerFlag("workers", stageFlag{
-		commands: []string{"serve", "worker"},
-		env: func(c *Config) error {
-			c.Workers = runtime.GOMAXPROCS(0)
-			return envValue("WORKERS", strconv.Atoi, "%q is not a number of workers", func(n int) { c.Workers = n })
-		},
-		flag: func(c *Config, fs *flag.FlagSet) {
-			fs.IntVar(&c.Workers, "workers", c.Workers, "stage 6: workers that make upload images in this process; 0: none, run `flickrkillr worker` (env WORKERS)")
-		},
-		validate: func(c Config) error {
-			if c.Workers < 0 || c.Workers > 256 {
-				return &ConfigError{"WORKERS", fmt.Sprintf("%d is out of range (0 to 256)", c.Workers)}
-			}
-			return nil
-		},
-	})
+	registerFlag("workers", intFlag("workers", "WORKERS", func(c *Config) *int { return &c.Workers },
+		func() int { return runtime.GOMAXPROCS(0) }, 0, 256, "workers",
+		"stage 6: workers that make upload images in this process; 0: none, run `flickrkillr worker` (env WORKERS)", "serve", "worker"))
 }
 
 // queuedUploads keeps uploads for the workers.

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -38,22 +37,8 @@ func init() {
 		Front:    behindNginx,
 		Topology: true, // `serve --stage 7`: never the default
 	})
-	registerFlag("instances", stageFlag{
-		commands: []string{"serve"},
-		env: func(c *Config) error {
-			c.Instances = 2
-			return envValue("INSTANCES", strconv.Atoi, "%q is not a number of instances", func(n int) { c.Instances = n })
-		},
-		flag: func(c *Config, fs *flag.FlagSet) {
-			fs.IntVar(&c.Instances, "instances", c.Instances, "stage 7: app instances behind nginx (env INSTANCES)")
-		},
-		validate: func(c Config) error {
-			if c.Instances < 1 || c.Instances > 32 {
-				return &ConfigError{"INSTANCES", fmt.Sprintf("%d is out of range (1 to 32)", c.Instances)}
-			}
-			return nil
-		},
-	})
+	registerFlag("instances", intFlag("instances", "INSTANCES", func(c *Config) *int { return &c.Instances },
+		func() int { return 2 }, 1, 32, "instances", "stage 7: app instances behind nginx (env INSTANCES)", "serve"))
 	registerPanels(scaleOutStage, func(m *obs.Metrics) []obs.Panel {
 		return []obs.Panel{
 			{ID: "instances", Title: "Instances", Unit: "instances, restarts", Note: "the supervisor's view (its ADMIN_ADDR); empty on an instance's own dashboard", Series: []obs.Series{

@@ -29,18 +29,13 @@ import (
 	"flickrkillr/models/modeltest"
 )
 
-// needNginx is the nginx binary; scripts/test.sh installs it, so in CI a
-// missing one fails, elsewhere the test is skipped.
-func needNginx(t *testing.T) string {
+// needNginx skips a test without nginx. In CI, where scripts/test.sh
+// installs it, package topology's nginx -t test fails instead.
+func needNginx(t *testing.T) {
 	t.Helper()
-	path, err := exec.LookPath("nginx")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("nginx is not installed (scripts/test.sh installs it)")
-		}
+	if _, err := exec.LookPath("nginx"); err != nil {
 		t.Skip("nginx is not installed (apt-get install nginx-light)")
 	}
-	return path
 }
 
 // Behind nginx the client's address is X-Forwarded-For's, from a loopback

@@ -13,7 +13,8 @@ import (
 )
 
 // needNginx is the nginx binary; scripts/test.sh installs it, so in CI a
-// missing one fails, elsewhere the test is skipped.
+// missing one fails (this is the test that says so for stage 7), elsewhere
+// the test is skipped.
 func needNginx(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("nginx")
