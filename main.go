@@ -1,6 +1,6 @@
 // Command flickrkillr is the FlickrKillr photo-sharing app and its tools:
 //
-//	flickrkillr serve    [--addr 127.0.0.1:8080] [--stage N] [--indexes] [--admin-addr 127.0.0.1:6060] [--workers N] [--instances N]
+//	flickrkillr serve    [--addr 127.0.0.1:8080] [--stage N] [--indexes] [--admin-addr 127.0.0.1:6060] [--workers N (stage 6)] [--instances N (stage 7)]
 //	flickrkillr migrate  [--stage N] [--indexes]
 //	flickrkillr seed     [--users N] [--photos-per-user A-B] [--seed S] [--reset]
 //	flickrkillr loadtest [--url U] [--duration D] [--concurrency C] [--rate R] [--json FILE]
@@ -25,6 +25,7 @@ import (
 	"syscall"
 
 	"flickrkillr/app"
+	"flickrkillr/app/netdelay"
 )
 
 // command is one subcommand: its one-line help and what it runs.
@@ -146,14 +147,15 @@ func configFor(name string, which ...string) (*app.Config, *flag.FlagSet, error)
 }
 
 func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
-	cfg, fs, err := configFor("serve", "db", "redis", "data", "addr", "stage", "indexes", "latency", "drain", "admin", "workers", "instances")
+	stageFlags := app.StageFlags("serve") // --workers (stage 6), --instances (stage 7), where this build has them
+	cfg, fs, err := configFor("serve", append([]string{"db", "redis", "data", "addr", "stage", "indexes", "latency", "drain", "admin"}, stageFlags...)...)
 	if err != nil {
 		return err
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := cfg.Validate("db", "redis", "data", "addr", "stage", "indexes", "latency", "admin", "workers", "instances"); err != nil {
+	if err := cfg.Validate(append([]string{"db", "redis", "data", "addr", "stage", "indexes", "latency", "admin"}, stageFlags...)...); err != nil {
 		return err
 	}
 	return app.Serve(ctx, *cfg, log)
@@ -182,5 +184,5 @@ func cmdInstance(ctx context.Context, args []string, log *slog.Logger) error {
 }
 
 func cmdLatencyProxy(ctx context.Context, args []string, log *slog.Logger) error {
-	return app.ServeLatencyProxy(args, os.Stdin, os.Stdout)
+	return netdelay.ServeChild(args, os.Stdin, os.Stdout)
 }

@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"gorm.io/gorm"
 
+	"flickrkillr/app/obs"
 	"flickrkillr/models"
 )
 
@@ -36,7 +38,7 @@ type App struct {
 	uploads  Uploads
 	echo     *echo.Echo
 	lim      *limits
-	metrics  *Metrics // nil with METRICS=0 and in a CGI child
+	metrics  *obs.Metrics // nil with METRICS=0 and in a CGI child
 	front    Front
 }
 
@@ -76,7 +78,11 @@ func New(cfg Config, d *Deps) (*App, error) {
 		front: front,
 	}
 	if !cfg.NoMetrics && !cfg.cgiChild {
-		a.metrics = newMetrics(d.DB)
+		var sqlDB *sql.DB // the pool's statistics
+		if d.DB != nil {
+			sqlDB, _ = d.DB.DB()
+		}
+		a.metrics = obs.NewMetrics(sqlDB)
 	}
 
 	store, err := stage.Sessions(d)
@@ -91,15 +97,8 @@ func New(cfg Config, d *Deps) (*App, error) {
 			return nil, fmt.Errorf("app: lookups: %w", err)
 		}
 	}
-	photos := models.NewPhotoStore(d.DB, a.lookups)
-	if stage.Uploads != nil {
-		photos = photos.WithStates() // the images are made after the upload
-	}
-	a.gallery = photos
-	if stage.Gallery != nil {
-		if a.gallery, err = stage.Gallery(d, a.gallery); err != nil {
-			return nil, fmt.Errorf("app: gallery: %w", err)
-		}
+	if a.gallery, err = galleryFor(stage, d, a.lookups); err != nil {
+		return nil, fmt.Errorf("app: gallery: %w", err)
 	}
 	a.images = diskReads{diskImages{files}}
 	if stage.Images != nil {
@@ -122,6 +121,21 @@ func New(cfg Config, d *Deps) (*App, error) {
 	}
 	a.echo = a.routes()
 	return a, nil
+}
+
+// galleryFor is the stage's photo reads and writes: the photo store, with
+// photo states when the stage makes images after the upload (stage 6: then
+// the gallery is also the workers' models.PhotoStates), wrapped by the
+// stage's Gallery hook (stage 3's cache).
+func galleryFor(stage Stage, d *Deps, lookups models.Lookups) (models.Gallery, error) {
+	photos := models.NewPhotoStore(d.DB, lookups)
+	if stage.Uploads != nil {
+		photos = photos.WithStates() // the images are made after the upload
+	}
+	if stage.Gallery == nil {
+		return photos, nil
+	}
+	return stage.Gallery(d, photos)
 }
 
 // ServeHTTP makes the App an http.Handler.

@@ -54,7 +54,7 @@ func (a *App) login(c echo.Context) error {
 }
 
 // loginPost checks a name and password. Failures are counted per account
-// and per client address (throttle.go): past the limit the form answers 429
+// and per client address (guard.Throttle): past the limit the form answers 429
 // before any bcrypt work, even for the right password.
 func (a *App) loginPost(c echo.Context) error {
 	f := &loginForm{Name: c.FormValue("name"), Password: c.FormValue("password")}
@@ -66,7 +66,7 @@ func (a *App) loginPost(c echo.Context) error {
 	}
 	// The gate is taken before the user lookup, so that a refused log-in
 	// costs neither bcrypt nor a database connection.
-	release, ok := a.lim.bcrypt.enter(c.Request().Context())
+	release, ok := a.lim.bcrypt.Enter(c.Request().Context())
 	if !ok {
 		return unavailable(c, 1, busyMessage, nil)
 	}
@@ -85,7 +85,7 @@ func (a *App) loginPost(c echo.Context) error {
 		f.Errors.add("Password", "That user name and password do not match.")
 		return a.render(c, http.StatusUnprocessableEntity, "login", "Log in", f)
 	}
-	a.lim.names.reset("login:" + f.Name)
+	a.lim.names.Reset("login:" + f.Name)
 	if err := a.startSession(c, u); err != nil {
 		return err
 	}
@@ -104,8 +104,8 @@ func (a *App) logoutPost(c echo.Context) error {
 // address is the TCP peer's (echo's ExtractIPDirect, set in routes.go):
 // X-Forwarded-For is not trusted, or every request could claim a new one.
 func (a *App) throttled(c echo.Context, action, name string) error {
-	wait, blocked := a.lim.names.blocked(action + ":" + name)
-	if w, b := a.lim.addrs.blocked(action + ":" + c.RealIP()); b {
+	wait, blocked := a.lim.names.Blocked(action + ":" + name)
+	if w, b := a.lim.addrs.Blocked(action + ":" + c.RealIP()); b {
 		wait, blocked = max(wait, w), true
 	}
 	if !blocked {
@@ -120,16 +120,16 @@ func (a *App) throttled(c echo.Context, action, name string) error {
 // failed counts a failure of action for the account name and the address.
 func (a *App) failed(c echo.Context, action, name string) {
 	if name != "" {
-		a.lim.names.fail(action + ":" + name)
+		a.lim.names.Fail(action + ":" + name)
 	}
-	a.lim.addrs.fail(action + ":" + c.RealIP())
+	a.lim.addrs.Fail(action + ":" + c.RealIP())
 }
 
 const busyMessage = "We are busy signing people in. Please try again in a moment."
 
 // hashPassword runs bcrypt inside the gate; a full gate is a quick 503.
 func (a *App) hashPassword(c echo.Context, password string) ([]byte, error) {
-	release, ok := a.lim.bcrypt.enter(c.Request().Context())
+	release, ok := a.lim.bcrypt.Enter(c.Request().Context())
 	if !ok {
 		return nil, unavailable(c, 1, busyMessage, nil)
 	}

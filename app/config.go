@@ -7,7 +7,8 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"runtime"
+	"slices"
+	"sort"
 	"strconv"
 	"time"
 )
@@ -24,14 +25,17 @@ type Config struct {
 	// (the "each step alone" ladder) instead of its own schema.
 	Indexes bool
 	// DBLatency (DB_LATENCY) is a simulation: PostgreSQL and Redis are reached
-	// through a proxy that delays every byte this long each way (latency.go).
+	// through a proxy that delays every byte this long each way (package netdelay, db_latency.go).
 	DBLatency time.Duration
 	// DRAIN_DELAY: on shutdown, how long /readyz answers 503 while the server
 	// still serves, so that a load balancer stops sending before it closes.
 	DrainDelay time.Duration
 	AdminAddr  string // ADMIN_ADDR: the operator listener (dashboard, metrics, pprof); empty: none
 	NoMetrics  bool   // METRICS=0: no per-request instrumentation (metrics, Server-Timing), to measure its cost
-	Instances  int    // INSTANCES: stage 7's app instances behind nginx (default 2)
+	// The fields below belong to later stages, whose files register their
+	// variables and flags (registerFlag): a build without the stage leaves
+	// them zero and neither reads nor offers them.
+	Instances int // INSTANCES: stage 7's app instances behind nginx (default 2)
 	// WORKERS (stage 6): how many workers make upload images in this
 	// process; 0 leaves them to `flickrkillr worker` processes.
 	Workers int
@@ -57,8 +61,6 @@ func ConfigFromEnv() (Config, error) {
 		Addr:        envOr("ADDR", "127.0.0.1:8080"),
 		Stage:       DefaultStage(),
 		AdminAddr:   "127.0.0.1:6060",
-		Instances:   2,
-		Workers:     runtime.GOMAXPROCS(0),
 	}
 	if v, ok := os.LookupEnv("ADMIN_ADDR"); ok {
 		cfg.AdminAddr = v
@@ -69,10 +71,13 @@ func ConfigFromEnv() (Config, error) {
 		envValue("INDEXES", strconv.ParseBool, "%q is not 1 or 0", func(b bool) { cfg.Indexes = b }),
 		envValue("DB_LATENCY", time.ParseDuration, "%q is not a duration (like 1ms)", func(d time.Duration) { cfg.DBLatency = d }),
 		envValue("DRAIN_DELAY", nonNegative, "%q is not a duration such as 5s", func(d time.Duration) { cfg.DrainDelay = d }),
-		envValue("INSTANCES", strconv.Atoi, "%q is not a number of instances", func(n int) { cfg.Instances = n }),
-		envValue("WORKERS", strconv.Atoi, "%q is not a number of workers", func(n int) { cfg.Workers = n }),
 	} {
 		if err != nil {
+			return cfg, err
+		}
+	}
+	for _, name := range stageFlagNames() {
+		if err := stageFlags[name].env(&cfg); err != nil {
 			return cfg, err
 		}
 	}
@@ -113,7 +118,8 @@ func envOr(name, def string) string {
 // Flags registers the flags a subcommand accepts on fs; each overrides its
 // variable. which names the fields: "db", "redis", "data", "addr", "stage",
 // "indexes", "latency", "drain", "admin" (the operator listener and metrics),
-// "workers" (stage 6), "instances" (stage 7).
+// or a stage's own (StageFlags: "workers" of stage 6, "instances" of stage
+// 7), which a build without that stage ignores.
 func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 	for _, w := range which {
 		switch w {
@@ -133,10 +139,6 @@ func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 			fs.BoolVar(&c.Indexes, "indexes", c.Indexes, "run the stage on the schema with stage 4's indexes, to measure its step alone (env INDEXES=1)")
 		case "latency":
 			fs.DurationVar(&c.DBLatency, "db-latency", c.DBLatency, "SIMULATION: reach PostgreSQL and Redis through an in-process proxy that delays\nevery byte this long each way, as a network this far away would (e.g. 1ms; env DB_LATENCY)")
-		case "instances":
-			fs.IntVar(&c.Instances, "instances", c.Instances, "stage 7: app instances behind nginx (env INSTANCES)")
-		case "workers":
-			fs.IntVar(&c.Workers, "workers", c.Workers, "stage 6: workers that make upload images in this process; 0: none, run `flickrkillr worker` (env WORKERS)")
 		case "admin":
 			fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "operator listener: /dashboard, /metrics, /debug/pprof/; empty disables it (env ADMIN_ADDR)")
 			fs.BoolFunc("metrics", "per-request metrics and Server-Timing, on by default; --metrics=false measures without them (env METRICS)", func(s string) error {
@@ -144,6 +146,10 @@ func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 				c.NoMetrics = !on
 				return err
 			})
+		default:
+			if sf, ok := stageFlags[w]; ok {
+				sf.flag(c, fs)
+			}
 		}
 	}
 }
@@ -191,21 +197,81 @@ func (c Config) Validate(which ...string) error {
 					return err
 				}
 			}
-		case "instances":
-			if c.Instances < 1 || c.Instances > 32 {
-				return &ConfigError{"INSTANCES", fmt.Sprintf("%d is out of range (1 to 32)", c.Instances)}
-			}
-		case "workers":
-			if c.Workers < 0 || c.Workers > 256 {
-				return &ConfigError{"WORKERS", fmt.Sprintf("%d is out of range (0 to 256)", c.Workers)}
-			}
 		case "latency":
 			if c.DBLatency < 0 || c.DBLatency > 10*time.Second {
 				return &ConfigError{"DB_LATENCY", fmt.Sprintf("%s is out of range (0 to 10s; 1ms is a database in the next rack)", c.DBLatency)}
 			}
+		default:
+			if sf, ok := stageFlags[w]; ok {
+				if err := sf.validate(c); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil
+}
+
+// stageFlag is a variable and flag that a stage brings, registered from the
+// stage's own file: a build without the stage (an early workshop tag)
+// neither reads the variable nor offers the flag.
+type stageFlag struct {
+	commands []string // the subcommands that take it (StageFlags)
+	env      func(c *Config) error
+	flag     func(c *Config, fs *flag.FlagSet)
+	validate func(c Config) error
+}
+
+var stageFlags = map[string]stageFlag{}
+
+// intFlag is a stage's number: NAME in the environment and --name (both
+// default to def()), which Validate keeps within lo..hi; what names its
+// unit in the messages ("workers").
+func intFlag(name, env string, field func(c *Config) *int, def func() int, lo, hi int, what, usage string, commands ...string) stageFlag {
+	return stageFlag{
+		commands: commands,
+		env: func(c *Config) error {
+			*field(c) = def()
+			return envValue(env, strconv.Atoi, "%q is not a number of "+what, func(n int) { *field(c) = n })
+		},
+		flag: func(c *Config, fs *flag.FlagSet) { fs.IntVar(field(c), name, *field(c), usage) },
+		validate: func(c Config) error {
+			if n := *field(&c); n < lo || n > hi {
+				return &ConfigError{env, fmt.Sprintf("%d is out of range (%d to %d)", n, lo, hi)}
+			}
+			return nil
+		},
+	}
+}
+
+// registerFlag is called by a stage file's init, beside register.
+func registerFlag(name string, f stageFlag) {
+	if _, dup := stageFlags[name]; dup {
+		panic("app: flag " + name + " registered twice")
+	}
+	stageFlags[name] = f
+}
+
+func stageFlagNames() []string {
+	var names []string
+	for name := range stageFlags {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// StageFlags names the stages' flags that command takes in this build, for
+// Flags and Validate: serve takes --workers only where stage 6 is, and
+// --instances only where stage 7 is.
+func StageFlags(command string) []string {
+	var names []string
+	for _, name := range stageFlagNames() {
+		if slices.Contains(stageFlags[name].commands, command) {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 // IsConfigError reports whether err is a configuration mistake.

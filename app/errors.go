@@ -1,11 +1,14 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
+	"flickrkillr/app/guard"
 	"flickrkillr/models"
 )
 
@@ -73,4 +76,26 @@ func (a *App) logFailure(c echo.Context, msg string, args ...any) {
 		return
 	}
 	a.log.Error(msg, args...)
+}
+
+// errUnavailable marks failures that mean "a dependency is down or slow,
+// try again shortly": they answer 503 with Retry-After.
+var errUnavailable = errors.New("app: temporarily unavailable")
+
+// unavailable is a 503 with a message for the user and Retry-After seconds.
+func unavailable(c echo.Context, retryAfter int, msg string, cause error) error {
+	c.Response().Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	he := echo.NewHTTPError(http.StatusServiceUnavailable, msg)
+	if cause != nil {
+		he = he.WithInternal(cause)
+	}
+	return he
+}
+
+// isUnavailable reports whether err means a dependency did not answer in
+// time (the request deadline, a timeout, a refused connection, an open
+// circuit breaker) rather than a bug.
+func isUnavailable(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errUnavailable) ||
+		errors.Is(err, guard.ErrOpen) || models.IsUnavailable(err)
 }

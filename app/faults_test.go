@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"flickrkillr/models"
 	"flickrkillr/models/modeltest"
 )
@@ -132,7 +130,10 @@ func TestRedisFaultsFailFast(t *testing.T) {
 			photo := res.Header.Get("Location")
 			alice, anon := quick(alice), quick(ta.browser(t))
 			mustStatus(t, anon.get(photo), http.StatusOK)
-			br, _ := ta.deps.Shared("redis-breaker", nil)
+			br, err := ta.deps.RedisBreaker()
+			if err != nil {
+				t.Fatal(err)
+			}
 
 			t.Run("paused", func(t *testing.T) {
 				rs.signal(syscall.SIGSTOP)
@@ -147,7 +148,7 @@ func TestRedisFaultsFailFast(t *testing.T) {
 						t.Fatal("no Retry-After on the 503")
 					}
 				}
-				if !br.(*breaker).open() {
+				if !br.Open() {
 					t.Fatal("the breaker is not open after repeated timeouts")
 				}
 				rs.signal(syscall.SIGCONT)
@@ -160,7 +161,7 @@ func TestRedisFaultsFailFast(t *testing.T) {
 					mustStatus(t, anon.get(photo), http.StatusOK)
 					mustStatus(t, alice.get("/"), http.StatusServiceUnavailable)
 				}
-				if !br.(*breaker).open() {
+				if !br.Open() {
 					t.Fatal("the breaker is not open after refused connections")
 				}
 				rs.start()
@@ -244,41 +245,5 @@ func TestStatementTimeoutCancelsLongQueries(t *testing.T) {
 	err = db.Exec("SELECT pg_sleep(5)").Error
 	if err == nil || !models.IsUnavailable(err) || !isUnavailable(err) {
 		t.Fatalf("pg_sleep(5) under a 100 ms statement_timeout: %v, want a cancelled statement", err)
-	}
-}
-
-// A command whose caller had already given up (its request's deadline passed
-// while it waited on the database) says nothing about Redis: such commands
-// must not open the breaker, or a healthy Redis fails every session page of
-// a loaded server. Commands that Redis itself fails still open it.
-func TestBreakerIgnoresCallersThatGaveUp(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now: every dial is refused
-	opt := &redis.Options{Addr: addr}
-	failFast(opt)
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { rdb.Close() })
-	b := newBreaker(nil, nil)
-	rdb.AddHook(b)
-
-	expired, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
-	defer cancel()
-	for range 10 {
-		if err := rdb.Get(expired, "k").Err(); err == nil {
-			t.Fatal("a command with an expired context succeeded")
-		}
-	}
-	if b.open() {
-		t.Fatal("the breaker opened on commands whose callers had given up")
-	}
-	for range breakerFailures {
-		rdb.Get(context.Background(), "k")
-	}
-	if !b.open() {
-		t.Fatal("the breaker did not open on refused connections")
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"flickrkillr/app/obs"
 	"flickrkillr/models"
 )
 
@@ -24,8 +25,8 @@ type health struct {
 	// the load tool records them next to its figures.
 	Rows map[string]int64 `json:"rows,omitempty"`
 	// Process is the server's memory, file descriptors and goroutines, with
-	// ?data=1: the connections scenario compares them (process.go).
-	Process *processStats `json:"process,omitempty"`
+	// ?data=1: the connections scenario compares them (obs/process.go).
+	Process *obs.ProcessStats `json:"process,omitempty"`
 }
 
 // healthz answers whether this process can reach its database. Its pid is
@@ -45,7 +46,7 @@ func (a *App) healthz(c echo.Context) error {
 			return err
 		}
 		h.Rows = rows
-		h.Process = readProcessStats()
+		h.Process = obs.ReadProcessStats()
 	}
 	return c.JSON(http.StatusOK, h)
 }

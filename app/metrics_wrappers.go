@@ -30,8 +30,8 @@ func (a *App) timeSessions(store scs.Store) scs.Store {
 		ts.ops = map[string][2]prometheus.Counter{}
 		for _, op := range []string{"find", "commit", "delete"} {
 			ts.ops[op] = [2]prometheus.Counter{
-				a.metrics.sessionOps.WithLabelValues(op, "ok"),
-				a.metrics.sessionOps.WithLabelValues(op, "error"),
+				a.metrics.SessionOps(op, "ok"),
+				a.metrics.SessionOps(op, "error"),
 			}
 		}
 	}
@@ -106,8 +106,8 @@ func (a *App) countImages(src ImageSource) ImageSource {
 		return src
 	}
 	return countedImages{inner: src,
-		memory: a.metrics.images.WithLabelValues("memory"),
-		fromFS: a.metrics.images.WithLabelValues("disk")}
+		memory: a.metrics.ImageReads("memory"),
+		fromFS: a.metrics.ImageReads("disk")}
 }
 
 func (ci countedImages) Image(ctx context.Context, key string, v models.Variant) (*ImageBlob, error) {

@@ -7,7 +7,20 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"flickrkillr/app/obs"
 )
+
+// observe is the outermost middleware (obs.Middleware): the request's
+// Timings, its Server-Timing header and its metrics. With METRICS=0 it does
+// nothing, which is how its cost is measured; a CGI child (stage 0) has no
+// registry of its own and names its route for the parent instead.
+func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	if a.cfg.NoMetrics {
+		return next
+	}
+	return obs.Middleware(a.metrics, a.cfg.cgiChild)(next)
+}
 
 // recoverPanics turns a panic in a handler into a 500 page and a logged stack.
 func (a *App) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {

@@ -3,6 +3,8 @@ package app
 import (
 	"io/fs"
 	"net/http"
+	"path"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -19,7 +21,7 @@ func (a *App) routes() *echo.Echo {
 	e.IPExtractor = a.front.IPExtractor
 	e.HTTPErrorHandler = a.httpError
 	e.Use(a.observe, a.recoverPanics, a.logRequests, a.securityHeaders, a.crossOriginProtection)
-	// Limits before any handler (limits.go): a deadline, a small body, clean parameters.
+	// Limits before any handler (request_limits.go): a deadline, a small body, clean parameters.
 	e.Use(a.requestDeadline, a.capBodies, a.cleanParams)
 
 	// Every page answers HEAD as it answers GET (net/http sends no body), as
@@ -64,4 +66,24 @@ func (a *App) routes() *echo.Echo {
 	e.POST("/login", a.loginPost, public...)
 	e.POST("/logout", a.logoutPost, authed...)
 	return e
+}
+
+// staticHandler serves the embedded stylesheet with a modest cache
+// lifetime. Only files: a directory, an invalid path (not UTF-8, "..",
+// control characters) or a missing file is a 404, and nothing is listed.
+func staticHandler(fsys fs.FS) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Path
+		if !utf8.ValidString(name) || textProblem(name, false) != "" || !fs.ValidPath(name) || path.Clean(name) != name {
+			http.NotFound(w, r)
+			return
+		}
+		st, err := fs.Stat(fsys, name)
+		if err != nil || !st.Mode().IsRegular() {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		http.ServeFileFS(w, r, fsys, name)
+	})
 }

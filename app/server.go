@@ -9,10 +9,6 @@ import (
 	"net/http"
 	"os"
 	"time"
-
-	"gorm.io/gorm"
-
-	"flickrkillr/migrations"
 )
 
 // newServer is our own http.Server: timeouts on every phase, so that a slow
@@ -83,56 +79,4 @@ func ServeInstance(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return &ConfigError{"STAGE", fmt.Sprintf("stage %d has no server below it to run as an instance", cfg.Stage)}
 	}
 	return serve(ctx, cfg, log)
-}
-
-// SchemaError says the database is not at the schema the run needs, and
-// how to fix it.
-type SchemaError struct {
-	Stage   int
-	Indexes bool // the run asked for the index schema (--indexes)
-	Have    int64
-	Need    int64
-	// HaveIndexes: the database is at the index schema that a stage below 4
-	// refuses unless asked; the message names --indexes as the other fix.
-	HaveIndexes bool
-}
-
-func (e *SchemaError) Error() string {
-	with, flag, env := "", "", ""
-	if e.Indexes {
-		with, flag, env = " with --indexes", " --indexes", " INDEXES=1"
-	}
-	msg := fmt.Sprintf("the database schema is at version %d but stage %d%s needs version %d: run `go run . migrate --stage %d%s` (or `make migrate STAGE=%d%s`)",
-		e.Have, e.Stage, with, e.Need, e.Stage, flag, e.Stage, env)
-	if e.HaveIndexes {
-		msg += fmt.Sprintf(", or run stage %d on this schema on purpose with --indexes (INDEXES=1)", e.Stage)
-	}
-	return msg
-}
-
-// CheckSchema refuses a database whose schema is not the one the run needs:
-// the stage's own schema (at stage 4 the indexes must exist, below it they
-// must not, or the measurements would lie), or with indexes exactly the
-// index schema. Anything else is a SchemaError that names the fix.
-func CheckSchema(ctx context.Context, db *gorm.DB, stage int, indexes bool) error {
-	need, err := SchemaForRun(stage, indexes)
-	if err != nil {
-		return err
-	}
-	sqlDB, err := db.DB()
-	if err != nil {
-		return err
-	}
-	have, err := migrations.Version(ctx, sqlDB)
-	if err != nil {
-		return err
-	}
-	if have != need {
-		se := &SchemaError{Stage: stage, Indexes: indexes, Have: have, Need: need}
-		if idx, err := IndexSchema(); err == nil && !indexes && have == idx && !SchemaHasIndexes(stage) {
-			se.HaveIndexes = true
-		}
-		return se
-	}
-	return nil
 }

@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/alexedwards/scs/v2"
-	"gorm.io/gorm"
 
 	"flickrkillr/models"
 )
@@ -117,7 +116,8 @@ func StageList() string {
 	return strings.Join(names, ", ")
 }
 
-// resolve folds stages 0..n into the one Stage that runs: the last hook set wins.
+// resolve folds stages 0..n into the one Stage that runs: the last hook set
+// wins (overrideHooks), the last Schema set, Indexes once any stage sets it.
 func resolve(n int) (Stage, error) {
 	if _, ok := stages[n]; !ok {
 		return Stage{}, &ConfigError{"STAGE", fmt.Sprintf("%d is not a stage of this build (stages: %s)", n, StageList())}
@@ -132,32 +132,20 @@ func resolve(n int) (Stage, error) {
 			r.Schema = s.Schema
 		}
 		r.Indexes = r.Indexes || s.Indexes
-		if s.Serve != nil {
-			r.Serve = s.Serve
-		}
-		if s.Sessions != nil {
-			r.Sessions = s.Sessions
-		}
-		if s.Gallery != nil {
-			r.Gallery = s.Gallery
-		}
-		if s.Images != nil {
-			r.Images = s.Images
-		}
-		if s.Views != nil {
-			r.Views = s.Views
-		}
-		if s.Lookups != nil {
-			r.Lookups = s.Lookups
-		}
-		if s.Uploads != nil {
-			r.Uploads = s.Uploads
-		}
-		if s.Front != nil {
-			r.Front = s.Front
-		}
+		overrideHooks(&r, s)
 	}
 	return r, nil
+}
+
+// overrideHooks sets in r every hook (a func field of Stage) that s sets: a
+// new hook is a new field, with nothing to add here.
+func overrideHooks(r *Stage, s Stage) {
+	rv, sv := reflect.ValueOf(r).Elem(), reflect.ValueOf(s)
+	for i := range sv.NumField() {
+		if f := sv.Field(i); f.Kind() == reflect.Func && !f.IsNil() {
+			rv.Field(i).Set(f)
+		}
+	}
 }
 
 // resolveRun is resolve for a configuration: with cfg.Indexes, the stage's
@@ -233,58 +221,4 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer stop()
 	return s.Serve(ctx, cfg, log)
-}
-
-// Deps are what the app is built from: opened by the caller (main, the CGI
-// child, a test), owned by it, plus resources a stage starts on first use.
-type Deps struct {
-	Config Config
-	DB     *gorm.DB
-	Log    *slog.Logger
-
-	sharedMu sync.Mutex // held while a shared value is made, which may call OnClose
-	shared   map[string]any
-	mu       sync.Mutex
-	closers  []func() error
-}
-
-// Shared returns the value named key, making it with make on first use; the
-// Redis client that stages 2 and 3 both use is made this way.
-func (d *Deps) Shared(key string, make func() (any, error)) (any, error) {
-	d.sharedMu.Lock()
-	defer d.sharedMu.Unlock()
-	if v, ok := d.shared[key]; ok {
-		return v, nil
-	}
-	v, err := make()
-	if err != nil {
-		return nil, err
-	}
-	if d.shared == nil {
-		d.shared = map[string]any{}
-	}
-	d.shared[key] = v
-	return v, nil
-}
-
-// OnClose registers cleanup that Close runs in reverse order.
-func (d *Deps) OnClose(fn func() error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.closers = append(d.closers, fn)
-}
-
-// Close runs the registered cleanups (it does not close DB, which the caller owns).
-func (d *Deps) Close() error {
-	d.mu.Lock()
-	closers := d.closers
-	d.closers = nil
-	d.mu.Unlock()
-	var first error
-	for i := len(closers) - 1; i >= 0; i-- {
-		if err := closers[i](); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
 }

@@ -4,13 +4,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/cgi"
 	"os"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"flickrkillr/app/obs"
 	"flickrkillr/models"
 )
 
@@ -31,7 +36,7 @@ func init() {
 
 // serveCGI is the parent: an HTTP server whose only handler execs the child.
 func serveCGI(ctx context.Context, cfg Config, log *slog.Logger) error {
-	if err := checkSchemaOnce(ctx, cfg); err != nil {
+	if err := checkSchemaOnce(ctx, cfg, log); err != nil {
 		return err
 	}
 	exe, err := os.Executable()
@@ -43,8 +48,8 @@ func serveCGI(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	s, _ := resolve(cfg.Stage)
-	handler, stopAdmin := cgiParent(ctx, cfg, log, s, h) // the operator listener sees the parent only
-	defer stopAdmin()
+	handler, operator := cgiParent(cfg, log, s, h) // the operator listener sees the parent only
+	defer obs.StartOperator(ctx, operator)()
 	return runServer(ctx, newServer(cfg.Addr, handler, log), log, s, cfg.DrainDelay)
 }
 
@@ -72,30 +77,24 @@ func cgiHandler(cfg Config, log *slog.Logger, exe string, args ...string) (*cgi.
 	}, nil
 }
 
-func checkSchemaOnce(ctx context.Context, cfg Config) error {
-	db, err := models.Open(ctx, cfg.DatabaseURL, models.Options{MaxOpenConns: 1})
-	if err != nil {
-		return err
+// checkSchemaOnce checks the schema at the parent's start; the children trust it.
+func checkSchemaOnce(ctx context.Context, cfg Config, log *slog.Logger) error {
+	_, done, err := Bootstrap(ctx, cfg, log, models.Options{MaxOpenConns: 1})
+	if err == nil {
+		done()
 	}
-	defer models.Close(db)
-	return CheckSchema(ctx, db, cfg.Stage, cfg.Indexes)
+	return err
 }
 
 // ServeCGIChild answers the one request of a CGI process: open the database,
 // build the App (parsing every template), serve, exit.
 func ServeCGIChild(ctx context.Context, cfg Config, log *slog.Logger) error {
-	db, err := models.Open(ctx, cfg.DatabaseURL, models.Options{MaxOpenConns: 1, StatementTimeout: requestTimeout})
-	if err != nil {
-		return err
-	}
-	defer models.Close(db)
-	d := &Deps{DB: db, Log: log}
-	defer d.Close()
 	cfg.cgiChild = true // no registry of its own: the parent counts
-	a, err := New(cfg, d)
+	a, done, err := bootApp(ctx, cfg, log, models.Options{MaxOpenConns: 1, StatementTimeout: requestTimeout}, openDeps)
 	if err != nil {
 		return err
 	}
+	defer done()
 	return cgi.Serve(a)
 }
 
@@ -120,4 +119,107 @@ func dbSessions(d *Deps) (scs.Store, error) {
 		}
 	}()
 	return store, nil
+}
+
+// Stage 0: each request is answered by a child process, and a child's
+// metrics die with it. The parent (the HTTP server that starts the children)
+// measures what it can see: requests by route (the child names its route in
+// a header that the parent removes), how long they took, the SQL statements
+// and time parts the child's Server-Timing reports, the processes it started
+// and the CPU its children used. The dashboard says so.
+const cgiNote = "Stage 0 (CGI): every request is a new process, and its metrics die with it. This is the parent's view: " +
+	"requests, latency, processes started, the children's CPU, and the SQL and time parts each child reported in its " +
+	"Server-Timing header. The children's connection pools, memory and goroutines are not visible from here."
+
+// cgiMetrics are the parent's: the request instruments, filled from what
+// each child's answer says, and the processes it started.
+type cgiMetrics struct {
+	*obs.Metrics
+	started prometheus.Counter
+}
+
+func newCGIMetrics() *cgiMetrics {
+	m := obs.NewMetrics(nil)
+	cm := &cgiMetrics{Metrics: m, started: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "flickrkillr_cgi_processes_started_total",
+		Help: "Stage 0: child processes started, one per request.",
+	})}
+	m.Registry().MustRegister(cm.started, prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "flickrkillr_cgi_children_cpu_seconds_total",
+		Help: "Stage 0: user and system CPU time of the finished child processes.",
+	}, childrenCPU))
+	return cm
+}
+
+// childrenCPU is the CPU time of the children that have exited (getrusage).
+func childrenCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// wrap counts every request h (the CGI handler) answers.
+func (cm *cgiMetrics) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		cm.InFlight().Inc()
+		cm.started.Inc()
+		cw := &cgiWriter{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(cw, r)
+		cm.InFlight().Dec()
+		route := cw.route
+		if route == "" {
+			route = "unmatched" // the child failed before routing
+		}
+		cm.ObserveReported(route, r.Method, cw.code, time.Since(start), cw.timing)
+	})
+}
+
+// cgiWriter reads the child's route and Server-Timing as the parent writes
+// the child's answer.
+type cgiWriter struct {
+	http.ResponseWriter
+	code   int
+	route  string
+	timing []obs.TimingEntry
+}
+
+func (w *cgiWriter) WriteHeader(code int) {
+	h := w.Header()
+	w.code, w.route = code, h.Get(obs.RouteHeader)
+	h.Del(obs.RouteHeader)
+	w.timing = obs.ParseServerTiming(h.Get("Server-Timing"))
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *cgiWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// cgiParent instruments the CGI handler and describes the operator
+// listener; with METRICS=0 it serves the profiler only.
+func cgiParent(cfg Config, log *slog.Logger, s Stage, h http.Handler) (http.Handler, obs.Operator) {
+	o := obs.Operator{Addr: cfg.AdminAddr, Log: log}
+	if cfg.AdminAddr == "" || cfg.NoMetrics {
+		return h, o
+	}
+	cm := newCGIMetrics()
+	panels := append(requestPanels(),
+		obs.Panel{ID: "cgi", Title: "Processes started per second", Unit: "processes/s", Series: []obs.Series{
+			{Label: "started", Value: func(s *obs.Sample) float64 { return s.Rate("flickrkillr_cgi_processes_started_total", nil) }},
+		}},
+		obs.Panel{ID: "cgicpu", Title: "CPU per request: the children", Unit: "ms per request", Note: "start-up included", Series: []obs.Series{
+			{Label: "children", Value: func(s *obs.Sample) float64 {
+				return 1000 * obs.Per(s.Rate("flickrkillr_cgi_children_cpu_seconds_total", nil), s.Rate("http_requests_total", nil))
+			}},
+		}},
+	)
+	for _, p := range corePanels() {
+		if p.ID == "sql" || p.ID == "parts" {
+			panels = append(panels, p)
+		}
+	}
+	o.Metrics, o.Panels = cm.Registry(), append(panels, processPanels()...)
+	o.Info = dashboardInfo(s, "migration "+strconv.Itoa(int(s.Schema))+" (checked at start)", cgiNote)
+	return cm.wrap(h), o
 }

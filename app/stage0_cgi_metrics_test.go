@@ -7,6 +7,7 @@ import (
 	"os"
 	"testing"
 
+	"flickrkillr/app/obs"
 	"flickrkillr/models/modeltest"
 )
 
@@ -27,12 +28,12 @@ func TestStage0ParentCountsWhatItSees(t *testing.T) {
 	for range 2 {
 		res := b.get("/")
 		mustStatus(t, res, http.StatusOK)
-		if res.Header.Get(routeHeader) != "" {
-			t.Fatalf("the child's %s header reached the client", routeHeader)
+		if res.Header.Get(obs.RouteHeader) != "" {
+			t.Fatalf("the child's %s header reached the client", obs.RouteHeader)
 		}
-		for _, e := range parseServerTiming(res.Header.Get("Server-Timing")) {
+		for _, e := range obs.ParseServerTiming(res.Header.Get("Server-Timing")) {
 			if e.Name == "db" || e.Name == "session" {
-				said += queriesIn(e.Desc)
+				said += obs.QueriesIn(e.Desc)
 			}
 		}
 	}

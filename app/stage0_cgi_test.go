@@ -10,13 +10,15 @@ import (
 	"testing"
 
 	"flickrkillr/models/modeltest"
+
+	"flickrkillr/app/netdelay"
 )
 
 // TestMain lets the test binary be the CGI script of stage 0's tests: the
 // handler re-executes it with FLICKRKILLR_TEST_CGI=1, and it answers one request.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "netdelay" { // --db-latency's child (latency.go)
-		if err := ServeLatencyProxy(os.Args[2:], os.Stdin, os.Stdout); err != nil {
+	if len(os.Args) > 1 && os.Args[1] == "netdelay" { // --db-latency's child (package netdelay)
+		if err := netdelay.ServeChild(os.Args[2:], os.Stdin, os.Stdout); err != nil {
 			os.Stderr.WriteString("netdelay: " + err.Error() + "\n")
 			os.Exit(1)
 		}

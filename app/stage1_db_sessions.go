@@ -22,20 +22,11 @@ func init() {
 // serveLongRunning opens the pool once, builds the App once and serves until
 // ctx ends.
 func serveLongRunning(ctx context.Context, cfg Config, log *slog.Logger) error {
-	db, err := models.Open(ctx, cfg.DatabaseURL, models.Options{StatementTimeout: requestTimeout})
+	a, done, err := bootApp(ctx, cfg, log, models.Options{StatementTimeout: requestTimeout}, Bootstrap)
 	if err != nil {
 		return err
 	}
-	defer models.Close(db)
-	if err := CheckSchema(ctx, db, cfg.Stage, cfg.Indexes); err != nil {
-		return err
-	}
-	d := &Deps{DB: db, Log: log}
-	defer d.Close()
-	a, err := New(cfg, d)
-	if err != nil {
-		return err
-	}
+	defer done()
 	defer a.startAdmin(ctx)() // the operator listener: dashboard, metrics, pprof
 	return runServer(ctx, newServer(cfg.Addr, a, log), log, a.Stage(), cfg.DrainDelay)
 }

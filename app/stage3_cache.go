@@ -2,16 +2,15 @@ package app
 
 import (
 	"bytes"
-	"container/list"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"html/template"
 	"io"
-	"sync"
 	"time"
 
+	"flickrkillr/app/obs"
 	"flickrkillr/models"
 )
 
@@ -45,23 +44,48 @@ func init() {
 			return &cachedViews{cache: cache}, nil
 		},
 	})
+	// Its panels. Cache lookups are counted by the cache itself
+	// (models/cache.go, into the request's Timings) and summed into
+	// flickrkillr_cache_lookups_total, image reads by
+	// source into flickrkillr_image_reads_total; these panels show what share
+	// the cache answers.
+	registerPanels(3, func(m *obs.Metrics) []obs.Panel {
+		const lookups, images = "flickrkillr_cache_lookups_total", "flickrkillr_image_reads_total"
+		hitRatio := func(s *obs.Sample) float64 {
+			hits := s.Rate(lookups, obs.Label("result", "hit"))
+			return 100 * obs.Per(hits, hits+s.Rate(lookups, obs.Label("result", "miss", "error")))
+		}
+		memoryRatio := func(s *obs.Sample) float64 {
+			return 100 * obs.Per(s.Rate(images, obs.Label("source", "memory")), s.Rate(images, nil))
+		}
+		return []obs.Panel{
+			{ID: "cache", Title: "Cache hit ratio", Unit: "%", Note: "cache lookups; images from memory", Series: []obs.Series{
+				{Label: "cache hits", Value: hitRatio},
+				{Label: "images from memory", Value: memoryRatio},
+			}},
+			{ID: "cacheops", Title: "Cache lookups per second", Unit: "lookups/s", Series: []obs.Series{
+				{Label: "hits", Value: func(s *obs.Sample) float64 { return s.Rate(lookups, obs.Label("result", "hit")) }},
+				{Label: "misses", Value: func(s *obs.Sample) float64 { return s.Rate(lookups, obs.Label("result", "miss")) }},
+				{Label: "errors", Value: func(s *obs.Sample) float64 { return s.Rate(lookups, obs.Label("result", "error")) }},
+			}},
+		}
+	})
 }
 
-// sharedCache is the one Cache that the gallery and the views share.
+// sharedCache is the one Cache that the gallery and the views (and stage
+// 5) share.
 func sharedCache(d *Deps) (*models.Cache, error) {
-	rdb, err := redisClient(d) // first: Shared does not nest
-	if err != nil {
-		return nil, err
-	}
-	v, err := d.Shared("cache", func() (any, error) {
+	return theCache.get(d, func() (*models.Cache, error) {
+		rdb, err := d.Redis()
+		if err != nil {
+			return nil, err
+		}
 		// Entries live 10 minutes; the last 64 MB read are also kept in this process.
 		return models.NewCache(rdb, 10*time.Minute, 64<<20, d.Log), nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*models.Cache), nil
 }
+
+var theCache = &resource[*models.Cache]{"stage 3's cache"}
 
 // cachedViews keeps views, encoded, in the Cache.
 type cachedViews struct {
@@ -181,31 +205,21 @@ func (r *viewReader) string() string {
 	return s
 }
 
-// memoryImages keeps image bytes in memory, least recently used out first,
-// up to max bytes. Image files never change (a new image gets a new key),
-// so the key is a perfect ETag and entries never need invalidating.
+// memoryImages keeps image bytes in memory (a models.LRU of max bytes).
+// Image files never change (a new image gets a new key), so the key is a
+// perfect ETag and entries never need invalidating.
 type memoryImages struct {
 	inner ImageSource
-	max   int64
-
-	mu    sync.Mutex
-	size  int64
-	order *list.List // of *memoryImage, most recently used at the front
-	items map[string]*list.Element
-}
-
-type memoryImage struct {
-	id   string
-	data []byte
+	kept  *models.LRU
 }
 
 func newMemoryImages(inner ImageSource, max int64) *memoryImages {
-	return &memoryImages{inner: inner, max: max, order: list.New(), items: map[string]*list.Element{}}
+	return &memoryImages{inner: inner, kept: models.NewLRU(max, max, 0)}
 }
 
 func (m *memoryImages) Image(ctx context.Context, key string, v models.Variant) (*ImageBlob, error) {
 	id := key + "-" + string(v)
-	data, ok := m.get(id)
+	data, ok := m.kept.Get(id)
 	if !ok {
 		blob, err := m.inner.Image(ctx, key, v)
 		if err != nil {
@@ -216,7 +230,7 @@ func (m *memoryImages) Image(ctx context.Context, key string, v models.Variant) 
 		if err != nil {
 			return nil, fmt.Errorf("app: read image %s: %w", key, err)
 		}
-		m.put(id, data)
+		m.kept.Put(id, data)
 	}
 	return &ImageBlob{
 		Content:      bytes.NewReader(data),
@@ -224,35 +238,4 @@ func (m *memoryImages) Image(ctx context.Context, key string, v models.Variant) 
 		ETag:         `"` + id + `"`,
 		CacheControl: "public, max-age=31536000, immutable",
 	}, nil
-}
-
-func (m *memoryImages) get(id string) ([]byte, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.items[id]
-	if !ok {
-		return nil, false
-	}
-	m.order.MoveToFront(e)
-	return e.Value.(*memoryImage).data, true
-}
-
-func (m *memoryImages) put(id string, data []byte) {
-	if int64(len(data)) > m.max {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.items[id]; ok {
-		return
-	}
-	m.items[id] = m.order.PushFront(&memoryImage{id: id, data: data})
-	m.size += int64(len(data))
-	for m.size > m.max {
-		oldest := m.order.Back()
-		img := oldest.Value.(*memoryImage)
-		m.order.Remove(oldest)
-		delete(m.items, img.id)
-		m.size -= int64(len(img.data))
-	}
 }

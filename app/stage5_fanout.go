@@ -55,7 +55,7 @@ const fanOutLimit = 4
 // 20 connections would serve four such pages and queue the fifth: the pool
 // would undo the fan-out. 16 pages × 5 = 80 connections, well under the
 // PostgreSQL's max_connections (100 by default, 200 in scripts/pg.sh's
-// clusters). Redis's pool (64, redisClient) is already wider than 16 pages
+// clusters). Redis's pool (64, Deps.Redis) is already wider than 16 pages
 // × 3 cache lookups in flight.
 const fanOutPool = 80
 

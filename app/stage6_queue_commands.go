@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/semaphore"
 
+	"flickrkillr/app/jobqueue"
 	"flickrkillr/models"
 )
 
@@ -24,36 +26,37 @@ const noSharedRedis = "is not set: workers and the queue command reach the queue
 
 // RunWorkers runs cfg.Workers workers in this process until ctx ends (then
 // running jobs finish or go back to the queue); with drain it runs the jobs
-// that wait, reports how long they took, and returns.
+// that wait, reports how long they took, and returns. It builds no web App:
+// the database, the stage's gallery (whose writes invalidate stage 3's
+// cache), the photo files and the queue are all a worker needs.
 func RunWorkers(ctx context.Context, cfg Config, drain bool, out io.Writer, log *slog.Logger) error {
 	if cfg.RedisURL == "" {
 		return &ConfigError{"REDIS_URL", noSharedRedis}
 	}
-	if s, err := resolve(cfg.Stage); err != nil || s.Uploads == nil {
+	s, err := resolveRun(cfg)
+	if err != nil || s.Uploads == nil {
 		return &ConfigError{"STAGE", fmt.Sprintf("%d makes upload images in the request; workers run from stage 6 on (stages: %s)", cfg.Stage, StageList())}
 	}
 	if cfg.Workers == 0 {
 		return &ConfigError{"WORKERS", "is 0: a worker process with no workers would do nothing"}
 	}
-	db, err := models.Open(ctx, cfg.DatabaseURL, models.Options{})
+	d, done, err := Bootstrap(ctx, cfg, log, models.Options{})
 	if err != nil {
 		return err
 	}
-	defer models.Close(db)
-	if err := CheckSchema(ctx, db, cfg.Stage, cfg.Indexes); err != nil {
+	defer done()
+	jobs, err := newImageJobs(s, d)
+	if err != nil {
 		return err
 	}
-	workers := cfg.Workers
+	workers, n := cfg.Workers, cfg.Workers
 	if drain {
-		cfg.Workers = 0 // the drain runs its own
+		n = 0 // the drain runs its own
 	}
-	d := &Deps{DB: db, Log: log}
-	defer d.Close()
-	a, err := New(cfg, d)
+	u, err := startImageWorkers(d, jobs, n)
 	if err != nil {
 		return err
 	}
-	u := a.uploads.(*queuedUploads)
 	if !drain {
 		log.Info("workers are making upload images", "workers", workers, "stage", cfg.Stage)
 		<-ctx.Done()
@@ -98,7 +101,7 @@ func QueueCommand(ctx context.Context, cfg Config, op QueueOp, out io.Writer) er
 	}
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
-	q := newJobQueue(rdb, "images")
+	q := jobqueue.New(rdb, "images")
 	if err := reviveDead(ctx, q, cfg, op, out); err != nil {
 		return err
 	}
@@ -139,7 +142,7 @@ func QueueCommand(ctx context.Context, cfg Config, op QueueOp, out io.Writer) er
 
 // reviveDead retries or drops the dead jobs op names; a drop also removes
 // the job's kept upload.
-func reviveDead(ctx context.Context, q *jobQueue, cfg Config, op QueueOp, out io.Writer) error {
+func reviveDead(ctx context.Context, q *jobqueue.Queue, cfg Config, op QueueOp, out io.Writer) error {
 	target, retry := op.Retry, true
 	if op.Drop != "" {
 		target, retry = op.Drop, false
@@ -170,7 +173,7 @@ func reviveDead(ctx context.Context, q *jobQueue, cfg Config, op QueueOp, out io
 			fmt.Fprintf(out, "retrying %s\n", id)
 			continue
 		}
-		j, _ := q.job(ctx, id)
+		j, _ := q.Job(ctx, id)
 		if err := q.DropDead(ctx, id); err != nil {
 			return err
 		}
@@ -182,4 +185,22 @@ func reviveDead(ctx context.Context, q *jobQueue, cfg Config, op QueueOp, out io
 		fmt.Fprintf(out, "dropped %s (photo %d stays failed)\n", id, j.Photo)
 	}
 	return nil
+}
+
+// newImageJobs is what a worker process makes images with: the photo files,
+// stage s's gallery as the photos' states, and a decode budget of its own.
+func newImageJobs(s Stage, d *Deps) (imageJobs, error) {
+	files, err := models.NewImageStore(d.Config.DataDir)
+	if err != nil {
+		return imageJobs{}, err
+	}
+	gallery, err := galleryFor(s, d, models.Sequential{})
+	if err != nil {
+		return imageJobs{}, err
+	}
+	states, ok := gallery.(models.PhotoStates)
+	if !ok {
+		return imageJobs{}, fmt.Errorf("app: the gallery %T has no photo states", gallery)
+	}
+	return imageJobs{files: files, states: states, budget: semaphore.NewWeighted(decodeBudget), log: d.Log}, nil
 }

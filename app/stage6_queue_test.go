@@ -17,6 +17,8 @@ import (
 
 	"flickrkillr/models"
 	"flickrkillr/models/modeltest"
+
+	"flickrkillr/app/jobqueue"
 )
 
 // newQueueTestApp is a stage 6 App with no workers whose uploads stay queued
@@ -105,7 +107,7 @@ func TestStage6UploadAnswersAtOnceAndShowsAPlaceholderUntilReady(t *testing.T) {
 	t.Run("a second delivery changes nothing", func(t *testing.T) {
 		id := photoNumber(t, photo)
 		key, _ := ta.gallery.ImageKey(context.Background(), id)
-		if err := u.makeImages(context.Background(), Job{ID: "again", Photo: id, Key: key}); err != nil {
+		if err := u.makeImages(context.Background(), jobqueue.Job{ID: "again", Photo: id, Key: key}); err != nil {
 			t.Fatal(err)
 		}
 		mustStatus(t, anon.get(photo+"/image"), http.StatusOK)
@@ -166,12 +168,12 @@ func TestStage6PhotoDeletedWhileItsJobWaitsLeavesNoFiles(t *testing.T) {
 	t.Run("deleted while its job runs", func(t *testing.T) {
 		photo := b.upload(map[string]string{"title": "Briefer"}, "a.jpg", testJPEG(t, 300, 200)).Header.Get("Location")
 		id := photoNumber(t, photo)
-		inner := u.pool.handle
-		u.pool.handle = func(ctx context.Context, j Job) error {
+		inner := u.handle
+		u.handle = func(ctx context.Context, j jobqueue.Job) error {
 			mustStatus(t, b.post(photo+"/delete", nil), http.StatusSeeOther)
 			return inner(ctx, j)
 		}
-		defer func() { u.pool.handle = inner }()
+		defer func() { u.handle = inner }()
 		runQueued(t, u, 1)
 		if got := files(t, ta.cfg.DataDir); len(got) != 0 {
 			t.Fatalf("photo %d: files left behind: %v", id, got)
@@ -196,7 +198,7 @@ func TestStage6ChildWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := a.uploads.(*queuedUploads)
-	u.pool.handle = func(ctx context.Context, j Job) error {
+	u.handle = func(ctx context.Context, j jobqueue.Job) error {
 		fmt.Printf("running %s\n", j.ID)
 		select {} // mid-job, until SIGKILL
 	}
@@ -213,7 +215,7 @@ func TestStage6JobSurvivesAWorkerKilledMidJob(t *testing.T) {
 	defer cancel()
 	child := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestStage6ChildWorker$")
 	child.Env = append(os.Environ(), "QUEUE_CHILD_DATABASE_URL="+ta.dsn,
-		"QUEUE_CHILD_REDIS_URL=redis://"+u.queue.rdb.Options().Addr, "QUEUE_CHILD_DATA_DIR="+ta.cfg.DataDir)
+		"QUEUE_CHILD_REDIS_URL=redis://"+u.queue.Client().Options().Addr, "QUEUE_CHILD_DATA_DIR="+ta.cfg.DataDir)
 	out, err := child.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -236,8 +238,8 @@ func TestStage6JobSurvivesAWorkerKilledMidJob(t *testing.T) {
 		t.Fatalf("stats %+v, want the dead worker's job in processing", s)
 	}
 	// Its lease ends (the test moves the clock; miniredis's does not run).
-	u.queue.now = func() time.Time { return time.Now().Add(u.queue.lease + time.Second) }
-	if _, err := u.queue.maintain(ctx); err != nil {
+	u.queue.Now = func() time.Time { return time.Now().Add(u.queue.Lease + time.Second) }
+	if _, err := u.queue.Maintain(ctx); err != nil {
 		t.Fatal(err)
 	}
 	runQueued(t, u, 1)

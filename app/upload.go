@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/sync/semaphore"
 
 	"flickrkillr/models"
 )
@@ -21,7 +22,7 @@ func (a *App) uploadNew(c echo.Context) error {
 // uploadNewPost checks everything before it stores anything: the size cap,
 // the form, then the image (type sniffed, pixels and decode memory read
 // from the header). Decoding waits for its share of the decode budget
-// (limits.go) and is refused with a quick 503 when the budget stays full.
+// (request_limits.go) and is refused with a quick 503 when the budget stays full.
 // Files are written first and removed again if the database insert fails,
 // so a rejected or failed upload leaves nothing behind.
 func (a *App) uploadNewPost(c echo.Context) error {
@@ -121,7 +122,7 @@ func (u inlineUploads) Store(c echo.Context, up checkedUpload) (int64, string, e
 func (a *App) decodeUpload(c echo.Context, hdr models.ImageHeader, file io.Reader) (models.ProcessedImage, error) {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), a.lim.decodeWait)
 	defer cancel()
-	img, err := a.processImage(ctx, hdr, file)
+	img, err := processImage(ctx, a.lim.decode, hdr, file)
 	if errors.Is(err, errDecodeBusy) {
 		return img, unavailable(c, 5, "We are processing many photos right now. Please try the upload again in a few seconds.", nil)
 	}
@@ -132,15 +133,15 @@ func (a *App) decodeUpload(c echo.Context, hdr models.ImageHeader, file io.Reade
 var errDecodeBusy = errors.New("app: the decode budget stayed full")
 
 // processImage decodes, re-encodes (dropping EXIF) and scales an upload
-// inside the decode budget: it reserves hdr.DecodeBytes, waiting as long as
-// ctx allows, so that however many uploads (or workers) decode at once the
-// decoded pixels in memory stay under decodeBudget. The upload handler
+// inside the decode budget: it reserves hdr.DecodeBytes of budget, waiting
+// as long as ctx allows, so that however many uploads (or workers) decode at
+// once the decoded pixels in memory stay under decodeBudget. The upload handler
 // (stages 0-5) and the workers (stage 6) both make images with it.
-func (a *App) processImage(ctx context.Context, hdr models.ImageHeader, file io.Reader) (models.ProcessedImage, error) {
-	if err := a.lim.decode.Acquire(ctx, hdr.DecodeBytes); err != nil {
+func processImage(ctx context.Context, budget *semaphore.Weighted, hdr models.ImageHeader, file io.Reader) (models.ProcessedImage, error) {
+	if err := budget.Acquire(ctx, hdr.DecodeBytes); err != nil {
 		return models.ProcessedImage{}, errDecodeBusy
 	}
-	defer a.lim.decode.Release(hdr.DecodeBytes)
+	defer budget.Release(hdr.DecodeBytes)
 	return models.DecodeImage(file)
 }
 

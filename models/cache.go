@@ -1,7 +1,6 @@
 package models
 
 import (
-	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,7 +38,7 @@ type Cache struct {
 	log     *slog.Logger
 	flight  singleflight.Group
 	lastLog atomic.Int64
-	near    *nearCache
+	near    *LRU // the values last read; their keys carry their generations, so an entry is never stale
 	beside  bool // StoreBeside
 }
 
@@ -52,7 +50,7 @@ func NewCache(rdb redis.UniversalClient, ttl time.Duration, nearBytes int64, log
 	}
 	c := &Cache{rdb: rdb, ttl: ttl, log: log}
 	if nearBytes > 0 {
-		c.near = newNearCache(nearBytes, ttl)
+		c.near = NewLRU(nearBytes, nearBytes/16, ttl)
 	}
 	return c
 }
@@ -76,7 +74,7 @@ func (c *Cache) Load(ctx context.Context, name string, deps []string, load func(
 		v, _, err := load(ctx)
 		return v, err
 	}
-	if v, ok := c.near.get(key); ok {
+	if v, ok := c.near.Get(key); ok {
 		countLookup(ctx, lookupHit)
 		return v, nil
 	}
@@ -84,7 +82,7 @@ func (c *Cache) Load(ctx context.Context, name string, deps []string, load func(
 	switch {
 	case err == nil:
 		countLookup(ctx, lookupHit)
-		c.near.put(key, v)
+		c.near.Put(key, v)
 		return v, nil
 	case !errors.Is(err, redis.Nil):
 		countLookup(ctx, lookupError)
@@ -103,7 +101,7 @@ func (c *Cache) Load(ctx context.Context, name string, deps []string, load func(
 		if err != nil || !store {
 			return v, err
 		}
-		c.near.put(key, v)
+		c.near.Put(key, v)
 		if c.beside {
 			go c.store(context.WithoutCancel(lctx), key, v)
 		} else {
@@ -200,70 +198,6 @@ func (c *Cache) failOpen(err error) {
 	if last := c.lastLog.Load(); now-last >= 10 && c.lastLog.CompareAndSwap(last, now) {
 		c.log.Warn("cache unavailable, computing without it", "err", err)
 	}
-}
-
-// nearCache keeps the most recently used values in this process, up to max
-// bytes. Its keys carry their generations, so an entry is never stale: a
-// write changes the key the next reader looks for.
-type nearCache struct {
-	max   int64
-	ttl   time.Duration
-	mu    sync.Mutex
-	size  int64
-	order *list.List // of *nearEntry, most recently used at the front
-	items map[string]*list.Element
-}
-
-type nearEntry struct {
-	key     string
-	value   []byte
-	expires time.Time
-}
-
-func newNearCache(max int64, ttl time.Duration) *nearCache {
-	return &nearCache{max: max, ttl: ttl, order: list.New(), items: map[string]*list.Element{}}
-}
-
-func (n *nearCache) get(key string) ([]byte, bool) {
-	if n == nil {
-		return nil, false
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	e, ok := n.items[key]
-	if !ok {
-		return nil, false
-	}
-	ne := e.Value.(*nearEntry)
-	if time.Now().After(ne.expires) {
-		n.remove(e)
-		return nil, false
-	}
-	n.order.MoveToFront(e)
-	return ne.value, true
-}
-
-func (n *nearCache) put(key string, value []byte) {
-	if n == nil || int64(len(value)) > n.max/16 {
-		return
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if _, ok := n.items[key]; ok {
-		return
-	}
-	n.items[key] = n.order.PushFront(&nearEntry{key: key, value: value, expires: time.Now().Add(n.ttl)})
-	n.size += int64(len(key) + len(value))
-	for n.size > n.max {
-		n.remove(n.order.Back())
-	}
-}
-
-func (n *nearCache) remove(e *list.Element) {
-	ne := e.Value.(*nearEntry)
-	n.order.Remove(e)
-	delete(n.items, ne.key)
-	n.size -= int64(len(ne.key) + len(ne.value))
 }
 
 // CachedGallery is stage 3's gallery: the PostgreSQL one behind a Cache, with

@@ -1,0 +1,107 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"gorm.io/gorm"
+
+	"flickrkillr/migrations"
+	"flickrkillr/models"
+)
+
+// Bootstrap opens what a process of the app is built from, the one way
+// serve, worker and the instances of stage 7 start: the database pool
+// (opts), checked to be at the schema cfg's stage needs, and the Deps
+// around it. done closes the Deps, then the pool.
+func Bootstrap(ctx context.Context, cfg Config, log *slog.Logger, opts models.Options) (d *Deps, done func(), err error) {
+	d, done, err = openDeps(ctx, cfg, log, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := CheckSchema(ctx, d.DB, cfg.Stage, cfg.Indexes); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return d, done, nil
+}
+
+// bootApp builds the App of a process on what boot opened (Bootstrap, or
+// openDeps for stage 0's child); done closes it all.
+func bootApp(ctx context.Context, cfg Config, log *slog.Logger, opts models.Options,
+	boot func(context.Context, Config, *slog.Logger, models.Options) (*Deps, func(), error)) (*App, func(), error) {
+	d, done, err := boot(ctx, cfg, log, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := New(cfg, d)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return a, done, nil
+}
+
+// openDeps is Bootstrap without the schema check: stage 0's CGI child,
+// whose parent checked the schema once at start, opens a pool per request.
+func openDeps(ctx context.Context, cfg Config, log *slog.Logger, opts models.Options) (*Deps, func(), error) {
+	db, err := models.Open(ctx, cfg.DatabaseURL, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	d := &Deps{Config: cfg, DB: db, Log: log}
+	return d, func() { d.Close(); models.Close(db) }, nil
+}
+
+// SchemaError says the database is not at the schema the run needs, and
+// how to fix it.
+type SchemaError struct {
+	Stage   int
+	Indexes bool // the run asked for the index schema (--indexes)
+	Have    int64
+	Need    int64
+	// HaveIndexes: the database is at the index schema that a stage below 4
+	// refuses unless asked; the message names --indexes as the other fix.
+	HaveIndexes bool
+}
+
+func (e *SchemaError) Error() string {
+	with, flag, env := "", "", ""
+	if e.Indexes {
+		with, flag, env = " with --indexes", " --indexes", " INDEXES=1"
+	}
+	msg := fmt.Sprintf("the database schema is at version %d but stage %d%s needs version %d: run `go run . migrate --stage %d%s` (or `make migrate STAGE=%d%s`)",
+		e.Have, e.Stage, with, e.Need, e.Stage, flag, e.Stage, env)
+	if e.HaveIndexes {
+		msg += fmt.Sprintf(", or run stage %d on this schema on purpose with --indexes (INDEXES=1)", e.Stage)
+	}
+	return msg
+}
+
+// CheckSchema refuses a database whose schema is not the one the run needs:
+// the stage's own schema (at stage 4 the indexes must exist, below it they
+// must not, or the measurements would lie), or with indexes exactly the
+// index schema. Anything else is a SchemaError that names the fix.
+func CheckSchema(ctx context.Context, db *gorm.DB, stage int, indexes bool) error {
+	need, err := SchemaForRun(stage, indexes)
+	if err != nil {
+		return err
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	have, err := migrations.Version(ctx, sqlDB)
+	if err != nil {
+		return err
+	}
+	if have != need {
+		se := &SchemaError{Stage: stage, Indexes: indexes, Have: have, Need: need}
+		if idx, err := IndexSchema(); err == nil && !indexes && have == idx && !SchemaHasIndexes(stage) {
+			se.HaveIndexes = true
+		}
+		return se
+	}
+	return nil
+}

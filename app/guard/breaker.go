@@ -1,0 +1,140 @@
+package guard
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// ErrOpen is what a call gets, at once, while its breaker is open: the
+// dependency has just failed several times in a row.
+var ErrOpen = errors.New("circuit breaker is open")
+
+// Breaker is a circuit breaker in front of one dependency (Redis today;
+// PostgreSQL and memcached next). After Failures consecutive failures (as
+// IsFailure judges them) it opens: every call fails at once with ErrOpen,
+// so a dead or hung dependency costs a request nothing instead of a timeout
+// per call. While it is open a background probe calls Probe every Cooldown,
+// and the first success closes it: no user's request ever waits on the
+// probe. The adapter of a client (RedisHook) asks Allow before a call and
+// tells Record its outcome.
+type Breaker struct {
+	failures  int           // consecutive failures that open it
+	cooldown  time.Duration // between probes while open
+	isFailure func(error) bool
+	probe     func(ctx context.Context) error
+	done      <-chan struct{} // closed when the client closes
+
+	mu      sync.Mutex
+	failed  int
+	probing bool // the probe goroutine runs
+}
+
+// BreakerOptions configure a Breaker; zero values take the defaults.
+type BreakerOptions struct {
+	Failures int           // consecutive failures that open it (3)
+	Cooldown time.Duration // between probes while open (1 s)
+	// IsFailure says whether an outcome means the dependency is unwell (an
+	// answer, even an error answer, means it is there); default: err != nil.
+	IsFailure func(error) bool
+	// Probe calls the dependency with a context that passes the open
+	// breaker (Probing); nil: the breaker never probes, and closes only on
+	// a call that an adapter lets through.
+	Probe func(ctx context.Context) error
+	// Done stops the probing (the client closed).
+	Done <-chan struct{}
+}
+
+// Defaults of BreakerOptions.
+const (
+	DefaultFailures = 3
+	DefaultCooldown = time.Second
+)
+
+// NewBreaker returns a closed breaker.
+func NewBreaker(o BreakerOptions) *Breaker {
+	b := &Breaker{failures: o.Failures, cooldown: o.Cooldown, isFailure: o.IsFailure, probe: o.Probe, done: o.Done}
+	if b.failures <= 0 {
+		b.failures = DefaultFailures
+	}
+	if b.cooldown <= 0 {
+		b.cooldown = DefaultCooldown
+	}
+	if b.isFailure == nil {
+		b.isFailure = func(err error) bool { return err != nil }
+	}
+	return b
+}
+
+// probeKey marks the probe's context: its calls (and those a client makes
+// on its behalf, such as a new connection's handshake) pass the open breaker.
+type probeKey struct{}
+
+// Probing reports whether ctx is the probe's.
+func Probing(ctx context.Context) bool { return ctx.Value(probeKey{}) != nil }
+
+// Allow says whether a call may go to the dependency.
+func (b *Breaker) Allow(ctx context.Context) bool {
+	if Probing(ctx) {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.failed < b.failures
+}
+
+// Record counts a call's outcome, and starts the probe when the breaker
+// opens. A call whose caller had already given up (its request's deadline
+// passed while the request waited on a table scan, or the client went away)
+// says nothing about the dependency, either way: counting it opened the
+// breaker under load and failed every session page of a healthy Redis.
+func (b *Breaker) Record(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.isFailure(err) {
+		b.failed = 0
+		return
+	}
+	b.failed++
+	if b.failed >= b.failures && !b.probing && b.probe != nil {
+		b.probing = true
+		go b.probeUntilClosed()
+	}
+}
+
+// probeUntilClosed calls the probe every cooldown until it succeeds (Record
+// then closes the breaker) or the client closes.
+func (b *Breaker) probeUntilClosed() {
+	t := time.NewTicker(b.cooldown)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), probeKey{}, true), time.Second)
+		b.probe(ctx)
+		cancel()
+		b.mu.Lock()
+		closed := b.failed < b.failures
+		if closed {
+			b.probing = false
+		}
+		b.mu.Unlock()
+		if closed {
+			return
+		}
+	}
+}
+
+// Open reports whether the breaker is refusing calls now.
+func (b *Breaker) Open() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.failed >= b.failures
+}

@@ -1,0 +1,382 @@
+// Package topology runs several processes as one server (stage 7): a
+// supervisor that owns every process it starts (proc.go: restarted when it
+// dies, stopped on every exit path), N app instances, a redis-server they
+// share and nginx in front, whose configuration it renders from a template
+// and checks with nginx -t (nginx.go); its operator listener shows the
+// processes (/topology) and a dashboard over the instances' own metrics
+// (gather.go). It knows nothing of the app: package app says how to start
+// an instance and what the dashboard draws.
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"flickrkillr/app/obs"
+)
+
+// ErrNoNginx is the refusal to start without nginx on PATH.
+var ErrNoNginx = errors.New("topology: nginx is not on PATH")
+
+// ErrNoRedisServer is the refusal to start a shared Redis without
+// redis-server installed (Options.RedisURL empty).
+var ErrNoRedisServer = errors.New("topology: redis-server is not installed")
+
+// Options are what Run starts: where, how many, and how an instance is made.
+type Options struct {
+	Addr      string // nginx's listener, host:port
+	AdminAddr string // the supervisor's operator listener ("": none, and the instances get none)
+	Instances int    // app instances (0: 2)
+	Log       *slog.Logger
+	// RedisURL is the Redis the instances share; empty starts a redis-server
+	// of the topology's own.
+	RedisURL string
+	DataDir  string // the photo files, which nginx serves under FilesPrefix (absolute)
+	Static   fs.FS  // the files nginx serves under /static/
+	Limits   Limits // the instances' own limits, which nginx's must match
+	// Command is an instance's command line (this binary, `instance`).
+	Command []string
+	// Env is the environment of the instance name, listening at addr with
+	// its operator listener at admin ("": none), sharing redisURL.
+	Env func(name, addr, admin, redisURL string) []string
+	// CPUs pins instance i to CPUs[i%len] with taskset (empty: no pinning).
+	CPUs []string
+	// Info and Panels make the supervisor's dashboard (no panels: none);
+	// it adds the per-instance ones.
+	Info   obs.Info
+	Panels []obs.Panel
+	// Attrs go into the "serving" log line (the stage, say).
+	Attrs []any
+}
+
+// topology is what the supervisor runs and owns.
+type topology struct {
+	o         Options
+	log       *slog.Logger
+	dir       string // the generated config, pid, temp and log files (.run/, ignored by git)
+	redis     *proc  // nil when RedisURL names a Redis
+	redisURL  string
+	instances []*instance
+	nginx     *proc
+	nginxExe  string
+	started   time.Time
+}
+
+// instance is one app process of the topology.
+type instance struct {
+	*proc
+	Name  string
+	Addr  string // its public listener, behind nginx
+	Admin string // its operator listener ("" without one): the supervisor reads its /metrics
+}
+
+// Run starts everything, supervises it until ctx ends, then stops it in
+// order (nginx, the instances, Redis).
+func Run(ctx context.Context, o Options) error {
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		return ErrNoNginx
+	}
+	n := o.Instances
+	if n == 0 {
+		n = 2
+	}
+	log := o.Log
+	t := &topology{o: o, log: log, started: time.Now()}
+	if t.dir, err = runDir(o.Addr); err != nil {
+		return err
+	}
+
+	// Each kind of process has its own context, cancelled in order at the end.
+	redisCtx, stopRedis := context.WithCancel(context.Background())
+	instCtx, stopInstances := context.WithCancel(context.Background())
+	nginxCtx, stopNginx := context.WithCancel(context.Background())
+	defer func() {
+		stopNginx()
+		if t.nginx != nil {
+			<-t.nginx.done
+		}
+		stopInstances()
+		for _, in := range t.instances {
+			<-in.done
+		}
+		stopRedis()
+		if t.redis != nil {
+			<-t.redis.done
+		}
+		log.Info("the topology has stopped")
+	}()
+
+	t.redisURL = o.RedisURL
+	if t.redisURL == "" {
+		if t.redisURL, err = t.startRedis(redisCtx); err != nil {
+			return err
+		}
+	}
+	t.nginxExe = nginx
+	for i := range n {
+		in := &instance{Name: fmt.Sprintf("i%d", i+1)}
+		if in.Addr, err = freeAddr(); err != nil {
+			return err
+		}
+		if o.AdminAddr != "" {
+			if in.Admin, err = freeAddr(); err != nil {
+				return err
+			}
+		}
+		env := append(os.Environ(), o.Env(in.Name, in.Addr, in.Admin, t.redisURL)...)
+		args := o.Command
+		if len(o.CPUs) > 0 { // pinned before exec, so GOMAXPROCS follows
+			args = append([]string{"taskset", "--cpu-list", o.CPUs[i%len(o.CPUs)]}, args...)
+		}
+		in.proc = newProc(in.Name, log, syscall.SIGTERM, func() *exec.Cmd {
+			cmd := exec.Command(args[0], args[1:]...)
+			if args[0] == "taskset" {
+				cmd.Path, _ = exec.LookPath("taskset")
+			}
+			cmd.Env = env
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			return cmd
+		})
+		t.instances = append(t.instances, in)
+		if err := in.start(instCtx); err != nil {
+			return err
+		}
+	}
+	for _, in := range t.instances {
+		if err := in.waitReady(ctx, 60*time.Second); err != nil {
+			return err
+		}
+	}
+
+	conf, err := t.writeNginxConfig(t.instances)
+	if err != nil {
+		return err
+	}
+	if err := checkNginxConfig(nginx, t.dir, conf); err != nil {
+		return err
+	}
+	t.nginx = newProc("nginx", log, syscall.SIGQUIT, func() *exec.Cmd {
+		cmd := exec.Command(nginx, "-p", t.dir, "-c", conf, "-e", filepath.Join(t.dir, "error.log"))
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		return cmd
+	})
+	if err := t.nginx.start(nginxCtx); err != nil {
+		return err
+	}
+	if err := waitHTTP(ctx, t.nginx, "http://"+o.Addr+"/healthz", 10*time.Second); err != nil {
+		return fmt.Errorf("nginx: %w (its log: %s)", err, filepath.Join(t.dir, "error.log"))
+	}
+
+	stopAdmin := t.startAdmin(ctx)
+	defer stopAdmin()
+	attrs := append([]any{"url", "http://" + o.Addr}, o.Attrs...)
+	log.Info("FlickrKillr is serving", append(attrs, "instances", len(t.instances), "redis", t.redisURL, "nginx_config", conf)...)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping the topology: nginx, then the instances, then Redis")
+			return nil
+		case <-hup:
+			t.rollingRestart(ctx)
+		}
+	}
+}
+
+// rollingRestart restarts the instances one at a time without failing a
+// request: nginx is reloaded without the instance (its old workers finish
+// what they have in flight and exit, closing their idle connections to it),
+// the instance is stopped (it has nothing left to answer), started again,
+// and once ready nginx is reloaded with it. Stopping an instance nginx still
+// used failed POSTs on idle keepalive connections that the instance closed
+// as nginx sent on them (measured: one or two per restart), and took it out
+// of rotation for fail_timeout (a second stop then left nginx none: 502).
+// With one instance there is nothing to drain to: its restart fails what
+// arrives meanwhile.
+func (t *topology) rollingRestart(ctx context.Context) {
+	t.log.Info("rolling restart", "instances", len(t.instances))
+	for _, in := range t.instances {
+		if len(t.instances) > 1 {
+			if err := t.reloadNginx(in); err != nil {
+				t.log.Error("rolling restart stopped", "instance", in.Name, "err", err)
+				return
+			}
+		}
+		if err := in.bounce(ctx); err != nil {
+			t.log.Error("rolling restart stopped", "instance", in.Name, "err", err)
+			return
+		}
+		if err := in.waitReady(ctx, 60*time.Second); err != nil {
+			t.log.Error("rolling restart stopped", "instance", in.Name, "err", err)
+			return
+		}
+	}
+	if len(t.instances) > 1 {
+		if err := t.reloadNginx(nil); err != nil {
+			t.log.Error("rolling restart: nginx reload", "err", err)
+			return
+		}
+	}
+	t.log.Info("rolling restart done")
+}
+
+// reloadNginx rewrites the configuration with every instance but except
+// (nil: all), reloads nginx (SIGHUP: new workers, the old ones finish their
+// requests and exit) and waits, up to 15 s, for the old workers to be gone.
+func (t *topology) reloadNginx(except *instance) error {
+	var live []*instance
+	for _, in := range t.instances {
+		if in != except {
+			live = append(live, in)
+		}
+	}
+	conf, err := t.writeNginxConfig(live)
+	if err != nil {
+		return err
+	}
+	if err := checkNginxConfig(t.nginxExe, t.dir, conf); err != nil {
+		return err
+	}
+	master := t.nginx.status().PID
+	old := childPIDs(master)
+	if err := syscall.Kill(master, syscall.SIGHUP); err != nil {
+		return fmt.Errorf("topology: reload nginx: %w", err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		gone := true
+		for _, pid := range old {
+			if syscall.Kill(pid, 0) == nil {
+				gone = false
+			}
+		}
+		if gone {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.log.Warn("nginx's old workers are still finishing requests after 15 s; going on")
+	return nil
+}
+
+// childPIDs lists pid's children (/proc/<pid>/task/<pid>/children).
+func childPIDs(pid int) []int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// waitReady waits for the instance's current process to answer /readyz.
+func (in *instance) waitReady(ctx context.Context, limit time.Duration) error {
+	return waitHTTP(ctx, in.proc, "http://"+in.Addr+"/readyz", limit)
+}
+
+// waitHTTP polls url until it answers 200, p's process exits, or limit passes.
+func waitHTTP(ctx context.Context, p *proc, url string, limit time.Duration) error {
+	c := &http.Client{Timeout: time.Second}
+	pid := p.status().PID
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if st := p.status(); st.PID != pid || !st.Up {
+			return fmt.Errorf("%s exited before it was ready (%s)", p.name, st.LastExit)
+		}
+		if res, err := c.Get(url); err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s did not answer %s within %s", p.name, url, limit)
+}
+
+// startRedis runs a redis-server of the topology's own on a free port: no
+// persistence (sessions and cache entries are worth losing on a restart).
+func (t *topology) startRedis(ctx context.Context) (string, error) {
+	exe, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", ErrNoRedisServer
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return "", err
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	logFile := filepath.Join(t.dir, "redis.log")
+	t.redis = newProc("redis-server", t.log, syscall.SIGTERM, func() *exec.Cmd {
+		return exec.Command(exe, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--dir", t.dir, "--logfile", logFile)
+	})
+	if err := t.redis.start(ctx); err != nil {
+		return "", err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return "redis://" + addr + "/0", nil
+		}
+		if !t.redis.status().Up {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return "", fmt.Errorf("topology: redis-server did not start on %s (its log: %s)", addr, logFile)
+}
+
+// runDir is the folder of one topology's generated files: .run/nginx-<port>
+// under the working directory (ignored by git), named by nginx's port so
+// that two topologies never share one and a restart reuses it.
+func runDir(addr string) (string, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("topology: %q is not host:port", addr)
+	}
+	dir, err := filepath.Abs(filepath.Join(".run", "nginx-"+port))
+	if err != nil {
+		return "", err
+	}
+	for _, sub := range []string{"tmp", "static"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return "", fmt.Errorf("topology: make %s: %w", dir, err)
+		}
+	}
+	return dir, nil
+}
+
+// freeAddr is a loopback address with a port free right now.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}

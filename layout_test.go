@@ -1,0 +1,68 @@
+package main
+
+import (
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// The layout's arrows point one way (docs/architecture.md): main → app →
+// the mechanism packages under app/ → models. A mechanism never imports
+// app; among them, topology and jobqueue may use obs and guard, and obs,
+// guard and netdelay use none of the others. models imports none of app's.
+// A new package under app/ must be given its arrows here.
+func TestImportsPointOneWay(t *testing.T) {
+	const app = "flickrkillr/app"
+	mechanisms := []string{app + "/obs", app + "/guard", app + "/netdelay", app + "/jobqueue", app + "/topology"}
+	may := map[string][]string{ // the mechanisms each mechanism may use
+		app + "/obs":      nil,
+		app + "/guard":    nil,
+		app + "/netdelay": nil,
+		app + "/jobqueue": {app + "/obs", app + "/guard"},
+		app + "/topology": {app + "/obs", app + "/guard"},
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out, err := exec.Command(goTool, "list", "-f", "{{.ImportPath}} {{join .Deps \" \"}}", "./app/...", "./models/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	seen := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg, deps := fields[0], fields[1:]
+		if pkg == app {
+			continue
+		}
+		if strings.HasPrefix(pkg, "flickrkillr/models") {
+			for _, d := range deps {
+				if d == app || strings.HasPrefix(d, app+"/") {
+					t.Errorf("%s imports %s: models is below app and its packages", pkg, d)
+				}
+			}
+			continue
+		}
+		allowed, ok := may[pkg]
+		if !ok {
+			t.Errorf("%s is a package under app/ with no arrows in this test: add it to may", pkg)
+			continue
+		}
+		seen++
+		for _, d := range deps {
+			switch {
+			case d == app:
+				t.Errorf("%s imports %s: a mechanism never imports app", pkg, app)
+			case slices.Contains(mechanisms, d) && !slices.Contains(allowed, d):
+				t.Errorf("%s imports %s: an arrow the layout does not allow (allowed: %v)", pkg, d, allowed)
+			}
+		}
+	}
+	if seen == 0 {
+		t.Fatal("go list found no mechanism package under app/")
+	}
+}
