@@ -158,6 +158,22 @@ func (q *jobQueue) ack(ctx context.Context, id string) error {
 	})
 }
 
+// Known says whether the queue holds the job: waiting, running, due for a
+// retry or dead (its body stays until it is done or dropped). Recovery
+// re-enqueues only a photo whose job the queue does not know.
+func (q *jobQueue) Known(ctx context.Context, id string) (bool, error) {
+	ok, err := q.rdb.HExists(ctx, q.key("jobs"), id).Result()
+	if err != nil {
+		return false, fmt.Errorf("app: job %s known: %w", id, err)
+	}
+	return ok, nil
+}
+
+// countRecovered adds n to the jobs recovery enqueued again.
+func (q *jobQueue) countRecovered(ctx context.Context, n int) {
+	q.rdb.HIncrBy(ctx, q.key("stats"), "recovered", int64(n))
+}
+
 // handBack returns a job that was not finished (a shutdown) to the front of
 // the queue; it counts no attempt.
 func (q *jobQueue) handBack(ctx context.Context, id string) error {
@@ -265,6 +281,7 @@ type QueueStats struct {
 	Ready, Processing, Delayed, Dead int64
 	Oldest                           time.Duration // how long the oldest ready job has waited
 	Done, Retried, Reaped, Died      int64         // counters since the queue began
+	Recovered                        int64         // jobs enqueued again for photos whose job was lost
 	Workers, Busy                    int64         // in every process that reported in the last 5 s
 }
 
@@ -298,6 +315,7 @@ func (q *jobQueue) Stats(ctx context.Context) (QueueStats, error) {
 	s.Ready, s.Processing, s.Delayed, s.Dead = ready.Val(), processing.Val(), delayed.Val(), dead.Val()
 	count := func(name string) int64 { n, _ := strconv.ParseInt(stats.Val()[name], 10, 64); return n }
 	s.Done, s.Retried, s.Reaped, s.Died = count("done"), count("retried"), count("reaped"), count("dead")
+	s.Recovered = count("recovered")
 	for _, v := range workers.Val() {
 		var n, busy, at int64
 		if _, err := fmt.Sscan(v, &n, &busy, &at); err == nil && q.now().UnixMilli()-at < 5000 {

@@ -30,7 +30,7 @@ func init() {
 		Number:  6,
 		Name:    "queue",
 		Summary: "uploads answer at once; a worker pool makes the images from a Redis-list queue",
-		Schema:  3, // migrations/00003_photo_states.sql
+		Schema:  4, // migrations/00003_photo_states.sql, 00004_photo_jobs.sql
 		Uploads: newQueuedUploads,
 	})
 }
@@ -41,6 +41,8 @@ type queuedUploads struct {
 	states models.PhotoStates
 	queue  *jobQueue
 	pool   *workerPool
+
+	recoverGrace time.Duration // stage6_recovery.go
 }
 
 func newQueuedUploads(a *App, d *Deps) (Uploads, error) {
@@ -52,7 +54,7 @@ func newQueuedUploads(a *App, d *Deps) (Uploads, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &queuedUploads{a: a, states: states, queue: newJobQueue(rdb, "images")}
+	u := &queuedUploads{a: a, states: states, queue: newJobQueue(rdb, "images"), recoverGrace: recoverGrace}
 	if d.Config.RedisURL == "" {
 		u.queue.poll = 250 * time.Millisecond // the embedded miniredis: see jobQueue.poll
 	}
@@ -68,7 +70,12 @@ func newQueuedUploads(a *App, d *Deps) (Uploads, error) {
 		blocking := redis.NewClient(&opt)
 		u.queue.blocking = blocking
 		u.pool.start()
+		recovering, stopRecovering := context.WithCancel(context.Background())
+		recovered := make(chan struct{})
+		go func() { defer close(recovered); u.keepRecovering(recovering) }() // stage6_recovery.go
 		d.OnClose(func() error {
+			stopRecovering()
+			<-recovered
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			u.pool.Shutdown(ctx)
@@ -90,15 +97,16 @@ func (u *queuedUploads) Store(c echo.Context, up checkedUpload) (int64, string, 
 		return 0, "", err
 	}
 	f := up.Form
+	job := newJobID() // on the row first: a photo whose job is lost is found again (stage6_recovery.go)
 	id, err := a.gallery.CreatePhoto(ctx, models.NewPhoto{
 		Owner: up.Owner, Title: f.Title, Description: f.Description, Tags: f.Tags,
-		ImageKey: key, Width: up.Header.Width, Height: up.Header.Height, State: models.PhotoProcessing,
+		ImageKey: key, Width: up.Header.Width, Height: up.Header.Height, State: models.PhotoProcessing, JobID: job,
 	})
 	if err != nil {
 		u.removeFiles(key)
 		return 0, "", err
 	}
-	if err := u.queue.Enqueue(ctx, Job{ID: newJobID(), Photo: id, Key: key, Enqueued: time.Now()}); err != nil {
+	if err := u.queue.Enqueue(ctx, Job{ID: job, Photo: id, Key: key, Enqueued: time.Now()}); err != nil {
 		if _, derr := a.gallery.DeletePhoto(context.WithoutCancel(ctx), id, up.Owner.ID); derr != nil {
 			a.log.Error("delete the photo of an upload that could not be queued", "photo", id, "err", derr)
 		}
