@@ -15,7 +15,6 @@ import (
 	"text/template"
 	"time"
 
-	"flickrkillr/models"
 	"flickrkillr/templates"
 )
 
@@ -54,7 +53,7 @@ func renderNginxConfig(dir, listen, dataDir string, instances []*instance) ([]by
 		Static:      filepath.Join(dir, "static"),
 		Files:       dataDir,
 		FailTimeout: seconds(failTimeout),
-		MaxBody:     models.MaxUploadBytes + 64<<10, // upload.go's MaxBytesReader
+		MaxBody:     maxUploadBody, // upload.go's MaxBytesReader
 		MaxHeader:   strconv.Itoa(maxHeaderBytes>>10) + "k",
 		ReadHeader:  seconds(srv.ReadHeaderTimeout),
 		ReadBody:    seconds(srv.ReadTimeout),
