@@ -238,11 +238,19 @@ func TestCrossSitePostsAreRefused(t *testing.T) {
 }
 
 func TestBadUploadsAreRejectedAndStoreNothing(t *testing.T) {
+	// The parts of a multipart form over 1 MiB wait in temporary files:
+	// those must go too.
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
 	ta := newTestApp(t, DefaultStage())
 	b := ta.browser(t)
 	b.signup("hank")
 	big := make([]byte, 11<<20)
 	copy(big, testJPEG(t, 10, 10))
+	// One byte over the photo limit: within the body cap (which leaves room
+	// for the form's text), so only the per-file check can refuse it.
+	justOver := make([]byte, models.MaxUploadBytes+1)
+	copy(justOver, testJPEG(t, 10, 10))
 	tests := []struct {
 		name     string
 		fields   map[string]string
@@ -256,6 +264,7 @@ func TestBadUploadsAreRejectedAndStoreNothing(t *testing.T) {
 		{"a truncated JPEG", map[string]string{"title": "x"}, "cut.jpg", testJPEG(t, 64, 64)[:200], 422, "could not be read"},
 		{"too many pixels", map[string]string{"title": "x"}, "huge.png", hugePNGHeader(100_000, 100_000), 422, "megapixels"},
 		{"over the size cap", map[string]string{"title": "x"}, "big.jpg", big, 413, "larger than 10 MB"},
+		{"the limit plus one byte", map[string]string{"title": "x"}, "over.jpg", justOver, 413, "larger than 10 MB"},
 		{"no title", map[string]string{"title": "  "}, "ok.jpg", testJPEG(t, 20, 20), 422, "Give the photo a title"},
 		{"a bad tag", map[string]string{"title": "x", "tags": "ok no/slash"}, "ok.jpg", testJPEG(t, 20, 20), 422, "Tags use letters"},
 	}
@@ -272,6 +281,12 @@ func TestBadUploadsAreRejectedAndStoreNothing(t *testing.T) {
 	if n := ta.countFiles(t); n != 0 {
 		t.Fatalf("%d files stored by rejected uploads", n)
 	}
+	if left := files(t, tmp); len(left) != 0 {
+		t.Fatalf("rejected uploads left temporary files: %v", left)
+	}
+	t.Run("the form says the limit the handler holds files to", func(t *testing.T) {
+		mustContain(t, b.get("/upload"), "up to 10 MB")
+	})
 	t.Run("malformed multipart", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, ta.srv.URL+"/upload", strings.NewReader("--x\r\nnot really"))
 		req.Header.Set("Content-Type", "multipart/form-data; boundary=x")

@@ -10,6 +10,7 @@ import (
 	"image/jpeg"
 	"image/png"
 	"io"
+	"io/fs"
 	"log/slog"
 	"mime/multipart"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -311,4 +313,17 @@ func (ta *testApp) countFiles(t *testing.T) int {
 		n += len(sub)
 	}
 	return n
+}
+
+// files lists the regular files under dir.
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	var list []string
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			list = append(list, path)
+		}
+		return err
+	})
+	return list
 }

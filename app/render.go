@@ -46,6 +46,8 @@ var templateFuncs = template.FuncMap{
 		return fmt.Sprintf("%d %s", n, many)
 	},
 	"int64": func(n int) int64 { return int64(n) },
+	// uploadLimit is the photo size limit the upload handler holds files to.
+	"uploadLimit": uploadLimit,
 	"pager": func(base string, next int64) map[string]any {
 		return map[string]any{"Base": base, "Next": next}
 	},

@@ -18,7 +18,7 @@ func newServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
 		Addr:              addr,
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second, // uploads of up to 10 MB
+		ReadTimeout:       30 * time.Second, // uploads of up to maxUploadBody
 		WriteTimeout:      60 * time.Second, // the index-less stages can be slow
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    maxHeaderBytes, // 431 above it

@@ -31,7 +31,7 @@ func init() {
 		Number:  6,
 		Name:    "queue",
 		Summary: "uploads answer at once; a worker pool makes the images from a Redis-list queue",
-		Schema:  3, // migrations/00003_photo_states.sql
+		Schema:  4, // migrations/00003_photo_states.sql, 00004_photo_jobs.sql
 		Uploads: newQueuedUploads,
 	})
 	registerFlag("workers", intFlag("workers", "WORKERS", func(c *Config) *int { return &c.Workers },
@@ -100,15 +100,16 @@ func (u *queuedUploads) Store(c echo.Context, up checkedUpload) (int64, string, 
 		return 0, "", err
 	}
 	f := up.Form
+	job := jobqueue.NewJobID() // on the row first: a photo whose job is lost is found again (stage6_recovery.go)
 	id, err := u.gallery.CreatePhoto(ctx, models.NewPhoto{
 		Owner: up.Owner, Title: f.Title, Description: f.Description, Tags: f.Tags,
-		ImageKey: key, Width: up.Header.Width, Height: up.Header.Height, State: models.PhotoProcessing,
+		ImageKey: key, Width: up.Header.Width, Height: up.Header.Height, State: models.PhotoProcessing, JobID: job,
 	})
 	if err != nil {
 		u.removeFiles(key)
 		return 0, "", err
 	}
-	if err := u.queue.Enqueue(ctx, jobqueue.Job{ID: jobqueue.NewJobID(), Photo: id, Key: key, Enqueued: time.Now()}); err != nil {
+	if err := u.queue.Enqueue(ctx, jobqueue.Job{ID: job, Photo: id, Key: key, Enqueued: time.Now()}); err != nil {
 		if _, derr := u.gallery.DeletePhoto(context.WithoutCancel(ctx), id, up.Owner.ID); derr != nil {
 			u.log.Error("delete the photo of an upload that could not be queued", "photo", id, "err", derr)
 		}
@@ -133,6 +134,8 @@ type imageWorkers struct {
 	pool  *jobqueue.Pool
 	// handle runs a job: makeImages (a test wraps it).
 	handle func(ctx context.Context, j jobqueue.Job) error
+
+	recoverGrace time.Duration // stage6_recovery.go
 }
 
 // startImageWorkers makes the queue in d's Redis and starts n workers on it
@@ -143,7 +146,7 @@ func startImageWorkers(d *Deps, jobs imageJobs, n int) (*imageWorkers, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &imageWorkers{imageJobs: jobs, queue: jobqueue.New(rdb, "images")}
+	w := &imageWorkers{imageJobs: jobs, queue: jobqueue.New(rdb, "images"), recoverGrace: recoverGrace}
 	w.handle = w.makeImages
 	if d.Config.RedisURL == "" {
 		w.queue.Poll = 250 * time.Millisecond // the embedded miniredis: see Queue.Poll
@@ -158,7 +161,13 @@ func startImageWorkers(d *Deps, jobs imageJobs, n int) (*imageWorkers, error) {
 		blocking := redis.NewClient(&opt)
 		w.queue.Blocking = blocking
 		w.pool.Start()
+		// A process with workers also finds the uploads whose jobs were lost.
+		recovering, stopRecovering := context.WithCancel(context.Background())
+		recovered := make(chan struct{})
+		go func() { defer close(recovered); w.keepRecovering(recovering) }() // stage6_recovery.go
 		d.OnClose(func() error {
+			stopRecovering()
+			<-recovered
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			w.pool.Shutdown(ctx)

@@ -125,7 +125,7 @@ func QueueCommand(ctx context.Context, cfg Config, op QueueOp, out io.Writer) er
 	fmt.Fprintf(tw, "dead\t%d\n", s.Dead)
 	fmt.Fprintf(tw, "workers\t%d\t(%d busy, every process)\n", s.Workers, s.Busy)
 	fmt.Fprintf(tw, "jobs/s\t%d\t(done in the last second)\n", s.Done-before.Done)
-	fmt.Fprintf(tw, "since the queue began\t\t%d done, %d retried, %d reaped, %d dead\n", s.Done, s.Retried, s.Reaped, s.Died)
+	fmt.Fprintf(tw, "since the queue began\t\t%d done, %d retried, %d reaped, %d dead, %d recovered\n", s.Done, s.Retried, s.Reaped, s.Died, s.Recovered)
 	tw.Flush()
 	dead, err := q.Dead(ctx)
 	if err != nil || len(dead) == 0 {

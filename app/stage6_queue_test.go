@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,19 +43,6 @@ func photoNumber(t *testing.T, location string) int64 {
 		t.Fatalf("upload redirected to %q", location)
 	}
 	return id
-}
-
-// files lists the regular files under dir.
-func files(t *testing.T, dir string) []string {
-	t.Helper()
-	var list []string
-	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			list = append(list, path)
-		}
-		return err
-	})
-	return list
 }
 
 func TestStage6UploadAnswersAtOnceAndShowsAPlaceholderUntilReady(t *testing.T) {

@@ -107,7 +107,7 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Addr: cfg.Addr, AdminAddr: cfg.AdminAddr, Instances: cfg.Instances, Log: log,
 		RedisURL: cfg.RedisURL, DataDir: dataDir, Static: static, CPUs: cpus,
 		Limits: topology.Limits{
-			MaxBody:    models.MaxUploadBytes + 64<<10, // upload.go's MaxBytesReader
+			MaxBody:    maxUploadBody, // upload.go's MaxBytesReader
 			MaxHeader:  maxHeaderBytes,
 			ReadHeader: srv.ReadHeaderTimeout, ReadBody: srv.ReadTimeout, Write: srv.WriteTimeout, Idle: srv.IdleTimeout,
 		},

@@ -27,17 +27,28 @@ func (a *App) uploadNew(c echo.Context) error {
 // so a rejected or failed upload leaves nothing behind.
 func (a *App) uploadNewPost(c echo.Context) error {
 	req := c.Request()
-	req.Body = http.MaxBytesReader(c.Response(), req.Body, models.MaxUploadBytes+64<<10)
+	req.Body = http.MaxBytesReader(c.Response(), req.Body, maxUploadBody)
+	tooLarge := func() error {
+		f := &uploadForm{Errors: FieldErrors{"Image": "The file is larger than " + uploadLimit() + "."}}
+		return a.render(c, http.StatusRequestEntityTooLarge, "upload", "Upload a photo", f)
+	}
 	// Parts over 1 MiB go to a temporary file, which the decoder reads from:
 	// an upload waiting for the decode budget holds no memory for its file.
 	if err := req.ParseMultipartForm(1 << 20); err != nil {
 		if isTooLarge(err) {
-			f := &uploadForm{Errors: FieldErrors{"Image": fmt.Sprintf("The file is larger than %d MB.", models.MaxUploadBytes>>20)}}
-			return a.render(c, http.StatusRequestEntityTooLarge, "upload", "Upload a photo", f)
+			return tooLarge()
 		}
 		return echo.NewHTTPError(http.StatusBadRequest, "The upload could not be read; please try again.")
 	}
-	defer req.MultipartForm.RemoveAll()
+	defer req.MultipartForm.RemoveAll() // the temporary files of the parts: nothing stays on disk
+	// The body cap leaves room for the form's text, so a file can be up to
+	// that much over the photo limit and still be read: the file itself is
+	// held to the limit here.
+	for _, fh := range req.MultipartForm.File["image"] {
+		if fh.Size > models.MaxUploadBytes {
+			return tooLarge()
+		}
+	}
 
 	f := &uploadForm{Title: req.FormValue("title"), Description: req.FormValue("description"), TagsText: req.FormValue("tags")}
 	f.validate()
@@ -72,6 +83,13 @@ func (a *App) uploadNewPost(c echo.Context) error {
 	}
 	return a.redirect(c, photoPath(id), flash)
 }
+
+// maxUploadBody caps an upload's body: the photo limit plus the form's
+// text. Stage 7's nginx takes the same figure for client_max_body_size.
+const maxUploadBody = models.MaxUploadBytes + maxFormBytes
+
+// uploadLimit is the photo limit as the form and its error say it ("10 MB").
+func uploadLimit() string { return fmt.Sprintf("%d MB", models.MaxUploadBytes>>20) }
 
 // checkedUpload is an upload whose form and image header passed the checks.
 type checkedUpload struct {

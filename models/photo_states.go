@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Stage 6: a photo's images are made by a worker after its upload, so a
@@ -18,6 +19,24 @@ type PhotoStates interface {
 	// upload's). A ready photo stays as it is (Changed is false): a job
 	// delivered twice changes nothing. A deleted photo is ErrNotFound.
 	FinishPhoto(ctx context.Context, id int64, state string, width, height int) (FinishedPhoto, error)
+	// UnfinishedPhotos lists up to limit photos in state processing, created
+	// before before, with ids above after, in id order (schema 4).
+	UnfinishedPhotos(ctx context.Context, before time.Time, after int64, limit int) ([]UnfinishedPhoto, error)
+	// ClaimPhotoJob moves a processing photo from job old to job new, and
+	// says whether it did: of several processes that found the same photo
+	// without a live job, exactly one claims it and enqueues the new job
+	// (a row claim in one statement, which PgBouncer's transaction pooling
+	// keeps, unlike a session-level advisory lock). A photo that finished or
+	// went, or that another process claimed first, is not claimed.
+	ClaimPhotoJob(ctx context.Context, id int64, old, new string) (bool, error)
+}
+
+// UnfinishedPhoto is a photo still in state processing and the job named to
+// make its images (empty for one uploaded before schema 4).
+type UnfinishedPhoto struct {
+	ID       int64
+	ImageKey string
+	JobID    string
 }
 
 // FinishedPhoto tells the caller what FinishPhoto changed: whether it did,
@@ -72,6 +91,65 @@ func (s *PhotoStore) FinishPhoto(ctx context.Context, id int64, state string, wi
 		return f, fmt.Errorf("models: photo %d tags: %w", id, err)
 	}
 	return f, nil
+}
+
+// UnfinishedPhotos scans the partial index photos_unfinished_idx
+// (migrations/00004_photo_jobs.sql): only unfinished photos, never the table.
+func (s *PhotoStore) UnfinishedPhotos(ctx context.Context, before time.Time, after int64, limit int) ([]UnfinishedPhoto, error) {
+	var rows []struct {
+		ID       int64
+		ImageKey string
+		JobID    *string
+	}
+	err := s.db.WithContext(ctx).Raw(`SELECT id, image_key, job_id FROM photos
+		WHERE state = 'processing' AND created_at < ? AND id > ? ORDER BY id LIMIT ?`, before, after, limit).Scan(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("models: unfinished photos after %d: %w", after, err)
+	}
+	list := make([]UnfinishedPhoto, len(rows))
+	for i, r := range rows {
+		list[i] = UnfinishedPhoto{ID: r.ID, ImageKey: r.ImageKey}
+		if r.JobID != nil {
+			list[i].JobID = *r.JobID
+		}
+	}
+	return list, nil
+}
+
+// ClaimPhotoJob is a compare-and-set of job_id on a processing photo.
+func (s *PhotoStore) ClaimPhotoJob(ctx context.Context, id int64, old, new string) (bool, error) {
+	res := s.db.WithContext(ctx).Exec(`UPDATE photos SET job_id = ?
+		WHERE id = ? AND state = 'processing' AND job_id IS NOT DISTINCT FROM ?`, new, id, nullString(old))
+	if res.Error != nil {
+		return false, fmt.Errorf("models: claim photo %d for job %s: %w", id, new, res.Error)
+	}
+	return res.RowsAffected == 1, nil
+}
+
+// nullString is NULL for "", for the columns where no value is NULL.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// UnfinishedPhotos reads through: recovery needs the truth.
+func (g *CachedGallery) UnfinishedPhotos(ctx context.Context, before time.Time, after int64, limit int) ([]UnfinishedPhoto, error) {
+	ps, ok := g.inner.(PhotoStates)
+	if !ok {
+		return nil, errNoStates
+	}
+	return ps.UnfinishedPhotos(ctx, before, after, limit)
+}
+
+// ClaimPhotoJob writes through; no page shows a photo's job.
+func (g *CachedGallery) ClaimPhotoJob(ctx context.Context, id int64, old, new string) (bool, error) {
+	ps, ok := g.inner.(PhotoStates)
+	if !ok {
+		return false, errNoStates
+	}
+	return ps.ClaimPhotoJob(ctx, id, old, new)
 }
 
 // errNoStates is a cache in front of a store without photo states.

@@ -212,10 +212,10 @@ func (s *PhotoStore) CreatePhoto(ctx context.Context, p NewPhoto) (int64, error)
 		insert := tx.Raw(`INSERT INTO photos (user_id, title, description, image_key, width, height)
 			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
 			p.Owner.ID, p.Title, p.Description, p.ImageKey, p.Width, p.Height)
-		if p.State != "" { // Stage 6: a photo whose images a worker makes
-			insert = tx.Raw(`INSERT INTO photos (user_id, title, description, image_key, width, height, state)
-				VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-				p.Owner.ID, p.Title, p.Description, p.ImageKey, p.Width, p.Height, p.State)
+		if p.State != "" { // Stage 6: a photo whose images a worker makes, and the job that makes them
+			insert = tx.Raw(`INSERT INTO photos (user_id, title, description, image_key, width, height, state, job_id)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+				p.Owner.ID, p.Title, p.Description, p.ImageKey, p.Width, p.Height, p.State, nullString(p.JobID))
 		}
 		err := insert.Scan(&id).Error
 		if err != nil {

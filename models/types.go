@@ -119,6 +119,10 @@ type NewPhoto struct {
 	// State is the photo's first state: empty (ready) when the images are
 	// stored with the upload; processing when a worker makes them (stage 6).
 	State string
+	// JobID names the job that makes the images of a photo in state
+	// processing (stage 6, schema 4): recovery re-enqueues a photo whose
+	// job is gone.
+	JobID string
 }
 
 // DeletedPhoto tells the caller what a delete removed: the files to remove and

@@ -170,6 +170,23 @@ func (q *Queue) Ack(ctx context.Context, id string) error {
 	})
 }
 
+// Known says whether the queue holds the job: waiting, running, due for a
+// retry or dead (its body stays until it is done or dropped). Recovery
+// re-enqueues only a photo whose job the queue does not know.
+func (q *Queue) Known(ctx context.Context, id string) (bool, error) {
+	ok, err := q.rdb.HExists(ctx, q.key("jobs"), id).Result()
+	if err != nil {
+		return false, fmt.Errorf("jobqueue: job %s known: %w", id, err)
+	}
+	return ok, nil
+}
+
+// CountRecovered adds n to the jobs that were enqueued again for work the
+// queue had lost (Stats.Recovered).
+func (q *Queue) CountRecovered(ctx context.Context, n int) {
+	q.rdb.HIncrBy(ctx, q.key("stats"), "recovered", int64(n))
+}
+
 // HandBack returns a job that was not finished (a shutdown) to the front of
 // the queue; it counts no attempt.
 func (q *Queue) HandBack(ctx context.Context, id string) error {
@@ -277,6 +294,7 @@ type Stats struct {
 	Ready, Processing, Delayed, Dead int64
 	Oldest                           time.Duration // how long the oldest ready job has waited
 	Done, Retried, Reaped, Died      int64         // counters since the queue began
+	Recovered                        int64         // jobs enqueued again for photos whose job was lost
 	Workers, Busy                    int64         // in every process that reported in the last 5 s
 }
 
@@ -310,6 +328,7 @@ func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 	s.Ready, s.Processing, s.Delayed, s.Dead = ready.Val(), processing.Val(), delayed.Val(), dead.Val()
 	count := func(name string) int64 { n, _ := strconv.ParseInt(stats.Val()[name], 10, 64); return n }
 	s.Done, s.Retried, s.Reaped, s.Died = count("done"), count("retried"), count("reaped"), count("dead")
+	s.Recovered = count("recovered")
 	for _, v := range workers.Val() {
 		var n, busy, at int64
 		if _, err := fmt.Sscan(v, &n, &busy, &at); err == nil && q.Now().UnixMilli()-at < 5000 {
