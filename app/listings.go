@@ -11,8 +11,21 @@ import (
 	"flickrkillr/models"
 )
 
-// A user's page and a tag's page are one kind of page, a listing: a grid of
-// photos with a keyset cursor, kept as one view.
+// The home page, a user's page and a tag's page are grids of photos. The
+// home page is the newest photos; a user's and a tag's page are one kind of
+// page, a listing: a grid with a keyset cursor, kept as one view.
+
+func (a *App) home(c echo.Context) error {
+	return a.renderView(c, http.StatusOK, "home", viewSpec{key: "home", deps: []string{models.DepHome},
+		render: func(ctx context.Context) (View, error) {
+			page, err := a.gallery.Home(ctx)
+			if err != nil {
+				return View{}, err
+			}
+			html, err := a.renderPart(ctx, "home", "home-view", page)
+			return View{Title: "Recent photos", HTML: []template.HTML{html}}, err
+		}}, nil, noLiveParts)
+}
 
 func (a *App) userShow(c echo.Context) error {
 	name := c.Param("name")
