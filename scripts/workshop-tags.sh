@@ -115,11 +115,20 @@ fetch_all() { # base-url out-dir: anonymous pages, pid and timing-free
   done
   curl -s "$1/healthz" | sed 's/"pid":[0-9]*//' > "$2/healthz"
 }
+# The servers listen on a port found free here, never a fixed one: a fixed
+# port taken by anything else on the machine (a load test, another checkout's
+# verify) made the server exit at once and the verify fail.
+port=18181
+while (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
 serve_and_fetch() { # binary stage-flag out-dir
-  "$1" serve --addr 127.0.0.1:18181 $2 >"$3.log" 2>&1 &
+  "$1" serve --addr "127.0.0.1:$port" --admin-addr "" $2 >"$3.log" 2>&1 &
   local pid=$!
-  for _ in $(seq 100); do curl -sf http://127.0.0.1:18181/healthz >/dev/null 2>&1 && break; sleep 0.1; done
-  fetch_all http://127.0.0.1:18181 "$3"
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "workshop-tags: $1 serve $2 exited before it answered; its log:" >&2
+    cat "$3.log" >&2; exit 1
+  fi
+  fetch_all "http://127.0.0.1:$port" "$3"
   kill -INT "$pid"; wait "$pid" || true
 }
 for tag in "${tags[@]}"; do
