@@ -461,16 +461,6 @@ func readTopology(t *testing.T, admin string) topologyFile {
 	return tf
 }
 
-func ready(addr string) bool {
-	c := &http.Client{Timeout: time.Second}
-	res, err := c.Get("http://" + addr + "/readyz")
-	if err != nil {
-		return false
-	}
-	res.Body.Close()
-	return res.StatusCode == http.StatusOK
-}
-
 // descendants lists every process below pid (/proc's parent links).
 func descendants(pid int) []int {
 	parent := map[int]int{}
@@ -518,29 +508,6 @@ func buildFlickrkillr(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return exe
-}
-
-// mustFreeAddr is a loopback address with a port free right now.
-func mustFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// waitFor polls ok every 100 ms until it holds or limit passes.
-func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", limit, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // syncBuffer is a bytes.Buffer that a process's two pipes can write at once.
