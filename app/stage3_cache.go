@@ -10,6 +10,7 @@ import (
 	"html/template"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,7 +58,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return &cachedViews{cache: cache}, nil
+			return &cachedViews{cache: cache, hints: map[string][]string{}}, nil
 		},
 	})
 }
@@ -88,6 +89,43 @@ func sharedCache(d *Deps) (*models.Cache, error) {
 // cachedViews keeps views, encoded, in the Cache.
 type cachedViews struct {
 	cache *models.Cache
+
+	// hints remembers what each view's page depends on (a photo page: the
+	// photo and its owner), learnt from the view itself, so that the next
+	// request for the page reads all their generations in one round trip
+	// before it knows the owner. A dependency that is not in the hint costs
+	// one more round trip, never a wrong page.
+	mu    sync.Mutex
+	hints map[string][]string
+}
+
+// maxHints bounds the hints (about 100 bytes each); a full map starts over.
+const maxHints = 200_000
+
+func (cv *cachedViews) Begin(ctx context.Context, key string) context.Context {
+	cv.mu.Lock()
+	deps := cv.hints[key]
+	cv.mu.Unlock()
+	return cv.cache.Prefetch(ctx, deps)
+}
+
+// hint keeps the dependencies of key's page: deps and the view's own Deps.
+func (cv *cachedViews) hint(key string, deps []string, v View) {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	if _, ok := cv.hints[key]; ok {
+		return
+	}
+	if len(cv.hints) >= maxHints {
+		clear(cv.hints)
+	}
+	all := append([]string(nil), deps...)
+	for _, d := range v.Deps {
+		if !slices.Contains(all, d) {
+			all = append(all, d)
+		}
+	}
+	cv.hints[key] = all
 }
 
 func (cv *cachedViews) View(ctx context.Context, key string, deps []string, render func(context.Context) (View, error)) (View, error) {
@@ -104,6 +142,7 @@ func (cv *cachedViews) View(ctx context.Context, key string, deps []string, rend
 		return View{}, err
 	}
 	if rendered != nil {
+		cv.hint(key, deps, *rendered)
 		return *rendered, nil
 	}
 	v, err := decodeView(b)
@@ -111,6 +150,7 @@ func (cv *cachedViews) View(ctx context.Context, key string, deps []string, rend
 		// Not a view (a foreign or truncated value): render it afresh.
 		return render(ctx)
 	}
+	cv.hint(key, deps, v)
 	return v, nil
 }
 

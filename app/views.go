@@ -27,10 +27,16 @@ type View struct {
 // every request (renderViews); stage 3 keeps views in Redis.
 type ViewCache interface {
 	View(ctx context.Context, key string, deps []string, render func(context.Context) (View, error)) (View, error)
+	// Begin starts a page whose first view is key: the context it returns is
+	// the one its lookups use (stage 3: in it the cache reads every
+	// generation the page is expected to need in one round trip).
+	Begin(ctx context.Context, key string) context.Context
 }
 
 // renderViews keeps nothing: every request renders its views.
 type renderViews struct{}
+
+func (renderViews) Begin(ctx context.Context, _ string) context.Context { return ctx }
 
 func (renderViews) View(ctx context.Context, _ string, _ []string, render func(context.Context) (View, error)) (View, error) {
 	return render(ctx)
@@ -70,8 +76,8 @@ func noLiveParts(context.Context, *models.PublicUser) (func(View) any, error) {
 // viewer sees, so the whole page is kept as a view of its own: a repeated
 // anonymous page executes no template.
 func (a *App) renderView(c echo.Context, status int, page string, spec viewSpec, more func(context.Context, View) ([]View, error), live liveParts) error {
-	ctx := c.Request().Context()
 	flash := a.popFlash(c)
+	ctx := a.views.Begin(c.Request().Context(), spec.key)
 	u, loggedIn := currentUser(c)
 	first := func(ctx context.Context) (View, error) {
 		return a.views.View(ctx, spec.key, spec.deps, spec.render)

@@ -1,0 +1,58 @@
+package app
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// timingCount is the count at the start of the desc of Server-Timing's entry
+// name ("2 round trips", "0 queries"), or -1 when the entry is missing.
+func timingCount(res response, name string) int {
+	for _, e := range parseServerTiming(res.Header.Get("Server-Timing")) {
+		if e.Name == name {
+			return queriesIn(e.Desc)
+		}
+	}
+	return -1
+}
+
+// A cached page costs one round trip to the cache: its generations in one
+// MGET, its values from the near cache (or one more command), no SQL; a
+// logged-in page adds the session's load. Server-Timing counts both.
+func TestStage3CachedPagesCostOneRoundTripToTheCache(t *testing.T) {
+	for _, stage := range []int{3, DefaultStage()} {
+		ta := newTestApp(t, stage)
+		owner, other := ta.browser(t), ta.browser(t)
+		owner.signup("olga")
+		other.signup("gus")
+		photo := owner.upload(map[string]string{"title": "Mine", "tags": "m"}, "a.png", testPNG(t, 40, 30)).Header.Get("Location")
+		owner.get("/") // takes the flashes
+		other.get("/")
+		pages := []string{photo, "/", "/users/olga", "/tags/m"}
+		for _, v := range []struct {
+			name string
+			b    *browser
+			max  int
+		}{
+			{"an anonymous visitor", anonymous(ta, t), 2},
+			{"the owner", owner, 3},
+			{"another user", other, 3},
+		} {
+			for _, p := range pages {
+				v.b.get(p) // fills the caches
+				res := v.b.get(p)
+				mustStatus(t, res, http.StatusOK)
+				if n := timingCount(res, "db"); n != 0 {
+					t.Errorf("stage %d, %s, cached %s: %d SQL statements, want 0 (%s)", stage, v.name, p, n, res.Header.Get("Server-Timing"))
+				}
+				if n := timingCount(res, "redis"); n > v.max {
+					t.Errorf("stage %d, %s, cached %s: %d Redis round trips, want at most %d (%s)", stage, v.name, p, n, v.max, res.Header.Get("Server-Timing"))
+				}
+				if !strings.Contains(res.Header.Get("Server-Timing"), " 0 misses") {
+					t.Errorf("stage %d, %s, cached %s missed: %s", stage, v.name, p, res.Header.Get("Server-Timing"))
+				}
+			}
+		}
+	}
+}
