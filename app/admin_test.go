@@ -181,6 +181,7 @@ func TestServerTimingCountsTheStatementsSent(t *testing.T) {
 			b := ta.browser(t)
 			b.signup("tim")
 			photo := b.upload(map[string]string{"title": "Timed", "tags": "timed"}, "a.png", testPNG(t, 40, 30)).Header.Get("Location")
+			b.get("/upload") // takes the upload's flash: a page with a flash is not kept
 			for _, path := range []string{"/", photo, "/users/tim", "/tags/timed"} {
 				for view := 1; view <= 2; view++ {
 					before := ta.queries.Load()
@@ -210,7 +211,8 @@ func TestServerTimingCountsTheStatementsSent(t *testing.T) {
 					case tc.stage == 3 && view == 2 && (sent != 0 || !regexp.MustCompile(`^[1-9]\d* hits?, 0 misses$`).MatchString(parts["cache"].Desc)):
 						t.Fatalf("GET %s at stage 3, second view: %d statements, cache %q; want 0 and only hits", path, sent, parts["cache"].Desc)
 					}
-					if parts["render"].Dur <= 0 || parts["total"].Dur < parts["render"].Dur {
+					// A kept page executes no template (stage 3, second view): render 0.
+					if (tc.stage == 1 || view == 1) && parts["render"].Dur <= 0 || parts["total"].Dur < parts["render"].Dur {
 						t.Fatalf("GET %s: render %.3f ms, total %.3f ms", path, parts["render"].Dur, parts["total"].Dur)
 					}
 				}
