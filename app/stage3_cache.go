@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"flickrkillr/models"
 )
@@ -232,13 +233,20 @@ func (r *viewReader) uvarint() uint64 {
 	return n
 }
 
+// string reads a string without copying it: a view's bytes are never
+// written after they are read (the near cache hands the same bytes to every
+// hit, Redis a fresh copy to one), so the view's HTML can point into them
+// instead of copying a whole page on every hit.
 func (r *viewReader) string() string {
 	n := r.uvarint()
 	if r.bad || n > uint64(len(r.b)) {
 		r.bad = true
 		return ""
 	}
-	s := string(r.b[:n])
+	if n == 0 {
+		return ""
+	}
+	s := unsafe.String(&r.b[0], n)
 	r.b = r.b[n:]
 	return s
 }
