@@ -35,7 +35,12 @@ func (a *App) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 		if ck, err := req.Cookie(a.sessions.Cookie.Name); err == nil {
 			token = ck.Value
 		}
-		ctx, err := a.sessions.Load(req.Context(), token)
+		ctx := req.Context()
+		if token != "" {
+			// Stage 3: the page's cache generations ride with the session's load.
+			ctx = a.views.Expect(ctx, req.RequestURI)
+		}
+		ctx, err := a.sessions.Load(ctx, token)
 		if err != nil {
 			// The store is down or slow (the Redis breaker answers at once):
 			// a quick 503 page, while pages without a session cookie, which

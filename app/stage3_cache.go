@@ -59,7 +59,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return &cachedViews{cache: cache, hints: map[string][]string{}}, nil
+			return &cachedViews{cache: cache, hints: map[string][]string{}, pages: map[string]string{}}, nil
 		},
 	})
 }
@@ -95,17 +95,33 @@ type cachedViews struct {
 	// photo and its owner), learnt from the view itself, so that the next
 	// request for the page reads all their generations in one round trip
 	// before it knows the owner. A dependency that is not in the hint costs
-	// one more round trip, never a wrong page.
+	// one more round trip, never a wrong page. pages remembers which view a
+	// request URI's page starts with, so that the page's generations can
+	// ride with the session's load, before the handler runs (Expect).
 	mu    sync.Mutex
 	hints map[string][]string
+	pages map[string]string // request URI → its page's first view (Begin)
 }
 
 // maxHints bounds the hints (about 100 bytes each); a full map starts over.
 const maxHints = 200_000
 
-func (cv *cachedViews) Begin(ctx context.Context, key string) context.Context {
+func (cv *cachedViews) Expect(ctx context.Context, uri string) context.Context {
+	cv.mu.Lock()
+	deps := cv.hints[cv.pages[uri]]
+	cv.mu.Unlock()
+	return cv.cache.Expect(ctx, deps)
+}
+
+func (cv *cachedViews) Begin(ctx context.Context, uri, key string) context.Context {
 	cv.mu.Lock()
 	deps := cv.hints[key]
+	if cv.pages[uri] != key {
+		if len(cv.pages) >= maxHints {
+			clear(cv.pages)
+		}
+		cv.pages[uri] = key
+	}
 	cv.mu.Unlock()
 	return cv.cache.Prefetch(ctx, deps)
 }

@@ -17,9 +17,10 @@ func timingCount(res response, name string) int {
 	return -1
 }
 
-// A cached page costs one round trip to the cache: its generations in one
-// MGET, its values from the near cache (or one more command), no SQL; a
-// logged-in page adds the session's load. Server-Timing counts both.
+// A cached page costs one round trip to Redis: its generations in one MGET
+// (for a logged-in viewer in the same pipeline as the session's GET), its
+// values from the near cache, no SQL. Server-Timing counts both. (The
+// issue's budget was 2 round trips anonymous, 3 logged in.)
 func TestStage3CachedPagesCostOneRoundTripToTheCache(t *testing.T) {
 	for _, stage := range []int{3, DefaultStage()} {
 		ta := newTestApp(t, stage)
@@ -35,9 +36,9 @@ func TestStage3CachedPagesCostOneRoundTripToTheCache(t *testing.T) {
 			b    *browser
 			max  int
 		}{
-			{"an anonymous visitor", anonymous(ta, t), 2},
-			{"the owner", owner, 3},
-			{"another user", other, 3},
+			{"an anonymous visitor", anonymous(ta, t), 1},
+			{"the owner", owner, 1},
+			{"another user", other, 1},
 		} {
 			for _, p := range pages {
 				v.b.get(p) // fills the caches

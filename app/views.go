@@ -31,16 +31,21 @@ type View struct {
 // every request (renderViews); stage 3 keeps views in Redis.
 type ViewCache interface {
 	View(ctx context.Context, key string, deps []string, render func(context.Context) (View, error)) (View, error)
-	// Begin starts a page whose first view is key: the context it returns is
-	// the one its lookups use (stage 3: in it the cache reads every
-	// generation the page is expected to need in one round trip).
-	Begin(ctx context.Context, key string) context.Context
+	// Expect is called as a request for uri starts, before its session is
+	// loaded (stage 3: the generations its page needed last time wait in
+	// the context, to ride with the session's load).
+	Expect(ctx context.Context, uri string) context.Context
+	// Begin starts the page of uri whose first view is key: the context it
+	// returns is the one its lookups use (stage 3: in it the cache has read
+	// every generation the page is expected to need, in one round trip).
+	Begin(ctx context.Context, uri, key string) context.Context
 }
 
 // renderViews keeps nothing: every request renders its views.
 type renderViews struct{}
 
-func (renderViews) Begin(ctx context.Context, _ string) context.Context { return ctx }
+func (renderViews) Expect(ctx context.Context, _ string) context.Context   { return ctx }
+func (renderViews) Begin(ctx context.Context, _, _ string) context.Context { return ctx }
 
 func (renderViews) View(ctx context.Context, _ string, _ []string, render func(context.Context) (View, error)) (View, error) {
 	return render(ctx)
@@ -81,7 +86,7 @@ func noLiveParts(context.Context, *models.PublicUser) (func(View) any, error) {
 // anonymous page executes no template.
 func (a *App) renderView(c echo.Context, status int, page string, spec viewSpec, more func(context.Context, View) ([]View, error), live liveParts) error {
 	flash := a.popFlash(c)
-	ctx := a.views.Begin(c.Request().Context(), spec.key)
+	ctx := a.views.Begin(c.Request().Context(), c.Request().RequestURI, spec.key)
 	u, loggedIn := currentUser(c)
 	first := func(ctx context.Context) (View, error) {
 		return a.views.View(ctx, spec.key, spec.deps, spec.render)

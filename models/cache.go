@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -247,13 +248,67 @@ func (c *Cache) generations(ctx context.Context, deps []string) ([]string, error
 	return gens, nil
 }
 
+// Expect returns a context in which this request reads each generation at
+// most once, and in which deps (what the page is expected to need) wait to
+// be read: by the session's load, in its round trip (WithPiggyback), or
+// else by the page's Prefetch.
+func (c *Cache) Expect(ctx context.Context, deps []string) context.Context {
+	if len(deps) == 0 {
+		return ctx
+	}
+	m := memoFrom(ctx)
+	if m == nil {
+		m = &genMemo{gens: make(map[string]string, len(deps)+2)}
+		ctx = context.WithValue(ctx, genMemoKey{}, m)
+	}
+	m.mu.Lock()
+	m.pending = append(m.pending, deps...)
+	m.mu.Unlock()
+	pctx := ctx
+	return WithPiggyback(ctx, func(p redis.Pipeliner) func() { return m.piggyback(pctx, p) })
+}
+
+// piggyback adds to p an MGET of the generations the request expects
+// (Expect) and has not read yet, and returns what puts its answer into the
+// memo (nil: nothing to read).
+func (m *genMemo) piggyback(ctx context.Context, p redis.Pipeliner) func() {
+	m.mu.Lock()
+	deps := m.pending
+	m.pending = nil
+	m.mu.Unlock()
+	if len(deps) == 0 {
+		return nil
+	}
+	keys := make([]string, len(deps))
+	for i, d := range deps {
+		keys[i] = "gen:" + d
+	}
+	cmd := p.MGet(ctx, keys...)
+	return func() {
+		vals, err := cmd.Result()
+		if err != nil || len(vals) != len(deps) {
+			return // the lookups read them themselves
+		}
+		gens := make([]string, len(deps))
+		for i, v := range vals {
+			if s, ok := v.(string); ok {
+				gens[i] = s
+			} else {
+				gens[i] = "0"
+			}
+		}
+		m.put(deps, gens)
+	}
+}
+
 // genMemo is one request's generation numbers, read once: a page's views
 // and data share their dependencies (a photo page's view, its favorite star
 // and its anonymous whole page all depend on the photo), and a cached page
 // should cost one round trip to Redis, not one per value.
 type genMemo struct {
-	mu   sync.Mutex
-	gens map[string]string
+	mu      sync.Mutex
+	gens    map[string]string
+	pending []string // expected, not read yet (Expect)
 }
 
 type genMemoKey struct{}
@@ -273,7 +328,7 @@ func (m *genMemo) put(deps, gens []string) {
 
 // Prefetch returns a context in which this request reads each generation at
 // most once, having read those of deps (what the page is expected to need)
-// in one MGET now. A request that raced a write read the old numbers, as a
+// and those it expected (Expect) that are not read yet in one MGET now. A request that raced a write read the old numbers, as a
 // single lookup would have: its values land under the old keys. On a Redis
 // error it reads nothing now; the lookups then fail open one by one.
 func (c *Cache) Prefetch(ctx context.Context, deps []string) context.Context {
@@ -282,11 +337,20 @@ func (c *Cache) Prefetch(ctx context.Context, deps []string) context.Context {
 		m = &genMemo{gens: make(map[string]string, len(deps)+2)}
 		ctx = context.WithValue(ctx, genMemoKey{}, m)
 	}
-	if len(deps) == 0 {
+	m.mu.Lock()
+	var missing []string
+	for _, d := range append(m.pending, deps...) {
+		if _, ok := m.gens[d]; !ok && !slices.Contains(missing, d) {
+			missing = append(missing, d)
+		}
+	}
+	m.pending = nil
+	m.mu.Unlock()
+	if len(missing) == 0 {
 		return ctx
 	}
-	if gens, err := c.generations(ctx, deps); err == nil {
-		m.put(deps, gens)
+	if gens, err := c.generations(ctx, missing); err == nil {
+		m.put(missing, gens)
 	}
 	return ctx
 }
