@@ -32,14 +32,17 @@ type App struct {
 	files    *models.ImageStore
 	images   ImageSource
 	sessions *scs.SessionManager
-	tmpl     *renderer
-	views    ViewCache
-	lookups  models.Lookups // how a page's independent lookups run
-	uploads  Uploads
-	echo     *echo.Echo
-	lim      *limits
-	metrics  *obs.Metrics // nil with METRICS=0 and in a CGI child
-	front    Front
+	// sessionRefresh: 0 rewrites every session on every request (stages
+	// 1-2); from stage 3 how often an unchanged session's expiry moves.
+	sessionRefresh time.Duration
+	tmpl           *renderer
+	views          ViewCache
+	lookups        models.Lookups // how a page's independent lookups run
+	uploads        Uploads
+	echo           *echo.Echo
+	lim            *limits
+	metrics        *obs.Metrics // nil with METRICS=0 and in a CGI child
+	front          Front
 }
 
 // New builds the App for cfg.Stage from the opened dependencies; the stage
@@ -89,7 +92,8 @@ func New(cfg Config, d *Deps) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("app: session store: %w", err)
 	}
-	a.sessions = newSessionManager(a.timeSessions(store))
+	a.sessions = newSessionManager(a.timeSessions(store), stage.SessionRefresh)
+	a.sessionRefresh = stage.SessionRefresh
 
 	a.lookups = models.Sequential{}
 	if stage.Lookups != nil {
@@ -144,14 +148,23 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.echo.ServeHT
 // Stage is the stage the App runs.
 func (a *App) Stage() Stage { return a.stage }
 
-// newSessionManager configures scs the same way for every store.
-func newSessionManager(store scs.Store) *scs.SessionManager {
+// newSessionManager configures scs the same way for every store. refresh 0
+// keeps an idle timeout, which makes scs rewrite the session on every request
+// that carries one: the per-request session write that stages 1 and 2
+// measure. From stage 3 on (refresh > 0) a session is written only when it
+// changes, and loadSession moves its expiry forward at most once per refresh.
+func newSessionManager(store scs.Store, refresh time.Duration) *scs.SessionManager {
 	sm := scs.New()
 	sm.Store = store
 	sm.Lifetime = 7 * 24 * time.Hour
-	// An idle timeout makes scs rewrite the session on every request that
-	// carries one: the per-request session write that stages 1 and 2 measure.
-	sm.IdleTimeout = 24 * time.Hour
+	sm.IdleTimeout = sessionIdle
+	if refresh > 0 {
+		// Stage 3: the idle timeout is the session's deadline itself
+		// (scs's SetDeadline), renewed rarely instead of on every request.
+		sm.IdleTimeout = 0
+		sm.Lifetime = sessionIdle
+	}
+	sm.Codec = sessionCodec{}
 	sm.Cookie.Name = "flickrkillr_session"
 	sm.Cookie.HttpOnly = true
 	sm.Cookie.SameSite = http.SameSiteLaxMode

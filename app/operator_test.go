@@ -130,12 +130,18 @@ func TestMetricsCountWhatTheAppDid(t *testing.T) {
 			t.Fatalf("SQL-per-request histogram counted %g requests, want 11", reqs)
 		}
 	})
-	t.Run("session operations: a find and a commit per request of a logged-in user", func(t *testing.T) {
+	t.Run("session operations: a find per request of a logged-in user, a commit per change", func(t *testing.T) {
 		// The anonymous browser carries no session cookie: no store operations.
 		finds := m[`flickrkillr_session_operations_total{op="find",result="ok"}`] - before[`flickrkillr_session_operations_total{op="find",result="ok"}`]
 		commits := m[`flickrkillr_session_operations_total{op="commit",result="ok"}`] - before[`flickrkillr_session_operations_total{op="commit",result="ok"}`]
-		if finds != 2 || commits != 2 {
-			t.Fatalf("session finds %g, commits %g; want 2 and 2 (alice's two pages)", finds, commits)
+		// Stages 1-2 rewrite the session on every request; from stage 3 on
+		// only the first page, which takes the upload's flash, changes it.
+		wantCommits := 2.0
+		if s, _ := resolve(stage); s.SessionRefresh > 0 {
+			wantCommits = 1
+		}
+		if finds != 2 || commits != wantCommits {
+			t.Fatalf("session finds %g, commits %g; want 2 and %g (alice's two pages)", finds, commits, wantCommits)
 		}
 	})
 	t.Run("cache lookups and images from memory (stage 3 and up)", func(t *testing.T) {
@@ -183,6 +189,7 @@ func TestServerTimingCountsTheStatementsSent(t *testing.T) {
 			b := ta.browser(t)
 			b.signup("tim")
 			photo := b.upload(map[string]string{"title": "Timed", "tags": "timed"}, "a.png", testPNG(t, 40, 30)).Header.Get("Location")
+			b.get("/upload") // takes the upload's flash: a page with a flash is not kept
 			for _, path := range []string{"/", photo, "/users/tim", "/tags/timed"} {
 				for view := 1; view <= 2; view++ {
 					before := ta.queries.Load()
@@ -212,7 +219,8 @@ func TestServerTimingCountsTheStatementsSent(t *testing.T) {
 					case tc.stage == 3 && view == 2 && (sent != 0 || !regexp.MustCompile(`^[1-9]\d* hits?, 0 misses$`).MatchString(parts["cache"].Desc)):
 						t.Fatalf("GET %s at stage 3, second view: %d statements, cache %q; want 0 and only hits", path, sent, parts["cache"].Desc)
 					}
-					if parts["render"].Dur <= 0 || parts["total"].Dur < parts["render"].Dur {
+					// A kept page executes no template (stage 3, second view): render 0.
+					if (tc.stage == 1 || view == 1) && parts["render"].Dur <= 0 || parts["total"].Dur < parts["render"].Dur {
 						t.Fatalf("GET %s: render %.3f ms, total %.3f ms", path, parts["render"].Dur, parts["total"].Dur)
 					}
 				}

@@ -29,6 +29,16 @@ type photoLive struct {
 	Comment    *commentForm
 }
 
+// variant names the viewers who see the same photo page (viewer pages,
+// views.go): those whose star is on or off, and the owner or not. A comment
+// form holding text or errors is its own viewer's only.
+func (l photoLive) variant() (string, bool) {
+	if l.Comment != nil && (l.Comment.Body != "" || len(l.Comment.Errors) > 0) {
+		return "", false
+	}
+	return "|fav=" + strconv.FormatBool(l.IsFavorite) + "|owner=" + strconv.FormatBool(l.IsOwner), true
+}
+
 // moreFromOwner is how many of the owner's other photos the photo page shows.
 const moreFromOwner = 6
 

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/alexedwards/scs/v2"
 
@@ -42,6 +43,11 @@ type Stage struct {
 	Serve func(ctx context.Context, cfg Config, log *slog.Logger) error
 	// Sessions makes the scs session store.
 	Sessions func(d *Deps) (scs.Store, error)
+	// SessionRefresh, when set, writes a session only when it changes (a
+	// log-in, a log-out, a flash) and moves its expiry forward at most this
+	// often (stage 3). Unset, an idle timeout rewrites the session on every
+	// request that carries one: the per-request write stages 1 and 2 measure.
+	SessionRefresh time.Duration
 	// Gallery wraps (or replaces) the photo reads and writes.
 	Gallery func(d *Deps, inner models.Gallery) (models.Gallery, error)
 	// Images wraps (or replaces) where image bytes come from.
@@ -133,6 +139,9 @@ func resolve(n int) (Stage, error) {
 		}
 		r.Indexes = r.Indexes || s.Indexes
 		overrideHooks(&r, s)
+		if s.SessionRefresh != 0 { // a duration, not a hook
+			r.SessionRefresh = s.SessionRefresh
+		}
 	}
 	return r, nil
 }

@@ -8,7 +8,11 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"os"
+	"slices"
+	"sync"
 	"time"
+	"unsafe"
 
 	"flickrkillr/app/obs"
 	"flickrkillr/models"
@@ -26,7 +30,15 @@ func init() {
 		Number:  3,
 		Name:    "cache",
 		Summary: "cache-aside in Redis for the hot reads; images from memory with ETag/Cache-Control",
+		// Stage 3: a session is written only when it changes; an unchanged
+		// one's expiry moves forward at most once an hour (stages 1-2 rewrite
+		// it on every request, the cost they measure). It comes with the
+		// cache because a cached page must not cost a session write.
+		SessionRefresh: time.Hour,
 		Gallery: func(d *Deps, inner models.Gallery) (models.Gallery, error) {
+			if sessionRuleOnly() {
+				return inner, nil
+			}
 			cache, err := sharedCache(d)
 			if err != nil {
 				return nil, err
@@ -34,14 +46,20 @@ func init() {
 			return models.NewCachedGallery(inner, cache), nil
 		},
 		Images: func(d *Deps, inner ImageSource) (ImageSource, error) {
+			if sessionRuleOnly() {
+				return inner, nil
+			}
 			return newMemoryImages(inner, 256<<20), nil
 		},
 		Views: func(d *Deps) (ViewCache, error) {
+			if sessionRuleOnly() {
+				return renderViews{}, nil
+			}
 			cache, err := sharedCache(d)
 			if err != nil {
 				return nil, err
 			}
-			return &cachedViews{cache: cache}, nil
+			return &cachedViews{cache: cache, hints: map[string][]string{}, pages: map[string]string{}}, nil
 		},
 	})
 	// Its panels. Cache lookups are counted by the cache itself
@@ -72,6 +90,13 @@ func init() {
 	})
 }
 
+// sessionRuleOnly is a measuring switch, not a setting: with
+// STAGE3_CACHE=off in the server's environment, stage 3 brings its session
+// rule (written only when changed) and nothing else, so that the step's
+// measurement can give the session rule's share apart from the cache's
+// (docs/stages/03-cache.md).
+func sessionRuleOnly() bool { return os.Getenv("STAGE3_CACHE") == "off" }
+
 // sharedCache is the one Cache that the gallery and the views (and stage
 // 5) share.
 func sharedCache(d *Deps) (*models.Cache, error) {
@@ -90,6 +115,59 @@ var theCache = &resource[*models.Cache]{"stage 3's cache"}
 // cachedViews keeps views, encoded, in the Cache.
 type cachedViews struct {
 	cache *models.Cache
+
+	// hints remembers what each view's page depends on (a photo page: the
+	// photo and its owner), learnt from the view itself, so that the next
+	// request for the page reads all their generations in one round trip
+	// before it knows the owner. A dependency that is not in the hint costs
+	// one more round trip, never a wrong page. pages remembers which view a
+	// request URI's page starts with, so that the page's generations can
+	// ride with the session's load, before the handler runs (Expect).
+	mu    sync.Mutex
+	hints map[string][]string
+	pages map[string]string // request URI → its page's first view (Begin)
+}
+
+// maxHints bounds the hints (about 100 bytes each); a full map starts over.
+const maxHints = 200_000
+
+func (cv *cachedViews) Expect(ctx context.Context, uri string) context.Context {
+	cv.mu.Lock()
+	deps := cv.hints[cv.pages[uri]]
+	cv.mu.Unlock()
+	return cv.cache.Expect(ctx, deps)
+}
+
+func (cv *cachedViews) Begin(ctx context.Context, uri, key string) context.Context {
+	cv.mu.Lock()
+	deps := cv.hints[key]
+	if cv.pages[uri] != key {
+		if len(cv.pages) >= maxHints {
+			clear(cv.pages)
+		}
+		cv.pages[uri] = key
+	}
+	cv.mu.Unlock()
+	return cv.cache.Prefetch(ctx, deps)
+}
+
+// hint keeps the dependencies of key's page: deps and the view's own Deps.
+func (cv *cachedViews) hint(key string, deps []string, v View) {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	if _, ok := cv.hints[key]; ok {
+		return
+	}
+	if len(cv.hints) >= maxHints {
+		clear(cv.hints)
+	}
+	all := append([]string(nil), deps...)
+	for _, d := range v.Deps {
+		if !slices.Contains(all, d) {
+			all = append(all, d)
+		}
+	}
+	cv.hints[key] = all
 }
 
 func (cv *cachedViews) View(ctx context.Context, key string, deps []string, render func(context.Context) (View, error)) (View, error) {
@@ -106,6 +184,7 @@ func (cv *cachedViews) View(ctx context.Context, key string, deps []string, rend
 		return View{}, err
 	}
 	if rendered != nil {
+		cv.hint(key, deps, *rendered)
 		return *rendered, nil
 	}
 	v, err := decodeView(b)
@@ -113,6 +192,7 @@ func (cv *cachedViews) View(ctx context.Context, key string, deps []string, rend
 		// Not a view (a foreign or truncated value): render it afresh.
 		return render(ctx)
 	}
+	cv.hint(key, deps, v)
 	return v, nil
 }
 
@@ -194,13 +274,20 @@ func (r *viewReader) uvarint() uint64 {
 	return n
 }
 
+// string reads a string without copying it: a view's bytes are never
+// written after they are read (the near cache hands the same bytes to every
+// hit, Redis a fresh copy to one), so the view's HTML can point into them
+// instead of copying a whole page on every hit.
 func (r *viewReader) string() string {
 	n := r.uvarint()
 	if r.bad || n > uint64(len(r.b)) {
 		r.bad = true
 		return ""
 	}
-	s := string(r.b[:n])
+	if n == 0 {
+		return ""
+	}
+	s := unsafe.String(&r.b[0], n)
 	r.b = r.b[n:]
 	return s
 }

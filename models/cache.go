@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
-	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -133,6 +134,13 @@ func (c *Cache) store(ctx context.Context, key string, v []byte) {
 // Bump increments generations after a write has committed. If Redis is down
 // the old entries stay visible until their TTL: logged, and bounded by ttl.
 func (c *Cache) Bump(ctx context.Context, deps ...string) {
+	if m := memoFrom(ctx); m != nil { // this request reads the new numbers after its write
+		m.mu.Lock()
+		for _, d := range deps {
+			delete(m.gens, d)
+		}
+		m.mu.Unlock()
+	}
 	_, err := c.rdb.Pipelined(context.WithoutCancel(ctx), func(p redis.Pipeliner) error {
 		for _, d := range deps {
 			p.Incr(ctx, "gen:"+d)
@@ -164,31 +172,186 @@ func cachedJSON[T any](ctx context.Context, c *Cache, name string, deps []string
 	return v, nil
 }
 
-// key is "c:<name>@<gen>.<gen>…" with the current generation numbers.
+// key is "c:<name>@<gen>.<gen>…" with the current generation numbers. In a
+// request's context (Prefetch) each generation is read from Redis once per
+// request, and those the page is known to need in one MGET up front.
 func (c *Cache) key(ctx context.Context, name string, deps []string) (string, error) {
+	gens := make([]string, len(deps))
+	m := memoFrom(ctx)
+	var missing []string
+	if m != nil {
+		m.mu.Lock()
+		for i, d := range deps {
+			g, ok := m.gens[d]
+			if !ok {
+				missing = append(missing, d)
+			}
+			gens[i] = g
+		}
+		m.mu.Unlock()
+	} else {
+		missing = deps
+	}
+	if len(missing) > 0 {
+		vals, err := c.generations(ctx, missing)
+		if err != nil {
+			return "", err
+		}
+		if m == nil {
+			gens = vals
+		} else {
+			m.put(missing, vals)
+			m.mu.Lock()
+			for i, d := range deps {
+				gens[i] = m.gens[d]
+			}
+			m.mu.Unlock()
+		}
+	}
+	n := 3 + len(name)
+	for _, g := range gens {
+		n += len(g) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, "c:"...)
+	b = append(b, name...)
+	b = append(b, '@')
+	for i, g := range gens {
+		if i > 0 {
+			b = append(b, '.')
+		}
+		b = append(b, g...)
+	}
+	return string(b), nil
+}
+
+// generations reads the current generation numbers of deps in one MGET ("0"
+// for one never bumped).
+func (c *Cache) generations(ctx context.Context, deps []string) ([]string, error) {
 	keys := make([]string, len(deps))
 	for i, d := range deps {
 		keys[i] = "gen:" + d
 	}
 	vals, err := c.rdb.MGet(ctx, keys...).Result()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	var sb strings.Builder
-	sb.WriteString("c:")
-	sb.WriteString(name)
-	sb.WriteByte('@')
+	gens := make([]string, len(deps))
 	for i, v := range vals {
-		if i > 0 {
-			sb.WriteByte('.')
-		}
 		if s, ok := v.(string); ok {
-			sb.WriteString(s)
+			gens[i] = s
 		} else {
-			sb.WriteByte('0')
+			gens[i] = "0"
 		}
 	}
-	return sb.String(), nil
+	return gens, nil
+}
+
+// Expect returns a context in which this request reads each generation at
+// most once, and in which deps (what the page is expected to need) wait to
+// be read: by the session's load, in its round trip (WithPiggyback), or
+// else by the page's Prefetch.
+func (c *Cache) Expect(ctx context.Context, deps []string) context.Context {
+	if len(deps) == 0 {
+		return ctx
+	}
+	m := memoFrom(ctx)
+	if m == nil {
+		m = &genMemo{gens: make(map[string]string, len(deps)+2)}
+		ctx = context.WithValue(ctx, genMemoKey{}, m)
+	}
+	m.mu.Lock()
+	m.pending = append(m.pending, deps...)
+	m.mu.Unlock()
+	pctx := ctx
+	return WithPiggyback(ctx, func(p redis.Pipeliner) func() { return m.piggyback(pctx, p) })
+}
+
+// piggyback adds to p an MGET of the generations the request expects
+// (Expect) and has not read yet, and returns what puts its answer into the
+// memo (nil: nothing to read).
+func (m *genMemo) piggyback(ctx context.Context, p redis.Pipeliner) func() {
+	m.mu.Lock()
+	deps := m.pending
+	m.pending = nil
+	m.mu.Unlock()
+	if len(deps) == 0 {
+		return nil
+	}
+	keys := make([]string, len(deps))
+	for i, d := range deps {
+		keys[i] = "gen:" + d
+	}
+	cmd := p.MGet(ctx, keys...)
+	return func() {
+		vals, err := cmd.Result()
+		if err != nil || len(vals) != len(deps) {
+			return // the lookups read them themselves
+		}
+		gens := make([]string, len(deps))
+		for i, v := range vals {
+			if s, ok := v.(string); ok {
+				gens[i] = s
+			} else {
+				gens[i] = "0"
+			}
+		}
+		m.put(deps, gens)
+	}
+}
+
+// genMemo is one request's generation numbers, read once: a page's views
+// and data share their dependencies (a photo page's view, its favorite star
+// and its anonymous whole page all depend on the photo), and a cached page
+// should cost one round trip to Redis, not one per value.
+type genMemo struct {
+	mu      sync.Mutex
+	gens    map[string]string
+	pending []string // expected, not read yet (Expect)
+}
+
+type genMemoKey struct{}
+
+func memoFrom(ctx context.Context) *genMemo {
+	m, _ := ctx.Value(genMemoKey{}).(*genMemo)
+	return m
+}
+
+func (m *genMemo) put(deps, gens []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, d := range deps {
+		m.gens[d] = gens[i]
+	}
+}
+
+// Prefetch returns a context in which this request reads each generation at
+// most once, having read those of deps (what the page is expected to need)
+// and those it expected (Expect) that are not read yet in one MGET now. A request that raced a write read the old numbers, as a
+// single lookup would have: its values land under the old keys. On a Redis
+// error it reads nothing now; the lookups then fail open one by one.
+func (c *Cache) Prefetch(ctx context.Context, deps []string) context.Context {
+	m := memoFrom(ctx)
+	if m == nil {
+		m = &genMemo{gens: make(map[string]string, len(deps)+2)}
+		ctx = context.WithValue(ctx, genMemoKey{}, m)
+	}
+	m.mu.Lock()
+	var missing []string
+	for _, d := range append(m.pending, deps...) {
+		if _, ok := m.gens[d]; !ok && !slices.Contains(missing, d) {
+			missing = append(missing, d)
+		}
+	}
+	m.pending = nil
+	m.mu.Unlock()
+	if len(missing) == 0 {
+		return ctx
+	}
+	if gens, err := c.generations(ctx, missing); err == nil {
+		m.put(missing, gens)
+	}
+	return ctx
 }
 
 // failOpen logs a Redis error at most every ten seconds (under load every

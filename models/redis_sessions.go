@@ -22,9 +22,26 @@ func NewRedisSessionStore(rdb redis.UniversalClient) *RedisSessionStore {
 	return &RedisSessionStore{rdb: rdb, prefix: "session:"}
 }
 
-// FindCtx returns the data of a session that has not expired.
+// FindCtx returns the data of a session that has not expired. What the
+// context asks to piggyback (WithPiggyback) rides in the same round trip.
 func (s *RedisSessionStore) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
-	b, err := s.rdb.Get(ctx, s.prefix+token).Bytes()
+	var b []byte
+	var err error
+	if add, ok := ctx.Value(piggybackKey{}).(func(redis.Pipeliner) func()); ok {
+		var get *redis.StringCmd
+		var done func()
+		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			get = p.Get(ctx, s.prefix+token)
+			done = add(p)
+			return nil
+		})
+		if done != nil {
+			done()
+		}
+		b, err = get.Bytes() // the session's own answer, whatever the others'
+	} else {
+		b, err = s.rdb.Get(ctx, s.prefix+token).Bytes()
+	}
 	if errors.Is(err, redis.Nil) {
 		return nil, false, nil
 	}
@@ -32,6 +49,17 @@ func (s *RedisSessionStore) FindCtx(ctx context.Context, token string) ([]byte, 
 		return nil, false, fmt.Errorf("models: find session: %w", err)
 	}
 	return b, true, nil
+}
+
+type piggybackKey struct{}
+
+// WithPiggyback returns a context in which loading the session (FindCtx)
+// also sends the commands add puts in its pipeline, in the same round trip;
+// add returns what to do with their answers (nil: it added none). Stage 3:
+// a logged-in page's cache generations ride with its session
+// (Cache.Expect), so that the two cost one round trip.
+func WithPiggyback(ctx context.Context, add func(redis.Pipeliner) func()) context.Context {
+	return context.WithValue(ctx, piggybackKey{}, add)
 }
 
 // CommitCtx stores a session until its expiry.

@@ -39,6 +39,7 @@ type Timings struct {
 	cacheHits   atomic.Int64
 	cacheMisses atomic.Int64
 	cacheErrors atomic.Int64
+	redisTrips  atomic.Int64 // Redis round trips: a command or a pipeline
 }
 
 // Dur is the time spent in part p.
@@ -60,6 +61,11 @@ func (t *Timings) SQL() int64 {
 func (t *Timings) Cache() (hits, misses, errs int64) {
 	return t.cacheHits.Load(), t.cacheMisses.Load(), t.cacheErrors.Load()
 }
+
+// RedisRoundTrips is the number of round trips to Redis (a command, or a
+// pipeline as a whole), the session's and the cache's together. A near-cache
+// hit is a cache hit without one.
+func (t *Timings) RedisRoundTrips() int64 { return t.redisTrips.Load() }
 
 // Add counts d in part p.
 func (t *Timings) Add(p Part, d time.Duration) { t.dur[p].Add(int64(d)) }
@@ -160,7 +166,7 @@ func (tt timingTracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, data p
 }
 
 // RedisTimingHook records the time of Redis commands into the Timings of
-// their context: commands on session keys ("session:", see
+// their context, and counts their round trips: commands on session keys ("session:", see
 // RedisSessionStore) as session time, the others as cache time. A GET
 // outside the session store is a cache lookup, counted as a hit, a miss or
 // an error.
@@ -181,6 +187,9 @@ func (RedisTimingHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		start := time.Now()
 		err := next(ctx, cmd)
 		f.record(redisPart(cmd), time.Since(start), false)
+		if !connSetup(cmd) {
+			f.t.redisTrips.Add(1)
+		}
 		return err
 	}
 }
@@ -195,8 +204,22 @@ func (RedisTimingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 		start := time.Now()
 		err := next(ctx, cmds)
 		f.record(redisPart(cmds[0]), time.Since(start), false)
+		if !connSetup(cmds[0]) {
+			f.t.redisTrips.Add(1)
+		}
 		return err
 	}
+}
+
+// connSetup reports whether cmd is one the client sends to set up a new
+// connection (HELLO, CLIENT SETINFO, AUTH, SELECT): a dial's cost, which the
+// pool pays once per connection, not a round trip the page asked for.
+func connSetup(cmd redis.Cmder) bool {
+	switch cmd.Name() {
+	case "hello", "client", "auth", "select":
+		return true
+	}
+	return false
 }
 
 func redisPart(cmd redis.Cmder) Part {

@@ -16,7 +16,7 @@ const RouteHeader = "X-Flickrkillr-Route"
 // draw it): where its time went, and how many SQL statements it sent.
 //
 //	db;dur=3.10;desc="4 queries", cache;dur=0.41;desc="2 hits, 1 miss",
-//	session;dur=0.52, render;dur=0.80, total;dur=5.20
+//	session;dur=0.52, redis;desc="2 round trips", render;dur=0.80, total;dur=5.20
 //
 // The parts do not overlap: SQL sent by the session store (stages 0-1) is
 // session time, and render time excludes lookups made while rendering.
@@ -45,6 +45,13 @@ func ServerTiming(t *models.Timings, total time.Duration) string {
 	if n := t.Queries(models.PartSession); n > 0 {
 		b = append(b, `;desc="`...)
 		b = appendCount(b, n, "query", "queries")
+		b = append(b, '"')
+	}
+	if n := t.RedisRoundTrips(); n > 0 {
+		// The session's and the cache's round trips to Redis together (a
+		// pipeline is one): what a cached page should keep at one or two.
+		b = append(b, `, redis;desc="`...)
+		b = appendCount(b, n, "round trip", "round trips")
 		b = append(b, '"')
 	}
 	b = append(b, ", render;dur="...)
