@@ -24,6 +24,7 @@ type Deps struct {
 	Log    *slog.Logger
 
 	redis lazy[redisConn]
+	pg    *postgresWatch // PostgreSQL's breaker (bootWatched); nil: none
 
 	extrasMu sync.Mutex
 	extras   map[any]any // resource → *lazy[T]

@@ -35,6 +35,12 @@ func (a *App) httpError(err error, c echo.Context) {
 		p.Status, p.Message = http.StatusNotFound, "There is nothing here. The photo or page may have been deleted."
 	case errors.Is(err, models.ErrForbidden):
 		p.Status, p.Message = http.StatusForbidden, "That is not yours to change."
+	case errors.Is(err, errPostgresOpen):
+		// The breaker logged once when it opened (db_watch.go); a line per
+		// refused request would flood the log while the database hangs.
+		p.Status = http.StatusServiceUnavailable
+		p.Message = "The database is not answering, so this page cannot be made right now. We stopped waiting for it rather than keep you waiting: please try again in a few seconds."
+		c.Response().Header().Set("Retry-After", "5")
 	case models.IsDataError(err):
 		// A backstop: the forms and cleanParams refuse such bytes first.
 		p.Status, p.Message = http.StatusBadRequest, "Part of the request could not be stored (an invalid character or value)."
