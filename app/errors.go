@@ -54,7 +54,12 @@ func (a *App) httpError(err error, c echo.Context) {
 		if msg, ok := he.Message.(string); ok && (he.Internal == nil && p.Status < 500 || p.Status == http.StatusServiceUnavailable) {
 			p.Message = msg
 		}
-		if he.Internal != nil || p.Status >= 500 {
+		switch {
+		case c.Response().Header().Get(shedHeader) != "":
+			// Shed on purpose (the sign-in gate): under a flood of log-ins a
+			// line each would be thousands a second. The metrics count them.
+			a.log.Debug("shed", "path", c.Request().URL.Path, "what", c.Response().Header().Get(shedHeader))
+		case he.Internal != nil || p.Status >= 500:
 			a.logFailure(c, "request failed", "status", p.Status, "err", err)
 		}
 	default:
