@@ -28,8 +28,9 @@ type Breaker struct {
 
 	mu      sync.Mutex
 	failed  int
-	probing bool  // the probe goroutine runs
-	cause   error // why it opened (Trip's reason, or the last failure)
+	probing bool      // the probe goroutine runs
+	cause   error     // why it opened (Trip's reason, or the last failure)
+	heard   time.Time // when a call was last answered
 }
 
 // BreakerOptions configure a Breaker; zero values take the defaults.
@@ -91,6 +92,14 @@ func (b *Breaker) Allow(ctx context.Context) bool {
 // says nothing about the dependency, either way: counting it opened the
 // breaker under load and failed every session page of a healthy Redis.
 func (b *Breaker) Record(ctx context.Context, err error) {
+	b.RecordSince(ctx, err, time.Time{})
+}
+
+// RecordSince is Record for a call sent at start. A failure of a call
+// during which the dependency answered another one is not counted: it
+// makes progress, slowly (a timeout under CPU contention), and is not
+// down. A hung dependency answers nothing, so its timeouts still count.
+func (b *Breaker) RecordSince(ctx context.Context, err error, start time.Time) {
 	if ctx.Err() != nil {
 		return
 	}
@@ -98,6 +107,10 @@ func (b *Breaker) Record(ctx context.Context, err error) {
 	defer b.mu.Unlock()
 	if !b.isFailure(err) {
 		b.failed = 0
+		b.heard = time.Now()
+		return
+	}
+	if !start.IsZero() && b.heard.After(start) {
 		return
 	}
 	b.failed++

@@ -111,3 +111,27 @@ func TestWatchdogOpensAtOnceOnARefusal(t *testing.T) {
 	f.mode.Store(0)
 	waitUntil(t, "the breaker to close", func() bool { return !b.Open() })
 }
+
+// A call that failed while the dependency answered others meanwhile is slow
+// company, not a dead dependency: it does not count. Failures with no
+// answer in between still open the breaker.
+func TestBreakerCountsOnlyFailuresWithoutProgress(t *testing.T) {
+	b := NewBreaker(BreakerOptions{Failures: 3})
+	ctx := context.Background()
+	timeout := errors.New("i/o timeout")
+	start := time.Now() // three calls go out together
+	time.Sleep(time.Millisecond)
+	b.RecordSince(ctx, nil, time.Now()) // another call is answered while they wait
+	for range 3 {
+		b.RecordSince(ctx, timeout, start) // and then they time out
+	}
+	if b.Open() {
+		t.Fatal("timeouts while other calls were answered opened the breaker")
+	}
+	for range 3 {
+		b.RecordSince(ctx, timeout, time.Now())
+	}
+	if !b.Open() {
+		t.Fatal("three failures with no answer in between left the breaker closed")
+	}
+}
