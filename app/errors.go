@@ -110,3 +110,16 @@ func isUnavailable(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errUnavailable) ||
 		errors.Is(err, guard.ErrOpen) || models.IsUnavailable(err)
 }
+
+// tooLargePage is the 413 page of a body over the upload's cap, rendered
+// once at start for a front that refuses such a body before it reaches an
+// instance (stage 7's nginx), so that it names the limit as the app does.
+func tooLargePage(stage Stage) ([]byte, error) {
+	r, err := newRenderer(photoImagePath)
+	if err != nil {
+		return nil, err
+	}
+	p := errorPage{Status: http.StatusRequestEntityTooLarge, Heading: http.StatusText(http.StatusRequestEntityTooLarge),
+		Message: "The file is larger than " + uploadLimit() + ". Please choose a smaller photo."}
+	return r.execute(context.Background(), "error", "layout", pageData{Title: p.Heading, Stage: stage, Page: p})
+}
