@@ -2,20 +2,21 @@
 # Measures a stage-6 server while PostgreSQL hangs under load (the figures of
 # docs/reliability.md, "PostgreSQL paused under load"): the load tool's
 # browse mix runs for the whole window; a sampler requests an uncached page
-# every 50 ms; after 8 s the whole cluster (postmaster and every backend) is
+# every 50 ms; after AT seconds (20: the load tool's users have signed in)
+# the whole cluster (postmaster and every backend) is
 # paused with SIGSTOP for PAUSE seconds, then resumed. It prints the sampler's
 # answers by phase (the failures' latency after the first 2 s of the pause,
 # the time to the first 200 after the resume), the load tool's summary, and
 # the photos still "processing" 15 s after the run (acknowledged uploads
 # that were lost would stay there).
 # Needs a cluster you own: PG_PID=$(head -1 .pgdata/test/postmaster.pid).
-# Usage: DATABASE_URL=… PG_PID=… [PAUSE=8] [USERS=32] scripts/pg-pause.sh
+# Usage: DATABASE_URL=… PG_PID=… [AT=20] [PAUSE=8] [USERS=32] scripts/pg-pause.sh
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 : "${DATABASE_URL:?set DATABASE_URL to a seeded database at stage 6}"
 : "${PG_PID:?set PG_PID to the postmaster of a cluster you own}"
-pause="${PAUSE:-8}" users="${USERS:-32}"
+pause="${PAUSE:-8}" users="${USERS:-32}" at="${AT:-20}"
 bin="$root/bin/flickrkillr"
 go build -o "$bin" .
 free_port() { local p=$1; while (echo > "/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done; echo "$p"; }
@@ -33,12 +34,12 @@ ADMIN_ADDR= DATA_DIR="${DATA_DIR:-data/photos}" "$bin" serve --stage 6 --addr "1
 app_pid=$!
 url="http://127.0.0.1:$port"
 for _ in $(seq 100); do curl -sf "$url/healthz" >/dev/null && break; sleep 0.1; done
-total=$((8 + pause + 10))
+total=$((at + pause + 10))
 "$bin" loadtest --url "$url" --concurrency "$users" --duration "${total}s" >"$tmp/load.txt" 2>&1 &
 load_pid=$!
 # Uploads all along, as user1: each one answered 303 must end "ready",
 # never stay "processing" (an acknowledged upload lost).
-img=$(find "${DATA_DIR:-data/photos}" -type f -name '*.jpg' | head -1) # a seeded photo's file
+img=$(find "${DATA_DIR:-data/photos}" -type f -name '*.jpg' -print -quit) # a seeded photo's file
 [ -n "$img" ] || { echo "pg-pause.sh: no .jpg under DATA_DIR to upload (seed first)" >&2; exit 2; }
 cp "$img" "$tmp/up.jpg"
 curl -s -o /dev/null -c "$tmp/cookies" -d "name=user1&password=flickrkillr" "$url/login"
@@ -57,7 +58,7 @@ t0=$(date +%s.%N)
     sleep 0.05
   done ) >"$tmp/samples.txt" &
 sampler=$!
-sleep 8
+sleep "$at"
 pids="$PG_PID $(pgrep -P "$PG_PID" | tr '\n' ' ')"
 kill -STOP $pids; paused="$pids"
 tp=$(echo "$(date +%s.%N) - $t0" | bc)
