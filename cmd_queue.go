@@ -10,10 +10,11 @@ import (
 
 // Stage 6: the queue's commands. A worker makes upload images from the
 // queue in its own process; queue prints the queue's figures and retries or
-// drops dead jobs. Both need the Redis that `serve --stage 6` uses.
+// drops dead jobs. Both need the Redis that `serve --stage 6` uses; queue
+// also finds the embedded miniredis of a serve process on the same DATA_DIR.
 func init() {
 	commands["worker"] = command{"make upload images from the queue (stage 6; needs REDIS_URL)", cmdWorker, false}
-	commands["queue"] = command{"show the upload queue; retry or drop dead jobs (stage 6; needs REDIS_URL)", cmdQueue, false}
+	commands["queue"] = command{"show the upload queue; retry or drop dead jobs (stage 6; REDIS_URL, or make run's embedded Redis)", cmdQueue, false}
 }
 
 func cmdWorker(ctx context.Context, args []string, log *slog.Logger) error {

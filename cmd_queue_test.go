@@ -7,12 +7,14 @@ import (
 )
 
 // Stage 6: a worker and the queue command reach the queue in a shared Redis;
-// without REDIS_URL they say so in one line and exit 2.
+// without REDIS_URL (and, for queue, no serve process's embedded Redis on
+// DATA_DIR) they say so in one line and exit 2.
 func TestQueueCommandsNeedASharedRedis(t *testing.T) {
 	for _, cmd := range []string{"worker", "queue"} {
 		t.Run(cmd, func(t *testing.T) {
 			t.Setenv("DATABASE_URL", "postgres://x@127.0.0.1:1/x")
 			t.Setenv("REDIS_URL", "")
+			t.Setenv("DATA_DIR", t.TempDir()) // no serve process with an embedded Redis there
 			var stderr bytes.Buffer
 			code := run([]string{cmd}, &stderr)
 			out := strings.TrimSpace(stderr.String())

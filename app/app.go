@@ -43,6 +43,7 @@ type App struct {
 	lim            *limits
 	metrics        *obs.Metrics // nil with METRICS=0 and in a CGI child
 	front          Front
+	pg             *postgresWatch // nil: no breaker in front of PostgreSQL (tests, stage 0)
 }
 
 // New builds the App for cfg.Stage from the opened dependencies; the stage
@@ -79,6 +80,7 @@ func New(cfg Config, d *Deps) (*App, error) {
 		tmpl:  tmpl,
 		lim:   newLimits(),
 		front: front,
+		pg:    d.pg,
 	}
 	if !cfg.NoMetrics && !cfg.cgiChild {
 		var sqlDB *sql.DB // the pool's statistics

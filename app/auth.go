@@ -68,7 +68,7 @@ func (a *App) loginPost(c echo.Context) error {
 	// costs neither bcrypt nor a database connection.
 	release, ok := a.lim.bcrypt.Enter(c.Request().Context())
 	if !ok {
-		return unavailable(c, 1, busyMessage, nil)
+		return shedSignIn(c)
 	}
 	defer release()
 	u, err := a.users.ByName(c.Request().Context(), f.Name)
@@ -127,11 +127,22 @@ func (a *App) failed(c echo.Context, action, name string) {
 
 const busyMessage = "We are busy signing people in. Please try again in a moment."
 
+// shedHeader marks the sign-in gate's 503 (X-Shed: sign-in): work refused
+// on purpose, with Retry-After, not a failure. The load tool counts these
+// apart from errors by it, and the error handler does not log them as errors.
+const shedHeader = "X-Shed"
+
+// shedSignIn is the sign-in gate's 503: come back in a second.
+func shedSignIn(c echo.Context) error {
+	c.Response().Header().Set(shedHeader, "sign-in")
+	return unavailable(c, 1, busyMessage, nil)
+}
+
 // hashPassword runs bcrypt inside the gate; a full gate is a quick 503.
 func (a *App) hashPassword(c echo.Context, password string) ([]byte, error) {
 	release, ok := a.lim.bcrypt.Enter(c.Request().Context())
 	if !ok {
-		return nil, unavailable(c, 1, busyMessage, nil)
+		return nil, shedSignIn(c)
 	}
 	defer release()
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)

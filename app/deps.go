@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -24,6 +26,7 @@ type Deps struct {
 	Log    *slog.Logger
 
 	redis lazy[redisConn]
+	pg    *postgresWatch // PostgreSQL's breaker (bootWatched); nil: none
 
 	extrasMu sync.Mutex
 	extras   map[any]any // resource → *lazy[T]
@@ -151,7 +154,51 @@ func startMiniredis(d *Deps) (*miniredis.Miniredis, error) {
 		}
 	}()
 	d.OnClose(func() error { close(stop); mr.Close(); return nil })
+	announceMiniredis(d.Config.DataDir, mr.Addr(), d)
 	return mr, nil
+}
+
+// embeddedRedisFile, in DATA_DIR, holds the address of the embedded
+// miniredis of the process that serves that folder, so that `flickrkillr
+// queue` (stage 6) finds the queue of `make run` without a REDIS_URL.
+const embeddedRedisFile = ".miniredis"
+
+// announceMiniredis writes addr to DATA_DIR's embeddedRedisFile and removes
+// it again on close if it still names addr. Failing to write it costs only
+// the queue command's view, so it is logged, not fatal.
+func announceMiniredis(dataDir, addr string, d *Deps) {
+	if dataDir == "" {
+		return
+	}
+	path := filepath.Join(dataDir, embeddedRedisFile)
+	line := fmt.Sprintf("redis://%s/0 %d\n", addr, os.Getpid())
+	err := os.MkdirAll(dataDir, 0o755)
+	if err == nil {
+		err = os.WriteFile(path, []byte(line), 0o644)
+	}
+	if err != nil {
+		d.Log.Warn("cannot tell the queue command where the embedded Redis is", "file", path, "err", err)
+		return
+	}
+	d.OnClose(func() error {
+		if b, err := os.ReadFile(path); err == nil && string(b) == line {
+			os.Remove(path)
+		}
+		return nil
+	})
+}
+
+// embeddedRedisURL is the URL of the embedded miniredis of the process that
+// serves dataDir, and that process's id, from embeddedRedisFile.
+func embeddedRedisURL(dataDir string) (url string, pid int, err error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, embeddedRedisFile))
+	if err != nil {
+		return "", 0, err
+	}
+	if _, err := fmt.Sscanf(string(b), "%s %d", &url, &pid); err != nil {
+		return "", 0, fmt.Errorf("app: %s: %w", embeddedRedisFile, err)
+	}
+	return url, pid, nil
 }
 
 // OnClose registers cleanup that Close runs in reverse order.

@@ -35,6 +35,12 @@ func (a *App) httpError(err error, c echo.Context) {
 		p.Status, p.Message = http.StatusNotFound, "There is nothing here. The photo or page may have been deleted."
 	case errors.Is(err, models.ErrForbidden):
 		p.Status, p.Message = http.StatusForbidden, "That is not yours to change."
+	case errors.Is(err, errPostgresOpen):
+		// The breaker logged once when it opened (db_watch.go); a line per
+		// refused request would flood the log while the database hangs.
+		p.Status = http.StatusServiceUnavailable
+		p.Message = "The database is not answering, so this page cannot be made right now. We stopped waiting for it rather than keep you waiting: please try again in a few seconds."
+		c.Response().Header().Set("Retry-After", "5")
 	case models.IsDataError(err):
 		// A backstop: the forms and cleanParams refuse such bytes first.
 		p.Status, p.Message = http.StatusBadRequest, "Part of the request could not be stored (an invalid character or value)."
@@ -48,7 +54,12 @@ func (a *App) httpError(err error, c echo.Context) {
 		if msg, ok := he.Message.(string); ok && (he.Internal == nil && p.Status < 500 || p.Status == http.StatusServiceUnavailable) {
 			p.Message = msg
 		}
-		if he.Internal != nil || p.Status >= 500 {
+		switch {
+		case c.Response().Header().Get(shedHeader) != "":
+			// Shed on purpose (the sign-in gate): under a flood of log-ins a
+			// line each would be thousands a second. The metrics count them.
+			a.log.Debug("shed", "path", c.Request().URL.Path, "what", c.Response().Header().Get(shedHeader))
+		case he.Internal != nil || p.Status >= 500:
 			a.logFailure(c, "request failed", "status", p.Status, "err", err)
 		}
 	default:
@@ -98,4 +109,17 @@ func unavailable(c echo.Context, retryAfter int, msg string, cause error) error 
 func isUnavailable(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errUnavailable) ||
 		errors.Is(err, guard.ErrOpen) || models.IsUnavailable(err)
+}
+
+// tooLargePage is the 413 page of a body over the upload's cap, rendered
+// once at start for a front that refuses such a body before it reaches an
+// instance (stage 7's nginx), so that it names the limit as the app does.
+func tooLargePage(stage Stage) ([]byte, error) {
+	r, err := newRenderer(photoImagePath)
+	if err != nil {
+		return nil, err
+	}
+	p := errorPage{Status: http.StatusRequestEntityTooLarge, Heading: http.StatusText(http.StatusRequestEntityTooLarge),
+		Message: "The file is larger than " + uploadLimit() + ". Please choose a smaller photo."}
+	return r.execute(context.Background(), "error", "layout", pageData{Title: p.Heading, Stage: stage, Page: p})
 }

@@ -41,3 +41,17 @@ func TestFailuresOfGoneClientsAreNotErrors(t *testing.T) {
 		})
 	}
 }
+
+// The page a front sends for a body over the upload's cap (stage 7's nginx)
+// is the app's own, and names the limit.
+func TestTooLargePageNamesTheLimit(t *testing.T) {
+	b, err := tooLargePage(Stage{Number: 7, Name: "scale-out"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Request Entity Too Large", "larger than " + uploadLimit()} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the 413 page lacks %q:\n%s", want, b)
+		}
+	}
+}

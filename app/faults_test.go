@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
+
 	"flickrkillr/models"
 	"flickrkillr/models/modeltest"
 )
@@ -172,12 +175,15 @@ func TestRedisFaultsFailFast(t *testing.T) {
 	}
 }
 
-// With the PostgreSQL backend serving the app paused (SIGSTOP), a request
-// answers a 503 page at the request deadline instead of waiting for the
-// pause to end; the app drops that connection and recovers by itself,
-// even while the old backend is still stopped. (docs/reliability.md measures
-// the whole server paused.)
-func TestPostgresPausedAnswers503AtTheDeadline(t *testing.T) {
+// With PostgreSQL hung (every backend of the test's database paused with
+// SIGSTOP: the pool's and the watchdog's) while requests wait on it, the
+// watchdog opens the breaker: a page then answers the database's 503 page
+// with Retry-After at once instead of at the request deadline, and /readyz
+// says why. When the backends resume, the probe's answer closes the breaker
+// and the pages answer 200 again, without a restart. Only this database's
+// backends are paused, so other packages' tests on the shared cluster go on.
+// (docs/reliability.md measures the whole cluster paused under load.)
+func TestPostgresPausedOpensTheBreaker(t *testing.T) {
 	// Stage 1: a long-running server with no cache in front of the database.
 	if _, ok := LookupStage(1); !ok {
 		t.Skip("this build has no stage 1")
@@ -191,46 +197,161 @@ func TestPostgresPausedAnswers503AtTheDeadline(t *testing.T) {
 	mustStatus(t, res, http.StatusSeeOther)
 	photo := res.Header.Get("Location")
 
-	// One connection, so that we know which backend to pause.
-	db, err := models.Open(context.Background(), dsn, models.Options{MaxOpenConns: 1, StatementTimeout: time.Second})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	w, err := newPostgresWatch(dsn, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two connections, both open before the pause: a request cannot reach
+	// PostgreSQL on a fresh, unpaused backend.
+	db, err := models.Open(context.Background(), dsn, w.options(models.Options{MaxOpenConns: 2, StatementTimeout: 5 * time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { models.Close(db) })
-	d := &Deps{DB: db, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	var warm errgroup.Group
+	for range 2 {
+		warm.Go(func() error { return db.Exec("SELECT pg_sleep(0.1)").Error })
+	}
+	if err := warm.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	d := &Deps{DB: db, Log: log, pg: w}
+	t.Cleanup(w.start())
 	a, err := New(Config{DatabaseURL: dsn, DataDir: setup.cfg.DataDir, Stage: 1}, d)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	a.lim.reqTimeout = 500 * time.Millisecond
+	a.lim.reqTimeout = 3 * time.Second
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)
 	anon := quick((&testApp{App: a, srv: srv}).browser(t))
+	anon.c.Timeout = 10 * time.Second
 	mustStatus(t, anon.get(photo), http.StatusOK)
+	waitUntil(t, 10*time.Second, "the watchdog's first probe", func() bool { last, _ := w.dog.RoundTrips(); return last > 0 })
 
-	var pid int
-	if err := db.Raw("SELECT pg_backend_pid()").Scan(&pid).Error; err != nil {
-		t.Fatal(err)
+	resume := pauseBackends(t, dsn)
+	// Requests that reach the paused backends and wait: the pile-up the
+	// watchdog looks for. They end at their deadline (503) or after the resume.
+	var waiting errgroup.Group
+	for range 4 {
+		waiting.Go(func() error {
+			res := anon.get(photo)
+			if res.Status != http.StatusOK && res.Status != http.StatusServiceUnavailable {
+				return fmt.Errorf("a request caught by the pause answered %d", res.Status)
+			}
+			return nil
+		})
 	}
-	backend, err := os.FindProcess(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := backend.Signal(syscall.SIGSTOP); err != nil {
-		t.Skipf("cannot pause the PostgreSQL backend %d (not root, and not its owner?): %v", pid, err)
-	}
-	t.Cleanup(func() { backend.Signal(syscall.SIGCONT) })
+	waitUntil(t, 15*time.Second, "the breaker to open", w.breaker.Open)
 
 	res = anon.get(photo)
 	mustStatus(t, res, http.StatusServiceUnavailable)
 	if res.Header.Get("Retry-After") == "" {
 		t.Fatal("no Retry-After on the 503")
 	}
-	mustContain(t, res, "Please try again")
+	mustContain(t, res, "The database is not answering")
+	res = anon.get("/readyz")
+	mustStatus(t, res, http.StatusServiceUnavailable)
+	mustContain(t, res, "no answer in")
+
+	resume()
 	eventually(t, anon, photo, http.StatusOK)
-	backend.Signal(syscall.SIGCONT)
 	mustStatus(t, anon.get("/readyz"), http.StatusOK)
+	if err := waiting.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Slow statements that complete never open the breaker: three queries of
+// two seconds each (twice the watchdog's bound) fill the pool while the
+// probe, on its own connection, keeps answering.
+func TestSlowPostgresKeepsTheBreakerClosed(t *testing.T) {
+	dsn := modeltest.NewDB(t, 0)
+	w, err := newPostgresWatch(dsn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := models.Open(context.Background(), dsn, w.options(models.Options{MaxOpenConns: 3}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { models.Close(db) })
+	t.Cleanup(w.start())
+	var slow errgroup.Group
+	for range 6 { // twice the pool: half of them wait for a connection too
+		slow.Go(func() error { return db.Exec("SELECT pg_sleep(2)").Error })
+	}
+	done := make(chan error)
+	go func() { done <- slow.Wait() }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, slowest := w.dog.RoundTrips(); slowest == 0 {
+				t.Fatal("the probe never answered")
+			}
+			return
+		case <-time.After(20 * time.Millisecond):
+			if w.breaker.Open() {
+				t.Fatalf("slow queries opened the breaker: %v", w.breaker.Cause())
+			}
+		}
+	}
+}
+
+// pauseBackends stops (SIGSTOP) every backend of dsn's database but the
+// one that lists them, and returns what resumes them (also run at cleanup).
+func pauseBackends(t *testing.T, dsn string) (resume func()) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(context.Background(),
+		"SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paused []*os.Process
+	resume = func() {
+		for _, p := range paused {
+			p.Signal(syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+	for _, pid := range pids {
+		p, _ := os.FindProcess(int(pid))
+		if err := p.Signal(syscall.SIGSTOP); err != nil {
+			resume()
+			t.Skipf("cannot pause the PostgreSQL backend %d (not root, and not its owner?): %v", pid, err)
+		}
+		paused = append(paused, p)
+	}
+	return resume
+}
+
+// waitUntil polls cond until it holds, failing the test after limit.
+func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // statement_timeout is set on the serving pool: PostgreSQL cancels a query

@@ -35,6 +35,10 @@ func (a *App) healthz(c echo.Context) error {
 	h := health{Status: "ok", Stage: a.stage.Number, StageName: a.stage.Name, Indexes: a.stage.Indexes, PID: os.Getpid(), Database: "ok"}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
+	if why := a.postgresOpen(); why != "" {
+		h.Status, h.Database = "degraded", "unreachable ("+why+")"
+		return c.JSON(http.StatusServiceUnavailable, h)
+	}
 	if err := models.Ping(ctx, a.db); err != nil {
 		a.log.Error("healthz: database", "err", err)
 		h.Status, h.Database = "degraded", "unreachable"
@@ -63,16 +67,38 @@ func (a *App) readyz(c echo.Context) error {
 	type ready struct {
 		Status   string `json:"status"`
 		Database string `json:"database"`
+		// Reason says why the database counts as unreachable: the
+		// breaker's cause (no progress, refused), or a ping's timeout.
+		Reason string `json:"reason,omitempty"`
 	}
 	if a.lim.draining.Load() {
 		c.Response().Header().Set("Retry-After", "5")
 		return c.JSON(http.StatusServiceUnavailable, ready{Status: "draining", Database: "unknown"})
 	}
+	if why := a.postgresOpen(); why != "" { // at once: the breaker already knows
+		c.Response().Header().Set("Retry-After", "5")
+		return c.JSON(http.StatusServiceUnavailable, ready{Status: "unavailable", Database: "unreachable", Reason: why})
+	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), time.Second)
 	defer cancel()
 	if err := models.Ping(ctx, a.db); err != nil {
 		c.Response().Header().Set("Retry-After", "5")
-		return c.JSON(http.StatusServiceUnavailable, ready{Status: "unavailable", Database: "unreachable"})
+		return c.JSON(http.StatusServiceUnavailable, ready{Status: "unavailable", Database: "unreachable", Reason: "no answer to a ping within 1 s"})
 	}
 	return c.JSON(http.StatusOK, ready{Status: "ready", Database: "ok"})
+}
+
+// postgresOpen says why PostgreSQL's breaker is open, or "" while it is
+// closed (or there is none).
+func (a *App) postgresOpen() string {
+	if a.pg == nil {
+		return ""
+	}
+	if err := a.pg.breaker.Cause(); err != nil {
+		return "circuit breaker open: " + err.Error()
+	}
+	if a.pg.breaker.Open() {
+		return "circuit breaker open"
+	}
+	return ""
 }

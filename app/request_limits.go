@@ -44,7 +44,22 @@ type limits struct {
 	bcrypt     *guard.Gate
 	decode     *semaphore.Weighted // bytes of decoded images in memory
 	decodeWait time.Duration
+	admission  *guard.Gate // requests worked on at once, and the line before them
 }
+
+// Admission at the front: at most inFlightPerCore requests per core are
+// worked on at once, and the others wait their turn in a line of up to
+// admitLine requests, each for up to admitWait, before their deadline
+// starts. Past the limit more requests in flight only share the same two
+// cores and the same 20 pooled connections, slower, until the 5 s deadline
+// fails them inside; waiting in line, they are late but answered (512
+// load-tool users on one stage-6 server: docs/reliability.md).
+const (
+	inFlightPerCore = 8
+	minInFlight     = 16
+	admitLine       = 4096
+	admitWait       = 30 * time.Second
+)
 
 // Log-in throttling: about ten failures per account in a quarter of an hour,
 // twice that per client address (several people may share one address).
@@ -70,12 +85,18 @@ func newLimits() *limits {
 		bcrypt:     guard.NewGate(max(2, runtime.GOMAXPROCS(0)), 8, time.Second),
 		decode:     semaphore.NewWeighted(decodeBudget),
 		decodeWait: 2 * time.Second,
+		admission:  guard.NewGate(max(minInFlight, inFlightPerCore*runtime.GOMAXPROCS(0)), admitLine, admitWait),
 	}
 }
 
 // isUpload is the one route allowed a large multipart body.
 func isUpload(r *http.Request) bool {
 	return r.Method == http.MethodPost && r.URL.Path == "/upload"
+}
+
+// isSignIn is a log-in or sign-up form sent: bcrypt, behind its own gate.
+func isSignIn(r *http.Request) bool {
+	return r.Method == http.MethodPost && (r.URL.Path == "/login" || r.URL.Path == "/signup")
 }
 
 // capBodies reads at most maxFormBytes of any body but the upload's, and
@@ -114,6 +135,31 @@ func (a *App) cleanParams(next echo.HandlerFunc) echo.HandlerFunc {
 				return echo.NewHTTPError(http.StatusNotFound)
 			}
 		}
+		return next(c)
+	}
+}
+
+// admit makes a request wait its turn (admission) before its deadline
+// starts. Not in line: the health checks (a load balancer must hear at
+// once), the stylesheet, uploads, whose bodies may take half a minute to
+// arrive and whose work the decode budget bounds, and sign-ins, whose
+// bcrypt the sign-in gate bounds (in line, log-ins waiting for bcrypt held
+// the turns of the pages: 87 req/s instead of thousands). A request refused
+// past the line (or after admitWait) is a 503: an error, never shed.
+func (a *App) admit(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		p := c.Request().URL.Path
+		if p == "/healthz" || p == "/readyz" || strings.HasPrefix(p, "/static/") || isUpload(c.Request()) || isSignIn(c.Request()) {
+			return next(c)
+		}
+		release, ok := a.lim.admission.Enter(c.Request().Context())
+		if !ok {
+			if c.Request().Context().Err() != nil {
+				return c.Request().Context().Err() // the client went away while in line
+			}
+			return unavailable(c, 5, "The site has more visitors than it can serve right now. Please try again in a few seconds.", nil)
+		}
+		defer release()
 		return next(c)
 	}
 }

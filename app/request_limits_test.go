@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
 	"golang.org/x/sync/semaphore"
+
+	"flickrkillr/app/guard"
 )
 
 // Every route but /upload reads a small body and never parses multipart, so
@@ -225,4 +228,29 @@ func TestUploadsBeyondTheDecodeBudgetGet503(t *testing.T) {
 	}
 	ta.lim.decode.Release(60 << 20)
 	mustStatus(t, b.upload(map[string]string{"title": "Calm"}, "calm.jpg", testJPEG(t, 64, 64)), http.StatusSeeOther)
+}
+
+// Past the in-flight limit a request waits its turn, and its deadline
+// starts only then: held in line longer than the deadline, it still
+// answers 200. The health checks do not wait in line.
+func TestRequestsPastTheInFlightLimitWaitTheirTurn(t *testing.T) {
+	ta := newTestApp(t, 1)
+	ta.lim.admission = guard.NewGate(1, 10, time.Minute)
+	ta.lim.reqTimeout = 200 * time.Millisecond
+	release, ok := ta.lim.admission.Enter(context.Background()) // the one turn is taken
+	if !ok {
+		t.Fatal("could not take the only turn")
+	}
+	answered := make(chan response, 1)
+	b := ta.browser(t)
+	go func() { answered <- b.get("/") }()
+	mustStatus(t, ta.browser(t).get("/readyz"), http.StatusOK)
+	time.Sleep(4 * ta.lim.reqTimeout) // in line for longer than its deadline
+	select {
+	case res := <-answered:
+		t.Fatalf("a request answered %d while the only turn was taken", res.Status)
+	default:
+	}
+	release()
+	mustStatus(t, <-answered, http.StatusOK)
 }

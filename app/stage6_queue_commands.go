@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -91,16 +92,36 @@ type QueueOp struct{ Retry, Drop string }
 
 // QueueCommand applies op, then prints the queue's figures (jobs/s over one
 // second) and its dead jobs.
+//
+// Without REDIS_URL it reads the queue in the embedded miniredis of the
+// `serve` process (make run) whose DATA_DIR is cfg's: that process writes its
+// address there (embeddedRedisFile).
 func QueueCommand(ctx context.Context, cfg Config, op QueueOp, out io.Writer) error {
-	if cfg.RedisURL == "" {
-		return &ConfigError{"REDIS_URL", noSharedRedis}
+	url := cfg.RedisURL
+	if url == "" {
+		embedded, pid, err := embeddedRedisURL(cfg.DataDir)
+		if err != nil {
+			return &ConfigError{"REDIS_URL", "is not set, and no `serve` process with the embedded miniredis has written its address to " +
+				filepath.Join(cfg.DataDir, embeddedRedisFile) + " (is `make run` running, with this DATA_DIR?); with a redis-server, give serve and queue the same REDIS_URL"}
+		}
+		url = embedded
+		fmt.Fprintf(out, "the queue in the embedded miniredis of serve (pid %d, %s)\n\n", pid, url)
 	}
-	opt, err := redis.ParseURL(cfg.RedisURL)
+	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return &ConfigError{"REDIS_URL", "is not a valid redis:// URL"}
 	}
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
+	if cfg.RedisURL == "" {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := rdb.Ping(pctx).Err()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("app: the embedded miniredis named in %s does not answer (the serve process that wrote it has ended?): %w",
+				filepath.Join(cfg.DataDir, embeddedRedisFile), err)
+		}
+	}
 	q := jobqueue.New(rdb, "images")
 	if err := reviveDead(ctx, q, cfg, op, out); err != nil {
 		return err

@@ -2,8 +2,11 @@ package app
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -233,5 +236,35 @@ func TestStage6JobSurvivesAWorkerKilledMidJob(t *testing.T) {
 	s, _ = u.queue.Stats(ctx)
 	if s.Done != 1 || s.Reaped != 1 || s.Ready+s.Processing+s.Delayed+s.Dead != 0 {
 		t.Fatalf("stats %+v, want the job reaped once and done once", s)
+	}
+}
+
+// Without REDIS_URL, `flickrkillr queue` reads the queue in the embedded
+// miniredis of the serve process on the same DATA_DIR (make run), and shows
+// what recovery re-enqueued; once that process has closed, it says so.
+func TestQueueCommandFindsTheEmbeddedRedis(t *testing.T) {
+	if _, ok := LookupStage(6); !ok {
+		t.Skip("a build without stage 6")
+	}
+	need, _ := SchemaFor(6)
+	dataDir := t.TempDir()
+	ta := newTestAppOn(t, 6, modeltest.NewDB(t, need), dataDir, "")
+	if _, err := ta.deps.Redis(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := QueueCommand(context.Background(), Config{DataDir: dataDir}, QueueOp{}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"embedded miniredis of serve", "waiting", "recovered"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the queue command's output lacks %q:\n%s", want, out.String())
+		}
+	}
+	ta.deps.Close()
+	err := QueueCommand(context.Background(), Config{DataDir: dataDir}, QueueOp{}, io.Discard)
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Name != "REDIS_URL" {
+		t.Fatalf("after the serve process closed: %v, want a REDIS_URL configuration error", err)
 	}
 }

@@ -103,6 +103,10 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 	static, _ := fs.Sub(templates.Static, "static")
 	srv := newServer("", nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	s, _ := resolve(cfg.Stage)
+	tooLarge, err := tooLargePage(s) // nginx's 413 is the app's page
+	if err != nil {
+		return err
+	}
 	o := topology.Options{
 		Addr: cfg.Addr, AdminAddr: cfg.AdminAddr, Instances: cfg.Instances, Log: log,
 		RedisURL: cfg.RedisURL, DataDir: dataDir, Static: static, CPUs: cpus,
@@ -129,6 +133,8 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 		},
 		Attrs: []any{"stage", fmt.Sprintf("%d (%s)", s.Number, s.Name), "indexes", cfg.Indexes || s.Indexes},
 	}
+	o.Limits.TooLargePage = tooLarge
+
 	if !cfg.NoMetrics {
 		o.Panels = append(corePanels(), panelsFor(cfg.Stage, obs.NewMetrics(nil))...)
 		o.Info = dashboardInfo(s, fmt.Sprintf("migration %d expected", s.Schema), topologyNote)

@@ -59,6 +59,7 @@ type response struct {
 	body        []byte
 	timing      []byte // Server-Timing (servertiming.go)
 	retryAfter  []byte // Retry-After, read by the sign-ins (signin.go)
+	shed        []byte // X-Shed: what the server shed on purpose (signin.go)
 }
 
 func newClient(base string, timeout time.Duration) (*client, error) {
@@ -286,7 +287,7 @@ func (c *client) readResponse(res *response) (keep bool, err error) {
 
 func (c *client) readOne(res *response) (keep bool, err error) {
 	res.status, res.contentType, res.location, res.body = 0, res.contentType[:0], res.location[:0], res.body[:0]
-	res.timing, res.retryAfter = res.timing[:0], res.retryAfter[:0]
+	res.timing, res.retryAfter, res.shed = res.timing[:0], res.retryAfter[:0], res.shed[:0]
 	line, err := c.br.ReadSlice('\n')
 	if err != nil {
 		if len(line) == 0 {
@@ -344,6 +345,8 @@ func (c *client) readOne(res *response) (keep bool, err error) {
 			res.location = append(res.location, value...)
 		case bytes.EqualFold(name, []byte("Retry-After")):
 			res.retryAfter = append(res.retryAfter, value...)
+		case bytes.EqualFold(name, []byte(shedHeader)):
+			res.shed = append(res.shed, value...)
 		case bytes.EqualFold(name, []byte("Set-Cookie")):
 			c.setCookie(string(value))
 		}

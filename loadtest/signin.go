@@ -1,7 +1,6 @@
 package loadtest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -21,10 +20,13 @@ import (
 // page failed, while a 503 of any other kind (a breaker, the request
 // deadline, a page) stays an error.
 
-// signInGateMarker is in the page of the server's sign-in gate's 503
-// (app/auth.go's busyMessage): a 503 to a sign-in that says it was shed.
-// Any other 503 (a breaker, the request deadline) has another page.
-const signInGateMarker = "busy signing people in"
+// The server's sign-in gate marks its 503 with this header (app/auth.go's
+// shedHeader): a 503 to a sign-in that says it was shed. Any other 503 (a
+// breaker, the request deadline) has none.
+const (
+	shedHeader = "X-Shed"
+	shedSignIn = "sign-in"
+)
 
 // How a virtual user waits after a refused sign-in.
 const (
@@ -38,7 +40,7 @@ const (
 
 // isShed says whether a sign-in's answer is the sign-in gate's 503.
 func isShed(res *response) bool {
-	return res.status == http.StatusServiceUnavailable && bytes.Contains(res.body, []byte(signInGateMarker))
+	return res.status == http.StatusServiceUnavailable && string(res.shed) == shedSignIn
 }
 
 // retryAfter reads a Retry-After value (delay-seconds or an HTTP date); 0

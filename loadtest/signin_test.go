@@ -14,7 +14,8 @@ import (
 	"time"
 )
 
-// gatePage is the body of the server's sign-in gate's 503 (app/auth.go).
+// gatePage is the body of the server's sign-in gate's 503 (app/auth.go),
+// which fakeSite's refusals send with its X-Shed header.
 const gatePage = "We are busy signing people in. Please try again in a moment."
 
 // loginLog is what a fake server saw of the log-ins, per connection (each
@@ -39,6 +40,9 @@ func (l *loginLog) refuse(n, status int, body string) func(http.ResponseWriter, 
 			return false
 		}
 		w.Header().Set("Retry-After", "1")
+		if body == gatePage {
+			w.Header().Set(shedHeader, shedSignIn) // the gate's 503 (app/auth.go)
+		}
 		http.Error(w, body, status)
 		return true
 	}

@@ -39,6 +39,14 @@ type Options struct {
 	// (the app's request deadline covers a server that does not answer at all).
 	// Zero leaves it off, as migrate and seed need.
 	StatementTimeout time.Duration
+	// Admit, when set, is asked before every statement and transaction
+	// the pool sends (admit.go): an error (an open circuit breaker) fails
+	// the call at once instead of sending it to a database that does not
+	// answer.
+	Admit func(ctx context.Context) error
+	// Progress, when set, is told of every statement's start and end (a
+	// watchdog that tells a hung database from a slow one).
+	Progress Progress
 }
 
 // Open connects to PostgreSQL through pgx and returns a gorm handle on it.
@@ -48,7 +56,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*gorm.DB, error) {
 		return nil, fmt.Errorf("models: parse database URL: %w", err)
 	}
 	// Every statement is timed into its request's Server-Timing (trace.go).
-	cfg.Tracer = timingTracer{next: opt.Tracer}
+	cfg.Tracer = timingTracer{next: opt.Tracer, progress: opt.Progress}
 	if opt.StatementTimeout > 0 {
 		cfg.RuntimeParams["statement_timeout"] = strconv.FormatInt(opt.StatementTimeout.Milliseconds(), 10)
 	}
@@ -67,7 +75,11 @@ func Open(ctx context.Context, dsn string, opt Options) (*gorm.DB, error) {
 		sqlDB.Close()
 		return nil, fmt.Errorf("models: connect to %s: %w", redactDSN(cfg), err)
 	}
-	db, err := gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), &gorm.Config{
+	var pool gorm.ConnPool = sqlDB
+	if opt.Admit != nil {
+		pool = admitPool{DB: sqlDB, admit: opt.Admit}
+	}
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: pool}), &gorm.Config{
 		// Queries are logged by the app where they fail; gorm's own slow-query
 		// warnings would drown the console in the index-less stages.
 		Logger:                 logger.Discard,

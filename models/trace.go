@@ -139,12 +139,19 @@ func (f *frame) record(p Part, d time.Duration, query bool) {
 }
 
 // timingTracer is the pgx QueryTracer that records every statement's time
-// into the Timings of its context; next (the tests' counter) sees it too.
-type timingTracer struct{ next pgx.QueryTracer }
+// into the Timings of its context; next (the tests' counter) sees it too,
+// and progress (the watchdog) counts its start and end.
+type timingTracer struct {
+	next     pgx.QueryTracer
+	progress Progress
+}
 
 type queryStartKey struct{}
 
 func (tt timingTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	if tt.progress != nil {
+		tt.progress.Begin()
+	}
 	if tt.next != nil {
 		ctx = tt.next.TraceQueryStart(ctx, conn, data)
 	}
@@ -159,6 +166,9 @@ func (tt timingTracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, data p
 		if start, ok := ctx.Value(queryStartKey{}).(time.Time); ok {
 			f.record(PartDB, time.Since(start), true)
 		}
+	}
+	if tt.progress != nil {
+		tt.progress.End(Answered(data.Err))
 	}
 	if tt.next != nil {
 		tt.next.TraceQueryEnd(ctx, conn, data)

@@ -28,7 +28,9 @@ type Breaker struct {
 
 	mu      sync.Mutex
 	failed  int
-	probing bool // the probe goroutine runs
+	probing bool      // the probe goroutine runs
+	cause   error     // why it opened (Trip's reason, or the last failure)
+	heard   time.Time // when a call was last answered
 }
 
 // BreakerOptions configure a Breaker; zero values take the defaults.
@@ -90,6 +92,14 @@ func (b *Breaker) Allow(ctx context.Context) bool {
 // says nothing about the dependency, either way: counting it opened the
 // breaker under load and failed every session page of a healthy Redis.
 func (b *Breaker) Record(ctx context.Context, err error) {
+	b.RecordSince(ctx, err, time.Time{})
+}
+
+// RecordSince is Record for a call sent at start. A failure of a call
+// during which the dependency answered another one is not counted: it
+// makes progress, slowly (a timeout under CPU contention), and is not
+// down. A hung dependency answers nothing, so its timeouts still count.
+func (b *Breaker) RecordSince(ctx context.Context, err error, start time.Time) {
 	if ctx.Err() != nil {
 		return
 	}
@@ -97,9 +107,14 @@ func (b *Breaker) Record(ctx context.Context, err error) {
 	defer b.mu.Unlock()
 	if !b.isFailure(err) {
 		b.failed = 0
+		b.heard = time.Now()
+		return
+	}
+	if !start.IsZero() && b.heard.After(start) {
 		return
 	}
 	b.failed++
+	b.cause = err
 	if b.failed >= b.failures && !b.probing && b.probe != nil {
 		b.probing = true
 		go b.probeUntilClosed()
@@ -118,8 +133,11 @@ func (b *Breaker) probeUntilClosed() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), probeKey{}, true), time.Second)
-		b.probe(ctx)
+		err := b.probe(ctx)
 		cancel()
+		if err == nil {
+			b.Reset() // an adapter that records its own calls has already closed it
+		}
 		b.mu.Lock()
 		closed := b.failed < b.failures
 		if closed {
@@ -130,6 +148,39 @@ func (b *Breaker) probeUntilClosed() {
 			return
 		}
 	}
+}
+
+// Trip opens the breaker now, for reason: a watchdog that sees the
+// dependency make no progress (Watchdog) need not wait for failures that
+// would each take a timeout. It probes, if it has a probe, like a breaker
+// opened by failures.
+func (b *Breaker) Trip(reason error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.failed = max(b.failed, b.failures)
+	b.cause = reason
+	if !b.probing && b.probe != nil {
+		b.probing = true
+		go b.probeUntilClosed()
+	}
+}
+
+// Reset closes the breaker: the dependency answered.
+func (b *Breaker) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.failed = 0
+	b.cause = nil
+}
+
+// Cause says why the breaker is open (nil while it is closed).
+func (b *Breaker) Cause() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.failed < b.failures {
+		return nil
+	}
+	return b.cause
 }
 
 // Open reports whether the breaker is refusing calls now.

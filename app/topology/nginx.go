@@ -31,6 +31,9 @@ type Limits struct {
 	ReadBody   time.Duration
 	Write      time.Duration
 	Idle       time.Duration
+	// TooLargePage is the app's page for a body over MaxBody (rendered at
+	// start): nginx answers its 413 with it instead of its own. nil: nginx's.
+	TooLargePage []byte
 }
 
 // nginxConfig is what the template needs.
@@ -48,6 +51,7 @@ type nginxConfig struct {
 	ReadBody    string
 	Write       string
 	Idle        string
+	TooLarge    string // the app's 413 page, "" for nginx's own
 }
 
 // renderNginxConfig is the configuration text for nginx on listen in front
@@ -64,6 +68,9 @@ func renderNginxConfig(dir, listen, dataDir string, lim Limits, instances []*ins
 		ReadBody:    seconds(lim.ReadBody),
 		Write:       seconds(lim.Write),
 		Idle:        seconds(lim.Idle),
+	}
+	if lim.TooLargePage != nil {
+		c.TooLarge = filepath.Join(dir, "errors", "413.html")
 	}
 	if os.Geteuid() == 0 {
 		if u, err := user.Current(); err == nil {
@@ -108,6 +115,14 @@ func writeNginxConfig(dir, listen, dataDir string, lim Limits, static fs.FS, ins
 		return os.WriteFile(to, b, 0o644)
 	}); err != nil {
 		return "", fmt.Errorf("topology: write static files: %w", err)
+	}
+	if lim.TooLargePage != nil {
+		if err := os.MkdirAll(filepath.Join(dir, "errors"), 0o755); err != nil {
+			return "", fmt.Errorf("topology: write error pages: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "errors", "413.html"), lim.TooLargePage, 0o644); err != nil {
+			return "", fmt.Errorf("topology: write error pages: %w", err)
+		}
 	}
 	text, err := renderNginxConfig(dir, listen, dataDir, lim, instances)
 	if err != nil {

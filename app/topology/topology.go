@@ -317,8 +317,12 @@ func waitHTTP(ctx context.Context, p *proc, url string, limit time.Duration) err
 	return fmt.Errorf("%s did not answer %s within %s", p.name, url, limit)
 }
 
-// startRedis runs a redis-server of the topology's own on a free port: no
-// persistence (sessions and cache entries are worth losing on a restart).
+// startRedis runs a redis-server of the topology's own on a free port. It
+// keeps its data in an append-only file in the topology's folder, written
+// before each reply and fsynced every second: stage 6's queue lives there,
+// and an upload acknowledged with its job queued must survive a restart of
+// Redis (a killed process loses nothing acknowledged; only a crash of the
+// machine may lose the last second).
 func (t *topology) startRedis(ctx context.Context) (string, error) {
 	exe, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -331,8 +335,8 @@ func (t *topology) startRedis(ctx context.Context) (string, error) {
 	_, port, _ := net.SplitHostPort(addr)
 	logFile := filepath.Join(t.dir, "redis.log")
 	t.redis = newProc("redis-server", t.log, syscall.SIGTERM, func() *exec.Cmd {
-		return exec.Command(exe, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-			"--dir", t.dir, "--logfile", logFile)
+		return exec.Command(exe, "--port", port, "--bind", "127.0.0.1", "--save", "",
+			"--appendonly", "yes", "--appendfsync", "everysec", "--dir", t.dir, "--logfile", logFile)
 	})
 	if err := t.redis.start(ctx); err != nil {
 		return "", err
