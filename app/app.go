@@ -40,6 +40,7 @@ type App struct {
 	lim      *limits
 	metrics  *obs.Metrics // nil with METRICS=0 and in a CGI child
 	front    Front
+	pages    FrontPages // nil: no front cache (before stage 8)
 }
 
 // New builds the App for cfg.Stage from the opened dependencies; the stage
@@ -100,6 +101,14 @@ func New(cfg Config, d *Deps) (*App, error) {
 	if a.gallery, err = galleryFor(stage, d, a.lookups); err != nil {
 		return nil, fmt.Errorf("app: gallery: %w", err)
 	}
+	if stage.FrontPages != nil { // Stage 8: writes delete the pages they change from the front cache
+		if a.pages, err = stage.FrontPages(a, d); err != nil {
+			return nil, fmt.Errorf("app: front pages: %w", err)
+		}
+		if a.pages != nil {
+			a.gallery = withFrontPages(a, a.gallery, a.pages)
+		}
+	}
 	a.images = diskReads{diskImages{files}}
 	if stage.Images != nil {
 		if a.images, err = stage.Images(d, a.images); err != nil {
@@ -144,6 +153,10 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.echo.ServeHT
 // Stage is the stage the App runs.
 func (a *App) Stage() Stage { return a.stage }
 
+// sessionCookieName is the session cookie; stage 8's nginx sends every
+// request that has one to an instance.
+const sessionCookieName = "flickrkillr_session"
+
 // newSessionManager configures scs the same way for every store.
 func newSessionManager(store scs.Store) *scs.SessionManager {
 	sm := scs.New()
@@ -152,7 +165,7 @@ func newSessionManager(store scs.Store) *scs.SessionManager {
 	// An idle timeout makes scs rewrite the session on every request that
 	// carries one: the per-request session write that stages 1 and 2 measure.
 	sm.IdleTimeout = 24 * time.Hour
-	sm.Cookie.Name = "flickrkillr_session"
+	sm.Cookie.Name = sessionCookieName
 	sm.Cookie.HttpOnly = true
 	sm.Cookie.SameSite = http.SameSiteLaxMode
 	return sm
