@@ -121,8 +121,12 @@ func New(o Options) *Store {
 	s := &Store{mc: mc, ttl: o.TTL, done: make(chan struct{})}
 	s.breaker = guard.NewBreaker(guard.BreakerOptions{
 		IsFailure: isFailure,
-		Probe:     func(context.Context) error { return mc.Ping() },
-		Done:      s.done,
+		Probe: func(ctx context.Context) error { // its outcome closes the breaker
+			err := mc.Ping()
+			s.breaker.Record(ctx, err)
+			return err
+		},
+		Done: s.done,
 	})
 	return s
 }
