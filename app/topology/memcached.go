@@ -77,8 +77,15 @@ func (t *topology) startMemcached(ctx context.Context) error {
 }
 
 // memcachedStats are the `stats` figures the dashboard draws, as
-// flickrkillr_memcached_<name> gauges.
-var memcachedStats = []string{"get_hits", "get_misses", "evictions", "bytes", "curr_items", "limit_maxbytes", "cmd_set", "delete_hits", "curr_connections"}
+// flickrkillr_memcached_<name>: counters since memcached started (true),
+// or gauges.
+var memcachedStats = []struct {
+	name    string
+	counter bool
+}{
+	{"get_hits", true}, {"get_misses", true}, {"evictions", true}, {"cmd_set", true}, {"delete_hits", true},
+	{"bytes", false}, {"curr_items", false}, {"limit_maxbytes", false}, {"curr_connections", false},
+}
 
 // gatherMemcached adds memcached's stats to the supervisor's metrics (none
 // while it is down).
@@ -90,15 +97,20 @@ func (t *topology) gatherMemcached(fams map[string]*dto.MetricFamily) {
 	if err != nil {
 		return
 	}
-	for _, name := range memcachedStats {
-		if v, ok := st[name]; ok {
-			addPlain(fams, "flickrkillr_memcached_"+name, "Stage 8: memcached's stats "+name+".", gauge(v))
+	for _, ms := range memcachedStats {
+		v, ok := st[ms.name]
+		if !ok {
+			continue
 		}
+		m, typ := gauge(v), dto.MetricType_GAUGE
+		if ms.counter {
+			m, typ = &dto.Metric{Counter: &dto.Counter{Value: &v}}, dto.MetricType_COUNTER
+		}
+		addPlain(fams, "flickrkillr_memcached_"+ms.name, "Stage 8: memcached's stats "+ms.name+".", typ, m)
 	}
 }
 
-func addPlain(fams map[string]*dto.MetricFamily, name, help string, m *dto.Metric) {
-	typ := dto.MetricType_GAUGE
+func addPlain(fams map[string]*dto.MetricFamily, name, help string, typ dto.MetricType, m *dto.Metric) {
 	f, ok := fams[name]
 	if !ok {
 		f = &dto.MetricFamily{Name: &name, Help: &help, Type: &typ}
