@@ -31,7 +31,7 @@ const frontTTL = 3 * time.Second
 // real nginx, memcached, Redis and PostgreSQL.
 func TestStage8FrontCache(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binary and starts nginx, memcached, Redis and an instance")
+		t.Skip("builds the binary and starts nginx, memcached, Redis and two instances")
 	}
 	needNginx(t)
 	for _, exe := range []string{"memcached", "redis-server"} {
@@ -42,48 +42,7 @@ func TestStage8FrontCache(t *testing.T) {
 			t.Skipf("%s is not installed", exe)
 		}
 	}
-	schema, err := SchemaFor(frontCacheStage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dsn := modeltest.NewDB(t, schema)
-	exe := buildFlickrkillr(t)
-	work := t.TempDir()
-	addr, admin := mustFreeAddr(t), mustFreeAddr(t)
-	logs := &syncBuffer{}
-	sup := exec.Command(exe, "serve", "--stage", "8", "--instances", "2", "--addr", addr, "--admin-addr", admin)
-	sup.Dir = work
-	sup.Env = append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL=", "DATA_DIR="+filepath.Join(work, "data"),
-		"FRONT_CACHE_TTL="+frontTTL.String(), "FRONT_CACHE=", "STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS=")
-	sup.Stdout, sup.Stderr = logs, logs
-	if err := sup.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- sup.Wait() }()
-	t.Cleanup(func() {
-		if sup.ProcessState == nil {
-			sup.Process.Signal(syscall.SIGINT) // stops nginx, the instances, Redis and memcached
-			select {
-			case <-exited:
-			case <-time.After(60 * time.Second):
-				sup.Process.Kill()
-				<-exited
-			}
-		}
-		if t.Failed() {
-			t.Logf("the topology's log:\n%s", logs.String())
-		}
-	})
-	base := "http://" + addr
-	waitFor(t, 90*time.Second, "the topology to serve through nginx", func() bool {
-		res, err := http.Get("http://" + admin + "/topology.json") // the operator listener starts last
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == http.StatusOK
-	})
+	base, admin := startFrontTopology(t)
 	mcAddr := memcachedProc(t, admin).Addr
 	mc := memcache.New(mcAddr)
 
@@ -241,6 +200,89 @@ func TestStage8FrontCache(t *testing.T) {
 			t.Errorf("%d of %d requests failed; the first: %v", failed, n, first)
 		}
 	})
+}
+
+// startFrontTopology runs `serve --stage 8` with args on a database of its
+// own until the test ends, and returns nginx's URL and the operator listener.
+func startFrontTopology(t *testing.T, args ...string) (base, admin string) {
+	t.Helper()
+	schema, err := SchemaFor(frontCacheStage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := modeltest.NewDB(t, schema)
+	exe := buildFlickrkillr(t)
+	work := t.TempDir()
+	addr := mustFreeAddr(t)
+	admin = mustFreeAddr(t)
+	logs := &syncBuffer{}
+	sup := exec.Command(exe, append([]string{"serve", "--stage", "8", "--instances", "2", "--addr", addr, "--admin-addr", admin}, args...)...)
+	sup.Dir = work
+	sup.Env = append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL=", "DATA_DIR="+filepath.Join(work, "data"),
+		"FRONT_CACHE_TTL="+frontTTL.String(), "FRONT_CACHE=", "STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS=")
+	sup.Stdout, sup.Stderr = logs, logs
+	if err := sup.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- sup.Wait() }()
+	t.Cleanup(func() {
+		if sup.ProcessState == nil {
+			sup.Process.Signal(syscall.SIGINT) // stops nginx, the instances, Redis and memcached
+			select {
+			case <-exited:
+			case <-time.After(60 * time.Second):
+				sup.Process.Kill()
+				<-exited
+			}
+		}
+		if t.Failed() {
+			t.Logf("the topology's log:\n%s", logs.String())
+		}
+	})
+	base = "http://" + addr
+	waitFor(t, 90*time.Second, "the topology to serve through nginx", func() bool {
+		res, err := http.Get("http://" + admin + "/topology.json") // the operator listener starts last
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+	return base, admin
+}
+
+// --front-cache proxy: nginx's proxy_cache in memcached's place, one flag
+// apart: no memcached runs, an anonymous page is a HIT after its first
+// answer, a logged-in one is never taken from the cache.
+func TestStage8ProxyMicrocache(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and starts nginx, Redis and two instances")
+	}
+	needNginx(t)
+	if _, err := exec.LookPath("redis-server"); err != nil && os.Getenv("CI") == "" {
+		t.Skip("redis-server is not installed")
+	}
+	base, admin := startFrontTopology(t, "--front-cache", "proxy")
+	for _, p := range readTopology(t, admin).Processes {
+		if p.Name == "memcached" {
+			t.Errorf("memcached runs with --front-cache proxy: %+v", p)
+		}
+	}
+	anon := &browser{t: t, base: base, c: &http.Client{Timeout: 10 * time.Second}}
+	waitFor(t, 30*time.Second, "the home page to come from proxy_cache", func() bool {
+		return anon.get("/").Header.Get("X-Front-Cache") == "HIT"
+	})
+	jar, _ := cookiejar.New(nil)
+	alice := &browser{t: t, base: base, c: &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	alice.signup("alice")
+	if r := alice.get("/"); r.Header.Get("X-Front-Cache") != "BYPASS" || !strings.Contains(r.Body, "alice") {
+		t.Errorf("alice's home page: X-Front-Cache %q, want BYPASS and her page", r.Header.Get("X-Front-Cache"))
+	}
+	if r := anon.get("/?utm=x"); r.Header.Get("X-Front-Cache") != "BYPASS" {
+		t.Errorf("an unknown query: X-Front-Cache %q, want BYPASS", r.Header.Get("X-Front-Cache"))
+	}
 }
 
 // memcachedProc is memcached's line in /topology.json.
