@@ -11,18 +11,19 @@ import (
 
 // The layout's arrows point one way (docs/architecture.md): main → app →
 // the mechanism packages under app/ → models. A mechanism never imports
-// app; among them, topology and jobqueue may use obs and guard, and obs,
+// app; among them, topology and jobqueue may use obs and guard, frontcache guard, and obs,
 // guard and netdelay use none of the others. models imports none of app's.
 // A new package under app/ must be given its arrows here.
 func TestImportsPointOneWay(t *testing.T) {
 	const app = "flickrkillr/app"
-	mechanisms := []string{app + "/obs", app + "/guard", app + "/netdelay", app + "/jobqueue", app + "/topology"}
+	mechanisms := []string{app + "/obs", app + "/guard", app + "/netdelay", app + "/jobqueue", app + "/topology", app + "/frontcache"}
 	may := map[string][]string{ // the mechanisms each mechanism may use
-		app + "/obs":      nil,
-		app + "/guard":    nil,
-		app + "/netdelay": nil,
-		app + "/jobqueue": {app + "/obs", app + "/guard"},
-		app + "/topology": {app + "/obs", app + "/guard"},
+		app + "/obs":        nil,
+		app + "/guard":      nil,
+		app + "/netdelay":   nil,
+		app + "/jobqueue":   {app + "/obs", app + "/guard"},
+		app + "/topology":   {app + "/obs", app + "/guard"},
+		app + "/frontcache": {app + "/guard"}, // stage 8
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {

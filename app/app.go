@@ -44,6 +44,7 @@ type App struct {
 	metrics        *obs.Metrics // nil with METRICS=0 and in a CGI child
 	front          Front
 	pg             *postgresWatch // nil: no breaker in front of PostgreSQL (tests, stage 0)
+	pages          FrontPages // nil: no front cache (before stage 8)
 }
 
 // New builds the App for cfg.Stage from the opened dependencies; the stage
@@ -106,6 +107,14 @@ func New(cfg Config, d *Deps) (*App, error) {
 	if a.gallery, err = galleryFor(stage, d, a.lookups); err != nil {
 		return nil, fmt.Errorf("app: gallery: %w", err)
 	}
+	if stage.FrontPages != nil { // Stage 8: writes delete the pages they change from the front cache
+		if a.pages, err = stage.FrontPages(a, d); err != nil {
+			return nil, fmt.Errorf("app: front pages: %w", err)
+		}
+		if a.pages != nil {
+			a.gallery = withFrontPages(a, a.gallery, a.pages)
+		}
+	}
 	a.images = diskReads{diskImages{files}}
 	if stage.Images != nil {
 		if a.images, err = stage.Images(d, a.images); err != nil {
@@ -150,6 +159,10 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.echo.ServeHT
 // Stage is the stage the App runs.
 func (a *App) Stage() Stage { return a.stage }
 
+// sessionCookieName is the session cookie; stage 8's nginx sends every
+// request that has one to an instance.
+const sessionCookieName = "flickrkillr_session"
+
 // newSessionManager configures scs the same way for every store. refresh 0
 // keeps an idle timeout, which makes scs rewrite the session on every request
 // that carries one: the per-request session write that stages 1 and 2
@@ -167,7 +180,7 @@ func newSessionManager(store scs.Store, refresh time.Duration) *scs.SessionManag
 		sm.Lifetime = sessionIdle
 	}
 	sm.Codec = sessionCodec{}
-	sm.Cookie.Name = "flickrkillr_session"
+	sm.Cookie.Name = sessionCookieName
 	sm.Cookie.HttpOnly = true
 	sm.Cookie.SameSite = http.SameSiteLaxMode
 	return sm

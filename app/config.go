@@ -39,6 +39,12 @@ type Config struct {
 	// WORKERS (stage 6): how many workers make upload images in this
 	// process; 0 leaves them to `flickrkillr worker` processes.
 	Workers int
+	// Stage 8's front cache: FRONT_CACHE / --front-cache (memcached, the
+	// default, or proxy), MEMCACHED_ADDR (set by the supervisor for its
+	// instances) and FRONT_CACHE_TTL (a filled page's life, default 30s).
+	FrontCache    string
+	MemcachedAddr string
+	FrontCacheTTL time.Duration
 
 	cgiChild bool // Stage 0: this process answers one request; its parent keeps the metrics
 }

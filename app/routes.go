@@ -41,11 +41,16 @@ func (a *App) routes() *echo.Echo {
 	static, _ := fs.Sub(templates.Static, "static")
 	get("/static/*", echo.WrapHandler(http.StripPrefix("/static/", staticHandler(static))))
 
+	// The pages a front cache may keep (stage 8): filled for visitors without a session.
+	front := func(canonical func(echo.Context) bool) []echo.MiddlewareFunc {
+		return append([]echo.MiddlewareFunc{a.fillFront(canonical)}, public...)
+	}
+
 	// Home.
-	get("/", a.home, public...)
+	get("/", a.home, front(noQuery)...)
 
 	// Photos.
-	get("/photos/:id", a.photoShow, public...)
+	get("/photos/:id", a.photoShow, front(canonicalPhoto)...)
 	get("/photos/:id/image", a.photoImage)
 	get("/photos/:id/thumb", a.photoThumb)
 	e.POST("/photos/:id/favorite", a.favoritePost, authed...)
@@ -57,8 +62,8 @@ func (a *App) routes() *echo.Echo {
 	e.POST("/upload", a.uploadNewPost, authed...)
 
 	// Users and tags.
-	get("/users/:name", a.userShow, public...)
-	get("/tags/:tag", a.tagShow, public...)
+	get("/users/:name", a.userShow, front(canonicalCursor)...)
+	get("/tags/:tag", a.tagShow, front(canonicalCursor)...)
 
 	// Accounts.
 	get("/signup", a.signup, public...)

@@ -71,7 +71,7 @@ func ServeInstance(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	var serve func(context.Context, Config, *slog.Logger) error
 	for _, s := range Stages() {
-		if s.Number < cfg.Stage && s.Serve != nil {
+		if s.Number < cfg.Stage && s.Serve != nil && !s.Topology { // stage 8's instance is no supervisor either
 			serve = s.Serve
 		}
 	}

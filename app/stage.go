@@ -64,6 +64,9 @@ type Stage struct {
 	// Front says what stands in front of the app (stage 7: nginx): whose
 	// word to take for the client's address, and where pages link images.
 	Front func() Front
+	// FrontPages is where the front server finds whole public pages
+	// (stage 8: memcached, read by nginx): nil keeps none.
+	FrontPages func(a *App, d *Deps) (FrontPages, error)
 }
 
 var stages = map[int]Stage{}

@@ -139,6 +139,9 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 		o.Panels = append(corePanels(), panelsFor(cfg.Stage, obs.NewMetrics(nil))...)
 		o.Info = dashboardInfo(s, fmt.Sprintf("migration %d expected", s.Schema), topologyNote)
 	}
+	for _, add := range topologyOptions { // later stages' parts (stage 8: the front cache)
+		add(cfg, &o)
+	}
 	err = topology.Run(ctx, o)
 	switch {
 	case errors.Is(err, topology.ErrNoNginx):
@@ -149,6 +152,10 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	return err
 }
+
+// topologyOptions are what later topology stages add to the supervisor's
+// options, registered from their own files (stage 8: the front cache).
+var topologyOptions []func(cfg Config, o *topology.Options)
 
 // instanceCPUs reads INSTANCE_CPUS ("0,1"): instance i runs pinned to the
 // i-th entry (taskset), for measuring one instance per core.

@@ -60,6 +60,7 @@ type response struct {
 	timing      []byte // Server-Timing (servertiming.go)
 	retryAfter  []byte // Retry-After, read by the sign-ins (signin.go)
 	shed        []byte // X-Shed: what the server shed on purpose (signin.go)
+	front       []byte // X-Front-Cache: whether stage 8's front cache answered (frontcache.go)
 }
 
 func newClient(base string, timeout time.Duration) (*client, error) {
@@ -287,7 +288,7 @@ func (c *client) readResponse(res *response) (keep bool, err error) {
 
 func (c *client) readOne(res *response) (keep bool, err error) {
 	res.status, res.contentType, res.location, res.body = 0, res.contentType[:0], res.location[:0], res.body[:0]
-	res.timing, res.retryAfter, res.shed = res.timing[:0], res.retryAfter[:0], res.shed[:0]
+	res.timing, res.retryAfter, res.shed, res.front = res.timing[:0], res.retryAfter[:0], res.shed[:0], res.front[:0]
 	line, err := c.br.ReadSlice('\n')
 	if err != nil {
 		if len(line) == 0 {
@@ -341,6 +342,8 @@ func (c *client) readOne(res *response) (keep bool, err error) {
 			res.contentType = append(res.contentType, value...)
 		case bytes.EqualFold(name, []byte("Server-Timing")):
 			res.timing = append(res.timing, value...)
+		case bytes.EqualFold(name, []byte("X-Front-Cache")):
+			res.front = append(res.front, value...)
 		case bytes.EqualFold(name, []byte("Location")):
 			res.location = append(res.location, value...)
 		case bytes.EqualFold(name, []byte("Retry-After")):

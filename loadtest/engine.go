@@ -366,6 +366,7 @@ func (vu *vuser) timed(ctx context.Context, route string, ok check, send func() 
 	}
 	vu.rec.record(route, latency, int64(len(vu.res.body)), err)
 	vu.rec.recordTiming(route, vu.res.timing)
+	vu.rec.recordFront(route, vu.res.front)
 	return vu.res.body, err
 }
 

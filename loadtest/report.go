@@ -58,7 +58,10 @@ func WriteText(w io.Writer, r *Result) error {
 			fmt.Fprintf(w, "  %s error: %s (%d×)\n", row.Route, c, row.Causes[c])
 		}
 	}
-	return writeTiming(w, r)
+	if err := writeTiming(w, r); err != nil {
+		return err
+	}
+	return writeFront(w, r)
 }
 
 // mixText says how many users browse without an account, if any do.

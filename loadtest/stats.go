@@ -23,6 +23,7 @@ type routeStats struct {
 	bytes  int64
 	causes map[string]int64 // error message → count
 	timing *timingStats     // the server's Server-Timing, summed (servertiming.go)
+	front  frontStats       // stage 8's front cache: answers that carried X-Front-Cache, hits (frontcache.go)
 }
 
 func newRecorder() *recorder { return &recorder{routes: map[string]*routeStats{}} }
@@ -68,6 +69,7 @@ func (r *recorder) merge(o *recorder) {
 			s.causes[c] += n
 		}
 		s.mergeTiming(os.timing)
+		s.front.merge(os.front)
 	}
 }
 
@@ -86,6 +88,8 @@ type RouteResult struct {
 	MBps     float64          `json:"mb_per_s"`
 	Causes   map[string]int64 `json:"error_causes,omitempty"`
 	Timing   *TimingResult    `json:"server_timing,omitempty"`
+	// Front is what stage 8's front cache answered (nil before stage 8).
+	Front *FrontResult `json:"front_cache,omitempty"`
 }
 
 func ms(us int64) float64 { return float64(us) / 1000 }
@@ -106,6 +110,7 @@ func summarize(name string, s *routeStats, elapsed time.Duration) RouteResult {
 		r.Causes = s.causes
 	}
 	r.Timing = s.timing.result()
+	r.Front = s.front.result()
 	return r
 }
 
@@ -120,6 +125,7 @@ func (r *recorder) results(elapsed time.Duration) ([]RouteResult, RouteResult) {
 		total.shed += s.shed
 		total.bytes += s.bytes
 		total.mergeTiming(s.timing)
+		total.front.merge(s.front)
 	}
 	sort.Strings(names)
 	rows := make([]RouteResult, 0, len(names))

@@ -54,6 +54,7 @@ need() {
 # which a non-root PATH may lack).
 case ":$PATH:" in *:/usr/sbin:*) ;; *) export PATH="$PATH:/usr/sbin" ;; esac
 need nginx nginx-light "stage 7's topology tests will be skipped" || true
+need memcached memcached "stage 8's front-cache tests will be skipped" || true
 
 echo "== go test (PostgreSQL, embedded miniredis)"
 go test -count=1 ./...

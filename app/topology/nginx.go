@@ -51,12 +51,23 @@ type nginxConfig struct {
 	ReadBody    string
 	Write       string
 	Idle        string
-	TooLarge    string // the app's 413 page, "" for nginx's own
+	TooLarge    string    // the app's 413 page, "" for nginx's own
+	Front       frontConf // Stage 8: the front cache ("" Mode: none)
+}
+
+// frontConf is stage 8's part of the template: which front cache, where
+// memcached listens, which cookie marks a logged-in visitor, where
+// proxy_cache keeps its files.
+type frontConf struct {
+	Mode      string // FrontMemcached, FrontProxy or ""
+	Memcached string // host:port
+	Cookie    string // the session cookie's name
+	CacheDir  string
 }
 
 // renderNginxConfig is the configuration text for nginx on listen in front
 // of instances, with its files under dir.
-func renderNginxConfig(dir, listen, dataDir string, lim Limits, instances []*instance) ([]byte, error) {
+func renderNginxConfig(dir, listen, dataDir string, lim Limits, instances []*instance, front ...frontConf) ([]byte, error) {
 	c := nginxConfig{
 		Dir: dir, Listen: listen, Instances: instances,
 		Static:      filepath.Join(dir, "static"),
@@ -71,6 +82,9 @@ func renderNginxConfig(dir, listen, dataDir string, lim Limits, instances []*ins
 	}
 	if lim.TooLargePage != nil {
 		c.TooLarge = filepath.Join(dir, "errors", "413.html")
+	}
+	if len(front) > 0 {
+		c.Front = front[0]
 	}
 	if os.Geteuid() == 0 {
 		if u, err := user.Current(); err == nil {
@@ -96,10 +110,11 @@ func seconds(d time.Duration) string { return strconv.Itoa(int(d/time.Second)) +
 // writeNginxConfig writes the configuration for instances and the static
 // files it serves into the topology's folder and returns the configuration's path.
 func (t *topology) writeNginxConfig(instances []*instance) (string, error) {
-	return writeNginxConfig(t.dir, t.o.Addr, t.o.DataDir, t.o.Limits, t.o.Static, instances)
+	front := frontConf{Mode: t.o.FrontCache, Memcached: t.memcachedAddr, Cookie: t.o.SessionCookie, CacheDir: filepath.Join(t.dir, "front-cache")}
+	return writeNginxConfig(t.dir, t.o.Addr, t.o.DataDir, t.o.Limits, t.o.Static, instances, front)
 }
 
-func writeNginxConfig(dir, listen, dataDir string, lim Limits, static fs.FS, instances []*instance) (string, error) {
+func writeNginxConfig(dir, listen, dataDir string, lim Limits, static fs.FS, instances []*instance, front ...frontConf) (string, error) {
 	if err := fs.WalkDir(static, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || name == "." {
 			return err
@@ -124,7 +139,7 @@ func writeNginxConfig(dir, listen, dataDir string, lim Limits, static fs.FS, ins
 			return "", fmt.Errorf("topology: write error pages: %w", err)
 		}
 	}
-	text, err := renderNginxConfig(dir, listen, dataDir, lim, instances)
+	text, err := renderNginxConfig(dir, listen, dataDir, lim, instances, front...)
 	if err != nil {
 		return "", err
 	}

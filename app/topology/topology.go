@@ -60,6 +60,13 @@ type Options struct {
 	Panels []obs.Panel
 	// Attrs go into the "serving" log line (the stage, say).
 	Attrs []any
+	// FrontCache is stage 8's front cache: FrontMemcached starts a memcached
+	// that nginx reads pages from (its address to the instances in
+	// MemcachedEnv), FrontProxy makes nginx's proxy_cache a microcache; ""
+	// none. SessionCookie names the cookie of a logged-in visitor, whose
+	// requests always reach an instance.
+	FrontCache    string
+	SessionCookie string
 }
 
 // topology is what the supervisor runs and owns.
@@ -73,6 +80,9 @@ type topology struct {
 	nginx     *proc
 	nginxExe  string
 	started   time.Time
+	// Stage 8 (memcached.go): nil unless Options.FrontCache is FrontMemcached.
+	memcached     *proc
+	memcachedAddr string
 }
 
 // instance is one app process of the topology.
@@ -117,12 +127,20 @@ func Run(ctx context.Context, o Options) error {
 		if t.redis != nil {
 			<-t.redis.done
 		}
+		if t.memcached != nil { // Stage 8: stopped with Redis
+			<-t.memcached.done
+		}
 		log.Info("the topology has stopped")
 	}()
 
 	t.redisURL = o.RedisURL
 	if t.redisURL == "" {
 		if t.redisURL, err = t.startRedis(redisCtx); err != nil {
+			return err
+		}
+	}
+	if o.FrontCache == FrontMemcached {
+		if err := t.startMemcached(redisCtx); err != nil {
 			return err
 		}
 	}
@@ -138,6 +156,9 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}
 		env := append(os.Environ(), o.Env(in.Name, in.Addr, in.Admin, t.redisURL)...)
+		if t.memcached != nil {
+			env = append(env, MemcachedEnv+"="+t.memcachedAddr)
+		}
 		args := o.Command
 		if len(o.CPUs) > 0 { // pinned before exec, so GOMAXPROCS follows
 			args = append([]string{"taskset", "--cpu-list", o.CPUs[i%len(o.CPUs)]}, args...)

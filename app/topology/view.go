@@ -78,6 +78,9 @@ func (t *topology) view() topologyView {
 	if t.redis != nil {
 		v.Processes = append(v.Processes, topologyProc{procStatus: t.redis.status(), Role: "shared Redis", Addr: t.redisURL})
 	}
+	if t.memcached != nil {
+		v.Processes = append(v.Processes, topologyProc{procStatus: t.memcached.status(), Role: "front cache (memcached)", Addr: t.memcachedAddr})
+	}
 	return v
 }
 
