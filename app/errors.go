@@ -36,7 +36,7 @@ func (a *App) httpError(err error, c echo.Context) {
 	case errors.Is(err, models.ErrForbidden):
 		p.Status, p.Message = http.StatusForbidden, "That is not yours to change."
 	case errors.Is(err, errPostgresOpen):
-		// The breaker logged once when it opened (db_watch.go); a line per
+		// The breaker logged once when it opened (health.go); a line per
 		// refused request would flood the log while the database hangs.
 		p.Status = http.StatusServiceUnavailable
 		p.Message = "The database is not answering, so this page cannot be made right now. We stopped waiting for it rather than keep you waiting: please try again in a few seconds."

@@ -20,7 +20,7 @@ func init() {
 }
 
 // serveLongRunning opens the pool once (behind PostgreSQL's breaker:
-// db_watch.go), builds the App once and serves until ctx ends.
+// health.go), builds the App once and serves until ctx ends.
 func serveLongRunning(ctx context.Context, cfg Config, log *slog.Logger) error {
 	a, done, err := bootApp(ctx, cfg, log, models.Options{StatementTimeout: requestTimeout}, bootWatched)
 	if err != nil {
