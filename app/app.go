@@ -44,7 +44,7 @@ type App struct {
 	metrics        *obs.Metrics // nil with METRICS=0 and in a CGI child
 	front          Front
 	pg             *postgresWatch // nil: no breaker in front of PostgreSQL (tests, stage 0)
-	pages          FrontPages // nil: no front cache (before stage 8)
+	pages          FrontPages     // nil: no front cache (before stage 8)
 }
 
 // New builds the App for cfg.Stage from the opened dependencies; the stage
