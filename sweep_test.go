@@ -219,14 +219,6 @@ func TestSweepMeasuresAMixWithAnonymousVisitors(t *testing.T) {
 	}
 	r := sr.Runs[0]
 	res := r.Result
-	count := func(route string) int64 {
-		for _, rr := range res.Routes {
-			if rr.Route == route {
-				return rr.Requests
-			}
-		}
-		return 0
-	}
 	t.Logf("%s: sign-in %+v", r.Label(), res.SignIn)
 	if r.Label() != "4 indexes --anonymous 0.5" || res.Settings.AnonymousUsers != 12 {
 		t.Fatalf("run %s with %d anonymous users; want 4 indexes --anonymous 0.5 and 12", r.Label(), res.Settings.AnonymousUsers)
@@ -238,14 +230,20 @@ func TestSweepMeasuresAMixWithAnonymousVisitors(t *testing.T) {
 		res.SignIn.Before+res.SignIn.During+res.SignIn.Waiting != 12 {
 		t.Fatalf("%d errors (%+v), sign-in %+v; want none, and each of the 12 users in or waiting", res.Total.Errors, res.Routes, res.SignIn)
 	}
-	routes := []string{"anon-photo", "anon-home"}
-	if res.SignIn.Before > 0 { // a user in before the window browses in it
-		routes = append(routes, "photo", "home")
-	}
-	for _, route := range routes {
-		if count(route) == 0 {
-			t.Errorf("no %s requests: %+v", route, res.Routes)
+	// Which routes a handful of users pick in one second on a busy machine
+	// is luck: the test asks for the two halves of the mix, each measured
+	// under its own route names, not for every route.
+	var anon, member int64
+	for _, rr := range res.Routes {
+		switch {
+		case strings.HasPrefix(rr.Route, "anon-"):
+			anon += rr.Requests
+		case rr.Route != "login":
+			member += rr.Requests
 		}
+	}
+	if anon == 0 || (res.SignIn.Before > 0 && member == 0) { // a user in before the window browses in it
+		t.Errorf("%d anonymous and %d logged-in requests, want both: %+v", anon, member, res.Routes)
 	}
 }
 
