@@ -227,6 +227,41 @@ func TestStage7Topology(t *testing.T) {
 		}
 	})
 
+	t.Run("a same-origin POST passes nginx with or without Sec-Fetch-Site; a cross-origin one does not", func(t *testing.T) {
+		// A wrong password is 422 once the cross-origin check has let the
+		// POST through, 403 when it refused it.
+		c := &http.Client{Timeout: 10 * time.Second}
+		post := func(headers ...string) int {
+			req, _ := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(login("alice", "not her password").Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			for i := 0; i < len(headers); i += 2 {
+				req.Header.Set(headers[i], headers[i+1])
+			}
+			res, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			return res.StatusCode
+		}
+		for _, tt := range []struct {
+			name    string
+			headers []string
+			want    int
+		}{
+			{"same origin, Origin only (older browsers, tools)", []string{"Origin", base}, http.StatusUnprocessableEntity},
+			{"same origin with Sec-Fetch-Site", []string{"Origin", base, "Sec-Fetch-Site", "same-origin"}, http.StatusUnprocessableEntity},
+			{"cross origin, Origin only", []string{"Origin", "http://evil.example"}, http.StatusForbidden},
+			{"cross origin with Sec-Fetch-Site", []string{"Origin", "http://evil.example", "Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+			{"the same host on another port", []string{"Origin", "http://127.0.0.1:1"}, http.StatusForbidden},
+		} {
+			if got := post(tt.headers...); got != tt.want {
+				t.Errorf("%s: status %d, want %d", tt.name, got, tt.want)
+			}
+		}
+	})
+
 	t.Run("an instance killed mid-traffic costs no GET and no session", func(t *testing.T) {
 		tr := startTraffic(base, jar, photo, false)
 		tr.waitForMore(t, 20, "traffic to flow before the kill")

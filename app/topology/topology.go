@@ -71,6 +71,7 @@ type topology struct {
 	redisURL  string
 	instances []*instance
 	nginx     *proc
+	ports     *ports // the loopback addresses of this start, held until used
 	nginxExe  string
 	started   time.Time
 }
@@ -95,10 +96,11 @@ func Run(ctx context.Context, o Options) error {
 		n = 2
 	}
 	log := o.Log
-	t := &topology{o: o, log: log, started: time.Now()}
+	t := &topology{o: o, log: log, started: time.Now(), ports: newPorts()}
 	if t.dir, err = runDir(o.Addr); err != nil {
 		return err
 	}
+	defer t.ports.releaseAll()
 
 	// Each kind of process has its own context, cancelled in order at the end.
 	redisCtx, stopRedis := context.WithCancel(context.Background())
@@ -111,7 +113,9 @@ func Run(ctx context.Context, o Options) error {
 		}
 		stopInstances()
 		for _, in := range t.instances {
-			<-in.done
+			if in.proc != nil { // started
+				<-in.done
+			}
 		}
 		stopRedis()
 		if t.redis != nil {
@@ -127,16 +131,20 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	t.nginxExe = nginx
+	// Every instance's addresses first, all held at once (ports.go): no two alike.
 	for i := range n {
 		in := &instance{Name: fmt.Sprintf("i%d", i+1)}
-		if in.Addr, err = freeAddr(); err != nil {
+		if in.Addr, err = t.ports.take(); err != nil {
 			return err
 		}
 		if o.AdminAddr != "" {
-			if in.Admin, err = freeAddr(); err != nil {
+			if in.Admin, err = t.ports.take(); err != nil {
 				return err
 			}
 		}
+		t.instances = append(t.instances, in)
+	}
+	for i, in := range t.instances {
 		env := append(os.Environ(), o.Env(in.Name, in.Addr, in.Admin, t.redisURL)...)
 		args := o.Command
 		if len(o.CPUs) > 0 { // pinned before exec, so GOMAXPROCS follows
@@ -151,7 +159,7 @@ func Run(ctx context.Context, o Options) error {
 			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 			return cmd
 		})
-		t.instances = append(t.instances, in)
+		t.ports.release(in.Addr, in.Admin)
 		if err := in.start(instCtx); err != nil {
 			return err
 		}
@@ -324,10 +332,11 @@ func (t *topology) startRedis(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", ErrNoRedisServer
 	}
-	addr, err := freeAddr()
+	addr, err := t.ports.take()
 	if err != nil {
 		return "", err
 	}
+	t.ports.release(addr)
 	_, port, _ := net.SplitHostPort(addr)
 	logFile := filepath.Join(t.dir, "redis.log")
 	t.redis = newProc("redis-server", t.log, syscall.SIGTERM, func() *exec.Cmd {
@@ -369,14 +378,4 @@ func runDir(addr string) (string, error) {
 		}
 	}
 	return dir, nil
-}
-
-// freeAddr is a loopback address with a port free right now.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
