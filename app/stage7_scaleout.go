@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -39,6 +40,20 @@ func init() {
 	})
 	registerFlag("instances", intFlag("instances", "INSTANCES", func(c *Config) *int { return &c.Instances },
 		func() int { return 2 }, 1, 32, "instances", "stage 7: app instances behind nginx (env INSTANCES)", "serve"))
+	registerFlag("pgbouncer", stageFlag{
+		commands: []string{"serve"},
+		env: func(c *Config) error {
+			return envValue("PGBOUNCER", strconv.ParseBool, "%q is not a boolean (1 or 0)", func(on bool) { c.NoPgBouncer = !on })
+		},
+		flag: func(c *Config, fs *flag.FlagSet) {
+			fs.BoolFunc("pgbouncer", "stage 7: the instances reach PostgreSQL through one PgBouncer (transaction pooling), on by default;\n--pgbouncer=false connects each instance's pool directly, to compare (env PGBOUNCER)", func(s string) error {
+				on, err := strconv.ParseBool(s)
+				c.NoPgBouncer = !on
+				return err
+			})
+		},
+		validate: func(Config) error { return nil },
+	})
 	registerPanels(scaleOutStage, func(m *obs.Metrics) []obs.Panel {
 		return []obs.Panel{
 			{ID: "instances", Title: "Instances", Unit: "instances, restarts", Note: "the supervisor's view (its ADMIN_ADDR); empty on an instance's own dashboard", Series: []obs.Series{
@@ -132,6 +147,19 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if !cfg.NoMetrics {
 		o.Panels = append(corePanels(), panelsFor(cfg.Stage, obs.NewMetrics(nil))...)
 		o.Info = dashboardInfo(s, fmt.Sprintf("migration %d expected", s.Schema), topologyNote)
+	}
+	if !cfg.NoPgBouncer {
+		if _, err := exec.LookPath("pgbouncer"); err != nil {
+			return &ConfigError{"PGBOUNCER", "stage 7 puts PgBouncer between the instances and PostgreSQL, and pgbouncer is not installed: " +
+				"`sudo apt-get install pgbouncer`, or run without it with --pgbouncer=false (PGBOUNCER=0)"}
+		}
+		// Through PgBouncer the timeout cannot be a startup parameter (1.18
+		// refuses it): it is the role's default in the database, which
+		// PostgreSQL applies to every server connection PgBouncer opens.
+		if err := models.SetRoleStatementTimeout(ctx, cfg.DatabaseURL, requestTimeout); err != nil {
+			return err
+		}
+		o.PgBouncer = &topology.PgBouncer{DatabaseURL: cfg.DatabaseURL}
 	}
 	err = topology.Run(ctx, o)
 	switch {

@@ -54,6 +54,8 @@ need() {
 # which a non-root PATH may lack).
 case ":$PATH:" in *:/usr/sbin:*) ;; *) export PATH="$PATH:/usr/sbin" ;; esac
 need nginx nginx-light "stage 7's topology tests will be skipped" || true
+# Stage 7 puts PgBouncer between the instances and PostgreSQL.
+need pgbouncer pgbouncer "stage 7's PgBouncer test will be skipped" || true
 
 echo "== go test (PostgreSQL, embedded miniredis)"
 go test -count=1 ./...

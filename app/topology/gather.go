@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net/http"
@@ -67,6 +68,28 @@ func (g *instanceGatherer) Gather() ([]*dto.MetricFamily, error) {
 				} else {
 					fams[name] = f
 				}
+			}
+		}()
+	}
+	if b := g.t.pgbouncer; b != nil && b.status().Up {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := b.stats(context.Background())
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("pgbouncer: %w", err)
+				}
+				return
+			}
+			for _, f := range pgbouncerFamilies {
+				typ, m := dto.MetricType_GAUGE, gauge(st[f.col]*f.scale)
+				if f.counter {
+					typ, m = dto.MetricType_COUNTER, &dto.Metric{Counter: &dto.Counter{Value: proto.Float64(st[f.col] * f.scale)}}
+				}
+				add(fams, f.name, f.help, typ, "pgbouncer", m)
 			}
 		}()
 	}

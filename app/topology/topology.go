@@ -60,6 +60,10 @@ type Options struct {
 	Panels []obs.Panel
 	// Attrs go into the "serving" log line (the stage, say).
 	Attrs []any
+	// PgBouncer, when set, is started between the instances and PostgreSQL
+	// (pgbouncer.go): the instances get its URL as DATABASE_URL, with
+	// DATABASE_POOLER=transaction. Nil: they connect to PostgreSQL directly.
+	PgBouncer *PgBouncer
 }
 
 // topology is what the supervisor runs and owns.
@@ -71,7 +75,8 @@ type topology struct {
 	redisURL  string
 	instances []*instance
 	nginx     *proc
-	ports     *ports // the loopback addresses of this start, held until used
+	ports     *ports     // the loopback addresses of this start, held until used
+	pgbouncer *pgbouncer // nil without Options.PgBouncer
 	nginxExe  string
 	started   time.Time
 }
@@ -104,6 +109,7 @@ func Run(ctx context.Context, o Options) error {
 
 	// Each kind of process has its own context, cancelled in order at the end.
 	redisCtx, stopRedis := context.WithCancel(context.Background())
+	poolerCtx, stopPooler := context.WithCancel(context.Background())
 	instCtx, stopInstances := context.WithCancel(context.Background())
 	nginxCtx, stopNginx := context.WithCancel(context.Background())
 	defer func() {
@@ -117,6 +123,10 @@ func Run(ctx context.Context, o Options) error {
 				<-in.done
 			}
 		}
+		stopPooler()
+		if t.pgbouncer != nil {
+			<-t.pgbouncer.done
+		}
 		stopRedis()
 		if t.redis != nil {
 			<-t.redis.done
@@ -129,6 +139,13 @@ func Run(ctx context.Context, o Options) error {
 		if t.redisURL, err = t.startRedis(redisCtx); err != nil {
 			return err
 		}
+	}
+	if o.PgBouncer != nil {
+		if err := t.startPgBouncer(poolerCtx); err != nil {
+			return err
+		}
+		log.Info("PgBouncer pools the instances' connections", "addr", t.pgbouncer.Addr, "server_connections", t.pgbouncer.PoolSize,
+			"postgres_max_connections", t.pgbouncer.MaxConns)
 	}
 	t.nginxExe = nginx
 	// Every instance's addresses first, all held at once (ports.go): no two alike.
@@ -146,6 +163,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	for i, in := range t.instances {
 		env := append(os.Environ(), o.Env(in.Name, in.Addr, in.Admin, t.redisURL)...)
+		if t.pgbouncer != nil { // after Env's: exec.Cmd keeps the last of a name
+			env = append(env, "DATABASE_URL="+t.pgbouncer.URL, "DATABASE_POOLER=transaction")
+		}
 		args := o.Command
 		if len(o.CPUs) > 0 { // pinned before exec, so GOMAXPROCS follows
 			args = append([]string{"taskset", "--cpu-list", o.CPUs[i%len(o.CPUs)]}, args...)
@@ -200,7 +220,7 @@ func Run(ctx context.Context, o Options) error {
 	for {
 		select {
 		case <-ctx.Done():
-			log.Info("stopping the topology: nginx, then the instances, then Redis")
+			log.Info("stopping the topology: nginx, then the instances, then PgBouncer and Redis")
 			return nil
 		case <-hup:
 			t.rollingRestart(ctx)

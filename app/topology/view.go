@@ -33,6 +33,9 @@ func (t *topology) startAdmin(ctx context.Context) (stop func()) {
 	}}
 	if len(t.o.Panels) > 0 {
 		o.Panels = append(append([]obs.Panel(nil), t.o.Panels...), t.instancePanels()...)
+		if t.pgbouncer != nil {
+			o.Panels = append(o.Panels, pgbouncerPanels()...)
+		}
 	}
 	stop = obs.StartOperator(ctx, o)
 	t.log.Info("the topology's operator view", "topology", "http://"+t.o.AdminAddr+"/topology")
@@ -74,6 +77,9 @@ func (t *topology) view() topologyView {
 	v.Processes = append(v.Processes, topologyProc{procStatus: t.nginx.status(), Role: "front", Addr: t.o.Addr})
 	for _, in := range t.instances {
 		v.Processes = append(v.Processes, topologyProc{procStatus: in.status(), Role: "app instance", Addr: in.Addr, Admin: in.Admin})
+	}
+	if t.pgbouncer != nil {
+		v.Processes = append(v.Processes, topologyProc{procStatus: t.pgbouncer.status(), Role: "PostgreSQL pooler", Addr: t.pgbouncer.Addr})
 	}
 	if t.redis != nil {
 		v.Processes = append(v.Processes, topologyProc{procStatus: t.redis.status(), Role: "shared Redis", Addr: t.redisURL})
