@@ -77,6 +77,11 @@ func New(cfg Config, d *Deps) (*App, error) {
 		lim:   newLimits(),
 		front: front,
 	}
+	if stage.Throttles != nil {
+		if a.lim.names, a.lim.addrs, err = stage.Throttles(d); err != nil {
+			return nil, fmt.Errorf("app: throttles: %w", err)
+		}
+	}
 	if !cfg.NoMetrics && !cfg.cgiChild {
 		var sqlDB *sql.DB // the pool's statistics
 		if d.DB != nil {

@@ -58,6 +58,10 @@ type Stage struct {
 	// Front says what stands in front of the app (stage 7: nginx): whose
 	// word to take for the client's address, and where pages link images.
 	Front func() Front
+	// Throttles makes the log-in and sign-up throttles (per account name,
+	// per client address): nil counts in the process's memory; stage 7
+	// counts in the Redis its instances share.
+	Throttles func(d *Deps) (names, addrs failureThrottle, err error)
 }
 
 var stages = map[int]Stage{}

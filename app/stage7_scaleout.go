@@ -16,6 +16,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"flickrkillr/app/guard"
 	"flickrkillr/app/obs"
 	"flickrkillr/app/topology"
 	"flickrkillr/models"
@@ -31,11 +32,23 @@ import (
 // restarted; SIGHUP restarts them one at a time; Ctrl-C stops everything.
 func init() {
 	register(Stage{
-		Number:   scaleOutStage,
-		Name:     "scale-out",
-		Summary:  "N app instances behind nginx, sharing nothing; nginx serves the stylesheet and photo files",
-		Serve:    serveTopology,
-		Front:    behindNginx,
+		Number:  scaleOutStage,
+		Name:    "scale-out",
+		Summary: "N app instances behind nginx, sharing nothing; nginx serves the stylesheet and photo files",
+		Serve:   serveTopology,
+		Front:   behindNginx,
+		// The instances count log-in and sign-up failures together in the
+		// Redis they share: N instances allow the attempts one allows. The
+		// gates (bcrypt, the decode budget) guard a process's CPU and
+		// memory and stay per process.
+		Throttles: func(d *Deps) (names, addrs failureThrottle, err error) {
+			rdb, err := d.Redis()
+			if err != nil {
+				return nil, nil, err
+			}
+			return guard.NewSharedThrottle(rdb, "throttle:name:", maxNameFailures, failureWindow),
+				guard.NewSharedThrottle(rdb, "throttle:addr:", maxAddrFailures, failureWindow), nil
+		},
 		Topology: true, // `serve --stage 7`: never the default
 	})
 	registerFlag("instances", intFlag("instances", "INSTANCES", func(c *Config) *int { return &c.Instances },
