@@ -40,6 +40,9 @@ type Config struct {
 	// variables and flags (registerFlag): a build without the stage leaves
 	// them zero and neither reads nor offers them.
 	Instances int // INSTANCES: stage 7's app instances behind nginx (default 2)
+	// WORKER_PROCS: stage 7's image-worker processes beside the instances
+	// (0: the instances make the images themselves).
+	WorkerProcs int
 	// PGBOUNCER=0 (--pgbouncer=false): stage 7's instances connect to
 	// PostgreSQL directly, each with its own pool, to compare.
 	NoPgBouncer bool

@@ -53,6 +53,9 @@ func init() {
 	})
 	registerFlag("instances", intFlag("instances", "INSTANCES", func(c *Config) *int { return &c.Instances },
 		func() int { return 2 }, 1, 32, "instances", "stage 7: app instances behind nginx (env INSTANCES)", "serve"))
+	registerFlag("worker-procs", intFlag("worker-procs", "WORKER_PROCS", func(c *Config) *int { return &c.WorkerProcs },
+		func() int { return 0 }, 0, 32, "worker processes",
+		"stage 7: `flickrkillr worker` processes beside the instances, supervised and on the dashboard, each with --workers;\n0: the instances make the images (env WORKER_PROCS)", "serve"))
 	registerFlag("pgbouncer", stageFlag{
 		commands: []string{"serve"},
 		env: func(c *Config) error {
@@ -156,6 +159,26 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 		},
 		Attrs: []any{"stage", fmt.Sprintf("%d (%s)", s.Number, s.Name), "indexes", cfg.Indexes || s.Indexes},
+	}
+	if cfg.WorkerProcs > 0 {
+		o.WorkerProcs, o.WorkerCommand = cfg.WorkerProcs, []string{exe, "worker"}
+		o.WorkerEnv = func(name, admin, redisURL string) []string {
+			return []string{
+				"DATABASE_URL=" + cfg.DatabaseURL,
+				"REDIS_URL=" + redisURL,
+				"DATA_DIR=" + dataDir,
+				"ADMIN_ADDR=" + admin,
+				fmt.Sprintf("STAGE=%d", cfg.Stage),
+				fmt.Sprintf("INDEXES=%t", cfg.Indexes),
+				fmt.Sprintf("METRICS=%t", !cfg.NoMetrics),
+				fmt.Sprintf("WORKERS=%d", max(cfg.Workers, 1)),
+				"INSTANCE=" + name,
+			}
+		}
+		instanceEnv := o.Env
+		o.Env = func(name, addr, admin, redisURL string) []string { // the worker processes make the images
+			return append(instanceEnv(name, addr, admin, redisURL), "WORKERS=0")
+		}
 	}
 	if !cfg.NoMetrics {
 		o.Panels = append(corePanels(), panelsFor(cfg.Stage, obs.NewMetrics(nil))...)

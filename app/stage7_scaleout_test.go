@@ -130,10 +130,11 @@ func TestStage7Topology(t *testing.T) {
 	addr, admin := mustFreeAddr(t), mustFreeAddr(t)
 
 	logs := &syncBuffer{}
-	sup := exec.Command(exe, "serve", "--stage", "7", "--instances", "2", "--addr", addr, "--admin-addr", admin)
+	// One image-worker process: the upload below is made into images there.
+	sup := exec.Command(exe, "serve", "--stage", "7", "--instances", "2", "--worker-procs", "1", "--addr", addr, "--admin-addr", admin)
 	sup.Dir = work
 	sup.Env = append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL="+redisURL, "DATA_DIR="+filepath.Join(work, "data"),
-		"LOG_LEVEL=debug", "STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS=")
+		"LOG_LEVEL=debug", "STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS=", "WORKER_PROCS=", "WORKERS=", "PGBOUNCER=")
 	sup.Stdout, sup.Stderr = logs, logs
 	if err := sup.Start(); err != nil {
 		t.Fatal(err)
@@ -336,6 +337,26 @@ func TestStage7Topology(t *testing.T) {
 		if redisURL == "" {
 			mustContain(t, page, "redis-server", "shared Redis") // the topology's own
 		}
+	})
+
+	t.Run("the worker process is in /topology and its metrics on the dashboard", func(t *testing.T) {
+		w := readTopology(t, admin).instance("w1")
+		if w.Role != "image worker" || !w.Up || w.Admin == "" {
+			t.Fatalf("/topology.json shows w1 as %+v, want an image worker, up, with an operator listener", w)
+		}
+		own := (&browser{t: t, base: "http://" + w.Admin, c: http.DefaultClient}).get("/metrics")
+		mustStatus(t, own, http.StatusOK)
+		mustContain(t, own, "flickrkillr_queue_jobs", "process_cpu_seconds_total")
+		var body string
+		waitFor(t, 10*time.Second, "the supervisor's /metrics to carry w1's series", func() bool {
+			res := (&browser{t: t, base: "http://" + admin, c: http.DefaultClient}).get("/metrics")
+			body = res.Body
+			return strings.Contains(body, `process_cpu_seconds_total{instance="w1"}`) && strings.Contains(body, `flickrkillr_instance_up{instance="w1"} 1`)
+		})
+		dash := (&browser{t: t, base: "http://" + admin, c: http.DefaultClient}).get("/dashboard/data.json")
+		mustContain(t, dash, `"w1"`) // its series in the CPU-by-process panel
+		page := (&browser{t: t, base: "http://" + admin, c: http.DefaultClient}).get("/topology")
+		mustContain(t, page, "<td>w1</td>", "image worker")
 	})
 
 	t.Run("SIGINT stops every process and frees every port", func(t *testing.T) {

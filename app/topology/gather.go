@@ -27,7 +27,7 @@ func (g *instanceGatherer) Gather() ([]*dto.MetricFamily, error) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var firstErr error
-	for _, in := range g.t.instances {
+	for _, in := range append(g.t.instances, g.t.workers...) {
 		up := gauge(0)
 		if in.status().Up {
 			up = gauge(1)

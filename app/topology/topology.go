@@ -60,6 +60,14 @@ type Options struct {
 	Panels []obs.Panel
 	// Attrs go into the "serving" log line (the stage, say).
 	Attrs []any
+	// WorkerProcs image-worker processes run beside the instances, each
+	// with an operator listener the supervisor reads (0: none, the
+	// instances make the images themselves). WorkerCommand is a worker's
+	// command line, WorkerEnv its environment (name, its operator
+	// listener, the shared Redis).
+	WorkerProcs   int
+	WorkerCommand []string
+	WorkerEnv     func(name, admin, redisURL string) []string
 	// PgBouncer, when set, is started between the instances and PostgreSQL
 	// (pgbouncer.go): the instances get its URL as DATABASE_URL, with
 	// DATABASE_POOLER=transaction. Nil: they connect to PostgreSQL directly.
@@ -74,6 +82,7 @@ type topology struct {
 	redis     *proc  // nil when RedisURL names a Redis
 	redisURL  string
 	instances []*instance
+	workers   []*instance // image-worker processes (no Addr: they answer no requests)
 	nginx     *proc
 	ports     *ports     // the loopback addresses of this start, held until used
 	pgbouncer *pgbouncer // nil without Options.PgBouncer
@@ -118,7 +127,7 @@ func Run(ctx context.Context, o Options) error {
 			<-t.nginx.done
 		}
 		stopInstances()
-		for _, in := range t.instances {
+		for _, in := range append(t.instances, t.workers...) {
 			if in.proc != nil { // started
 				<-in.done
 			}
@@ -189,6 +198,9 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
+	if err := t.startWorkers(instCtx); err != nil {
+		return err
+	}
 
 	conf, err := t.writeNginxConfig(t.instances)
 	if err != nil {
@@ -226,6 +238,37 @@ func Run(ctx context.Context, o Options) error {
 			t.rollingRestart(ctx)
 		}
 	}
+}
+
+// startWorkers starts Options.WorkerProcs worker processes (w1, w2, …),
+// supervised like the instances and stopped with them.
+func (t *topology) startWorkers(ctx context.Context) error {
+	for i := range t.o.WorkerProcs {
+		w := &instance{Name: fmt.Sprintf("w%d", i+1)}
+		if t.o.AdminAddr != "" {
+			var err error
+			if w.Admin, err = t.ports.take(); err != nil {
+				return err
+			}
+		}
+		env := append(os.Environ(), t.o.WorkerEnv(w.Name, w.Admin, t.redisURL)...)
+		if t.pgbouncer != nil {
+			env = append(env, "DATABASE_URL="+t.pgbouncer.URL, "DATABASE_POOLER=transaction")
+		}
+		args := t.o.WorkerCommand
+		w.proc = newProc(w.Name, t.log, syscall.SIGTERM, func() *exec.Cmd {
+			cmd := exec.Command(args[0], args[1:]...)
+			cmd.Env = env
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			return cmd
+		})
+		t.workers = append(t.workers, w)
+		t.ports.release(w.Admin)
+		if err := w.start(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // rollingRestart restarts the instances one at a time without failing a

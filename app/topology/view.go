@@ -50,6 +50,10 @@ func (t *topology) instancePanels() []obs.Panel {
 		rps = append(rps, obs.Series{Label: in.Name, Value: func(s *obs.Sample) float64 { return s.Rate("http_requests_total", f) }})
 		cpu = append(cpu, obs.Series{Label: in.Name, Value: func(s *obs.Sample) float64 { return s.Rate("process_cpu_seconds_total", f) }})
 	}
+	for _, w := range t.workers { // the image-worker processes: CPU, no requests
+		f := obs.Label("instance", w.Name)
+		cpu = append(cpu, obs.Series{Label: w.Name, Value: func(s *obs.Sample) float64 { return s.Rate("process_cpu_seconds_total", f) }})
+	}
 	return []obs.Panel{
 		{ID: "byinstance", Title: "Requests per second, by instance", Unit: "req/s", Note: "nginx's least_conn spreads them", Series: rps},
 		{ID: "cpubyinstance", Title: "CPU, by instance", Unit: "cores", Series: cpu},
@@ -77,6 +81,9 @@ func (t *topology) view() topologyView {
 	v.Processes = append(v.Processes, topologyProc{procStatus: t.nginx.status(), Role: "front", Addr: t.o.Addr})
 	for _, in := range t.instances {
 		v.Processes = append(v.Processes, topologyProc{procStatus: in.status(), Role: "app instance", Addr: in.Addr, Admin: in.Admin})
+	}
+	for _, w := range t.workers {
+		v.Processes = append(v.Processes, topologyProc{procStatus: w.status(), Role: "image worker", Admin: w.Admin})
 	}
 	if t.pgbouncer != nil {
 		v.Processes = append(v.Processes, topologyProc{procStatus: t.pgbouncer.status(), Role: "PostgreSQL pooler", Addr: t.pgbouncer.Addr})
