@@ -56,7 +56,7 @@ func New(cfg Config, d *Deps) (*App, error) {
 	}
 	front := directFront()
 	if stage.Front != nil {
-		front = stage.Front()
+		front = stage.Front(cfg)
 	}
 	tmpl, err := newRenderer(front.ImageURL)
 	if err != nil {

@@ -40,6 +40,13 @@ type Config struct {
 	// variables and flags (registerFlag): a build without the stage leaves
 	// them zero and neither reads nor offers them.
 	Instances int // INSTANCES: stage 7's app instances behind nginx (default 2)
+	// UPSTREAMS (--upstream, repeatable): stage 7's instances on other
+	// hosts, host:port, which the supervisor fronts and does not start.
+	Upstreams []string
+	// TRUSTED_PROXIES (--trusted-proxies): the addresses whose
+	// X-Forwarded-For a stage-7 instance believes (IPs or CIDRs; loopback
+	// always): nginx's, as the instance sees it.
+	TrustedProxies []*net.IPNet
 	// WORKER_PROCS: stage 7's image-worker processes beside the instances
 	// (0: the instances make the images themselves).
 	WorkerProcs int

@@ -42,7 +42,7 @@ func needNginx(t *testing.T) {
 // peer only: the per-address log-in throttle counts the client, not nginx,
 // and a client cannot pick its own address by sending the header.
 func TestStage7TrustsForwardedForFromLoopbackOnly(t *testing.T) {
-	extract := behindNginx().IPExtractor
+	extract := behindNginx(Config{}).IPExtractor
 	for _, tt := range []struct {
 		name, peer, xff, want string
 	}{
@@ -61,6 +61,28 @@ func TestStage7TrustsForwardedForFromLoopbackOnly(t *testing.T) {
 				t.Fatalf("client address %q, want %q", got, tt.want)
 			}
 		})
+	}
+
+	// nginx on another host: its address is trusted when configured
+	// (TRUSTED_PROXIES), and only its.
+	proxies, err := parseProxies("10.231.1.1, 192.0.2.0/28")
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := behindNginx(Config{TrustedProxies: proxies}).IPExtractor
+	for _, tt := range []struct{ peer, want string }{
+		{"10.231.1.1", "203.0.113.9"}, {"192.0.2.14", "203.0.113.9"}, {"127.0.0.1", "203.0.113.9"},
+		{"10.231.1.2", "10.231.1.2"}, {"192.0.2.16", "192.0.2.16"},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "/", nil)
+		req.RemoteAddr = tt.peer + ":40000"
+		req.Header.Set("X-Forwarded-For", "203.0.113.9")
+		if got := remote(req); got != tt.want {
+			t.Errorf("TRUSTED_PROXIES=10.231.1.1,192.0.2.0/28, peer %s: client %q, want %q", tt.peer, got, tt.want)
+		}
+	}
+	if _, err := parseProxies("10.0.0.300"); err == nil {
+		t.Error("parseProxies took 10.0.0.300")
 	}
 
 	ta := newTestApp(t, scaleOutStage)
@@ -83,7 +105,7 @@ func TestStage7TrustsForwardedForFromLoopbackOnly(t *testing.T) {
 // Pages at stage 7 link photo files by key, which nginx serves; a photo
 // without a valid key falls back to the app's route.
 func TestStage7LinksImagesByKey(t *testing.T) {
-	url := behindNginx().ImageURL
+	url := behindNginx(Config{}).ImageURL
 	if got := url(5, "abcdef12", models.Thumbnail); got != "/files/ab/abcdef12_thumb.jpg" {
 		t.Errorf("thumbnail URL %q", got)
 	}

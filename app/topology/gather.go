@@ -29,12 +29,12 @@ func (g *instanceGatherer) Gather() ([]*dto.MetricFamily, error) {
 	var firstErr error
 	for _, in := range append(g.t.instances, g.t.workers...) {
 		up := gauge(0)
-		if in.status().Up {
+		if in.state().Up {
 			up = gauge(1)
 		}
 		add(fams, "flickrkillr_instance_up", "Stage 7: whether the instance's process is running.", dto.MetricType_GAUGE, in.Name, up)
 		add(fams, "flickrkillr_instance_restarts_total", "Stage 7: restarts of the instance after it exited on its own.", dto.MetricType_GAUGE, in.Name,
-			gauge(float64(in.status().Restarts)))
+			gauge(float64(in.state().Restarts)))
 		if in.Admin == "" {
 			continue
 		}

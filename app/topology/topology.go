@@ -60,6 +60,11 @@ type Options struct {
 	Panels []obs.Panel
 	// Attrs go into the "serving" log line (the stage, say).
 	Attrs []any
+	// Upstreams are instances on other hosts (host:port) that the
+	// supervisor fronts but does not start: with any, it starts no
+	// instances of its own (Instances is ignored). They are not
+	// supervised: one that dies is nginx's to route around.
+	Upstreams []string
 	// WorkerProcs image-worker processes run beside the instances, each
 	// with an operator listener the supervisor reads (0: none, the
 	// instances make the images themselves). WorkerCommand is a worker's
@@ -92,7 +97,7 @@ type topology struct {
 
 // instance is one app process of the topology.
 type instance struct {
-	*proc
+	*proc // nil for a remote instance (Options.Upstreams)
 	Name  string
 	Addr  string // its public listener, behind nginx
 	Admin string // its operator listener ("" without one): the supervisor reads its /metrics
@@ -144,7 +149,7 @@ func Run(ctx context.Context, o Options) error {
 	}()
 
 	t.redisURL = o.RedisURL
-	if t.redisURL == "" {
+	if t.redisURL == "" && len(o.Upstreams) == 0 { // remote instances name their Redis themselves
 		if t.redisURL, err = t.startRedis(redisCtx); err != nil {
 			return err
 		}
@@ -157,6 +162,12 @@ func Run(ctx context.Context, o Options) error {
 			"postgres_max_connections", t.pgbouncer.MaxConns)
 	}
 	t.nginxExe = nginx
+	for i, a := range o.Upstreams {
+		t.instances = append(t.instances, &instance{Name: fmt.Sprintf("u%d", i+1), Addr: a})
+	}
+	if len(o.Upstreams) > 0 {
+		n = 0
+	}
 	// Every instance's addresses first, all held at once (ports.go): no two alike.
 	for i := range n {
 		in := &instance{Name: fmt.Sprintf("i%d", i+1)}
@@ -170,7 +181,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		t.instances = append(t.instances, in)
 	}
-	for i, in := range t.instances {
+	for i, in := range t.instances[len(o.Upstreams):] {
 		env := append(os.Environ(), o.Env(in.Name, in.Addr, in.Admin, t.redisURL)...)
 		if t.pgbouncer != nil { // after Env's: exec.Cmd keeps the last of a name
 			env = append(env, "DATABASE_URL="+t.pgbouncer.URL, "DATABASE_POOLER=transaction")
@@ -194,6 +205,12 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	for _, in := range t.instances {
+		if in.proc == nil {
+			if !in.state().Up {
+				log.Warn("a remote instance does not accept connections (yet); nginx will try it", "instance", in.Name, "addr", in.Addr)
+			}
+			continue
+		}
 		if err := in.waitReady(ctx, 60*time.Second); err != nil {
 			return err
 		}
@@ -284,6 +301,10 @@ func (t *topology) startWorkers(ctx context.Context) error {
 func (t *topology) rollingRestart(ctx context.Context) {
 	t.log.Info("rolling restart", "instances", len(t.instances))
 	for _, in := range t.instances {
+		if in.proc == nil {
+			t.log.Info("a remote instance is restarted on its own host", "instance", in.Name, "addr", in.Addr)
+			continue
+		}
 		if len(t.instances) > 1 {
 			if err := t.reloadNginx(in); err != nil {
 				t.log.Error("rolling restart stopped", "instance", in.Name, "err", err)
@@ -357,6 +378,20 @@ func childPIDs(pid int) []int {
 		}
 	}
 	return out
+}
+
+// state is the instance's process status; a remote instance has none the
+// supervisor knows, so it is "up" while it accepts a TCP connection.
+func (in *instance) state() procStatus {
+	if in.proc != nil {
+		return in.status()
+	}
+	st := procStatus{Name: in.Name, LastExit: "not supervised here"}
+	if c, err := net.DialTimeout("tcp", in.Addr, 300*time.Millisecond); err == nil {
+		c.Close()
+		st.Up = true
+	}
+	return st
 }
 
 // waitReady waits for the instance's current process to answer /readyz.

@@ -80,10 +80,14 @@ func (t *topology) view() topologyView {
 	v := topologyView{Addr: t.o.Addr, Started: t.started, Redis: t.redisURL, Dir: t.dir}
 	v.Processes = append(v.Processes, topologyProc{procStatus: t.nginx.status(), Role: "front", Addr: t.o.Addr})
 	for _, in := range t.instances {
-		v.Processes = append(v.Processes, topologyProc{procStatus: in.status(), Role: "app instance", Addr: in.Addr, Admin: in.Admin})
+		role := "app instance"
+		if in.proc == nil {
+			role = "remote app instance"
+		}
+		v.Processes = append(v.Processes, topologyProc{procStatus: in.state(), Role: role, Addr: in.Addr, Admin: in.Admin})
 	}
 	for _, w := range t.workers {
-		v.Processes = append(v.Processes, topologyProc{procStatus: w.status(), Role: "image worker", Admin: w.Admin})
+		v.Processes = append(v.Processes, topologyProc{procStatus: w.state(), Role: "image worker", Admin: w.Admin})
 	}
 	if t.pgbouncer != nil {
 		v.Processes = append(v.Processes, topologyProc{procStatus: t.pgbouncer.status(), Role: "PostgreSQL pooler", Addr: t.pgbouncer.Addr})
