@@ -137,10 +137,18 @@ func (t *topology) startPgBouncer(ctx context.Context) error {
 	if err := os.WriteFile(auth, []byte(fmt.Sprintf("%q %q\n", be.User, be.Password)), 0o600); err != nil {
 		return err
 	}
+	maxClients := max(t.nInstances()*100+100, 500)
+	// PgBouncer keeps the file-descriptor limit it starts with (with -u; runuser's PAM lowered it to 1024):
+	// every client and server connection is one.
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < uint64(maxClients+b.PoolSize+50) {
+		t.log.Warn("pgbouncer: the file-descriptor limit is below its max_client_conn plus the pool; raise ulimit -n",
+			"limit", lim.Cur, "max_client_conn", maxClients, "pool", b.PoolSize)
+	}
 	var ini strings.Builder
 	if err := pgbouncerIni.Execute(&ini, map[string]any{
 		"DBName": be.Database, "Host": be.Host, "Port": be.Port, "Port2": port, "AuthFile": auth, "User": be.User,
-		"Pool": b.PoolSize, "MaxClients": max(t.nInstances()*100+100, 500),
+		"Pool": b.PoolSize, "MaxClients": maxClients,
 	}); err != nil {
 		return err
 	}
