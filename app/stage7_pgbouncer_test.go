@@ -227,10 +227,12 @@ func TestStage7EightInstancesThroughPgBouncer(t *testing.T) {
 	// sign-up's password hashing has an admission limit of its own, which
 	// answers 503 to a crowd by design). Logged in, so that the pages are
 	// not the anonymous view cache's but the database's (anonymous, the same
-	// run passed without PgBouncer too). A 503 "We cannot reach your session"
-	// is the session store's (Redis read timeouts on a loaded machine, the
-	// Redis breaker's business: the issue "Nothing lost, nothing hung"):
-	// counted and shown, not this test's failure; every other error is.
+	// run passed without PgBouncer too). On a loaded machine the session
+	// store (Redis, 200 ms read timeouts) answers some 503s: loading or
+	// committing a session, the Redis breaker's business (the issue
+	// "Nothing lost, nothing hung"). So a 503 fails this test when the
+	// instances logged a database connection error; other 503s are counted
+	// and shown; any other status fails it.
 	const users, clients, pages = 8, 128, 20
 	jars := make([]http.CookieJar, users)
 	for i := range users {
@@ -239,7 +241,7 @@ func TestStage7EightInstancesThroughPgBouncer(t *testing.T) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 		b.signup(fmt.Sprintf("load%d", i))
 	}
-	var requests, failures, sessionStore atomic.Int64
+	var requests, failures, sessionStore atomic.Int64 // sessionStore: the 503s
 	var first atomic.Value
 	fail := func(err error) {
 		failures.Add(1)
@@ -288,11 +290,11 @@ func TestStage7EightInstancesThroughPgBouncer(t *testing.T) {
 					fail(err)
 					continue
 				}
-				body, _ := io.ReadAll(res.Body)
+				io.Copy(io.Discard, res.Body)
 				res.Body.Close()
-				switch {
-				case res.StatusCode == http.StatusOK:
-				case res.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), "reach your session"):
+				switch res.StatusCode {
+				case http.StatusOK:
+				case http.StatusServiceUnavailable:
 					sessionStore.Add(1)
 				default:
 					fail(fmt.Errorf("GET %s: status %d", path, res.StatusCode))
@@ -310,9 +312,15 @@ func TestStage7EightInstancesThroughPgBouncer(t *testing.T) {
 	}
 	if n, f := requests.Load(), failures.Load(); n != clients*pages || f != 0 {
 		t.Errorf("%d of %d requests failed (first: %v), want 0", f, n, first.Load())
-	} else {
-		t.Logf("%d requests from %d clients at once through 8 instances and PgBouncer, 0 failed (%d 503s of the session store)", n, clients, sessionStore.Load())
 	}
+	l := logs.String()
+	if strings.Contains(l, "too many clients") || strings.Contains(l, "failed to connect to `user=") {
+		t.Errorf("the instances could not connect to the database (%d 503s); their log has it", sessionStore.Load())
+	} else if strings.Count(l, "session") < int(sessionStore.Load()) {
+		t.Errorf("%d 503s, and fewer session-store errors in the instances' log", sessionStore.Load())
+	}
+	t.Logf("%d requests from %d clients at once through 8 instances and PgBouncer: %d failed, %d 503s of the session store (Redis)",
+		requests.Load(), clients, failures.Load(), sessionStore.Load())
 
 	// PgBouncer's pools are on the supervisor's metrics (the dashboard's panels).
 	res, err := http.Get("http://" + admin + "/metrics")
