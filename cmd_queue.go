@@ -18,15 +18,18 @@ func init() {
 }
 
 func cmdWorker(ctx context.Context, args []string, log *slog.Logger) error {
-	cfg, fs, err := configFor("worker", "db", "redis", "data", "stage", "workers")
+	cfg, fs, err := configFor("worker", "db", "redis", "data", "stage", "workers", "admin")
 	if err != nil {
 		return err
+	}
+	if _, set := os.LookupEnv("ADMIN_ADDR"); !set {
+		cfg.AdminAddr = "127.0.0.1:6061" // beside a serve's 6060
 	}
 	drain := fs.Bool("drain", false, "run the jobs that wait, print how long they took, and exit")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := cfg.Validate("db", "redis", "data", "stage", "workers"); err != nil {
+	if err := cfg.Validate("db", "redis", "data", "stage", "workers", "admin"); err != nil {
 		return err
 	}
 	return app.RunWorkers(ctx, *cfg, *drain, os.Stdout, log)

@@ -5,7 +5,7 @@
 //	flickrkillr seed     [--users N] [--photos-per-user A-B] [--seed S] [--reset]
 //	flickrkillr loadtest [--url U] [--duration D] [--concurrency C] [--rate R] [--json FILE]
 //	flickrkillr bench concurrency [--sizes 100,1000,10000,100000]
-//	flickrkillr worker   [--workers N] [--drain]          (stage 6; needs REDIS_URL)
+//	flickrkillr worker   [--workers N] [--drain] [--admin-addr 127.0.0.1:6061] (stage 6; needs REDIS_URL)
 //	flickrkillr queue    [--retry ID|all] [--drop ID|all] (stage 6; needs REDIS_URL)
 //
 // Configuration comes from the environment (DATABASE_URL, REDIS_URL,

@@ -61,7 +61,7 @@ func New(cfg Config, d *Deps) (*App, error) {
 	}
 	front := directFront()
 	if stage.Front != nil {
-		front = stage.Front()
+		front = stage.Front(cfg)
 	}
 	tmpl, err := newRenderer(front.ImageURL)
 	if err != nil {
@@ -82,6 +82,11 @@ func New(cfg Config, d *Deps) (*App, error) {
 		lim:   newLimits(),
 		front: front,
 		pg:    d.pg,
+	}
+	if stage.Throttles != nil {
+		if a.lim.names, a.lim.addrs, err = stage.Throttles(d); err != nil {
+			return nil, fmt.Errorf("app: throttles: %w", err)
+		}
 	}
 	if !cfg.NoMetrics && !cfg.cgiChild {
 		var sqlDB *sql.DB // the pool's statistics

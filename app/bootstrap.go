@@ -47,6 +47,7 @@ func bootApp(ctx context.Context, cfg Config, log *slog.Logger, opts models.Opti
 // openDeps is Bootstrap without the schema check: stage 0's CGI child,
 // whose parent checked the schema once at start, opens a pool per request.
 func openDeps(ctx context.Context, cfg Config, log *slog.Logger, opts models.Options) (*Deps, func(), error) {
+	opts.Pooler = opts.Pooler || cfg.DBPooler
 	db, err := models.Open(ctx, cfg.DatabaseURL, opts)
 	if err != nil {
 		return nil, nil, err

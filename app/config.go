@@ -24,6 +24,10 @@ type Config struct {
 	// INDEXES=1: run the stage's code on the schema with stage 4's indexes
 	// (the "each step alone" ladder) instead of its own schema.
 	Indexes bool
+	// DATABASE_POOLER=transaction: DATABASE_URL names a transaction-pooling
+	// PgBouncer (stage 7's instances): queries in pgx's exec mode, and the
+	// statement_timeout is the role's, not a startup parameter (models.Options.Pooler).
+	DBPooler bool
 	// DBLatency (DB_LATENCY) is a simulation: PostgreSQL and Redis are reached
 	// through a proxy that delays every byte this long each way (package netdelay, db_latency.go).
 	DBLatency time.Duration
@@ -36,6 +40,19 @@ type Config struct {
 	// variables and flags (registerFlag): a build without the stage leaves
 	// them zero and neither reads nor offers them.
 	Instances int // INSTANCES: stage 7's app instances behind nginx (default 2)
+	// UPSTREAMS (--upstream, repeatable): stage 7's instances on other
+	// hosts, host:port, which the supervisor fronts and does not start.
+	Upstreams []string
+	// TRUSTED_PROXIES (--trusted-proxies): the addresses whose
+	// X-Forwarded-For a stage-7 instance believes (IPs or CIDRs; loopback
+	// always): nginx's, as the instance sees it.
+	TrustedProxies []*net.IPNet
+	// WORKER_PROCS: stage 7's image-worker processes beside the instances
+	// (0: the instances make the images themselves).
+	WorkerProcs int
+	// PGBOUNCER=0 (--pgbouncer=false): stage 7's instances connect to
+	// PostgreSQL directly, each with its own pool, to compare.
+	NoPgBouncer bool
 	// WORKERS (stage 6): how many workers make upload images in this
 	// process; 0 leaves them to `flickrkillr worker` processes.
 	Workers int
@@ -76,6 +93,7 @@ func ConfigFromEnv() (Config, error) {
 		envValue("STAGE", strconv.Atoi, "%q is not a number (stages: "+StageList()+")", func(n int) { cfg.Stage = n }),
 		envValue("INDEXES", strconv.ParseBool, "%q is not 1 or 0", func(b bool) { cfg.Indexes = b }),
 		envValue("DB_LATENCY", time.ParseDuration, "%q is not a duration (like 1ms)", func(d time.Duration) { cfg.DBLatency = d }),
+		envValue("DATABASE_POOLER", poolerMode, "%q is not a pooler mode (transaction, or empty for none)", func(on bool) { cfg.DBPooler = on }),
 		envValue("DRAIN_DELAY", nonNegative, "%q is not a duration such as 5s", func(d time.Duration) { cfg.DrainDelay = d }),
 	} {
 		if err != nil {
@@ -103,6 +121,14 @@ func envValue[T any](name string, parse func(string) (T, error), bad string, set
 	}
 	set(v)
 	return nil
+}
+
+// poolerMode reads DATABASE_POOLER: only transaction pooling is known.
+func poolerMode(s string) (bool, error) {
+	if s != "transaction" {
+		return false, errors.New("unknown pooler mode")
+	}
+	return true, nil
 }
 
 // nonNegative is time.ParseDuration refusing a negative duration.

@@ -39,8 +39,8 @@ const (
 type limits struct {
 	reqTimeout time.Duration
 	draining   atomic.Bool
-	names      *guard.Throttle // failed log-ins and sign-ups per account name
-	addrs      *guard.Throttle // the same per client address
+	names      failureThrottle // failed log-ins and sign-ups per account name
+	addrs      failureThrottle // the same per client address
 	bcrypt     *guard.Gate
 	decode     *semaphore.Weighted // bytes of decoded images in memory
 	decodeWait time.Duration
@@ -60,6 +60,15 @@ const (
 	admitLine       = 4096
 	admitWait       = 30 * time.Second
 )
+
+// failureThrottle counts failures per key: a guard.Throttle in the
+// process's memory, or at stage 7 a guard.SharedThrottle in the Redis every
+// instance shares (Stage.Throttles), so that N instances allow what one does.
+type failureThrottle interface {
+	Blocked(key string) (time.Duration, bool)
+	Fail(key string)
+	Reset(key string)
+}
 
 // Log-in throttling: about ten failures per account in a quarter of an hour,
 // twice that per client address (several people may share one address).

@@ -63,10 +63,14 @@ type Stage struct {
 	Uploads func(a *App, d *Deps) (Uploads, error)
 	// Front says what stands in front of the app (stage 7: nginx): whose
 	// word to take for the client's address, and where pages link images.
-	Front func() Front
+	Front func(cfg Config) Front
+	// Throttles makes the log-in and sign-up throttles (per account name,
+	// per client address): nil counts in the process's memory; stage 7
+	// counts in the Redis its instances share.
 	// FrontPages is where the front server finds whole public pages
 	// (stage 8: memcached, read by nginx): nil keeps none.
 	FrontPages func(a *App, d *Deps) (FrontPages, error)
+	Throttles  func(d *Deps) (names, addrs failureThrottle, err error)
 }
 
 var stages = map[int]Stage{}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"flickrkillr/app/jobqueue"
+	"flickrkillr/app/obs"
 	"flickrkillr/models"
 )
 
@@ -59,6 +60,7 @@ func RunWorkers(ctx context.Context, cfg Config, drain bool, out io.Writer, log 
 		return err
 	}
 	if !drain {
+		defer startWorkerOperator(ctx, cfg, s, d, u, log)()
 		log.Info("workers are making upload images", "workers", workers, "stage", cfg.Stage)
 		<-ctx.Done()
 		log.Info("stopping: running jobs finish or go back to the queue")
@@ -84,6 +86,27 @@ func RunWorkers(ctx context.Context, cfg Config, drain bool, out io.Writer, log 
 	fmt.Fprintf(out, "drained %d jobs in %s with %d workers: %.2f jobs/s, %.2f jobs/s per worker\n",
 		total, took.Round(time.Millisecond), workers, float64(total)/took.Seconds(), float64(total)/took.Seconds()/float64(workers))
 	return errors.Join(errs...)
+}
+
+// startWorkerOperator starts a worker process's operator listener at
+// cfg.AdminAddr, as a serve process has (obs.StartOperator): /metrics
+// (the queue's figures, the database pool, the process's CPU and memory),
+// /debug/pprof/ and a dashboard of the queue's and the process's panels.
+// Stage 7's supervisor reads its /metrics for its own dashboard.
+func startWorkerOperator(ctx context.Context, cfg Config, s Stage, d *Deps, u *imageWorkers, log *slog.Logger) (stop func()) {
+	o := obs.Operator{Addr: cfg.AdminAddr, Log: log}
+	if !cfg.NoMetrics {
+		sqlDB, _ := d.DB.DB()
+		m := obs.NewMetrics(sqlDB)
+		m.Registry().MustRegister(jobqueue.Collector(u.queue))
+		o.Metrics = m.Registry()
+		for _, fn := range stagePanels[6] { // the queue's panels: the stage that brought workers
+			o.Panels = append(o.Panels, fn(m)...)
+		}
+		o.Panels = append(o.Panels, processPanels()...)
+		o.Info = dashboardInfo(s, fmt.Sprintf("migration %d expected", s.Schema), "A worker process: it makes upload images from the queue and answers no requests.")
+	}
+	return obs.StartOperator(ctx, o)
 }
 
 // QueueOp is what `flickrkillr queue` does besides printing: retry or drop

@@ -3,10 +3,12 @@ package app
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"flickrkillr/app/guard"
 	"flickrkillr/app/obs"
 	"flickrkillr/app/topology"
 	"flickrkillr/models"
@@ -30,15 +33,90 @@ import (
 // restarted; SIGHUP restarts them one at a time; Ctrl-C stops everything.
 func init() {
 	register(Stage{
-		Number:   scaleOutStage,
-		Name:     "scale-out",
-		Summary:  "N app instances behind nginx, sharing nothing; nginx serves the stylesheet and photo files",
-		Serve:    serveTopology,
-		Front:    behindNginx,
+		Number:  scaleOutStage,
+		Name:    "scale-out",
+		Summary: "N app instances behind nginx, sharing nothing; nginx serves the stylesheet and photo files",
+		Serve:   serveTopology,
+		Front:   behindNginx,
+		// The instances count log-in and sign-up failures together in the
+		// Redis they share: N instances allow the attempts one allows. The
+		// gates (bcrypt, the decode budget) guard a process's CPU and
+		// memory and stay per process.
+		Throttles: func(d *Deps) (names, addrs failureThrottle, err error) {
+			rdb, err := d.Redis()
+			if err != nil {
+				return nil, nil, err
+			}
+			return guard.NewSharedThrottle(rdb, "throttle:name:", maxNameFailures, failureWindow),
+				guard.NewSharedThrottle(rdb, "throttle:addr:", maxAddrFailures, failureWindow), nil
+		},
 		Topology: true, // `serve --stage 7`: never the default
 	})
 	registerFlag("instances", intFlag("instances", "INSTANCES", func(c *Config) *int { return &c.Instances },
 		func() int { return 2 }, 1, 32, "instances", "stage 7: app instances behind nginx (env INSTANCES)", "serve"))
+	registerFlag("worker-procs", intFlag("worker-procs", "WORKER_PROCS", func(c *Config) *int { return &c.WorkerProcs },
+		func() int { return 0 }, 0, 32, "worker processes",
+		"stage 7: `flickrkillr worker` processes beside the instances, supervised and on the dashboard, each with --workers;\n0: the instances make the images (env WORKER_PROCS)", "serve"))
+	registerFlag("upstream", stageFlag{
+		commands: []string{"serve"},
+		env: func(c *Config) error {
+			if v := os.Getenv("UPSTREAMS"); v != "" {
+				c.Upstreams = strings.Split(v, ",")
+			}
+			return nil
+		},
+		flag: func(c *Config, fs *flag.FlagSet) {
+			fs.Func("upstream", "stage 7: an instance on another host (host:port) to front instead of starting instances; repeatable\n(env UPSTREAMS, comma-separated). It runs `flickrkillr instance` with STAGE=7, DATABASE_URL and REDIS_URL\nof the shared servers, and TRUSTED_PROXIES naming this host", func(s string) error {
+				c.Upstreams = append(c.Upstreams, s)
+				return nil
+			})
+		},
+		validate: func(c Config) error {
+			for _, u := range c.Upstreams {
+				if _, _, err := net.SplitHostPort(u); err != nil {
+					return &ConfigError{"UPSTREAMS", fmt.Sprintf("%q is not host:port", u)}
+				}
+			}
+			return nil
+		},
+	})
+	registerFlag("trusted-proxies", stageFlag{
+		commands: []string{"serve"},
+		env: func(c *Config) error {
+			v := os.Getenv("TRUSTED_PROXIES")
+			if v == "" {
+				return nil
+			}
+			nets, err := parseProxies(v)
+			if err != nil {
+				return &ConfigError{"TRUSTED_PROXIES", err.Error()}
+			}
+			c.TrustedProxies = nets
+			return nil
+		},
+		flag: func(c *Config, fs *flag.FlagSet) {
+			fs.Func("trusted-proxies", "stage 7: addresses (IPs or CIDRs, comma-separated) whose X-Forwarded-For an instance believes,\nbesides loopback: nginx's as the instances see it (env TRUSTED_PROXIES)", func(s string) error {
+				nets, err := parseProxies(s)
+				c.TrustedProxies = nets
+				return err
+			})
+		},
+		validate: func(Config) error { return nil },
+	})
+	registerFlag("pgbouncer", stageFlag{
+		commands: []string{"serve"},
+		env: func(c *Config) error {
+			return envValue("PGBOUNCER", strconv.ParseBool, "%q is not a boolean (1 or 0)", func(on bool) { c.NoPgBouncer = !on })
+		},
+		flag: func(c *Config, fs *flag.FlagSet) {
+			fs.BoolFunc("pgbouncer", "stage 7: the instances reach PostgreSQL through one PgBouncer (transaction pooling), on by default;\n--pgbouncer=false connects each instance's pool directly, to compare (env PGBOUNCER)", func(s string) error {
+				on, err := strconv.ParseBool(s)
+				c.NoPgBouncer = !on
+				return err
+			})
+		},
+		validate: func(Config) error { return nil },
+	})
 	registerPanels(scaleOutStage, func(m *obs.Metrics) []obs.Panel {
 		return []obs.Panel{
 			{ID: "instances", Title: "Instances", Unit: "instances, restarts", Note: "the supervisor's view (its ADMIN_ADDR); empty on an instance's own dashboard", Series: []obs.Series{
@@ -54,13 +132,20 @@ const scaleOutStage = 7
 // filesPrefix is where nginx serves the photo files by key.
 const filesPrefix = "/files/"
 
-// behindNginx is the app as an instance sees it: the TCP peer is nginx on
-// loopback, whose X-Forwarded-For (the client's address, set by nginx, never
-// the client's own header) is trusted from loopback only; pages link photo
-// files by key, which nginx serves from disk.
-func behindNginx() Front {
+// behindNginx is the app as an instance sees it: the TCP peer is nginx,
+// whose X-Forwarded-For (the client's address, set by nginx, never the
+// client's own header) is trusted from loopback and from the addresses of
+// cfg.TrustedProxies only (TRUSTED_PROXIES: nginx on another host, as this
+// instance sees it); pages link photo files by key, which nginx serves
+// from disk. Trusting every private address instead would let any host on
+// the network pick its own address, and the throttle's key with it.
+func behindNginx(cfg Config) Front {
+	trust := []echo.TrustOption{echo.TrustLoopback(true), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range cfg.TrustedProxies {
+		trust = append(trust, echo.TrustIPRange(n))
+	}
 	return Front{
-		IPExtractor: echo.ExtractIPFromXFFHeader(echo.TrustLoopback(true), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)),
+		IPExtractor: echo.ExtractIPFromXFFHeader(trust...),
 		ImageURL: func(id int64, key string, v models.Variant) string {
 			name, err := models.ImageFile(key, v)
 			if err != nil {
@@ -69,6 +154,36 @@ func behindNginx() Front {
 			return filesPrefix + name
 		},
 	}
+}
+
+// parseProxies reads "10.0.0.5,192.168.1.0/24": IPs and CIDRs.
+func parseProxies(v string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if !strings.Contains(f, "/") {
+			if ip := net.ParseIP(f); ip != nil && ip.To4() != nil {
+				f += "/32"
+			} else {
+				f += "/128"
+			}
+		}
+		_, n, err := net.ParseCIDR(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an IP address or CIDR", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// proxiesString is parseProxies' input again, for an instance's environment.
+func proxiesString(nets []*net.IPNet) string {
+	var s []string
+	for _, n := range nets {
+		s = append(s, n.String())
+	}
+	return strings.Join(s, ",")
 }
 
 // NginxMissingError is the refusal to start stage 7 without nginx.
@@ -108,7 +223,7 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	o := topology.Options{
-		Addr: cfg.Addr, AdminAddr: cfg.AdminAddr, Instances: cfg.Instances, Log: log,
+		Addr: cfg.Addr, AdminAddr: cfg.AdminAddr, Instances: cfg.Instances, Upstreams: cfg.Upstreams, Log: log,
 		RedisURL: cfg.RedisURL, DataDir: dataDir, Static: static, CPUs: cpus,
 		Limits: topology.Limits{
 			MaxBody:    maxUploadBody, // upload.go's MaxBytesReader
@@ -129,15 +244,49 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 				"DB_LATENCY=" + cfg.DBLatency.String(), // its Redis; the database is already behind our proxy
 				"DRAIN_DELAY=0",                        // nginx does not ask /readyz: a refused connect moves it on
 				"INSTANCE=" + name,
+				"TRUSTED_PROXIES=" + proxiesString(cfg.TrustedProxies),
 			}
 		},
 		Attrs: []any{"stage", fmt.Sprintf("%d (%s)", s.Number, s.Name), "indexes", cfg.Indexes || s.Indexes},
 	}
 	o.Limits.TooLargePage = tooLarge
 
+	if cfg.WorkerProcs > 0 {
+		o.WorkerProcs, o.WorkerCommand = cfg.WorkerProcs, []string{exe, "worker"}
+		o.WorkerEnv = func(name, admin, redisURL string) []string {
+			return []string{
+				"DATABASE_URL=" + cfg.DatabaseURL,
+				"REDIS_URL=" + redisURL,
+				"DATA_DIR=" + dataDir,
+				"ADMIN_ADDR=" + admin,
+				fmt.Sprintf("STAGE=%d", cfg.Stage),
+				fmt.Sprintf("INDEXES=%t", cfg.Indexes),
+				fmt.Sprintf("METRICS=%t", !cfg.NoMetrics),
+				fmt.Sprintf("WORKERS=%d", max(cfg.Workers, 1)),
+				"INSTANCE=" + name,
+			}
+		}
+		instanceEnv := o.Env
+		o.Env = func(name, addr, admin, redisURL string) []string { // the worker processes make the images
+			return append(instanceEnv(name, addr, admin, redisURL), "WORKERS=0")
+		}
+	}
 	if !cfg.NoMetrics {
 		o.Panels = append(corePanels(), panelsFor(cfg.Stage, obs.NewMetrics(nil))...)
 		o.Info = dashboardInfo(s, fmt.Sprintf("migration %d expected", s.Schema), topologyNote)
+	}
+	if !cfg.NoPgBouncer && len(cfg.Upstreams) == 0 { // remote instances bring their own DATABASE_URL
+		if _, err := exec.LookPath("pgbouncer"); err != nil {
+			return &ConfigError{"PGBOUNCER", "stage 7 puts PgBouncer between the instances and PostgreSQL, and pgbouncer is not installed: " +
+				"`sudo apt-get install pgbouncer`, or run without it with --pgbouncer=false (PGBOUNCER=0)"}
+		}
+		// Through PgBouncer the timeout cannot be a startup parameter (1.18
+		// refuses it): it is the role's default in the database, which
+		// PostgreSQL applies to every server connection PgBouncer opens.
+		if err := models.SetRoleStatementTimeout(ctx, cfg.DatabaseURL, requestTimeout); err != nil {
+			return err
+		}
+		o.PgBouncer = &topology.PgBouncer{DatabaseURL: cfg.DatabaseURL}
 	}
 	for _, add := range topologyOptions { // later stages' parts (stage 8: the front cache)
 		add(cfg, &o)

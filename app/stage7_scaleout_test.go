@@ -42,7 +42,7 @@ func needNginx(t *testing.T) {
 // peer only: the per-address log-in throttle counts the client, not nginx,
 // and a client cannot pick its own address by sending the header.
 func TestStage7TrustsForwardedForFromLoopbackOnly(t *testing.T) {
-	extract := behindNginx().IPExtractor
+	extract := behindNginx(Config{}).IPExtractor
 	for _, tt := range []struct {
 		name, peer, xff, want string
 	}{
@@ -61,6 +61,28 @@ func TestStage7TrustsForwardedForFromLoopbackOnly(t *testing.T) {
 				t.Fatalf("client address %q, want %q", got, tt.want)
 			}
 		})
+	}
+
+	// nginx on another host: its address is trusted when configured
+	// (TRUSTED_PROXIES), and only its.
+	proxies, err := parseProxies("10.231.1.1, 192.0.2.0/28")
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := behindNginx(Config{TrustedProxies: proxies}).IPExtractor
+	for _, tt := range []struct{ peer, want string }{
+		{"10.231.1.1", "203.0.113.9"}, {"192.0.2.14", "203.0.113.9"}, {"127.0.0.1", "203.0.113.9"},
+		{"10.231.1.2", "10.231.1.2"}, {"192.0.2.16", "192.0.2.16"},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "/", nil)
+		req.RemoteAddr = tt.peer + ":40000"
+		req.Header.Set("X-Forwarded-For", "203.0.113.9")
+		if got := remote(req); got != tt.want {
+			t.Errorf("TRUSTED_PROXIES=10.231.1.1,192.0.2.0/28, peer %s: client %q, want %q", tt.peer, got, tt.want)
+		}
+	}
+	if _, err := parseProxies("10.0.0.300"); err == nil {
+		t.Error("parseProxies took 10.0.0.300")
 	}
 
 	ta := newTestApp(t, scaleOutStage)
@@ -83,7 +105,7 @@ func TestStage7TrustsForwardedForFromLoopbackOnly(t *testing.T) {
 // Pages at stage 7 link photo files by key, which nginx serves; a photo
 // without a valid key falls back to the app's route.
 func TestStage7LinksImagesByKey(t *testing.T) {
-	url := behindNginx().ImageURL
+	url := behindNginx(Config{}).ImageURL
 	if got := url(5, "abcdef12", models.Thumbnail); got != "/files/ab/abcdef12_thumb.jpg" {
 		t.Errorf("thumbnail URL %q", got)
 	}
@@ -130,10 +152,18 @@ func TestStage7Topology(t *testing.T) {
 	addr, admin := mustFreeAddr(t), mustFreeAddr(t)
 
 	logs := &syncBuffer{}
-	sup := exec.Command(exe, "serve", "--stage", "7", "--instances", "2", "--addr", addr, "--admin-addr", admin)
+	// PgBouncer is on by default; without it installed (outside CI, where
+	// scripts/test.sh installs it) this test runs the instances straight
+	// to PostgreSQL rather than not at all.
+	pgbouncer := "PGBOUNCER="
+	if _, err := exec.LookPath("pgbouncer"); err != nil && os.Getenv("CI") == "" {
+		pgbouncer = "PGBOUNCER=0"
+	}
+	// One image-worker process: the upload below is made into images there.
+	sup := exec.Command(exe, "serve", "--stage", "7", "--instances", "2", "--worker-procs", "1", "--addr", addr, "--admin-addr", admin)
 	sup.Dir = work
 	sup.Env = append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL="+redisURL, "DATA_DIR="+filepath.Join(work, "data"),
-		"LOG_LEVEL=debug", "STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS=")
+		"LOG_LEVEL=debug", "STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS=", "WORKER_PROCS=", "WORKERS=", pgbouncer)
 	sup.Stdout, sup.Stderr = logs, logs
 	if err := sup.Start(); err != nil {
 		t.Fatal(err)
@@ -227,6 +257,41 @@ func TestStage7Topology(t *testing.T) {
 		}
 	})
 
+	t.Run("a same-origin POST passes nginx with or without Sec-Fetch-Site; a cross-origin one does not", func(t *testing.T) {
+		// A wrong password is 422 once the cross-origin check has let the
+		// POST through, 403 when it refused it.
+		c := &http.Client{Timeout: 10 * time.Second}
+		post := func(headers ...string) int {
+			req, _ := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(login("alice", "not her password").Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			for i := 0; i < len(headers); i += 2 {
+				req.Header.Set(headers[i], headers[i+1])
+			}
+			res, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			return res.StatusCode
+		}
+		for _, tt := range []struct {
+			name    string
+			headers []string
+			want    int
+		}{
+			{"same origin, Origin only (older browsers, tools)", []string{"Origin", base}, http.StatusUnprocessableEntity},
+			{"same origin with Sec-Fetch-Site", []string{"Origin", base, "Sec-Fetch-Site", "same-origin"}, http.StatusUnprocessableEntity},
+			{"cross origin, Origin only", []string{"Origin", "http://evil.example"}, http.StatusForbidden},
+			{"cross origin with Sec-Fetch-Site", []string{"Origin", "http://evil.example", "Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+			{"the same host on another port", []string{"Origin", "http://127.0.0.1:1"}, http.StatusForbidden},
+		} {
+			if got := post(tt.headers...); got != tt.want {
+				t.Errorf("%s: status %d, want %d", tt.name, got, tt.want)
+			}
+		}
+	})
+
 	t.Run("an instance killed mid-traffic costs no GET and no session", func(t *testing.T) {
 		tr := startTraffic(base, jar, photo, false)
 		tr.waitForMore(t, 20, "traffic to flow before the kill")
@@ -301,6 +366,26 @@ func TestStage7Topology(t *testing.T) {
 		if redisURL == "" {
 			mustContain(t, page, "redis-server", "shared Redis") // the topology's own
 		}
+	})
+
+	t.Run("the worker process is in /topology and its metrics on the dashboard", func(t *testing.T) {
+		w := readTopology(t, admin).instance("w1")
+		if w.Role != "image worker" || !w.Up || w.Admin == "" {
+			t.Fatalf("/topology.json shows w1 as %+v, want an image worker, up, with an operator listener", w)
+		}
+		own := (&browser{t: t, base: "http://" + w.Admin, c: http.DefaultClient}).get("/metrics")
+		mustStatus(t, own, http.StatusOK)
+		mustContain(t, own, "flickrkillr_queue_jobs", "process_cpu_seconds_total")
+		var body string
+		waitFor(t, 10*time.Second, "the supervisor's /metrics to carry w1's series", func() bool {
+			res := (&browser{t: t, base: "http://" + admin, c: http.DefaultClient}).get("/metrics")
+			body = res.Body
+			return strings.Contains(body, `process_cpu_seconds_total{instance="w1"}`) && strings.Contains(body, `flickrkillr_instance_up{instance="w1"} 1`)
+		})
+		dash := (&browser{t: t, base: "http://" + admin, c: http.DefaultClient}).get("/dashboard/data.json")
+		mustContain(t, dash, `"w1"`) // its series in the CPU-by-process panel
+		page := (&browser{t: t, base: "http://" + admin, c: http.DefaultClient}).get("/topology")
+		mustContain(t, page, "<td>w1</td>", "image worker")
 	})
 
 	t.Run("SIGINT stops every process and frees every port", func(t *testing.T) {

@@ -37,7 +37,9 @@ type Options struct {
 	// StatementTimeout, when set, is the server's statement_timeout for every
 	// connection: a query that runs longer is cancelled by PostgreSQL itself
 	// (the app's request deadline covers a server that does not answer at all).
-	// Zero leaves it off, as migrate and seed need.
+	// Zero leaves it off, as migrate and seed need: sent as 0, so that a
+	// role's default (SetRoleStatementTimeout) does not apply to them.
+	// Behind a pooler it is not sent at all (see Pooler).
 	StatementTimeout time.Duration
 	// Admit, when set, is asked before every statement and transaction
 	// the pool sends (admit.go): an error (an open circuit breaker) fails
@@ -47,6 +49,17 @@ type Options struct {
 	// Progress, when set, is told of every statement's start and end (a
 	// watchdog that tells a hung database from a slow one).
 	Progress Progress
+	// Pooler: the URL names a transaction-pooling PgBouncer (stage 7), where
+	// a connection is a different server session at every transaction.
+	// pgx then runs every query in exec mode (the unnamed statement, parsed
+	// and bound in one round trip: its default caches named prepared
+	// statements per connection, which under PgBouncer 1.18 fail with
+	// "prepared statement already exists"; 1.18 has no
+	// max_prepared_statements), and no statement_timeout goes as a startup
+	// parameter, which 1.18 refuses (or drops under
+	// ignore_startup_parameters): it is the role's default in the database
+	// instead, set once by SetRoleStatementTimeout.
+	Pooler bool
 }
 
 // Open connects to PostgreSQL through pgx and returns a gorm handle on it.
@@ -57,7 +70,9 @@ func Open(ctx context.Context, dsn string, opt Options) (*gorm.DB, error) {
 	}
 	// Every statement is timed into its request's Server-Timing (trace.go).
 	cfg.Tracer = timingTracer{next: opt.Tracer, progress: opt.Progress}
-	if opt.StatementTimeout > 0 {
+	if opt.Pooler {
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+	} else {
 		cfg.RuntimeParams["statement_timeout"] = strconv.FormatInt(opt.StatementTimeout.Milliseconds(), 10)
 	}
 	sqlDB := stdlib.OpenDB(*cfg)
@@ -90,6 +105,32 @@ func Open(ctx context.Context, dsn string, opt Options) (*gorm.DB, error) {
 		return nil, fmt.Errorf("models: open gorm: %w", err)
 	}
 	return db, nil
+}
+
+// SetRoleStatementTimeout makes d the statement_timeout of the URL's role
+// in its database (ALTER ROLE CURRENT_USER IN DATABASE … SET): PostgreSQL
+// applies it at every backend start, whatever a pooler in front does with
+// its connections, and RESET falls back to it. It is how the timeout
+// reaches connections through PgBouncer (Options.Pooler); a connection
+// opened directly with Open sends its own value, which wins (0 for migrate
+// and seed). psql sessions of that role in that database get it too.
+// Backends started before the change keep the old value.
+func SetRoleStatementTimeout(ctx context.Context, dsn string, d time.Duration) error {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return fmt.Errorf("models: parse database URL: %w", err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("models: connect to %s: %w", redactDSN(cfg), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	q := fmt.Sprintf("ALTER ROLE CURRENT_USER IN DATABASE %s SET statement_timeout = '%dms'",
+		pgx.Identifier{cfg.Database}.Sanitize(), d.Milliseconds())
+	if _, err := conn.Exec(ctx, q); err != nil {
+		return fmt.Errorf("models: set the role's statement_timeout: %w", err)
+	}
+	return nil
 }
 
 // Close closes the pool under db.

@@ -55,6 +55,10 @@ need() {
 case ":$PATH:" in *:/usr/sbin:*) ;; *) export PATH="$PATH:/usr/sbin" ;; esac
 need nginx nginx-light "stage 7's topology tests will be skipped" || true
 need memcached memcached "stage 8's front-cache tests will be skipped" || true
+# Stage 7 puts PgBouncer between the instances and PostgreSQL.
+need pgbouncer pgbouncer "stage 7's PgBouncer test will be skipped" || true
+# Its remote-instances test makes network namespaces (ip netns, as root).
+need ip iproute2 "stage 7's network-namespace test will be skipped" || true
 
 echo "== go test (PostgreSQL, embedded miniredis)"
 go test -count=1 ./...

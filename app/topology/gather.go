@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net/http"
@@ -26,14 +27,14 @@ func (g *instanceGatherer) Gather() ([]*dto.MetricFamily, error) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var firstErr error
-	for _, in := range g.t.instances {
+	for _, in := range append(g.t.instances, g.t.workers...) {
 		up := gauge(0)
-		if in.status().Up {
+		if in.state().Up {
 			up = gauge(1)
 		}
 		add(fams, "flickrkillr_instance_up", "Stage 7: whether the instance's process is running.", dto.MetricType_GAUGE, in.Name, up)
 		add(fams, "flickrkillr_instance_restarts_total", "Stage 7: restarts of the instance after it exited on its own.", dto.MetricType_GAUGE, in.Name,
-			gauge(float64(in.status().Restarts)))
+			gauge(float64(in.state().Restarts)))
 		if in.Admin == "" {
 			continue
 		}
@@ -67,6 +68,28 @@ func (g *instanceGatherer) Gather() ([]*dto.MetricFamily, error) {
 				} else {
 					fams[name] = f
 				}
+			}
+		}()
+	}
+	if b := g.t.pgbouncer; b != nil && b.status().Up {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := b.stats(context.Background())
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("pgbouncer: %w", err)
+				}
+				return
+			}
+			for _, f := range pgbouncerFamilies {
+				typ, m := dto.MetricType_GAUGE, gauge(st[f.col]*f.scale)
+				if f.counter {
+					typ, m = dto.MetricType_COUNTER, &dto.Metric{Counter: &dto.Counter{Value: proto.Float64(st[f.col] * f.scale)}}
+				}
+				add(fams, f.name, f.help, typ, "pgbouncer", m)
 			}
 		}()
 	}

@@ -44,10 +44,11 @@ func (t *topology) startMemcached(ctx context.Context) error {
 	if err != nil {
 		return ErrNoMemcached
 	}
-	addr, err := freeAddr()
+	addr, err := t.ports.take() // held until memcached starts (ports.go)
 	if err != nil {
 		return err
 	}
+	t.ports.release(addr)
 	_, port, _ := net.SplitHostPort(addr)
 	args := []string{"-l", "127.0.0.1", "-p", port, "-U", "0", "-m", strconv.Itoa(memcachedMemory), "-c", "4096", "-t", "2"}
 	if os.Geteuid() == 0 {

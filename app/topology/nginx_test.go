@@ -55,7 +55,7 @@ func TestStage7NginxConfigPassesNginxT(t *testing.T) {
 		"proxy_set_header X-Forwarded-For $remote_addr;", "proxy_next_upstream error timeout;",
 		fmt.Sprintf("client_max_body_size        %d;", lim.MaxBody), "large_client_header_buffers 4 64k;",
 		`"127.0.0.1:18312" i2;`, "add_header X-Upstream $upstream_name always;", "sendfile   on;",
-		"immutable", "pid " + dir + "/nginx.pid;",
+		"immutable", "pid " + dir + "/nginx.pid;", "proxy_set_header Host $proxy_host;", "default $http_host;",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the config lacks %q", want)

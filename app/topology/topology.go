@@ -67,6 +67,23 @@ type Options struct {
 	// requests always reach an instance.
 	FrontCache    string
 	SessionCookie string
+	// Upstreams are instances on other hosts (host:port) that the
+	// supervisor fronts but does not start: with any, it starts no
+	// instances of its own (Instances is ignored). They are not
+	// supervised: one that dies is nginx's to route around.
+	Upstreams []string
+	// WorkerProcs image-worker processes run beside the instances, each
+	// with an operator listener the supervisor reads (0: none, the
+	// instances make the images themselves). WorkerCommand is a worker's
+	// command line, WorkerEnv its environment (name, its operator
+	// listener, the shared Redis).
+	WorkerProcs   int
+	WorkerCommand []string
+	WorkerEnv     func(name, admin, redisURL string) []string
+	// PgBouncer, when set, is started between the instances and PostgreSQL
+	// (pgbouncer.go): the instances get its URL as DATABASE_URL, with
+	// DATABASE_POOLER=transaction. Nil: they connect to PostgreSQL directly.
+	PgBouncer *PgBouncer
 }
 
 // topology is what the supervisor runs and owns.
@@ -77,7 +94,10 @@ type topology struct {
 	redis     *proc  // nil when RedisURL names a Redis
 	redisURL  string
 	instances []*instance
+	workers   []*instance // image-worker processes (no Addr: they answer no requests)
 	nginx     *proc
+	ports     *ports     // the loopback addresses of this start, held until used
+	pgbouncer *pgbouncer // nil without Options.PgBouncer
 	nginxExe  string
 	started   time.Time
 	// Stage 8 (memcached.go): nil unless Options.FrontCache is FrontMemcached.
@@ -87,7 +107,7 @@ type topology struct {
 
 // instance is one app process of the topology.
 type instance struct {
-	*proc
+	*proc // nil for a remote instance (Options.Upstreams)
 	Name  string
 	Addr  string // its public listener, behind nginx
 	Admin string // its operator listener ("" without one): the supervisor reads its /metrics
@@ -105,13 +125,15 @@ func Run(ctx context.Context, o Options) error {
 		n = 2
 	}
 	log := o.Log
-	t := &topology{o: o, log: log, started: time.Now()}
+	t := &topology{o: o, log: log, started: time.Now(), ports: newPorts()}
 	if t.dir, err = runDir(o.Addr); err != nil {
 		return err
 	}
+	defer t.ports.releaseAll()
 
 	// Each kind of process has its own context, cancelled in order at the end.
 	redisCtx, stopRedis := context.WithCancel(context.Background())
+	poolerCtx, stopPooler := context.WithCancel(context.Background())
 	instCtx, stopInstances := context.WithCancel(context.Background())
 	nginxCtx, stopNginx := context.WithCancel(context.Background())
 	defer func() {
@@ -120,8 +142,14 @@ func Run(ctx context.Context, o Options) error {
 			<-t.nginx.done
 		}
 		stopInstances()
-		for _, in := range t.instances {
-			<-in.done
+		for _, in := range append(t.instances, t.workers...) {
+			if in.proc != nil { // started
+				<-in.done
+			}
+		}
+		stopPooler()
+		if t.pgbouncer != nil {
+			<-t.pgbouncer.done
 		}
 		stopRedis()
 		if t.redis != nil {
@@ -134,7 +162,7 @@ func Run(ctx context.Context, o Options) error {
 	}()
 
 	t.redisURL = o.RedisURL
-	if t.redisURL == "" {
+	if t.redisURL == "" && len(o.Upstreams) == 0 { // remote instances name their Redis themselves
 		if t.redisURL, err = t.startRedis(redisCtx); err != nil {
 			return err
 		}
@@ -144,20 +172,40 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
+	if o.PgBouncer != nil {
+		if err := t.startPgBouncer(poolerCtx); err != nil {
+			return err
+		}
+		log.Info("PgBouncer pools the instances' connections", "addr", t.pgbouncer.Addr, "server_connections", t.pgbouncer.PoolSize,
+			"postgres_max_connections", t.pgbouncer.MaxConns)
+	}
 	t.nginxExe = nginx
+	for i, a := range o.Upstreams {
+		t.instances = append(t.instances, &instance{Name: fmt.Sprintf("u%d", i+1), Addr: a})
+	}
+	if len(o.Upstreams) > 0 {
+		n = 0
+	}
+	// Every instance's addresses first, all held at once (ports.go): no two alike.
 	for i := range n {
 		in := &instance{Name: fmt.Sprintf("i%d", i+1)}
-		if in.Addr, err = freeAddr(); err != nil {
+		if in.Addr, err = t.ports.take(); err != nil {
 			return err
 		}
 		if o.AdminAddr != "" {
-			if in.Admin, err = freeAddr(); err != nil {
+			if in.Admin, err = t.ports.take(); err != nil {
 				return err
 			}
 		}
+		t.instances = append(t.instances, in)
+	}
+	for i, in := range t.instances[len(o.Upstreams):] {
 		env := append(os.Environ(), o.Env(in.Name, in.Addr, in.Admin, t.redisURL)...)
 		if t.memcached != nil {
 			env = append(env, MemcachedEnv+"="+t.memcachedAddr)
+		}
+		if t.pgbouncer != nil { // after Env's: exec.Cmd keeps the last of a name
+			env = append(env, "DATABASE_URL="+t.pgbouncer.URL, "DATABASE_POOLER=transaction")
 		}
 		args := o.Command
 		if len(o.CPUs) > 0 { // pinned before exec, so GOMAXPROCS follows
@@ -172,15 +220,24 @@ func Run(ctx context.Context, o Options) error {
 			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 			return cmd
 		})
-		t.instances = append(t.instances, in)
+		t.ports.release(in.Addr, in.Admin)
 		if err := in.start(instCtx); err != nil {
 			return err
 		}
 	}
 	for _, in := range t.instances {
+		if in.proc == nil {
+			if !in.state().Up {
+				log.Warn("a remote instance does not accept connections (yet); nginx will try it", "instance", in.Name, "addr", in.Addr)
+			}
+			continue
+		}
 		if err := in.waitReady(ctx, 60*time.Second); err != nil {
 			return err
 		}
+	}
+	if err := t.startWorkers(instCtx); err != nil {
+		return err
 	}
 
 	conf, err := t.writeNginxConfig(t.instances)
@@ -213,12 +270,43 @@ func Run(ctx context.Context, o Options) error {
 	for {
 		select {
 		case <-ctx.Done():
-			log.Info("stopping the topology: nginx, then the instances, then Redis")
+			log.Info("stopping the topology: nginx, then the instances, then PgBouncer and Redis")
 			return nil
 		case <-hup:
 			t.rollingRestart(ctx)
 		}
 	}
+}
+
+// startWorkers starts Options.WorkerProcs worker processes (w1, w2, …),
+// supervised like the instances and stopped with them.
+func (t *topology) startWorkers(ctx context.Context) error {
+	for i := range t.o.WorkerProcs {
+		w := &instance{Name: fmt.Sprintf("w%d", i+1)}
+		if t.o.AdminAddr != "" {
+			var err error
+			if w.Admin, err = t.ports.take(); err != nil {
+				return err
+			}
+		}
+		env := append(os.Environ(), t.o.WorkerEnv(w.Name, w.Admin, t.redisURL)...)
+		if t.pgbouncer != nil {
+			env = append(env, "DATABASE_URL="+t.pgbouncer.URL, "DATABASE_POOLER=transaction")
+		}
+		args := t.o.WorkerCommand
+		w.proc = newProc(w.Name, t.log, syscall.SIGTERM, func() *exec.Cmd {
+			cmd := exec.Command(args[0], args[1:]...)
+			cmd.Env = env
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			return cmd
+		})
+		t.workers = append(t.workers, w)
+		t.ports.release(w.Admin)
+		if err := w.start(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // rollingRestart restarts the instances one at a time without failing a
@@ -234,6 +322,10 @@ func Run(ctx context.Context, o Options) error {
 func (t *topology) rollingRestart(ctx context.Context) {
 	t.log.Info("rolling restart", "instances", len(t.instances))
 	for _, in := range t.instances {
+		if in.proc == nil {
+			t.log.Info("a remote instance is restarted on its own host", "instance", in.Name, "addr", in.Addr)
+			continue
+		}
 		if len(t.instances) > 1 {
 			if err := t.reloadNginx(in); err != nil {
 				t.log.Error("rolling restart stopped", "instance", in.Name, "err", err)
@@ -309,6 +401,20 @@ func childPIDs(pid int) []int {
 	return out
 }
 
+// state is the instance's process status; a remote instance has none the
+// supervisor knows, so it is "up" while it accepts a TCP connection.
+func (in *instance) state() procStatus {
+	if in.proc != nil {
+		return in.status()
+	}
+	st := procStatus{Name: in.Name, LastExit: "not supervised here"}
+	if c, err := net.DialTimeout("tcp", in.Addr, 300*time.Millisecond); err == nil {
+		c.Close()
+		st.Up = true
+	}
+	return st
+}
+
 // waitReady waits for the instance's current process to answer /readyz.
 func (in *instance) waitReady(ctx context.Context, limit time.Duration) error {
 	return waitHTTP(ctx, in.proc, "http://"+in.Addr+"/readyz", limit)
@@ -349,10 +455,11 @@ func (t *topology) startRedis(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", ErrNoRedisServer
 	}
-	addr, err := freeAddr()
+	addr, err := t.ports.take()
 	if err != nil {
 		return "", err
 	}
+	t.ports.release(addr)
 	_, port, _ := net.SplitHostPort(addr)
 	logFile := filepath.Join(t.dir, "redis.log")
 	t.redis = newProc("redis-server", t.log, syscall.SIGTERM, func() *exec.Cmd {
@@ -394,14 +501,4 @@ func runDir(addr string) (string, error) {
 		}
 	}
 	return dir, nil
-}
-
-// freeAddr is a loopback address with a port free right now.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }

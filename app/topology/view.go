@@ -33,6 +33,9 @@ func (t *topology) startAdmin(ctx context.Context) (stop func()) {
 	}}
 	if len(t.o.Panels) > 0 {
 		o.Panels = append(append([]obs.Panel(nil), t.o.Panels...), t.instancePanels()...)
+		if t.pgbouncer != nil {
+			o.Panels = append(o.Panels, pgbouncerPanels()...)
+		}
 	}
 	stop = obs.StartOperator(ctx, o)
 	t.log.Info("the topology's operator view", "topology", "http://"+t.o.AdminAddr+"/topology")
@@ -46,6 +49,10 @@ func (t *topology) instancePanels() []obs.Panel {
 		f := obs.Label("instance", in.Name)
 		rps = append(rps, obs.Series{Label: in.Name, Value: func(s *obs.Sample) float64 { return s.Rate("http_requests_total", f) }})
 		cpu = append(cpu, obs.Series{Label: in.Name, Value: func(s *obs.Sample) float64 { return s.Rate("process_cpu_seconds_total", f) }})
+	}
+	for _, w := range t.workers { // the image-worker processes: CPU, no requests
+		f := obs.Label("instance", w.Name)
+		cpu = append(cpu, obs.Series{Label: w.Name, Value: func(s *obs.Sample) float64 { return s.Rate("process_cpu_seconds_total", f) }})
 	}
 	return []obs.Panel{
 		{ID: "byinstance", Title: "Requests per second, by instance", Unit: "req/s", Note: "nginx's least_conn spreads them", Series: rps},
@@ -73,7 +80,17 @@ func (t *topology) view() topologyView {
 	v := topologyView{Addr: t.o.Addr, Started: t.started, Redis: t.redisURL, Dir: t.dir}
 	v.Processes = append(v.Processes, topologyProc{procStatus: t.nginx.status(), Role: "front", Addr: t.o.Addr})
 	for _, in := range t.instances {
-		v.Processes = append(v.Processes, topologyProc{procStatus: in.status(), Role: "app instance", Addr: in.Addr, Admin: in.Admin})
+		role := "app instance"
+		if in.proc == nil {
+			role = "remote app instance"
+		}
+		v.Processes = append(v.Processes, topologyProc{procStatus: in.state(), Role: role, Addr: in.Addr, Admin: in.Admin})
+	}
+	for _, w := range t.workers {
+		v.Processes = append(v.Processes, topologyProc{procStatus: w.state(), Role: "image worker", Admin: w.Admin})
+	}
+	if t.pgbouncer != nil {
+		v.Processes = append(v.Processes, topologyProc{procStatus: t.pgbouncer.status(), Role: "PostgreSQL pooler", Addr: t.pgbouncer.Addr})
 	}
 	if t.redis != nil {
 		v.Processes = append(v.Processes, topologyProc{procStatus: t.redis.status(), Role: "shared Redis", Addr: t.redisURL})
