@@ -126,14 +126,6 @@ func (s *PhotoStore) ClaimPhotoJob(ctx context.Context, id int64, old, new strin
 	return res.RowsAffected == 1, nil
 }
 
-// nullString is NULL for "", for the columns where no value is NULL.
-func nullString(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
 // UnfinishedPhotos reads through: recovery needs the truth.
 func (g *CachedGallery) UnfinishedPhotos(ctx context.Context, before time.Time, after int64, limit int) ([]UnfinishedPhoto, error) {
 	ps, ok := g.inner.(PhotoStates)

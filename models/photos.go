@@ -346,3 +346,11 @@ func toGrid(cards []PhotoCard) Grid {
 	}
 	return Grid{Photos: cards}
 }
+
+// nullString is NULL for "", for the columns where no value is NULL.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
