@@ -1,8 +1,10 @@
 // Package guard keeps a server standing when its clients or its
 // dependencies misbehave: a throttle of failures per key (log-ins), a gate
-// that bounds expensive work and its queue (bcrypt), and a circuit breaker
-// that fails at once while a dependency is down, with a go-redis hook as its
-// Redis adapter. Nothing here knows the app; it takes plain options.
+// that bounds expensive work and its queue (bcrypt, and the requests in
+// flight), a circuit breaker that fails at once while a dependency is down,
+// with a go-redis hook as its Redis adapter, and a watchdog that opens a
+// breaker when a dependency makes no progress (PostgreSQL). Nothing here
+// knows the app; it takes plain options.
 package guard
 
 import (
