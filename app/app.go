@@ -113,11 +113,8 @@ func New(cfg Config, d *Deps) (*App, error) {
 		return nil, fmt.Errorf("app: gallery: %w", err)
 	}
 	if stage.FrontPages != nil { // Stage 8: writes delete the pages they change from the front cache
-		if a.pages, err = stage.FrontPages(a, d); err != nil {
+		if a.pages, a.gallery, err = stage.FrontPages(a, d, a.gallery); err != nil {
 			return nil, fmt.Errorf("app: front pages: %w", err)
-		}
-		if a.pages != nil {
-			a.gallery = withFrontPages(a, a.gallery, a.pages)
 		}
 	}
 	a.images = diskReads{diskImages{files}}

@@ -69,7 +69,9 @@ type Stage struct {
 	// counts in the Redis its instances share.
 	// FrontPages is where the front server finds whole public pages
 	// (stage 8: memcached, read by nginx): nil keeps none.
-	FrontPages func(a *App, d *Deps) (FrontPages, error)
+	// It returns the gallery wrapped so that its writes delete the pages
+	// they change.
+	FrontPages func(a *App, d *Deps, gallery models.Gallery) (FrontPages, models.Gallery, error)
 	Throttles  func(d *Deps) (names, addrs failureThrottle, err error)
 }
 

@@ -14,6 +14,7 @@ import (
 	"flickrkillr/app/frontcache"
 	"flickrkillr/app/obs"
 	"flickrkillr/app/topology"
+	"flickrkillr/models"
 )
 
 // Stage 8: front cache. Stage 7's topology plus a memcached that nginx reads
@@ -89,17 +90,18 @@ func serveFrontCache(ctx context.Context, cfg Config, log *slog.Logger) error {
 // memcachedPages is an instance's front cache: memcached at MEMCACHED_ADDR
 // (the supervisor's), none without one (the proxy front cache, or the app
 // run on its own).
-func memcachedPages(a *App, d *Deps) (FrontPages, error) {
+// gallery comes back wrapped so that its writes delete the pages they change.
+func memcachedPages(a *App, d *Deps, gallery models.Gallery) (FrontPages, models.Gallery, error) {
 	cfg := d.Config
 	if cfg.MemcachedAddr == "" {
-		return nil, nil
+		return nil, gallery, nil
 	}
 	s := frontcache.New(frontcache.Options{Addr: cfg.MemcachedAddr, TTL: cfg.FrontCacheTTL})
 	d.OnClose(s.Close)
 	if a.metrics != nil {
 		a.metrics.Registry().MustRegister(frontCacheCollector{s})
 	}
-	return s, nil
+	return s, withFrontPages(a, gallery, s), nil
 }
 
 // frontCacheCollector exports an instance's fills and deletes.
@@ -151,4 +153,85 @@ func frontCachePanels(*obs.Metrics) []obs.Panel {
 			{Label: "errors", Value: func(s *obs.Sample) float64 { return s.Rate(ops, obs.Label("result", "error")) }},
 		}},
 	}
+}
+
+// forgetPages wraps the gallery: each write deletes, by URL, the front pages
+// it changes directly before it returns (so before the handler answers).
+// Deeper ?before= pages and the owner's other photo pages ("more from")
+// are left to the TTL.
+type forgetPages struct {
+	models.Gallery
+	pages FrontPages
+	a     *App
+}
+
+func (g forgetPages) forget(ctx context.Context, paths ...string) {
+	if err := g.pages.Delete(context.WithoutCancel(ctx), paths...); err != nil {
+		g.a.log.Warn("front cache: delete failed; the pages live until their TTL", "paths", paths, "err", err)
+	}
+}
+
+func listingPaths(owner string, tags []string) []string {
+	paths := []string{"/", "/users/" + owner}
+	for _, t := range tags {
+		paths = append(paths, "/tags/"+t)
+	}
+	return paths
+}
+
+func (g forgetPages) CreatePhoto(ctx context.Context, p models.NewPhoto) (int64, error) {
+	id, err := g.Gallery.CreatePhoto(ctx, p)
+	if err == nil {
+		g.forget(ctx, append(listingPaths(p.Owner.Name, p.Tags), photoPath(id))...)
+	}
+	return id, err
+}
+
+func (g forgetPages) DeletePhoto(ctx context.Context, photoID, userID int64) (models.DeletedPhoto, error) {
+	d, err := g.Gallery.DeletePhoto(ctx, photoID, userID)
+	if err == nil {
+		g.forget(ctx, append(listingPaths(d.Owner, d.Tags), photoPath(photoID))...)
+	}
+	return d, err
+}
+
+func (g forgetPages) SetFavorite(ctx context.Context, userID, photoID int64, on bool) error {
+	err := g.Gallery.SetFavorite(ctx, userID, photoID, on)
+	if err == nil {
+		g.forget(ctx, photoPath(photoID))
+	}
+	return err
+}
+
+func (g forgetPages) AddComment(ctx context.Context, photoID, userID int64, body string) error {
+	err := g.Gallery.AddComment(ctx, photoID, userID, body)
+	if err == nil {
+		g.forget(ctx, photoPath(photoID))
+	}
+	return err
+}
+
+// forgetStates is forgetPages over a gallery with photo states (stage 6): a
+// photo that becomes ready (or failed) changes its page and the listings
+// that showed its placeholder.
+type forgetStates struct {
+	forgetPages
+	models.PhotoStates
+}
+
+func (g forgetStates) FinishPhoto(ctx context.Context, id int64, state string, width, height int) (models.FinishedPhoto, error) {
+	f, err := g.PhotoStates.FinishPhoto(ctx, id, state, width, height)
+	if err == nil && f.Changed {
+		g.forget(ctx, append(listingPaths(f.Owner, f.Tags), photoPath(id))...)
+	}
+	return f, err
+}
+
+// withFrontPages wraps gallery so that its writes delete front pages.
+func withFrontPages(a *App, gallery models.Gallery, pages FrontPages) models.Gallery {
+	fp := forgetPages{Gallery: gallery, pages: pages, a: a}
+	if states, ok := gallery.(models.PhotoStates); ok {
+		return forgetStates{forgetPages: fp, PhotoStates: states}
+	}
+	return fp
 }
