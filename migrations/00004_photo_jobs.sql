@@ -9,7 +9,7 @@
 -- +goose Up
 ALTER TABLE photos ADD COLUMN job_id text;
 
--- Serves the recovery scan, at start and every minute:
+-- Serves the recovery scan, at start and every 30 s:
 --   SELECT id, image_key, job_id FROM photos
 --    WHERE state = 'processing' AND created_at < $1 AND id > $2 ORDER BY id LIMIT $3
 -- Without it that scan reads all 1.5M photos; with it, only the few

@@ -309,86 +309,6 @@ func (t *topology) startWorkers(ctx context.Context) error {
 	return nil
 }
 
-// rollingRestart restarts the instances one at a time without failing a
-// request: nginx is reloaded without the instance (its old workers finish
-// what they have in flight and exit, closing their idle connections to it),
-// the instance is stopped (it has nothing left to answer), started again,
-// and once ready nginx is reloaded with it. Stopping an instance nginx still
-// used failed POSTs on idle keepalive connections that the instance closed
-// as nginx sent on them (measured: one or two per restart), and took it out
-// of rotation for fail_timeout (a second stop then left nginx none: 502).
-// With one instance there is nothing to drain to: its restart fails what
-// arrives meanwhile.
-func (t *topology) rollingRestart(ctx context.Context) {
-	t.log.Info("rolling restart", "instances", len(t.instances))
-	for _, in := range t.instances {
-		if in.proc == nil {
-			t.log.Info("a remote instance is restarted on its own host", "instance", in.Name, "addr", in.Addr)
-			continue
-		}
-		if len(t.instances) > 1 {
-			if err := t.reloadNginx(in); err != nil {
-				t.log.Error("rolling restart stopped", "instance", in.Name, "err", err)
-				return
-			}
-		}
-		if err := in.bounce(ctx); err != nil {
-			t.log.Error("rolling restart stopped", "instance", in.Name, "err", err)
-			return
-		}
-		if err := in.waitReady(ctx, 60*time.Second); err != nil {
-			t.log.Error("rolling restart stopped", "instance", in.Name, "err", err)
-			return
-		}
-	}
-	if len(t.instances) > 1 {
-		if err := t.reloadNginx(nil); err != nil {
-			t.log.Error("rolling restart: nginx reload", "err", err)
-			return
-		}
-	}
-	t.log.Info("rolling restart done")
-}
-
-// reloadNginx rewrites the configuration with every instance but except
-// (nil: all), reloads nginx (SIGHUP: new workers, the old ones finish their
-// requests and exit) and waits, up to 15 s, for the old workers to be gone.
-func (t *topology) reloadNginx(except *instance) error {
-	var live []*instance
-	for _, in := range t.instances {
-		if in != except {
-			live = append(live, in)
-		}
-	}
-	conf, err := t.writeNginxConfig(live)
-	if err != nil {
-		return err
-	}
-	if err := checkNginxConfig(t.nginxExe, t.dir, conf); err != nil {
-		return err
-	}
-	master := t.nginx.status().PID
-	old := childPIDs(master)
-	if err := syscall.Kill(master, syscall.SIGHUP); err != nil {
-		return fmt.Errorf("topology: reload nginx: %w", err)
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		gone := true
-		for _, pid := range old {
-			if syscall.Kill(pid, 0) == nil {
-				gone = false
-			}
-		}
-		if gone {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.log.Warn("nginx's old workers are still finishing requests after 15 s; going on")
-	return nil
-}
-
 // childPIDs lists pid's children (/proc/<pid>/task/<pid>/children).
 func childPIDs(pid int) []int {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
@@ -442,45 +362,6 @@ func waitHTTP(ctx context.Context, p *proc, url string, limit time.Duration) err
 		}
 	}
 	return fmt.Errorf("%s did not answer %s within %s", p.name, url, limit)
-}
-
-// startRedis runs a redis-server of the topology's own on a free port. It
-// keeps its data in an append-only file in the topology's folder, written
-// before each reply and fsynced every second: stage 6's queue lives there,
-// and an upload acknowledged with its job queued must survive a restart of
-// Redis (a killed process loses nothing acknowledged; only a crash of the
-// machine may lose the last second).
-func (t *topology) startRedis(ctx context.Context) (string, error) {
-	exe, err := exec.LookPath("redis-server")
-	if err != nil {
-		return "", ErrNoRedisServer
-	}
-	addr, err := t.ports.take()
-	if err != nil {
-		return "", err
-	}
-	t.ports.release(addr)
-	_, port, _ := net.SplitHostPort(addr)
-	logFile := filepath.Join(t.dir, "redis.log")
-	t.redis = newProc("redis-server", t.log, syscall.SIGTERM, func() *exec.Cmd {
-		return exec.Command(exe, "--port", port, "--bind", "127.0.0.1", "--save", "",
-			"--appendonly", "yes", "--appendfsync", "everysec", "--dir", t.dir, "--logfile", logFile)
-	})
-	if err := t.redis.start(ctx); err != nil {
-		return "", err
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return "redis://" + addr + "/0", nil
-		}
-		if !t.redis.status().Up {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return "", fmt.Errorf("topology: redis-server did not start on %s (its log: %s)", addr, logFile)
 }
 
 // runDir is the folder of one topology's generated files: .run/nginx-<port>
