@@ -20,7 +20,7 @@ func TestTopologyRedisKeepsQueuedJobsAcrossARestart(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server is not installed")
 	}
-	top := &topology{dir: t.TempDir(), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	top := &topology{dir: t.TempDir(), log: slog.New(slog.NewTextHandler(io.Discard, nil)), ports: newPorts()}
 	ctx, cancel := context.WithCancel(context.Background())
 	url, err := top.startRedis(ctx)
 	if err != nil {
