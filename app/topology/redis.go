@@ -1,11 +1,13 @@
 package topology
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -35,10 +37,14 @@ func (t *topology) startRedis(ctx context.Context) (string, error) {
 	if err := t.redis.start(ctx); err != nil {
 		return "", err
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	// Ready is a PONG, not an open port: with its append-only file from an
+	// earlier run, redis-server accepts connections at once but answers
+	// "-LOADING" until the file is read, and an instance that met that
+	// answer at its start exited (every instance, at every restart of the
+	// topology after the first). A large file takes a while: up to a minute.
+	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
+		if redisAnswers(addr) {
 			return "redis://" + addr + "/0", nil
 		}
 		if !t.redis.status().Up {
@@ -47,4 +53,20 @@ func (t *topology) startRedis(ctx context.Context) (string, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return "", fmt.Errorf("topology: redis-server did not start on %s (its log: %s)", addr, logFile)
+}
+
+// redisAnswers says whether the Redis at addr answers PING with PONG (not
+// with an error such as LOADING).
+func redisAnswers(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	reply, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && strings.HasPrefix(reply, "+PONG")
 }

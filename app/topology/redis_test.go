@@ -59,3 +59,4 @@ func TestTopologyRedisKeepsQueuedJobsAcrossARestart(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
