@@ -59,4 +59,3 @@ func TestTopologyRedisKeepsQueuedJobsAcrossARestart(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
