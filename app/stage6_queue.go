@@ -301,7 +301,12 @@ func (w *imageWorkers) recoverUploads(ctx context.Context) (int, error) {
 					continue
 				}
 			}
+			// Reserved before it goes on the row: another process that reads
+			// the new name before the job is enqueued knows it is not lost.
 			job := jobqueue.NewJobID()
+			if err := w.queue.Reserve(ctx, job, time.Minute); err != nil {
+				return recovered, err
+			}
 			claimed, err := w.states.ClaimPhotoJob(ctx, p.ID, p.JobID, job)
 			if err != nil {
 				return recovered, err

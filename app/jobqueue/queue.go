@@ -171,14 +171,32 @@ func (q *Queue) Ack(ctx context.Context, id string) error {
 }
 
 // Known says whether the queue holds the job: waiting, running, due for a
-// retry or dead (its body stays until it is done or dropped). Recovery
-// re-enqueues only a photo whose job the queue does not know.
+// retry or dead (its body stays until it is done or dropped), or reserved
+// (Reserve) and about to be enqueued. Recovery re-enqueues only a photo whose
+// job the queue does not know.
 func (q *Queue) Known(ctx context.Context, id string) (bool, error) {
-	ok, err := q.rdb.HExists(ctx, q.key("jobs"), id).Result()
+	var body *redis.BoolCmd
+	var reserved *redis.IntCmd
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		body, reserved = p.HExists(ctx, q.key("jobs"), id), p.Exists(ctx, q.key("reserved:"+id))
+		return nil
+	})
 	if err != nil {
 		return false, fmt.Errorf("jobqueue: job %s known: %w", id, err)
 	}
-	return ok, nil
+	return body.Val() || reserved.Val() == 1, nil
+}
+
+// Reserve makes id known for ttl before its job is enqueued. A process that
+// names a new job somewhere else first (recovery writes it on the photo's
+// row) reserves it, so that another process reading that name in between
+// does not take the job for lost; should the first die before it enqueues,
+// the reservation ends and the job is lost again, to be recovered.
+func (q *Queue) Reserve(ctx context.Context, id string, ttl time.Duration) error {
+	if err := q.rdb.Set(ctx, q.key("reserved:"+id), 1, ttl).Err(); err != nil {
+		return fmt.Errorf("jobqueue: reserve job %s: %w", id, err)
+	}
+	return nil
 }
 
 // CountRecovered adds n to the jobs that were enqueued again for work the
