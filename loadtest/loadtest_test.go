@@ -627,6 +627,46 @@ func fixedTopologySweep() *SweepResult {
 	return &SweepResult{Command: "flickrkillr loadtest sweep --stages 6-8", Warmup: "10s", Host: HostInfo{Cores: 2}, Started: time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC), Runs: runs, Ladders: ladders}
 }
 
+// A step with a front cache shows its hit ratio per route beside the rates
+// (the stage-8 doc's "hit ratio per page kind"); steps without one do not.
+func TestSweepReportShowsTheFrontCacheHits(t *testing.T) {
+	sr := fixedTopologySweep()
+	for _, r := range sr.Runs {
+		if r.Stage != 8 {
+			continue
+		}
+		for i := range r.Result.Routes {
+			rr := &r.Result.Routes[i]
+			hits := int64(0)
+			if r.SecondMix && rr.Route == "anon-photo" {
+				hits = rr.Requests * 9 / 10
+			}
+			rr.Front = &FrontResult{Responses: rr.Requests, Hits: hits, HitRatio: float64(hits) / float64(rr.Requests)}
+		}
+		r.Result.Total.Front = &FrontResult{Responses: 100, Hits: 25, HitRatio: 0.25}
+	}
+	var md bytes.Buffer
+	if err := writeSweepMarkdown(&md, sr); err != nil {
+		t.Fatal(err)
+	}
+	got := md.String()
+	step8 := got[strings.Index(got, "### Step 8: front-cache"):strings.Index(got, "## Per route, as the tags build it")]
+	photo := sr.Runs[len(sr.Runs)-1].Result.Routes[0] // anon-photo of the last run, 8 --anonymous 0.9
+	for _, want := range []string{
+		"**Buys:** anonymous visitors' pages from memcached through nginx",
+		"The front cache's answers (X-Front-Cache)",
+		fmt.Sprintf("| anon-photo |  | %d of %d (90.0%%) |", photo.Requests*9/10, photo.Requests),
+		"| total |  | 25 of 100 (25.0%) |",
+	} {
+		if !strings.Contains(step8, want) {
+			t.Errorf("step 8 lacks %q:\n%s", want, step8)
+		}
+	}
+	if step7 := got[strings.Index(got, "### Step 7"):strings.Index(got, "### Step 8")]; strings.Contains(step7, "X-Front-Cache") {
+		t.Errorf("step 7 has a front-cache table:\n%s", step7)
+	}
+}
+
 // The anonymous mix's rows come after their stage's row, in the ladder
 // table's format, against the stage before on the same mix; the other rows
 // read as before, and each step and the per-route tables show the mix apart.

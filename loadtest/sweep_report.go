@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -67,6 +68,7 @@ var stepNotes = map[int]string{
 	5: "**Buys:** a page's independent lookups at once (errgroup), so a page waits for its longest chain of round trips, not their sum. **Shows:** with `--db-latency 1ms`, on the `photo` p50 (in `sweep.json`) and p99; at loopback (a round trip of microseconds) it buys no latency and, on a CPU-bound machine, costs throughput.",
 	6: "**Buys:** uploads answer at once; workers make the images. **Shows:** not in the browse mix, which has no uploads (expect the noise: the grids read one more column); the upload p99 and the drain are measured by `--scenario upload` (docs/stages/06-queue.md).",
 	7: "**Buys:** instances that can be killed or replaced without a failed GET or a lost session, and photo files served by nginx from disk. **Shows:** on the image routes (`thumb`, `image`: nginx's sendfile, a p99 of milliseconds) and in the CPU table (the server side counts nginx, the instances and the supervisor); on one shared machine the pages pay nginx's hop, so the aggregate moves little (docs/stages/07-scale-out.md).",
+	8: "**Buys:** anonymous visitors' pages from memcached through nginx, no instance reached. **Shows:** with anonymous visitors (`--anonymous 0.9`), in the front cache's hit ratio per route and the p99 of the listings it answers; the aggregate is bound by what misses (photo pages spread over 1.5M photos) and by the CPU the load tool and nginx share with everything else on one machine. The logged-in mix goes through as at stage 7 (docs/stages/08-front-cache.md).",
 }
 
 func writeSweepMarkdown(w io.Writer, sr *SweepResult) error {
@@ -412,6 +414,7 @@ func writeStep(w io.Writer, sr *SweepResult, p, n int) {
 	}
 	fmt.Fprintln(w)
 	writeRouteTableWithHeads(w, cols, heads)
+	writeFrontTable(w, cols, heads)
 	writeSecondMixStep(w, sr, p, n)
 }
 
@@ -433,7 +436,44 @@ func writeSecondMixStep(w io.Writer, sr *SweepResult, p, n int) {
 			fmt.Fprintf(w, "- %s: %s req/s, p99 %s ms%s (the stage before was not measured on this mix)\n\n", now.Label(), rpsText(now), p99Text(now), cpuPerRequest(now))
 		}
 		writeRouteTableWithHeads(w, cols, heads)
+		writeFrontTable(w, cols, heads)
 	}
+}
+
+// writeFrontTable is, when a front cache answered any of the runs, the
+// pages it answered per route: hits of the pages that said whether they
+// came from it (X-Front-Cache), and the ratio.
+func writeFrontTable(w io.Writer, runs []*SweepRun, heads []string) {
+	routes := map[string]bool{}
+	for _, r := range runs {
+		if r.Result == nil {
+			continue
+		}
+		for _, rr := range r.Result.Routes {
+			if rr.Front != nil {
+				routes[rr.Route] = true
+			}
+		}
+	}
+	if len(routes) == 0 {
+		return
+	}
+	names := slices.Sorted(maps.Keys(routes))
+	names = append(names, "total")
+	fmt.Fprintln(w, "The front cache's answers (X-Front-Cache): pages from the front cache of the pages that went through it, and the hit ratio.")
+	fmt.Fprintln(w)
+	writeRouteGrid(w, heads, "---:", names, func(route string, col int) string {
+		r := runs[col]
+		if r.Result == nil {
+			return ""
+		}
+		for _, rr := range append(r.Result.Routes, r.Result.Total) {
+			if rr.Route == route && rr.Front != nil {
+				return fmt.Sprintf("%d of %d (%.1f%%)", rr.Front.Hits, rr.Front.Responses, 100*rr.Front.HitRatio)
+			}
+		}
+		return ""
+	})
 }
 
 // docBlock matches a part of a doc that the sweep refreshes:
