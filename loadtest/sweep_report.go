@@ -62,7 +62,7 @@ var talk = map[int]talkFigure{
 // (the stage docs say why); a stage added later adds its line here.
 var stepNotes = map[int]string{
 	1: "**Buys:** no process, connection and template parse per request. **Shows:** each step alone, on the aggregate; as the tags build it, on the server CPU per request and the routes with the least SQL (`thumb`, `upload-form`), since table scans bound the rest.",
-	2: "**Buys:** sessions stop loading the database. **Shows:** each step alone, on the aggregate; as the tags build it, on `upload-form` (the session and nothing else) and the PostgreSQL CPU per request; the aggregate is within the noise behind the scans.",
+	2: "**Buys:** sessions stop loading the database. **Shows:** each step alone, on the aggregate and the PostgreSQL CPU per request; as the tags build it, within the noise behind the scans (`upload-form`, the session and nothing else, waits in the server's in-flight line with the pages that scan).",
 	3: "**Buys:** the hot reads (and images) without the database. **Shows:** each step alone, on the aggregate; as the tags build it, on `home` (its p99 becomes a cache hit's) and the PostgreSQL CPU per request, while the total p99 is still a miss that scans a table.",
 	4: "**Buys:** no table scans. **Shows:** as the tags build it, on everything (the aggregate, every route, the p99). Each step alone: stages 0-3 already had the indexes, so the ratio is the run-to-run noise.",
 	5: "**Buys:** a page's independent lookups at once (errgroup), so a page waits for its longest chain of round trips, not their sum. **Shows:** with `--db-latency 1ms`, on the `photo` p50 (in `sweep.json`) and p99; at loopback (a round trip of microseconds) it buys no latency and, on a CPU-bound machine, costs throughput.",
