@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 	"text/tabwriter"
 )
@@ -196,26 +195,15 @@ func writeSweepTiming(w io.Writer, sr *SweepResult) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Per route: SQL per request, and db / cache / session / render / other ms.")
 	fmt.Fprintln(w)
-	routes := map[string]bool{}
-	var names []string
-	for _, r := range runs {
-		for _, rr := range r.Result.Routes {
-			if rr.Timing != nil && !routes[rr.Route] {
-				routes[rr.Route] = true
-				names = append(names, rr.Route)
-			}
-		}
-	}
-	sort.Strings(names)
+	names := routeNames(runs, func(rr RouteResult) bool { return rr.Timing != nil })
 	heads := make([]string, len(runs))
 	for i, r := range runs {
 		heads[i] = r.Label()
 	}
 	writeRouteGrid(w, heads, "---", names, func(route string, col int) string {
-		for _, rr := range runs[col].Result.Routes {
-			if t := rr.Timing; rr.Route == route && t != nil {
-				return fmt.Sprintf("%.1f SQL; %.1f / %.1f / %.1f / %.1f / %.1f", t.SQLPerRequest, t.DB, t.Cache, t.Session, t.Render, t.Other)
-			}
+		if rr, ok := routeRow(runs[col], route); ok && rr.Timing != nil {
+			t := rr.Timing
+			return fmt.Sprintf("%.1f SQL; %.1f / %.1f / %.1f / %.1f / %.1f", t.SQLPerRequest, t.DB, t.Cache, t.Session, t.Render, t.Other)
 		}
 		return ""
 	})

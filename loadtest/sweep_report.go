@@ -444,36 +444,51 @@ func writeSecondMixStep(w io.Writer, sr *SweepResult, p, n int) {
 // pages it answered per route: hits of the pages that said whether they
 // came from it (X-Front-Cache), and the ratio.
 func writeFrontTable(w io.Writer, runs []*SweepRun, heads []string) {
+	names := routeNames(runs, func(rr RouteResult) bool { return rr.Front != nil })
+	if len(names) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "The front cache's answers (X-Front-Cache): pages from the front cache of the pages that went through it, and the hit ratio.")
+	fmt.Fprintln(w)
+	writeRouteGrid(w, heads, "---:", append(names, "total"), func(route string, col int) string {
+		if rr, ok := routeRow(runs[col], route); ok && rr.Front != nil {
+			return fmt.Sprintf("%d of %d (%.1f%%)", rr.Front.Hits, rr.Front.Responses, 100*rr.Front.HitRatio)
+		}
+		return ""
+	})
+}
+
+// routeNames is the sorted names of the routes of runs for which keep holds
+// in any run (the total row is not among them).
+func routeNames(runs []*SweepRun, keep func(RouteResult) bool) []string {
 	routes := map[string]bool{}
 	for _, r := range runs {
 		if r.Result == nil {
 			continue
 		}
 		for _, rr := range r.Result.Routes {
-			if rr.Front != nil {
+			if keep(rr) {
 				routes[rr.Route] = true
 			}
 		}
 	}
-	if len(routes) == 0 {
-		return
+	return slices.Sorted(maps.Keys(routes))
+}
+
+// routeRow is run r's row for route ("total": its total row), if it has one.
+func routeRow(r *SweepRun, route string) (RouteResult, bool) {
+	if r.Result == nil {
+		return RouteResult{}, false
 	}
-	names := slices.Sorted(maps.Keys(routes))
-	names = append(names, "total")
-	fmt.Fprintln(w, "The front cache's answers (X-Front-Cache): pages from the front cache of the pages that went through it, and the hit ratio.")
-	fmt.Fprintln(w)
-	writeRouteGrid(w, heads, "---:", names, func(route string, col int) string {
-		r := runs[col]
-		if r.Result == nil {
-			return ""
+	for _, rr := range r.Result.Routes {
+		if rr.Route == route {
+			return rr, true
 		}
-		for _, rr := range append(r.Result.Routes, r.Result.Total) {
-			if rr.Route == route && rr.Front != nil {
-				return fmt.Sprintf("%d of %d (%.1f%%)", rr.Front.Hits, rr.Front.Responses, 100*rr.Front.HitRatio)
-			}
-		}
-		return ""
-	})
+	}
+	if r.Result.Total.Route == route {
+		return r.Result.Total, true
+	}
+	return RouteResult{}, false
 }
 
 // docBlock matches a part of a doc that the sweep refreshes:
@@ -623,32 +638,12 @@ func writeRouteTable(w io.Writer, runs []*SweepRun) {
 }
 
 func writeRouteTableWithHeads(w io.Writer, runs []*SweepRun, heads []string) {
-	routes := map[string]bool{}
-	for _, r := range runs {
-		if r.Result != nil {
-			for _, rr := range r.Result.Routes {
-				routes[rr.Route] = true
-			}
+	names := routeNames(runs, func(RouteResult) bool { return true })
+	writeRouteGrid(w, heads, "---:", append(names, "total"), func(route string, col int) string {
+		if rr, ok := routeRow(runs[col], route); ok {
+			return fmt.Sprintf("%.1f (%.1f)", rr.RPS, rr.P99)
 		}
-	}
-	var names []string
-	for n := range routes {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	names = append(names, "total")
-	writeRouteGrid(w, heads, "---:", names, func(route string, col int) string {
-		r := runs[col]
-		if r.Result == nil {
-			return ""
-		}
-		cell := ""
-		for _, rr := range append(r.Result.Routes, r.Result.Total) {
-			if rr.Route == route {
-				cell = fmt.Sprintf("%.1f (%.1f)", rr.RPS, rr.P99)
-			}
-		}
-		return cell
+		return ""
 	})
 }
 
