@@ -12,7 +12,7 @@
 #   4. the logged-in mix (the sweep's browse mix) for the same time;
 #   5. stop the topology (Ctrl-C: nginx, memcached, the instances, Redis).
 #
-# The topology's redis-server keeps its data in .run/nginx-18480 (appendonly);
+# The topology's redis-server keeps its data in its folder, .run/nginx-18480 (appendonly);
 # each start removes it, so that every server begins with the app's cache
 # cold, as the sweep's do (a warm cache left by the run before favoured
 # whichever server came later).
@@ -38,6 +38,7 @@ done
 go build -o bin/flickrkillr .
 addr=127.0.0.1:18480
 url="http://$addr"
+rundir=".run/nginx-${addr##*:}" # the topology's folder, named by nginx's port
 pid=""
 trap '[ -n "$pid" ] && kill -INT "$pid" 2>/dev/null; wait 2>/dev/null || true' EXIT
 
@@ -48,11 +49,12 @@ for round in $(seq "$rounds"); do
     stage="${cfg%%-*}"
     front=memcached
     [ "$cfg" = 8-proxy ] && front=proxy
+    flags=(--stage "$stage" --instances "$instances")
+    [ "$stage" = 8 ] && flags+=(--front-cache "$front")
     log="/tmp/front-cache-compare-$cfg.log"
-    rm -rf .run/nginx-18480/appendonlydir .run/nginx-18480/dump.rdb
-    echo "== round $round: $cfg (serve --stage $stage --instances $instances$([ "$stage" = 8 ] && echo " --front-cache $front"))  $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)"
-    FRONT_CACHE="$front" bin/flickrkillr serve --stage "$stage" --instances "$instances" \
-      --addr "$addr" --admin-addr "" >"$log" 2>&1 &
+    rm -rf "$rundir/appendonlydir" "$rundir/dump.rdb"
+    echo "== round $round: $cfg (serve ${flags[*]})  $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)"
+    bin/flickrkillr serve "${flags[@]}" --addr "$addr" --admin-addr "" >"$log" 2>&1 &
     pid=$!
     for _ in $(seq 600); do curl -sf "$url/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
     curl -sf "$url/healthz" >/dev/null || { echo "the topology did not answer; see $log" >&2; exit 1; }
