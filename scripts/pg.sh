@@ -48,10 +48,8 @@ ensure_installed() {
     say "(or set DATABASE_URL to a PostgreSQL you already run)"
     exit 1
   fi
-  say "installing Debian's postgresql package (apt-get)…"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq postgresql >&2
+  . "$root/scripts/apt.sh"
+  apt_install "the project-local database" postgresql || exit 1
   find_bin initdb >/dev/null || { say "initdb still not found after installing postgresql"; exit 1; }
 }
 

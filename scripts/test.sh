@@ -1,11 +1,52 @@
 #!/usr/bin/env bash
 # make test: format and vet checks, then the whole suite against a real
 # PostgreSQL (the project-local "test" cluster, started here), then the Redis-
-# touching packages again against a real redis-server (installed with apt-get
-# when we are root and it is missing).
+# touching packages again against a real redis-server. Everything the suite
+# needs is installed first (as root, with apt-get), from the one list below.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+
+# What the suite needs besides Go, from one list, all installed before the
+# first test runs (so no test can run before its package is there). As root
+# (CI) a missing package is installed with apt-get (scripts/apt.sh: one
+# `apt-get update`, waiting for the package lock); in CI without root that
+# fails; elsewhere the tests that need it skip and say so.
+#   command      Debian package  what needs it
+packages=(
+  "initdb       postgresql     every test: the real database (the project-local test cluster, scripts/pg.sh)"
+  "redis-server redis-server   the real-Redis pass, and stage 7-8's topology tests (one Redis the instances share)"
+  "nginx        nginx-light    stage 7-8's topology tests (nginx in front of the instances)"
+  "memcached    memcached      stage 8's front-cache tests (nginx answers from memcached)"
+  "pgbouncer    pgbouncer      stage 7's PgBouncer tests (transaction pooling)"
+  "ip           iproute2       stage 7's remote-instance test (network namespaces, as root)"
+  "chromium     chromium       the dashboard's browser test (chromedp)"
+)
+# nginx, pgbouncer and ip live in /usr/sbin, which a non-root PATH may lack.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) export PATH="$PATH:/usr/sbin" ;; esac
+# Debian keeps PostgreSQL's server tools out of PATH, under the major version.
+have() { command -v "$1" >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null; }
+missing_cmds=(); missing_pkgs=(); missing_what=()
+for entry in "${packages[@]}"; do
+  read -r cmd pkg what <<<"$entry"
+  have "$cmd" && continue
+  missing_cmds+=("$cmd"); missing_pkgs+=("$pkg"); missing_what+=("$what")
+done
+if [ "${#missing_pkgs[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    . scripts/apt.sh
+    apt_install "what the test suite needs" "${missing_pkgs[@]}"
+    for cmd in "${missing_cmds[@]}"; do
+      have "$cmd" || { echo "$cmd is still missing after apt-get install" >&2; exit 1; }
+    done
+  elif [ -n "${CI:-}" ]; then
+    echo "not installed, and we are not root to install them: sudo apt-get install ${missing_pkgs[*]}" >&2; exit 1
+  else
+    for i in "${!missing_pkgs[@]}"; do
+      echo "${missing_cmds[$i]} is not installed (sudo apt-get install ${missing_pkgs[$i]}): skipped: ${missing_what[$i]}"
+    done
+  fi
+fi
 
 # What this script starts it stops at the end (a cluster already running,
 # say for `go test` by hand, is left running).
@@ -27,44 +68,11 @@ if [ -n "$unformatted" ]; then echo "not gofmt-ed:"; echo "$unformatted"; exit 1
 echo "== go vet"
 go vet ./...
 
-# The dashboard's browser test drives Debian's chromium (chromedp); installed
-# like redis-server below when we are root, skipped without it outside CI.
-if ! command -v chromium >/dev/null && [ "$(id -u)" -eq 0 ]; then
-  echo "installing Debian's chromium package (apt-get)…"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
-fi
-
-# need CMD PACKAGE WHAT-SKIPS: install Debian's PACKAGE when CMD is missing and
-# we are root; in CI without it, fail; elsewhere say what is skipped, return 1.
-need() {
-  command -v "$1" >/dev/null && return 0
-  if [ "$(id -u)" -eq 0 ]; then
-    echo "installing Debian's $2 package (apt-get)…"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq "$2" >/dev/null
-  elif [ -n "${CI:-}" ]; then
-    echo "$1 is not installed and we are not root to install it (apt-get install $2)" >&2; exit 1
-  else
-    echo "$1 is not installed (sudo apt-get install $2); $3"; return 1
-  fi
-}
-
-# Stage 7's tests run Debian's nginx in front of the instances (in /usr/sbin,
-# which a non-root PATH may lack).
-case ":$PATH:" in *:/usr/sbin:*) ;; *) export PATH="$PATH:/usr/sbin" ;; esac
-need nginx nginx-light "stage 7's topology tests will be skipped" || true
-need memcached memcached "stage 8's front-cache tests will be skipped" || true
-# Stage 7 puts PgBouncer between the instances and PostgreSQL.
-need pgbouncer pgbouncer "stage 7's PgBouncer test will be skipped" || true
-# Its remote-instances test makes network namespaces (ip netns, as root).
-need ip iproute2 "stage 7's network-namespace test will be skipped" || true
-
 echo "== go test (PostgreSQL, embedded miniredis)"
 go test -count=1 ./...
 
 echo "== go test (PostgreSQL, real redis-server)"
-need redis-server redis-server "skipping the real-Redis pass" || exit 0
+command -v redis-server >/dev/null || { echo "redis-server is not installed: the real-Redis pass is skipped"; exit 0; }
 # Our own redis-server on the first free port from 6390 (never another
 # checkout's, which its tests may be flushing).
 mkdir -p .pgdata
