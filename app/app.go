@@ -173,7 +173,7 @@ const sessionCookieName = "flickrkillr_session"
 func newSessionManager(store scs.Store, refresh time.Duration) *scs.SessionManager {
 	sm := scs.New()
 	sm.Store = store
-	sm.Lifetime = 7 * 24 * time.Hour
+	sm.Lifetime = sessionLifetime
 	sm.IdleTimeout = sessionIdle
 	if refresh > 0 {
 		// Stage 3: the idle timeout is the session's deadline itself

@@ -20,6 +20,7 @@ const (
 	sessUserID   = "user_id"
 	sessUserName = "user_name"
 	sessFlash    = "flash"
+	sessBorn     = "born" // Unix seconds of the log-in: the absolute lifetime counts from it
 
 	ctxSession = "session_loaded"
 	ctxUser    = "user"
@@ -40,7 +41,15 @@ func (a *App) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 			// Stage 3: the page's cache generations ride with the session's load.
 			ctx = a.views.Expect(ctx, req.RequestURI)
 		}
-		ctx, err := a.sessions.Load(ctx, token)
+		loaded, err := a.sessions.Load(ctx, token)
+		if errors.Is(err, errBadSession) {
+			// A session this build cannot read (written by another version of
+			// the codec, or damaged) is a clean log-out, never an error page:
+			// the bad session is deleted, its cookie cleared, and the request
+			// goes on as an anonymous visitor's.
+			loaded, err = a.endUnreadableSession(c, ctx, token, err)
+		}
+		ctx = loaded
 		if err != nil {
 			// The store is down or slow (the Redis breaker answers at once):
 			// a quick 503 page, while pages without a session cookie, which
@@ -62,18 +71,57 @@ func (a *App) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// sessionIdle is how long a session lives unused.
-const sessionIdle = 24 * time.Hour
+// endUnreadableSession deletes the session behind token, which could not be
+// decoded (cause), clears the browser's cookie and loads a fresh session.
+func (a *App) endUnreadableSession(c echo.Context, ctx context.Context, token string, cause error) (context.Context, error) {
+	a.log.Info("app: an unreadable session ends in a log-out", "err", cause, "path", c.Request().URL.Path)
+	if err := a.sessions.Store.Delete(token); err != nil {
+		// The store is down: the same 503 as a failed load.
+		return nil, fmt.Errorf("app: delete unreadable session: %w", err)
+	}
+	c.Response().Header().Add("Set-Cookie", (&http.Cookie{
+		Name: a.sessions.Cookie.Name, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		Secure: c.IsTLS(), Expires: time.Unix(1, 0), MaxAge: -1,
+	}).String())
+	return a.sessions.Load(ctx, "")
+}
+
+// sessionIdle is how long a session lives unused; sessionLifetime is how long
+// it lives at most, however active (scs's Lifetime, which stage 3's refresh
+// would otherwise extend forever).
+const (
+	sessionIdle     = 24 * time.Hour
+	sessionLifetime = 7 * 24 * time.Hour
+)
 
 // refreshSession moves an unchanged session's expiry forward once it is more
 // than a.sessionRefresh old (stage 3): one write per user per refresh period
-// instead of one per request, and a GET in between sends no Set-Cookie.
+// instead of one per request, and a GET in between sends no Set-Cookie. It
+// never moves it past the session's absolute lifetime, counted from its
+// start (sessBorn; a session from before sessBorn existed starts counting now).
 func (a *App) refreshSession(ctx context.Context) {
 	if a.sessions.Status(ctx) != scs.Unmodified {
 		return
 	}
-	if time.Until(a.sessions.Deadline(ctx)) < sessionIdle-a.sessionRefresh {
-		a.sessions.SetDeadline(ctx, time.Now().Add(sessionIdle).UTC())
+	if time.Until(a.sessions.Deadline(ctx)) >= sessionIdle-a.sessionRefresh {
+		return
+	}
+	now := time.Now()
+	born := a.sessions.GetInt64(ctx, sessBorn)
+	if born == 0 {
+		born = now.Unix()
+		a.sessions.Put(ctx, sessBorn, born)
+	}
+	deadline := now.Add(sessionIdle)
+	if end := time.Unix(born, 0).Add(sessionLifetime); !end.After(now) {
+		// Past its lifetime: the user signs in again.
+		a.sessions.Destroy(ctx) //nolint:errcheck // Destroy fails only without a session in ctx
+		return
+	} else if end.Before(deadline) {
+		deadline = end
+	}
+	if deadline.After(a.sessions.Deadline(ctx)) {
+		a.sessions.SetDeadline(ctx, deadline.UTC())
 	}
 }
 
@@ -127,6 +175,7 @@ func (a *App) startSession(c echo.Context, u models.User) error {
 	}
 	a.sessions.Put(ctx, sessUserID, u.ID)
 	a.sessions.Put(ctx, sessUserName, u.Name)
+	a.sessions.Put(ctx, sessBorn, time.Now().Unix())
 	return nil
 }
 
@@ -158,16 +207,27 @@ func (a *App) popFlash(c echo.Context) string {
 
 // sessionCodec encodes a session without encoding/gob, which spent more CPU
 // decoding the few values of a session on every request than the rest of
-// the session's load did. Its format: two marker bytes, the deadline
-// (Unix nanoseconds), then each value as its key, a type byte and the value,
-// for the types this app puts in a session (int64, string). Anything else, and
-// a session written by scs's GobCodec before, goes through gob as before.
+// the session's load did. Its format: a marker byte and the format's version,
+// the deadline (Unix nanoseconds), then each value as its key, a type byte and
+// the value, for the types this app puts in a session (int64, string).
+// Anything else, and a session written by scs's GobCodec before, goes through
+// gob as before.
+//
+// The version is what lets builds of different ages share a session store (a
+// rolling upgrade, a rollback): a build reads every version it knows, and a
+// session of a version it does not know, or bytes it cannot decode, is an
+// errBadSession, which loadSession turns into a clean log-out. A new version
+// is written only by the build after the one that learned to read it.
 type sessionCodec struct{}
 
-// sessionMarker starts an encoded session. A gob stream never starts with
-// 0xF0 (it would announce a 16-byte message length; gob's lengths take at
-// most 8), so the two formats cannot be confused.
-var sessionMarker = [2]byte{0xF0, 'k'}
+// sessionMarker starts an encoded session; sessionVersion follows it. A gob
+// stream never starts with 0xF0 (it would announce a 16-byte message length;
+// gob's lengths take at most 8), so the two formats cannot be confused.
+// Version 1 is 'k', the byte this format has carried since it was made.
+const (
+	sessionMarker  = 0xF0
+	sessionVersion = 'k'
+)
 
 func (sessionCodec) Encode(deadline time.Time, values map[string]any) ([]byte, error) {
 	n := 2 + binary.MaxVarintLen64 + binary.MaxVarintLen64
@@ -182,7 +242,7 @@ func (sessionCodec) Encode(deadline time.Time, values map[string]any) ([]byte, e
 		}
 	}
 	b := make([]byte, 0, n)
-	b = append(b, sessionMarker[:]...)
+	b = append(b, sessionMarker, sessionVersion)
 	b = binary.AppendVarint(b, deadline.UnixNano())
 	b = binary.AppendUvarint(b, uint64(len(values)))
 	for k, v := range values {
@@ -199,11 +259,19 @@ func (sessionCodec) Encode(deadline time.Time, values map[string]any) ([]byte, e
 	return b, nil
 }
 
-var errBadSession = errors.New("app: malformed session data")
+// errBadSession is a session this build cannot read.
+var errBadSession = errors.New("app: unreadable session data")
 
 func (sessionCodec) Decode(b []byte) (time.Time, map[string]any, error) {
-	if len(b) < 2 || b[0] != sessionMarker[0] || b[1] != sessionMarker[1] {
-		return scs.GobCodec{}.Decode(b)
+	if len(b) == 0 || b[0] != sessionMarker {
+		deadline, values, err := scs.GobCodec{}.Decode(b)
+		if err != nil {
+			return time.Time{}, nil, fmt.Errorf("%w: not this codec's, and gob says: %v", errBadSession, err)
+		}
+		return deadline, values, nil
+	}
+	if len(b) < 2 || b[1] != sessionVersion {
+		return time.Time{}, nil, fmt.Errorf("%w: a version this build does not know", errBadSession)
 	}
 	r := sessionReader{b: b[2:]}
 	ns, k := binary.Varint(r.b)
