@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -172,10 +173,12 @@ func cachedJSON[T any](ctx context.Context, c *Cache, name string, deps []string
 	return v, nil
 }
 
-// key is "c:<name>@<gen>.<gen>…" with the current generation numbers. In a
-// request's context (Prefetch) each generation is read from Redis once per
-// request, and those the page is known to need in one MGET up front.
+// key is "c:<name>@<epoch>.<gen>.<gen>…" with the cache's epoch and the
+// current generation numbers. In a request's context (Prefetch) each
+// generation is read from Redis once per request, and those the page is
+// known to need in one MGET up front.
 func (c *Cache) key(ctx context.Context, name string, deps []string) (string, error) {
+	deps = withEpoch(deps)
 	gens := make([]string, len(deps))
 	m := memoFrom(ctx)
 	var missing []string
@@ -208,6 +211,16 @@ func (c *Cache) key(ctx context.Context, name string, deps []string) (string, er
 			m.mu.Unlock()
 		}
 	}
+	if gens[0] == "" { // the first read after the cache Redis started empty
+		epoch, err := c.newEpoch(ctx)
+		if err != nil {
+			return "", err
+		}
+		gens[0] = epoch
+		if m != nil {
+			m.put(deps[:1], gens[:1])
+		}
+	}
 	n := 3 + len(name)
 	for _, g := range gens {
 		n += len(g) + 1
@@ -225,26 +238,56 @@ func (c *Cache) key(ctx context.Context, name string, deps []string) (string, er
 	return string(b), nil
 }
 
-// generations reads the current generation numbers of deps in one MGET ("0"
-// for one never bumped).
+// generations reads the current generation numbers of deps in one MGET.
 func (c *Cache) generations(ctx context.Context, deps []string) ([]string, error) {
+	vals, err := c.rdb.MGet(ctx, genKeys(deps)...).Result()
+	if err != nil {
+		return nil, err
+	}
+	return gensFrom(deps, vals), nil
+}
+
+// epochDep is the cache's epoch: a random number kept in Redis with the
+// generations (never expiring, so never evicted by volatile-lru) and part
+// of every key. A cache Redis that restarts empty (it keeps nothing on disk:
+// docs/stages/03-cache.md) starts every generation at 0 again, and without
+// the epoch this process's near cache would serve what it kept under the
+// old "@0" keys, however stale. A new epoch makes every old key unreachable.
+const epochDep = "epoch"
+
+// genKeys are the Redis keys of deps' generations.
+func genKeys(deps []string) []string {
 	keys := make([]string, len(deps))
 	for i, d := range deps {
 		keys[i] = "gen:" + d
 	}
-	vals, err := c.rdb.MGet(ctx, keys...).Result()
-	if err != nil {
-		return nil, err
-	}
+	return keys
+}
+
+// gensFrom is an MGET's answer for deps as generation numbers: "0" for one
+// never bumped, "" for an epoch not yet made (key makes it).
+func gensFrom(deps []string, vals []any) []string {
 	gens := make([]string, len(deps))
 	for i, v := range vals {
-		if s, ok := v.(string); ok {
+		switch s, ok := v.(string); {
+		case ok:
 			gens[i] = s
-		} else {
+		case deps[i] == epochDep:
+			gens[i] = ""
+		default:
 			gens[i] = "0"
 		}
 	}
-	return gens, nil
+	return gens
+}
+
+// newEpoch makes the epoch if no process has yet (SETNX) and reads the one
+// that won.
+func (c *Cache) newEpoch(ctx context.Context) (string, error) {
+	if err := c.rdb.SetNX(ctx, "gen:"+epochDep, strconv.FormatUint(rand.Uint64(), 36), 0).Err(); err != nil {
+		return "", err
+	}
+	return c.rdb.Get(ctx, "gen:"+epochDep).Result()
 }
 
 // Expect returns a context in which this request reads each generation at
@@ -261,7 +304,7 @@ func (c *Cache) Expect(ctx context.Context, deps []string) context.Context {
 		ctx = context.WithValue(ctx, genMemoKey{}, m)
 	}
 	m.mu.Lock()
-	m.pending = append(m.pending, deps...)
+	m.pending = append(m.pending, withEpoch(deps)...)
 	m.mu.Unlock()
 	pctx := ctx
 	return WithPiggyback(ctx, func(p redis.Pipeliner) func() { return m.piggyback(pctx, p) })
@@ -278,26 +321,22 @@ func (m *genMemo) piggyback(ctx context.Context, p redis.Pipeliner) func() {
 	if len(deps) == 0 {
 		return nil
 	}
-	keys := make([]string, len(deps))
-	for i, d := range deps {
-		keys[i] = "gen:" + d
-	}
-	cmd := p.MGet(ctx, keys...)
+	cmd := p.MGet(ctx, genKeys(deps)...)
 	return func() {
 		vals, err := cmd.Result()
 		if err != nil || len(vals) != len(deps) {
 			return // the lookups read them themselves
 		}
-		gens := make([]string, len(deps))
-		for i, v := range vals {
-			if s, ok := v.(string); ok {
-				gens[i] = s
-			} else {
-				gens[i] = "0"
-			}
-		}
-		m.put(deps, gens)
+		m.put(deps, gensFrom(deps, vals))
 	}
+}
+
+// withEpoch is deps with the epoch first (every key depends on it).
+func withEpoch(deps []string) []string {
+	if len(deps) > 0 && deps[0] == epochDep {
+		return deps
+	}
+	return append([]string{epochDep}, deps...)
 }
 
 // genMemo is one request's generation numbers, read once: a page's views
@@ -338,7 +377,7 @@ func (c *Cache) Prefetch(ctx context.Context, deps []string) context.Context {
 	}
 	m.mu.Lock()
 	var missing []string
-	for _, d := range append(m.pending, deps...) {
+	for _, d := range append(m.pending, withEpoch(deps)...) {
 		if _, ok := m.gens[d]; !ok && !slices.Contains(missing, d) {
 			missing = append(missing, d)
 		}
@@ -361,91 +400,4 @@ func (c *Cache) failOpen(err error) {
 	if last := c.lastLog.Load(); now-last >= 10 && c.lastLog.CompareAndSwap(last, now) {
 		c.log.Warn("cache unavailable, computing without it", "err", err)
 	}
-}
-
-// CachedGallery is stage 3's gallery: the PostgreSQL one behind a Cache, with
-// the same interface, so that handlers cannot tell. It keeps the results
-// that several pages share (a user's grid is also "more from" on each of
-// their photos), the image keys and the favorite stars. The home, photo and
-// tag pages are read only to render their views, which the app keeps as
-// HTML in the same Cache: keeping their data too would store each twice.
-type CachedGallery struct {
-	inner Gallery
-	cache *Cache
-}
-
-// NewCachedGallery wraps inner with cache.
-func NewCachedGallery(inner Gallery, cache *Cache) *CachedGallery {
-	return &CachedGallery{inner: inner, cache: cache}
-}
-
-var _ Gallery = (*CachedGallery)(nil)
-
-// Home is read through: the home view is what is kept.
-func (g *CachedGallery) Home(ctx context.Context) (HomePage, error) { return g.inner.Home(ctx) }
-
-// Photo is read through: the photo's view is what is kept.
-func (g *CachedGallery) Photo(ctx context.Context, id int64) (PhotoPage, error) {
-	return g.inner.Photo(ctx, id)
-}
-
-// ImageKey is cached until the photo is deleted.
-func (g *CachedGallery) ImageKey(ctx context.Context, id int64) (string, error) {
-	return cachedJSON(ctx, g.cache, "imagekey:"+strconv.FormatInt(id, 10), []string{DepPhoto(id)},
-		func(ctx context.Context) (string, error) { return g.inner.ImageKey(ctx, id) })
-}
-
-// UserPhotos is cached until the user uploads or deletes a photo.
-func (g *CachedGallery) UserPhotos(ctx context.Context, name string, before int64) (UserPage, error) {
-	return cachedJSON(ctx, g.cache, "user:"+name+":"+strconv.FormatInt(before, 10), []string{DepUser(name)},
-		func(ctx context.Context) (UserPage, error) { return g.inner.UserPhotos(ctx, name, before) })
-}
-
-// TagPhotos is read through: the tag's view is what is kept.
-func (g *CachedGallery) TagPhotos(ctx context.Context, tag string, before int64) (TagPage, error) {
-	return g.inner.TagPhotos(ctx, tag, before)
-}
-
-// IsFavorite is cached per user and photo until the photo's next change.
-func (g *CachedGallery) IsFavorite(ctx context.Context, userID, photoID int64) (bool, error) {
-	return cachedJSON(ctx, g.cache, "fav:"+strconv.FormatInt(photoID, 10)+":"+strconv.FormatInt(userID, 10), []string{DepPhoto(photoID)},
-		func(ctx context.Context) (bool, error) { return g.inner.IsFavorite(ctx, userID, photoID) })
-}
-
-// CreatePhoto invalidates the home page, the owner's pages and the tags' pages.
-func (g *CachedGallery) CreatePhoto(ctx context.Context, p NewPhoto) (int64, error) {
-	id, err := g.inner.CreatePhoto(ctx, p)
-	if err != nil {
-		return id, err
-	}
-	g.cache.Bump(ctx, ListingDeps(p.Owner.Name, p.Tags)...)
-	return id, nil
-}
-
-// DeletePhoto invalidates the photo, the home page, the owner's and the tags' pages.
-func (g *CachedGallery) DeletePhoto(ctx context.Context, photoID, userID int64) (DeletedPhoto, error) {
-	d, err := g.inner.DeletePhoto(ctx, photoID, userID)
-	if err != nil {
-		return d, err
-	}
-	g.cache.Bump(ctx, append(ListingDeps(d.Owner, d.Tags), DepPhoto(photoID))...)
-	return d, nil
-}
-
-// SetFavorite invalidates the photo (its count and the viewer's star).
-func (g *CachedGallery) SetFavorite(ctx context.Context, userID, photoID int64, on bool) error {
-	if err := g.inner.SetFavorite(ctx, userID, photoID, on); err != nil {
-		return err
-	}
-	g.cache.Bump(ctx, DepPhoto(photoID))
-	return nil
-}
-
-// AddComment invalidates the photo.
-func (g *CachedGallery) AddComment(ctx context.Context, photoID, userID int64, body string) error {
-	if err := g.inner.AddComment(ctx, photoID, userID, body); err != nil {
-		return err
-	}
-	g.cache.Bump(ctx, DepPhoto(photoID))
-	return nil
 }

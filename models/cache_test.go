@@ -2,6 +2,8 @@ package models_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,7 +50,13 @@ func TestCacheStoreBeside(t *testing.T) {
 	if !<-setAfterReturn {
 		t.Fatal("Load waited for Redis to store the value")
 	}
-	if got, _ := mr.Get(mr.Keys()[0]); got != "value" {
+	var valueKey string
+	for _, k := range mr.Keys() {
+		if strings.HasPrefix(k, "c:") {
+			valueKey = k
+		}
+	}
+	if got, _ := mr.Get(valueKey); got != "value" {
 		t.Fatalf("Redis has %q, want the value", got)
 	}
 }
@@ -67,8 +75,8 @@ func (holdSet) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 }
 func (h holdSet) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() != "set" {
-			return next(ctx, cmd)
+		if cmd.Name() != "set" || !strings.HasPrefix(fmt.Sprint(cmd.Args()[1]), "c:") {
+			return next(ctx, cmd) // not a value's SET (the epoch's SET NX, say)
 		}
 		after := true
 		select {
@@ -79,5 +87,42 @@ func (h holdSet) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		err := next(ctx, cmd)
 		h.setAfterReturn <- after
 		return err
+	}
+}
+
+// A cache Redis that restarts empty (it keeps nothing on disk) starts every
+// generation at 0 again: the near cache must not then serve what it kept
+// under the old "@0" keys. The epoch in every key makes them unreachable.
+func TestCacheForgetsNothingStaleWhenRedisRestartsEmpty(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	c := models.NewCache(rdb, time.Minute, 1<<20, nil)
+	version := 0
+	load := func(context.Context) ([]byte, bool, error) {
+		version++
+		return []byte(fmt.Sprint("v", version)), true, nil
+	}
+	get := func() string {
+		t.Helper()
+		v, err := c.Load(context.Background(), "photo", []string{models.DepPhoto(1)}, load)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(v)
+	}
+	if v := get(); v != "v1" {
+		t.Fatalf("first read %q, want v1", v)
+	}
+	c.Bump(context.Background(), models.DepPhoto(1)) // a write: generation 1
+	if v := get(); v != "v2" {
+		t.Fatalf("after the write %q, want v2", v)
+	}
+	mr.FlushAll() // the cache Redis restarted empty: generation 0 again
+	if v := get(); v != "v3" {
+		t.Fatalf("after Redis restarted empty the cache answered %q (v1 is from before the write), want a fresh v3", v)
+	}
+	if v := get(); v != "v3" {
+		t.Fatalf("the fresh value was not kept: %q", v)
 	}
 }
