@@ -18,9 +18,13 @@ import (
 type Config struct {
 	DatabaseURL string // DATABASE_URL: a postgres:// URL
 	RedisURL    string // REDIS_URL: a redis:// URL; empty starts an embedded miniredis
-	DataDir     string // DATA_DIR: where photo files live
-	Addr        string // ADDR: where serve listens
-	Stage       int    // STAGE: which scaling stage to run (default: the highest this build has)
+	// REDIS_CACHE_URL: the Redis of stage 3's cache, apart from the durable
+	// one of sessions, throttles and the queue (a cache evicts, a queue must
+	// not); empty: the cache shares REDIS_URL's (or the embedded miniredis).
+	RedisCacheURL string
+	DataDir       string // DATA_DIR: where photo files live
+	Addr          string // ADDR: where serve listens
+	Stage         int    // STAGE: which scaling stage to run (default: the highest this build has)
 	// INDEXES=1: run the stage's code on the schema with stage 4's indexes
 	// (the "each step alone" ladder) instead of its own schema.
 	Indexes bool
@@ -50,6 +54,9 @@ type Config struct {
 	// WORKER_PROCS: stage 7's image-worker processes beside the instances
 	// (0: the instances make the images themselves).
 	WorkerProcs int
+	// REDIS_CACHE_MAXMEMORY (--cache-maxmemory): the maxmemory of stage 7's
+	// cache Redis (empty: topology.DefaultCacheMaxMemory).
+	CacheMaxMemory string
 	// PGBOUNCER=0 (--pgbouncer=false): stage 7's instances connect to
 	// PostgreSQL directly, each with its own pool, to compare.
 	NoPgBouncer bool
@@ -78,12 +85,13 @@ func (e *ConfigError) Error() string { return e.Name + ": " + e.Msg }
 // ConfigFromEnv reads the environment.
 func ConfigFromEnv() (Config, error) {
 	cfg := Config{
-		DatabaseURL: os.Getenv("DATABASE_URL"),
-		RedisURL:    os.Getenv("REDIS_URL"),
-		DataDir:     envOr("DATA_DIR", "data/photos"),
-		Addr:        envOr("ADDR", "127.0.0.1:8080"),
-		Stage:       DefaultStage(),
-		AdminAddr:   "127.0.0.1:6060",
+		DatabaseURL:   os.Getenv("DATABASE_URL"),
+		RedisURL:      os.Getenv("REDIS_URL"),
+		RedisCacheURL: os.Getenv("REDIS_CACHE_URL"),
+		DataDir:       envOr("DATA_DIR", "data/photos"),
+		Addr:          envOr("ADDR", "127.0.0.1:8080"),
+		Stage:         DefaultStage(),
+		AdminAddr:     "127.0.0.1:6060",
 	}
 	if v, ok := os.LookupEnv("ADMIN_ADDR"); ok {
 		cfg.AdminAddr = v
@@ -159,6 +167,7 @@ func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 			fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "PostgreSQL URL (env DATABASE_URL)")
 		case "redis":
 			fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL; empty runs an embedded miniredis (env REDIS_URL)")
+			fs.StringVar(&c.RedisCacheURL, "redis-cache-url", c.RedisCacheURL, "the cache's own Redis URL (stage 3+); empty: the cache shares --redis-url's (env REDIS_CACHE_URL)")
 		case "data":
 			fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of photo files (env DATA_DIR)")
 		case "addr":
@@ -200,12 +209,14 @@ func (c Config) Validate(which ...string) error {
 				return &ConfigError{"DATABASE_URL", "must be a postgres:// URL"}
 			}
 		case "redis":
-			if c.RedisURL == "" {
-				continue
-			}
-			u, err := url.Parse(c.RedisURL)
-			if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-				return &ConfigError{"REDIS_URL", "must be a redis:// URL, or empty for the embedded miniredis"}
+			for _, v := range []struct{ name, url string }{{"REDIS_URL", c.RedisURL}, {"REDIS_CACHE_URL", c.RedisCacheURL}} {
+				if v.url == "" {
+					continue
+				}
+				u, err := url.Parse(v.url)
+				if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+					return &ConfigError{v.name, "must be a redis:// URL, or empty (REDIS_URL: the embedded miniredis; REDIS_CACHE_URL: REDIS_URL's)"}
+				}
 			}
 		case "data":
 			if c.DataDir == "" {

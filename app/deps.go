@@ -25,8 +25,9 @@ type Deps struct {
 	DB     *gorm.DB
 	Log    *slog.Logger
 
-	redis lazy[redisConn]
-	pg    *postgresWatch // PostgreSQL's breaker (bootWatched); nil: none
+	redis      lazy[redisConn]
+	cacheRedis lazy[redisConn] // REDIS_CACHE_URL's, when set
+	pg         *postgresWatch  // PostgreSQL's breaker (bootWatched); nil: none
 
 	extrasMu sync.Mutex
 	extras   map[any]any // resource → *lazy[T]
@@ -96,6 +97,16 @@ func (d *Deps) RedisBreaker() (*guard.Breaker, error) {
 	return c.breaker, err
 }
 
+// CacheRedis is the Redis of stage 3's cache: REDIS_CACHE_URL's, with a
+// breaker of its own, or, without it, the one Redis.
+func (d *Deps) CacheRedis() (*redis.Client, error) {
+	if d.Config.RedisCacheURL == "" {
+		return d.Redis()
+	}
+	c, err := d.cacheRedis.get(func() (redisConn, error) { return d.dialRedis("REDIS_CACHE_URL", d.Config.RedisCacheURL) })
+	return c.client, err
+}
+
 func (d *Deps) connectRedis() (redisConn, error) {
 	url := d.Config.RedisURL
 	if url == "" {
@@ -105,9 +116,15 @@ func (d *Deps) connectRedis() (redisConn, error) {
 		}
 		url = "redis://" + mr.Addr()
 	}
+	return d.dialRedis("REDIS_URL", url)
+}
+
+// dialRedis connects to the Redis at url (named by the variable name) with
+// the fail-fast options and a breaker.
+func (d *Deps) dialRedis(name, url string) (redisConn, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
-		return redisConn{}, &ConfigError{"REDIS_URL", "is not a valid redis:// URL"}
+		return redisConn{}, &ConfigError{name, "is not a valid redis:// URL"}
 	}
 	if opt.Addr, err = d.overNetwork(opt.Addr); err != nil { // --db-latency
 		return redisConn{}, err

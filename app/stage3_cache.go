@@ -101,7 +101,7 @@ func sessionRuleOnly() bool { return os.Getenv("STAGE3_CACHE") == "off" }
 // 5) share.
 func sharedCache(d *Deps) (*models.Cache, error) {
 	return theCache.get(d, func() (*models.Cache, error) {
-		rdb, err := d.Redis()
+		rdb, err := d.CacheRedis() // the cache Redis, where one is named: it evicts
 		if err != nil {
 			return nil, err
 		}

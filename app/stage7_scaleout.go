@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -117,6 +118,19 @@ func init() {
 		},
 		validate: func(Config) error { return nil },
 	})
+	registerFlag("cache-maxmemory", stageFlag{
+		commands: []string{"serve"},
+		env:      func(c *Config) error { c.CacheMaxMemory = os.Getenv("REDIS_CACHE_MAXMEMORY"); return nil },
+		flag: func(c *Config, fs *flag.FlagSet) {
+			fs.StringVar(&c.CacheMaxMemory, "cache-maxmemory", c.CacheMaxMemory, "stage 7: the maxmemory of the topology's cache Redis, which evicts past it (volatile-lru;\ndefault "+topology.DefaultCacheMaxMemory+"; env REDIS_CACHE_MAXMEMORY)")
+		},
+		validate: func(c Config) error {
+			if c.CacheMaxMemory != "" && !redisMemory.MatchString(c.CacheMaxMemory) {
+				return &ConfigError{"REDIS_CACHE_MAXMEMORY", fmt.Sprintf("%q is not a Redis memory size such as 256mb", c.CacheMaxMemory)}
+			}
+			return nil
+		},
+	})
 	registerPanels(scaleOutStage, func(m *obs.Metrics) []obs.Panel {
 		return []obs.Panel{
 			{ID: "instances", Title: "Instances", Unit: "instances, restarts", Note: "the supervisor's view (its ADMIN_ADDR); empty on an instance's own dashboard", Series: []obs.Series{
@@ -128,6 +142,9 @@ func init() {
 }
 
 const scaleOutStage = 7
+
+// redisMemory is a size as redis-server's maxmemory takes it.
+var redisMemory = regexp.MustCompile(`^(?i)[1-9][0-9]*(b|k|kb|m|mb|g|gb)?$`)
 
 // filesPrefix is where nginx serves the photo files by key.
 const filesPrefix = "/files/"
@@ -224,7 +241,7 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	o := topology.Options{
 		Addr: cfg.Addr, AdminAddr: cfg.AdminAddr, Instances: cfg.Instances, Upstreams: cfg.Upstreams, Log: log,
-		RedisURL: cfg.RedisURL, DataDir: dataDir, Static: static, CPUs: cpus,
+		RedisURL: cfg.RedisURL, CacheRedisURL: cfg.RedisCacheURL, CacheMaxMemory: cfg.CacheMaxMemory, DataDir: dataDir, Static: static, CPUs: cpus,
 		Limits: topology.Limits{
 			MaxBody:    maxUploadBody, // upload.go's MaxBytesReader
 			MaxHeader:  maxHeaderBytes,

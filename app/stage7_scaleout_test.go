@@ -363,8 +363,11 @@ func TestStage7Topology(t *testing.T) {
 		page := (&browser{t: t, base: "http://" + admin, c: http.DefaultClient}).get("/topology")
 		mustStatus(t, page, http.StatusOK)
 		mustContain(t, page, "nginx", "<td>i1</td>", "<td>i2</td>", "<td>up</td>")
-		if redisURL == "" {
-			mustContain(t, page, "redis-server", "shared Redis") // the topology's own
+		if redisURL == "" { // the topology's own two: a durable one, and a cache one that evicts
+			mustContain(t, page, "redis-server", "durable Redis", "redis-cache-server", "cache Redis", "Redis, by role")
+			if !regexp.MustCompile(`flickrkillr_redis_used_memory_bytes\{[^}]*redis="redis-cache"`).Match(body) {
+				t.Error("the supervisor's /metrics lacks the cache Redis's memory")
+			}
 		}
 	})
 

@@ -95,6 +95,7 @@ func (g *instanceGatherer) Gather() ([]*dto.MetricFamily, error) {
 	}
 	wg.Wait()
 	g.t.gatherMemcached(fams) // Stage 8
+	g.t.gatherRedis(fams)
 	out := make([]*dto.MetricFamily, 0, len(fams))
 	for _, f := range fams {
 		out = append(out, f)

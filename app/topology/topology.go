@@ -41,12 +41,17 @@ type Options struct {
 	AdminAddr string // the supervisor's operator listener ("": none, and the instances get none)
 	Instances int    // app instances (0: 2)
 	Log       *slog.Logger
-	// RedisURL is the Redis the instances share; empty starts a redis-server
-	// of the topology's own.
-	RedisURL string
-	DataDir  string // the photo files, which nginx serves under FilesPrefix (absolute)
-	Static   fs.FS  // the files nginx serves under /static/
-	Limits   Limits // the instances' own limits, which nginx's must match
+	// RedisURL is the durable Redis the instances share (sessions,
+	// throttles, the queue); CacheRedisURL the cache Redis (stage 3's cache;
+	// empty: the cache shares RedisURL's). Both empty: the topology starts
+	// one redis-server of each role (redis.go), the cache one with
+	// CacheMaxMemory (empty: DefaultCacheMaxMemory).
+	RedisURL       string
+	CacheRedisURL  string
+	CacheMaxMemory string
+	DataDir        string // the photo files, which nginx serves under FilesPrefix (absolute)
+	Static         fs.FS  // the files nginx serves under /static/
+	Limits         Limits // the instances' own limits, which nginx's must match
 	// Command is an instance's command line (this binary, `instance`).
 	Command []string
 	// Env is the environment of the instance name, listening at addr with
@@ -88,18 +93,21 @@ type Options struct {
 
 // topology is what the supervisor runs and owns.
 type topology struct {
-	o         Options
-	log       *slog.Logger
-	dir       string // the generated config, pid, temp and log files (.run/, ignored by git)
-	redis     *proc  // nil when RedisURL names a Redis
-	redisURL  string
-	instances []*instance
-	workers   []*instance // image-worker processes (no Addr: they answer no requests)
-	nginx     *proc
-	ports     *ports     // the loopback addresses of this start, held until used
-	pgbouncer *pgbouncer // nil without Options.PgBouncer
-	nginxExe  string
-	started   time.Time
+	o        Options
+	log      *slog.Logger
+	dir      string // the generated config, pid, temp and log files (.run/, ignored by git)
+	redis    *proc  // nil when RedisURL names a Redis
+	redisURL string
+	// The cache Redis (redis.go): nil when the options name the Redis.
+	cacheRedis    *proc
+	cacheRedisURL string
+	instances     []*instance
+	workers       []*instance // image-worker processes (no Addr: they answer no requests)
+	nginx         *proc
+	ports         *ports     // the loopback addresses of this start, held until used
+	pgbouncer     *pgbouncer // nil without Options.PgBouncer
+	nginxExe      string
+	started       time.Time
 	// Stage 8 (memcached.go): nil unless Options.FrontCache is FrontMemcached.
 	memcached     *proc
 	memcachedAddr string
@@ -152,8 +160,10 @@ func Run(ctx context.Context, o Options) error {
 			<-t.pgbouncer.done
 		}
 		stopRedis()
-		if t.redis != nil {
-			<-t.redis.done
+		for _, r := range []*proc{t.redis, t.cacheRedis} {
+			if r != nil {
+				<-r.done
+			}
 		}
 		if t.memcached != nil { // Stage 8: stopped with Redis
 			<-t.memcached.done
@@ -161,10 +171,15 @@ func Run(ctx context.Context, o Options) error {
 		log.Info("the topology has stopped")
 	}()
 
-	t.redisURL = o.RedisURL
+	t.redisURL, t.cacheRedisURL = o.RedisURL, o.CacheRedisURL
 	if t.redisURL == "" && len(o.Upstreams) == 0 { // remote instances name their Redis themselves
-		if t.redisURL, err = t.startRedis(redisCtx); err != nil {
+		if t.redis, t.redisURL, err = t.startRedis(redisCtx, durableRedis); err != nil {
 			return err
+		}
+		if t.cacheRedisURL == "" {
+			if t.cacheRedis, t.cacheRedisURL, err = t.startRedis(redisCtx, cacheRedis); err != nil {
+				return err
+			}
 		}
 	}
 	if o.FrontCache == FrontMemcached {
@@ -203,6 +218,9 @@ func Run(ctx context.Context, o Options) error {
 		env := append(os.Environ(), o.Env(in.Name, in.Addr, in.Admin, t.redisURL)...)
 		if t.memcached != nil {
 			env = append(env, MemcachedEnv+"="+t.memcachedAddr)
+		}
+		if t.cacheRedisURL != "" {
+			env = append(env, CacheRedisEnv+"="+t.cacheRedisURL)
 		}
 		if t.pgbouncer != nil { // after Env's: exec.Cmd keeps the last of a name
 			env = append(env, "DATABASE_URL="+t.pgbouncer.URL, "DATABASE_POOLER=transaction")
@@ -262,7 +280,7 @@ func Run(ctx context.Context, o Options) error {
 	stopAdmin := t.startAdmin(ctx)
 	defer stopAdmin()
 	attrs := append([]any{"url", "http://" + o.Addr}, o.Attrs...)
-	log.Info("FlickrKillr is serving", append(attrs, "instances", len(t.instances), "redis", t.redisURL, "nginx_config", conf)...)
+	log.Info("FlickrKillr is serving", append(attrs, "instances", len(t.instances), "redis", t.redisURL, "cache_redis", t.cacheRedisURL, "nginx_config", conf)...)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -290,6 +308,9 @@ func (t *topology) startWorkers(ctx context.Context) error {
 			}
 		}
 		env := append(os.Environ(), t.o.WorkerEnv(w.Name, w.Admin, t.redisURL)...)
+		if t.cacheRedisURL != "" { // a worker's writes bump the cache's generations
+			env = append(env, CacheRedisEnv+"="+t.cacheRedisURL)
+		}
 		if t.pgbouncer != nil {
 			env = append(env, "DATABASE_URL="+t.pgbouncer.URL, "DATABASE_POOLER=transaction")
 		}

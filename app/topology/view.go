@@ -3,6 +3,7 @@ package topology
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"net/http"
 	"time"
@@ -36,6 +37,9 @@ func (t *topology) startAdmin(ctx context.Context) (stop func()) {
 		if t.pgbouncer != nil {
 			o.Panels = append(o.Panels, pgbouncerPanels()...)
 		}
+		if t.redisURL != "" {
+			o.Panels = append(o.Panels, redisPanels()...)
+		}
 	}
 	stop = obs.StartOperator(ctx, o)
 	t.log.Info("the topology's operator view", "topology", "http://"+t.o.AdminAddr+"/topology")
@@ -66,6 +70,7 @@ type topologyView struct {
 	Started   time.Time      `json:"started"`
 	Redis     string         `json:"redis"`
 	Dir       string         `json:"dir"`
+	Redises   []redisRole    `json:"redis_roles"`
 	Processes []topologyProc `json:"processes"`
 }
 
@@ -77,7 +82,7 @@ type topologyProc struct {
 }
 
 func (t *topology) view() topologyView {
-	v := topologyView{Addr: t.o.Addr, Started: t.started, Redis: t.redisURL, Dir: t.dir}
+	v := topologyView{Addr: t.o.Addr, Started: t.started, Redis: t.redisURL, Dir: t.dir, Redises: t.redisRoles()}
 	v.Processes = append(v.Processes, topologyProc{procStatus: t.nginx.status(), Role: "front", Addr: t.o.Addr})
 	for _, in := range t.instances {
 		role := "app instance"
@@ -93,7 +98,10 @@ func (t *topology) view() topologyView {
 		v.Processes = append(v.Processes, topologyProc{procStatus: t.pgbouncer.status(), Role: "PostgreSQL pooler", Addr: t.pgbouncer.Addr})
 	}
 	if t.redis != nil {
-		v.Processes = append(v.Processes, topologyProc{procStatus: t.redis.status(), Role: "shared Redis", Addr: t.redisURL})
+		v.Processes = append(v.Processes, topologyProc{procStatus: t.redis.status(), Role: durableRedis.role, Addr: t.redisURL})
+	}
+	if t.cacheRedis != nil {
+		v.Processes = append(v.Processes, topologyProc{procStatus: t.cacheRedis.status(), Role: cacheRedis.role, Addr: t.cacheRedisURL})
 	}
 	if t.memcached != nil {
 		v.Processes = append(v.Processes, topologyProc{procStatus: t.memcached.status(), Role: "front cache (memcached)", Addr: t.memcachedAddr})
@@ -103,6 +111,8 @@ func (t *topology) view() topologyView {
 
 var topologyTmpl = template.Must(template.New("topology").Funcs(template.FuncMap{
 	"ago": func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
+	"mb":  func(b float64) string { return fmt.Sprintf("%.1f MB", b/(1<<20)) },
+	"pct": func(r float64) float64 { return 100 * r },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
 <title>Topology · FlickrKillr</title></head>
@@ -118,6 +128,13 @@ SIGHUP to the supervisor restarts the instances one at a time. This page reloads
 <td>{{if .Up}}up{{else}}<strong>down</strong>{{end}}</td><td>{{ago .Since}}</td><td>{{.Starts}}</td><td>{{.Restarts}}</td>
 <td>{{.LastExit}}</td><td>{{with .Admin}}<a href="http://{{.}}/dashboard">{{.}}</a>{{end}}</td></tr>
 {{end}}</tbody></table>
+{{with .Redises}}<h2>Redis, by role</h2>
+<table>
+<thead><tr><th>name</th><th>role</th><th>URL</th><th>memory used</th><th>maxmemory</th><th>evicted keys</th><th>hit ratio</th></tr></thead>
+<tbody>
+{{range .}}<tr><td>{{.Name}}</td><td>{{.Role}}</td><td>{{.URL}}</td><td>{{mb .UsedMemory}}</td><td>{{if .MaxMemory}}{{mb .MaxMemory}}{{else}}none{{end}}</td>
+<td>{{printf "%.0f" .Evicted}}</td><td>{{printf "%.1f%%" (pct .HitRatio)}}</td></tr>
+{{end}}</tbody></table>{{end}}
 </body></html>
 `))
 
