@@ -23,6 +23,16 @@ func TestMain(m *testing.M) {
 		crashingModel(prefix)
 		return
 	}
+	if prefix := os.Getenv("SCALEMODEL_REFUSE_PREFIX"); prefix != "" {
+		m, err := New(DefaultSpec(), Options{Prefix: prefix, StateDir: os.Getenv("SCALEMODEL_STATE_DIR")})
+		if err != nil {
+			fmt.Print(err)
+			os.Exit(1)
+		}
+		m.Close()
+		fmt.Print("made a model")
+		return
+	}
 	os.Exit(m.Run())
 }
 
@@ -313,5 +323,36 @@ func TestNewRefusesWithoutCPUController(t *testing.T) {
 				t.Fatalf("error = %q, want one line refusing and saying %q", err, tc.says)
 			}
 		})
+	}
+}
+
+// Without root there is no model either: the test binary, run as nobody,
+// is refused in one line naming the rights.
+func TestNewRefusesWithoutRights(t *testing.T) {
+	needCgroups(t) // root, to become nobody; a cpu controller, so rights are what is missing
+	dir, err := os.MkdirTemp("", "scalemodel-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o777)
+	exe := filepath.Join(dir, "scalemodel.test")
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SCALEMODEL_REFUSE_PREFIX="+fmt.Sprintf("scalemodel-test-%d-nobody", os.Getpid()), "SCALEMODEL_STATE_DIR="+dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.Output()
+	if err == nil {
+		t.Fatalf("as nobody: %s", out)
+	}
+	t.Logf("as nobody: %s", out)
+	if !strings.Contains(string(out), "refusing a model: no rights to make cgroups") || strings.Contains(string(out), "\n") {
+		t.Fatalf("as nobody New said %q (%v), want one line refusing for lack of rights", out, err)
 	}
 }
