@@ -12,8 +12,8 @@ import (
 
 // Host is one machine of the model: a CPU cgroup (a group in each of v1's
 // cpu and cpuacct hierarchies, or one v2 group) capped at its quota. A host
-// either adopts processes that run already (Add: the serve process, the
-// postmaster), which Close moves back, or runs processes the model starts
+// either adopts processes that run already (Add: the serve process;
+// AddTree: the postmaster and its backends), which Close moves back, or runs processes the model starts
 // (Start), which Close kills; not both, so that the cleanup after a crash
 // knows which to do with what it finds in the group.
 type Host struct {
@@ -50,28 +50,32 @@ func (h *Host) Procs() int { return max(1, int(math.Ceil(h.quota-1e-9))) }
 // own (GOMAXPROCS).
 func (h *Host) Env() []string { return []string{"GOMAXPROCS=" + strconv.Itoa(h.Procs())} }
 
-// Add moves a running process and all its descendants into the host: for
-// the database host, the postmaster and every backend and helper it forked.
+// Add moves one running process into the host: the serve process, whose
+// later children (stage 0's CGI processes) are born in it.
+func (h *Host) Add(pid int) error { return h.add(pid, false) }
+
+// AddTree moves a running process and all its descendants: for the
+// database host, the postmaster and every backend and helper it forked.
 // Processes they fork later are born in the host's group. A child forked
 // while the tree is read is caught by a second pass.
-func (h *Host) Add(pid int) error {
+func (h *Host) AddTree(pid int) error { return h.add(pid, true) }
+
+func (h *Host) add(pid int, withTree bool) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.started) > 0 {
 		return fmt.Errorf("scalemodel: host %s runs processes the model started; adopt into another host", h.name)
 	}
-	if !h.adopted {
-		h.adopted = true
-	}
+	h.adopted = true
 	if _, ok := startTime(pid); !ok {
 		return fmt.Errorf("scalemodel: host %s: no process %d", h.name, pid)
 	}
-	for range 2 {
-		for _, p := range tree(pid) {
-			if err := h.m.lay.addPid(h.rel, p); err != nil && p == pid {
-				return fmt.Errorf("scalemodel: host %s: add pid %d: %w", h.name, pid, err)
-			}
-			// A descendant that exited meanwhile fails harmlessly.
+	if err := h.m.lay.addPid(h.rel, pid); err != nil {
+		return fmt.Errorf("scalemodel: host %s: add pid %d: %w", h.name, pid, err)
+	}
+	for pass := 0; withTree && pass < 2; pass++ {
+		for _, p := range tree(pid)[1:] {
+			h.m.lay.addPid(h.rel, p) // a descendant that exited meanwhile fails harmlessly
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package scalemodel
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,7 +55,7 @@ func crashingModel(prefix string) {
 		fail(err)
 	}
 	pid, _ := strconv.Atoi(os.Getenv("SCALEMODEL_ADOPT"))
-	if err := db.Add(pid); err != nil {
+	if err := db.AddTree(pid); err != nil {
 		fail(err)
 	}
 	fmt.Println("ready")
@@ -201,7 +202,7 @@ func TestCloseRemovesEverythingItMade(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond) // let sh fork its child
-	if err := db.Add(outside.Process.Pid); err != nil {
+	if err := db.AddTree(outside.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	if pids, _ := db.Pids(); len(pids) != 2 {
@@ -354,5 +355,32 @@ func TestNewRefusesWithoutRights(t *testing.T) {
 	t.Logf("as nobody: %s", out)
 	if !strings.Contains(string(out), "refusing a model: no rights to make cgroups") || strings.Contains(string(out), "\n") {
 		t.Fatalf("as nobody New said %q (%v), want one line refusing for lack of rights", out, err)
+	}
+}
+
+// The model finds a server it did not start (the postmaster behind
+// DATABASE_URL) by the socket it listens on, TCP or unix.
+func TestListenerPIDFindsTheListeningProcess(t *testing.T) {
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	sock := filepath.Join(t.TempDir(), ".s.PGSQL.5432")
+	unix, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close()
+	port := strconv.Itoa(tcp.Addr().(*net.TCPAddr).Port)
+	for _, c := range []struct{ network, addr string }{{"tcp", port}, {"unix", sock}} {
+		pid, err := ListenerPID(c.network, c.addr)
+		if err != nil || pid != os.Getpid() {
+			t.Errorf("ListenerPID(%s, %s) = %d, %v; want this process, %d", c.network, c.addr, pid, err, os.Getpid())
+		}
+	}
+	tcp.Close()
+	if pid, err := ListenerPID("tcp", port); err == nil {
+		t.Errorf("ListenerPID found pid %d on a closed port", pid)
 	}
 }
