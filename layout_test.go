@@ -12,11 +12,11 @@ import (
 // The layout's arrows point one way (docs/architecture.md): main → app →
 // the mechanism packages under app/ → models. A mechanism never imports
 // app; among them, topology and jobqueue may use obs and guard, frontcache guard, and obs,
-// guard and netdelay use none of the others. models imports none of app's.
+// guard, netdelay and scalemodel use none of the others. models imports none of app's.
 // A new package under app/ must be given its arrows here.
 func TestImportsPointOneWay(t *testing.T) {
 	const app = "flickrkillr/app"
-	mechanisms := []string{app + "/obs", app + "/guard", app + "/netdelay", app + "/jobqueue", app + "/topology", app + "/frontcache"}
+	mechanisms := []string{app + "/obs", app + "/guard", app + "/netdelay", app + "/jobqueue", app + "/topology", app + "/frontcache", app + "/scalemodel"}
 	may := map[string][]string{ // the mechanisms each mechanism may use
 		app + "/obs":        nil,
 		app + "/guard":      nil,
@@ -24,6 +24,7 @@ func TestImportsPointOneWay(t *testing.T) {
 		app + "/jobqueue":   {app + "/obs", app + "/guard"},
 		app + "/topology":   {app + "/obs", app + "/guard"},
 		app + "/frontcache": {app + "/guard"}, // stage 8
+		app + "/scalemodel": nil,              // the scale model's hosts (every stage)
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {

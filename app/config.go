@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"flickrkillr/app/scalemodel"
 )
 
 // Config is everything the app is told from outside: the environment first,
@@ -69,6 +71,11 @@ type Config struct {
 	FrontCache    string
 	MemcachedAddr string
 	FrontCacheTTL time.Duration
+
+	// MODEL (--model): the scale model's spec (app/model.go); model is the
+	// running one, which serve hands the operator listener.
+	Model string
+	model *scalemodel.Model
 
 	cgiChild bool // Stage 0: this process answers one request; its parent keeps the metrics
 }

@@ -64,7 +64,7 @@ func (a *App) adminInfo(ctx context.Context) obs.Info {
 // operator describes the App's operator listener: with metrics, the core
 // panels, then those the stages registered; without, the profiler only.
 func (a *App) operator(ctx context.Context) obs.Operator {
-	o := obs.Operator{Addr: a.cfg.AdminAddr, Log: a.log}
+	o := obs.Operator{Addr: a.cfg.AdminAddr, Log: a.log, Pages: modelPages(a.cfg)}
 	if a.metrics != nil {
 		o.Metrics = a.metrics.Registry()
 		o.Info = a.adminInfo(ctx)

@@ -233,10 +233,18 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	model, err := startModel(cfg, log) // --model: hosts for the database and Redis (model.go)
+	if err != nil {
+		return err
+	}
+	defer model.close()
 	cfg, stop, err := acrossNetwork(cfg, log) // --db-latency: a simulation
 	if err != nil {
 		return err
 	}
 	defer stop()
+	if err := model.join(&cfg); err != nil { // this process into the app host, its proxy left out
+		return err
+	}
 	return s.Serve(ctx, cfg, log)
 }

@@ -72,8 +72,9 @@ func cgiHandler(cfg Config, log *slog.Logger, exe string, args ...string) (*cgi.
 			fmt.Sprintf("INDEXES=%t", cfg.Indexes),
 			fmt.Sprintf("METRICS=%t", !cfg.NoMetrics), // the child's Server-Timing
 		},
-		Logger: slog.NewLogLogger(log.Handler(), slog.LevelError),
-		Stderr: os.Stderr,
+		InheritEnv: []string{"GOMAXPROCS"}, // the scale model's app host sizes the children too (model.go)
+		Logger:     slog.NewLogLogger(log.Handler(), slog.LevelError),
+		Stderr:     os.Stderr,
 	}, nil
 }
 
@@ -199,7 +200,7 @@ func (w *cgiWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // cgiParent instruments the CGI handler and describes the operator
 // listener; with METRICS=0 it serves the profiler only.
 func cgiParent(cfg Config, log *slog.Logger, s Stage, h http.Handler) (http.Handler, obs.Operator) {
-	o := obs.Operator{Addr: cfg.AdminAddr, Log: log}
+	o := obs.Operator{Addr: cfg.AdminAddr, Log: log, Pages: modelPages(cfg)}
 	if cfg.AdminAddr == "" || cfg.NoMetrics {
 		return h, o
 	}

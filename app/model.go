@@ -1,0 +1,219 @@
+package app
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"flickrkillr/app/scalemodel"
+)
+
+// The scale model (--model SPEC, MODEL; docs/scale-model.md): package
+// scalemodel makes the hosts, and here serve is placed in them. At the
+// single-process stages (0-6) the serve process is the app host app-1 (its
+// CGI children, its in-process workers and an embedded miniredis with it),
+// the PostgreSQL behind DATABASE_URL is the db host, and a redis-server
+// behind REDIS_URL the redis host. The topology stages (7, 8) run several
+// processes and are not placed yet: --model refuses them rather than run
+// unconstrained while claiming a model.
+
+func init() {
+	registerFlag("model", stageFlag{
+		commands: []string{"serve"},
+		env:      func(c *Config) error { c.Model = os.Getenv("MODEL"); return nil },
+		flag: func(c *Config, fs *flag.FlagSet) {
+			fs.StringVar(&c.Model, "model", c.Model, "run as a scale model: each role a host with a CPU quota (default, or e.g.\napp=0.15,db=0.6,period=20ms; needs root; docs/scale-model.md; env MODEL)")
+		},
+		validate: func(c Config) error {
+			_, err := modelSpec(c)
+			return err
+		},
+	})
+}
+
+// modelSpec reads cfg.Model, nil without one; a bad spec or a stage the
+// model cannot place yet is a ConfigError.
+func modelSpec(cfg Config) (*scalemodel.Spec, error) {
+	if cfg.Model == "" {
+		return nil, nil
+	}
+	spec, err := scalemodel.ParseSpec(cfg.Model)
+	if err != nil {
+		return nil, &ConfigError{"MODEL", strings.TrimPrefix(err.Error(), "scalemodel: ")}
+	}
+	if s, ok := LookupStage(cfg.Stage); ok && s.Topology {
+		return nil, &ConfigError{"MODEL", fmt.Sprintf("stage %d runs several processes, which the model does not place yet (issue 33): run it without --model", cfg.Stage)}
+	}
+	return &spec, nil
+}
+
+// modelRun is a serve process's model: nil without --model, and every
+// method then does nothing.
+type modelRun struct {
+	m   *scalemodel.Model
+	app *scalemodel.Host
+	log *slog.Logger
+}
+
+// startModel makes the hosts and places the database (and a local
+// redis-server) in theirs. It runs before the delay proxy of --db-latency
+// starts, so it reads DATABASE_URL as given; join then places this process.
+func startModel(cfg Config, log *slog.Logger) (*modelRun, error) {
+	spec, err := modelSpec(cfg)
+	if spec == nil || err != nil {
+		return nil, err
+	}
+	// The prefix follows the listen address: a serve restarted on it after
+	// a SIGKILL cleans what its predecessor left; two serves on two
+	// addresses keep apart.
+	_, port, _ := net.SplitHostPort(cfg.Addr)
+	m, err := scalemodel.New(*spec, scalemodel.Options{Prefix: "flickrkillr-model-" + port})
+	if err != nil {
+		return nil, &ConfigError{"MODEL", strings.TrimPrefix(err.Error(), "scalemodel: ")}
+	}
+	r := &modelRun{m: m, log: log}
+	if err := r.place(cfg); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *modelRun) place(cfg Config) error {
+	app, err := r.m.NewHost("app-1", scalemodel.RoleApp)
+	if err != nil {
+		return err
+	}
+	r.app = app
+	network, addr, err := pgListener(cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	if err := r.adopt("db", scalemodel.RoleDB, "DATABASE_URL", network, addr); err != nil {
+		return err
+	}
+	if cfg.RedisURL == "" {
+		r.log.Info("scale model: the embedded miniredis runs inside the app host (REDIS_URL names none)")
+		return nil
+	}
+	u, err := url.Parse(cfg.RedisURL)
+	if err != nil {
+		return &ConfigError{"REDIS_URL", "must be a redis:// URL"}
+	}
+	if !isLocal(u.Hostname()) {
+		return &ConfigError{"MODEL", fmt.Sprintf("REDIS_URL's %s is not this machine: the model can only put a local redis-server in its redis host", u.Hostname())}
+	}
+	port := u.Port()
+	if port == "" {
+		port = "6379"
+	}
+	return r.adopt("redis", scalemodel.RoleRedis, "REDIS_URL", "tcp", port)
+}
+
+// adopt puts the server listening at addr, with all its processes, into a
+// new host of role.
+func (r *modelRun) adopt(name string, role scalemodel.Role, variable, network, addr string) error {
+	pid, err := scalemodel.ListenerPID(network, addr)
+	if err != nil {
+		return &ConfigError{"MODEL", fmt.Sprintf("the server %s names: %s", variable, strings.TrimPrefix(err.Error(), "scalemodel: "))}
+	}
+	h, err := r.m.NewHost(name, role)
+	if err != nil {
+		return err
+	}
+	if err := h.AddTree(pid); err != nil {
+		return err
+	}
+	r.log.Info("scale model: host", "name", name, "role", role, "quota", h.Quota(), "pid", pid)
+	return nil
+}
+
+// pgListener says where the PostgreSQL of a URL listens on this machine:
+// a TCP port on a loopback host, or a unix socket (host=/dir).
+func pgListener(dsn string) (network, addr string, err error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", "", &ConfigError{"DATABASE_URL", "must be a postgres:// URL"}
+	}
+	host, port := u.Hostname(), u.Port()
+	if h := u.Query().Get("host"); h != "" {
+		host = h
+	}
+	if p := u.Query().Get("port"); p != "" {
+		port = p
+	}
+	if port == "" {
+		port = "5432"
+	}
+	switch {
+	case strings.HasPrefix(host, "/"):
+		return "unix", filepath.Join(host, ".s.PGSQL."+port), nil
+	case host == "" || isLocal(host):
+		return "tcp", port, nil
+	}
+	return "", "", &ConfigError{"MODEL", fmt.Sprintf("DATABASE_URL's %s is not this machine: the model can only put a local PostgreSQL in its database host", host)}
+}
+
+func isLocal(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// join moves this process into the app host and sizes its Go runtime (and
+// its Go children's: stage 0's CGI processes) to the host's quota.
+func (r *modelRun) join(cfg *Config) error {
+	if r == nil {
+		return nil
+	}
+	if err := r.app.Add(os.Getpid()); err != nil {
+		return err
+	}
+	runtime.GOMAXPROCS(r.app.Procs())
+	os.Setenv("GOMAXPROCS", strconv.Itoa(r.app.Procs()))
+	cfg.model = r.m
+	r.log.Info("scale model: host", "name", r.app.Name(), "role", r.app.Role(), "quota", r.app.Quota(), "pid", os.Getpid(),
+		"spec", r.m.Spec().String())
+	return nil
+}
+
+// close removes the model on every exit path of serve: the processes go
+// back, the groups go.
+func (r *modelRun) close() {
+	if r == nil {
+		return
+	}
+	if err := r.m.Close(); err != nil {
+		r.log.Error("scale model: clean-up", "err", err)
+	}
+}
+
+// modelPages serves the hosts on the operator listener as /topology.json's
+// hosts (name, role, quota, used, throttled), over the window since the
+// previous request.
+func modelPages(cfg Config) map[string]http.Handler {
+	if cfg.model == nil {
+		return nil
+	}
+	m := cfg.model
+	return map[string]http.Handler{
+		"GET /topology.json": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(struct { // an error is a client gone away
+				Model string                `json:"model"`
+				Hosts []scalemodel.HostStat `json:"hosts"`
+			}{m.Spec().String(), m.Snapshot()})
+		}),
+	}
+}

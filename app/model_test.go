@@ -1,0 +1,149 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"flickrkillr/app/scalemodel"
+	"flickrkillr/models/modeltest"
+)
+
+// --model names a spec, and refuses what it cannot place, before anything
+// runs: one line naming MODEL.
+func TestModelFlagRefusesBadSpecsAndTopologyStages(t *testing.T) {
+	for _, tc := range []struct{ name, spec, says string }{
+		{"an unknown role", "cache=0.2", `spec key "cache"`},
+		{"a period CFS refuses", "period=5s", "1ms to 1s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := modelSpec(Config{Model: tc.spec, Stage: 2})
+			if !IsConfigError(err) || !strings.HasPrefix(err.Error(), "MODEL: ") || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("error = %v, want a MODEL ConfigError saying %q", err, tc.says)
+			}
+		})
+	}
+	for _, s := range Stages() {
+		if s.Topology {
+			t.Run("stage "+strconv.Itoa(s.Number), func(t *testing.T) {
+				if _, err := modelSpec(Config{Model: "default", Stage: s.Number}); !IsConfigError(err) {
+					t.Fatalf("--model at stage %d: %v, want a refusal until the model places its processes", s.Number, err)
+				}
+			})
+		}
+	}
+	if spec, err := modelSpec(Config{}); spec != nil || err != nil {
+		t.Fatalf("no --model gave %v, %v", spec, err)
+	}
+}
+
+// The child half of TestServeWithModelPlacesHostsAndCleansUp: serve --model
+// default at stage 2, in its own process (the model moves it into a host).
+func TestServeModelChild(t *testing.T) {
+	dsn := os.Getenv("MODEL_CHILD_DATABASE_URL")
+	if dsn == "" {
+		t.Skip("the child of TestServeWithModelPlacesHostsAndCleansUp")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	cfg := Config{DatabaseURL: dsn, DataDir: t.TempDir(), Addr: os.Getenv("MODEL_CHILD_ADDR"),
+		AdminAddr: os.Getenv("MODEL_CHILD_ADMIN_ADDR"), Stage: 2, Model: "default"}
+	if err := Serve(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serve --model default puts itself in an app host and the test cluster's
+// postmaster with its backends in a db host, shows both on the operator
+// listener's /topology.json, and on Ctrl-C moves them back and removes
+// every group.
+func TestServeWithModelPlacesHostsAndCleansUp(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("--model makes CPU cgroups: needs root")
+	}
+	probe, err := scalemodel.New(scalemodel.DefaultSpec(), scalemodel.Options{Prefix: "flickrkillr-model-probe", StateDir: t.TempDir()})
+	if err != nil {
+		t.Skipf("no scale model here: %v", err)
+	}
+	probe.Close()
+	need, _ := SchemaFor(2)
+	dsn := modeltest.NewDB(t, need)
+	u, _ := url.Parse(dsn)
+	postmaster, err := scalemodel.ListenerPID("tcp", u.Port())
+	if err != nil {
+		t.Skipf("the test database is not a local cluster: %v", err)
+	}
+	addr, admin := mustFreeAddr(t), mustFreeAddr(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	child := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestServeModelChild$")
+	child.Env = append(os.Environ(), "MODEL_CHILD_DATABASE_URL="+dsn, "MODEL_CHILD_ADDR="+addr, "MODEL_CHILD_ADMIN_ADDR="+admin)
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { child.Process.Kill(); child.Wait() }()
+	waitFor(t, 30*time.Second, "serve --model to be ready", func() bool { return ready(addr) })
+
+	_, port, _ := strings.Cut(addr, ":")
+	group := "flickrkillr-model-" + port
+	if got := cpuCgroup(t, child.Process.Pid); got != "/"+group+"/app-1" {
+		t.Errorf("serve runs in cpu cgroup %q, want /%s/app-1", got, group)
+	}
+	if got := cpuCgroup(t, postmaster); got != "/"+group+"/db" {
+		t.Errorf("the postmaster runs in cpu cgroup %q, want /%s/db", got, group)
+	}
+	res, err := http.Get("http://" + admin + "/topology.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var top struct {
+		Hosts []scalemodel.HostStat `json:"hosts"`
+	}
+	err = json.NewDecoder(res.Body).Decode(&top)
+	res.Body.Close()
+	if err != nil || len(top.Hosts) != 2 || top.Hosts[0].Name != "app-1" || top.Hosts[0].Quota != 0.15 ||
+		top.Hosts[1].Role != scalemodel.RoleDB || top.Hosts[1].Quota != 0.6 {
+		t.Fatalf("/topology.json hosts = %+v (%v), want app-1 at 0.15 and db at 0.6", top.Hosts, err)
+	}
+
+	child.Process.Signal(os.Interrupt)
+	if err := child.Wait(); err != nil {
+		t.Fatalf("serve --model ended with %v", err)
+	}
+	if got := cpuCgroup(t, postmaster); got != "/" {
+		t.Errorf("after serve stopped the postmaster is in cpu cgroup %q, want / (where it came from)", got)
+	}
+	for _, d := range []string{"/sys/fs/cgroup/cpu/" + group, "/sys/fs/cgroup/cpuacct/" + group} {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("%s is left after serve stopped (%v)", d, err)
+		}
+	}
+}
+
+// cpuCgroup reads a process's group in the cpu hierarchy (cgroup v1; on v2
+// the one group).
+func cpuCgroup(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) == 3 && (strings.Contains(","+parts[1]+",", ",cpu,") || parts[0] == "0" && !strings.Contains(string(b), ":cpu")) {
+			return parts[2]
+		}
+	}
+	t.Fatalf("no cpu cgroup in %s", b)
+	return ""
+}
