@@ -290,6 +290,9 @@ func (t *topology) startWorkers(ctx context.Context) error {
 			}
 		}
 		env := append(os.Environ(), t.o.WorkerEnv(w.Name, w.Admin, t.redisURL)...)
+		if t.memcached != nil { // a finished photo deletes its front pages, as an instance's write does
+			env = append(env, MemcachedEnv+"="+t.memcachedAddr)
+		}
 		if t.pgbouncer != nil {
 			env = append(env, "DATABASE_URL="+t.pgbouncer.URL, "DATABASE_POOLER=transaction")
 		}
