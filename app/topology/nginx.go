@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"text/template"
 	"time"
+
+	"flickrkillr/app/frontcache"
 )
 
 // nginx's configuration, generated from a template into the topology's
@@ -63,6 +65,9 @@ type frontConf struct {
 	Memcached string // host:port
 	Cookie    string // the session cookie's name
 	CacheDir  string
+	// MaxName and MaxCursor bound the pages looked up (frontcache's), so
+	// that no key nginx sends is over memcached's 250 bytes.
+	MaxName, MaxCursor int
 }
 
 // renderNginxConfig is the configuration text for nginx on listen in front
@@ -85,6 +90,7 @@ func renderNginxConfig(dir, listen, dataDir string, lim Limits, instances []*ins
 	}
 	if len(front) > 0 {
 		c.Front = front[0]
+		c.Front.MaxName, c.Front.MaxCursor = frontcache.MaxName, frontcache.MaxCursor
 	}
 	if os.Geteuid() == 0 {
 		if u, err := user.Current(); err == nil {
