@@ -3,6 +3,7 @@
 # memory (issue 31; docs/reliability.md, docs/stages/03-cache.md):
 #
 #   scripts/urimem.sh            STAGE=6 REQUESTS=20000 QUERY=32768 by default
+#   BIN=/tmp/old/flickrkillr scripts/urimem.sh    measures another build (say, main's)
 #
 # On a throw-away database "urimem" in the dev cluster and photos in a
 # temporary directory (both removed at the end), `serve --stage $STAGE` with
@@ -13,8 +14,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-go build -o bin/flickrkillr .
-B=bin/flickrkillr
+B="${BIN:-bin/flickrkillr}"
+[ -n "${BIN:-}" ] || go build -o bin/flickrkillr .
 admin="$(scripts/pg.sh start dev)"; base="${admin%/flickrkillr*}"
 psql "$base/postgres?sslmode=disable" -qc "DROP DATABASE IF EXISTS urimem" -c "CREATE DATABASE urimem"
 export DATABASE_URL="$base/urimem?sslmode=disable" DATA_DIR="$(mktemp -d)" REDIS_URL= ADMIN_ADDR=
