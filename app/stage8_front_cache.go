@@ -64,6 +64,7 @@ func init() {
 		}
 		o.FrontCache = cmpOrString(cfg.FrontCache, topology.FrontMemcached)
 		o.SessionCookie = sessionCookieName
+		o.FrontMaxName, o.FrontMaxCursor = frontcache.MaxName, frontcache.MaxCursor // nginx looks up only keys Key gives
 		o.Attrs = append(o.Attrs, "front_cache", o.FrontCache)
 	})
 	// A worker process (--worker-procs) finishes photos too: its gallery

@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
-
-	"flickrkillr/app/frontcache"
 )
 
 // Stage 8: both front caches render a configuration nginx accepts, each
@@ -43,7 +41,8 @@ func TestStage8NginxConfigPassesNginxT(t *testing.T) {
 			}
 			instances := []*instance{{Name: "i1", Addr: "127.0.0.1:18321"}}
 			lim := Limits{MaxBody: 1 << 20, MaxHeader: 64 << 10, ReadHeader: 5 * time.Second, ReadBody: 30 * time.Second, Write: time.Minute, Idle: 2 * time.Minute}
-			front := frontConf{Mode: tc.mode, Memcached: "127.0.0.1:18322", Cookie: "flickrkillr_session", CacheDir: filepath.Join(dir, "front-cache")}
+			front := frontConf{Mode: tc.mode, Memcached: "127.0.0.1:18322", Cookie: "flickrkillr_session", CacheDir: filepath.Join(dir, "front-cache"),
+				MaxName: testMaxName, MaxCursor: testMaxCursor}
 			conf, err := writeNginxConfig(dir, "127.0.0.1:18320", t.TempDir(), lim, fstest.MapFS{"style.css": {Data: []byte("body{}")}}, instances, front)
 			if err != nil {
 				t.Fatal(err)
@@ -66,13 +65,17 @@ func TestStage8NginxConfigPassesNginxT(t *testing.T) {
 	}
 }
 
+// The bounds the app gives (frontcache.MaxName and MaxCursor; this package
+// is in stage 7's tag, which has no frontcache).
+const testMaxName, testMaxCursor = 70, 19
+
 // Stage 8: what nginx sends memcached is a key the app could have filled,
 // within memcached's 250 bytes, and one page's key only. With real nginx
 // and memcached, a stand-in instance behind: a /tags/ URL of 300 bytes goes
 // to the instance without a lookup (each one was an error in nginx's log),
-// a name of frontcache.MaxName bytes that all need escaping is looked up,
-// and /tags/x%3Fbefore=9 (a decoded '?') is not answered with the page of
-// /tags/x?before=9.
+// a name of MaxName bytes that all need escaping is looked up, and
+// /tags/x%3Fbefore=9 (a decoded '?') is not answered with the page of
+// /tags/x?before=9. (frontcache's test holds Key to the same keys.)
 func TestStage8NginxSendsMemcachedNoOverlongNorAmbiguousKey(t *testing.T) {
 	nginx := needNginx(t)
 	mcAddr := startMemcachedForTest(t)
@@ -88,7 +91,8 @@ func TestStage8NginxSendsMemcachedNoOverlongNorAmbiguousKey(t *testing.T) {
 	}
 	listen := freeAddrForTest(t)
 	lim := Limits{MaxBody: 1 << 20, MaxHeader: 64 << 10, ReadHeader: 5 * time.Second, ReadBody: 30 * time.Second, Write: time.Minute, Idle: 2 * time.Minute}
-	front := frontConf{Mode: FrontMemcached, Memcached: mcAddr, Cookie: "flickrkillr_session", CacheDir: filepath.Join(dir, "front-cache")}
+	front := frontConf{Mode: FrontMemcached, Memcached: mcAddr, Cookie: "flickrkillr_session", CacheDir: filepath.Join(dir, "front-cache"),
+		MaxName: testMaxName, MaxCursor: testMaxCursor}
 	instances := []*instance{{Name: "i1", Addr: strings.TrimPrefix(app.URL, "http://")}}
 	conf, err := writeNginxConfig(dir, listen, t.TempDir(), lim, fstest.MapFS{"style.css": {Data: []byte("body{}")}}, instances, front)
 	if err != nil {
@@ -103,17 +107,13 @@ func TestStage8NginxSendsMemcachedNoOverlongNorAmbiguousKey(t *testing.T) {
 	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGQUIT); cmd.Wait() })
 	waitListening(t, listen, &out)
 
-	longest := "/tags/" + strings.Repeat(" ", frontcache.MaxName)
-	cursor := "before=" + strings.Repeat("9", frontcache.MaxCursor)
-	for path, page := range map[string]string{"/tags/sea": "sea's page", "/tags/x?before=9": "the 2nd page of x", longest + "?" + cursor: "the longest"} {
-		p, q, _ := strings.Cut(path, "?")
-		key, ok := frontcache.Key(p, q)
-		if !ok {
-			t.Fatalf("frontcache.Key(%q, %q) refuses a page the test stores", p, q)
-		}
-		if p == "/tags/x" {
-			key = "page:/tags/x?before=9" // as the app would have filled it
-		}
+	longest := "/tags/" + strings.Repeat(" ", testMaxName)
+	cursor := "before=" + strings.Repeat("9", testMaxCursor)
+	longestKey := "page:/tags/" + strings.Repeat("%20", testMaxName) + "?" + cursor // escaped as nginx does
+	if len(longestKey) > 250 {
+		t.Fatalf("the longest key is %d bytes", len(longestKey))
+	}
+	for key, page := range map[string]string{"page:/tags/sea": "sea's page", "page:/tags/x?before=9": "the 2nd page of x", longestKey: "the longest"} {
 		if err := mc.Set(&memcache.Item{Key: key, Value: []byte(page)}); err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +132,7 @@ func TestStage8NginxSendsMemcachedNoOverlongNorAmbiguousKey(t *testing.T) {
 		t.Errorf("/tags/sea: %q via %q, want its page from memcached", body, via)
 	}
 	if body, via := get(strings.ReplaceAll(longest, " ", "%20") + "?" + cursor); body != "the longest" || via != "memcached" {
-		t.Errorf("a name of %d escaped bytes: %q via %q, want its page from memcached", frontcache.MaxName, body, via)
+		t.Errorf("a name of %d escaped bytes: %q via %q, want its page from memcached", testMaxName, body, via)
 	}
 	if body, _ := get("/tags/x?before=9"); body != "the 2nd page of x" {
 		t.Errorf("/tags/x?before=9: %q, want its page", body)

@@ -67,6 +67,11 @@ type Options struct {
 	// requests always reach an instance.
 	FrontCache    string
 	SessionCookie string
+	// FrontMaxName and FrontMaxCursor bound the pages nginx looks up in the
+	// front cache (the app's frontcache.MaxName and MaxCursor): the longest
+	// name in a path and the longest ?before=, so that no key is over
+	// memcached's 250 bytes. Required with FrontCache.
+	FrontMaxName, FrontMaxCursor int
 	// Upstreams are instances on other hosts (host:port) that the
 	// supervisor fronts but does not start: with any, it starts no
 	// instances of its own (Instances is ignored). They are not
