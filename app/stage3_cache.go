@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -59,7 +61,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return &cachedViews{cache: cache, hints: map[string][]string{}, pages: map[string]string{}}, nil
+			return newCachedViews(cache), nil
 		},
 	})
 	// Its panels. Cache lookups are counted by the cache itself
@@ -121,45 +123,105 @@ type cachedViews struct {
 	// request for the page reads all their generations in one round trip
 	// before it knows the owner. A dependency that is not in the hint costs
 	// one more round trip, never a wrong page. pages remembers which view a
-	// request URI's page starts with, so that the page's generations can
-	// ride with the session's load, before the handler runs (Expect).
+	// page starts with, so that the page's generations can ride with the
+	// session's load, before the handler runs (Expect).
+	//
+	// Both grow with what clients ask for (a listing's every ?before=), so
+	// both are bounded in bytes (models.Memo), and pages learns only from a page
+	// whose first view rendered (no 404 is remembered), under the page's
+	// path and cursor (pageOf), not the whole request URI: a query string
+	// of 32 KB that the page ignores costs no memory.
 	mu    sync.Mutex
-	hints map[string][]string
-	pages map[string]string // request URI → its page's first view (Begin)
+	hints *models.Memo[[]string] // view key → its page's dependencies
+	pages *models.Memo[string]   // pageOf(request URI) → its page's first view
 }
 
-// maxHints bounds the hints (about 100 bytes each); a full map starts over.
-const maxHints = 200_000
+// maxHintBytes and maxPageBytes bound the two memos (about 100 bytes an
+// entry: some 80,000 pages each); a full memo starts over.
+const (
+	maxHintBytes = 8 << 20
+	maxPageBytes = 8 << 20
+)
+
+func newCachedViews(cache *models.Cache) *cachedViews {
+	return &cachedViews{cache: cache,
+		hints: models.NewMemo(maxHintBytes, func(deps []string) int {
+			n := 24 // the slice's header
+			for _, d := range deps {
+				n += 16 + len(d)
+			}
+			return n
+		}),
+		pages: models.NewMemo(maxPageBytes, func(key string) int { return len(key) }),
+	}
+}
 
 func (cv *cachedViews) Expect(ctx context.Context, uri string) context.Context {
+	page := pageOf(uri)
 	cv.mu.Lock()
-	deps := cv.hints[cv.pages[uri]]
+	key, _ := cv.pages.Get(page)
+	deps, _ := cv.hints.Get(key)
 	cv.mu.Unlock()
 	return cv.cache.Expect(ctx, deps)
 }
 
+// begun marks the page a request began (Begin): when the view named key
+// renders, the page is remembered (View).
+type begun struct{ page, key string }
+
+type begunKey struct{}
+
 func (cv *cachedViews) Begin(ctx context.Context, uri, key string) context.Context {
 	cv.mu.Lock()
-	deps := cv.hints[key]
-	if cv.pages[uri] != key {
-		if len(cv.pages) >= maxHints {
-			clear(cv.pages)
-		}
-		cv.pages[uri] = key
-	}
+	deps, _ := cv.hints.Get(key)
 	cv.mu.Unlock()
+	ctx = context.WithValue(ctx, begunKey{}, begun{page: pageOf(uri), key: key})
 	return cv.cache.Prefetch(ctx, deps)
+}
+
+// rendered remembers, once the view named key has rendered (or come from
+// the cache), which view the request's page starts with.
+func (cv *cachedViews) rendered(ctx context.Context, key string) {
+	b, ok := ctx.Value(begunKey{}).(begun)
+	if !ok || b.key != key {
+		return
+	}
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	if old, ok := cv.pages.Get(b.page); !ok || old != key {
+		cv.pages.Put(strings.Clone(b.page), key) // not a slice of the request URI: that would keep all of it
+	}
+}
+
+// pageOf is the part of a request URI that names its page: the path
+// (decoded, so that /tags/%62each is /tags/beach) and the listing's cursor
+// (before=<digits>), the only query parameter any page reads.
+func pageOf(uri string) string {
+	p, q, _ := strings.Cut(uri, "?")
+	if strings.IndexByte(p, '%') >= 0 {
+		if u, err := url.PathUnescape(p); err == nil {
+			p = u
+		}
+	}
+	for q != "" {
+		var kv string
+		kv, q, _ = strings.Cut(q, "&")
+		if n, ok := strings.CutPrefix(kv, "before="); ok {
+			if n == "" || len(n) > 19 || strings.Trim(n, "0123456789") != "" {
+				return p // no page: a 400
+			}
+			return p + "?before=" + n
+		}
+	}
+	return p
 }
 
 // hint keeps the dependencies of key's page: deps and the view's own Deps.
 func (cv *cachedViews) hint(key string, deps []string, v View) {
 	cv.mu.Lock()
 	defer cv.mu.Unlock()
-	if _, ok := cv.hints[key]; ok {
+	if _, ok := cv.hints.Get(key); ok {
 		return
-	}
-	if len(cv.hints) >= maxHints {
-		clear(cv.hints)
 	}
 	all := append([]string(nil), deps...)
 	for _, d := range v.Deps {
@@ -167,7 +229,7 @@ func (cv *cachedViews) hint(key string, deps []string, v View) {
 			all = append(all, d)
 		}
 	}
-	cv.hints[key] = all
+	cv.hints.Put(key, all)
 }
 
 func (cv *cachedViews) View(ctx context.Context, key string, deps []string, render func(context.Context) (View, error)) (View, error) {
@@ -185,6 +247,7 @@ func (cv *cachedViews) View(ctx context.Context, key string, deps []string, rend
 	}
 	if rendered != nil {
 		cv.hint(key, deps, *rendered)
+		cv.rendered(ctx, key)
 		return *rendered, nil
 	}
 	v, err := decodeView(b)
@@ -193,6 +256,7 @@ func (cv *cachedViews) View(ctx context.Context, key string, deps []string, rend
 		return render(ctx)
 	}
 	cv.hint(key, deps, v)
+	cv.rendered(ctx, key)
 	return v, nil
 }
 

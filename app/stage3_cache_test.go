@@ -1,8 +1,10 @@
 package app
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -253,4 +255,51 @@ func stoppableRedis(t *testing.T, kind string) (url string, stop func()) {
 	}
 	rs := startRedisServer(t) // faults_test.go: stopped again when the test ends
 	return rs.url(), rs.stop
+}
+
+// Stage 3 remembers which view each page starts with and what each view
+// depends on (to read a page's generations early). Nothing an anonymous
+// client sends makes that grow past its bytes: a query string the page
+// ignores adds nothing (the page is its path and cursor), a page that does
+// not exist (404) is not remembered, and 600 requests with 32 KB query
+// strings (19 MB of them) leave the process's heap within 4 MB of where it was.
+func TestStage3RemembersNoQueryStringsNor404s(t *testing.T) {
+	ta := newTestApp(t, 3)
+	b := ta.browser(t)
+	cv := ta.views.(*cachedViews)
+	for range 3 { // the home page's views are cached and remembered
+		mustStatus(t, b.get("/"), http.StatusOK)
+	}
+	mustStatus(t, b.get("/users/nosuch"), http.StatusNotFound)
+	remembered := cv.pages.Bytes() + cv.hints.Bytes()
+	before := heapInUse()
+	pad := strings.Repeat("x", 32<<10)
+	for i := range 300 {
+		mustStatus(t, b.get(fmt.Sprintf("/?q%d=%s", i, pad)), http.StatusOK)
+		mustStatus(t, b.get(fmt.Sprintf("/users/nosuch%d?q=%s", i, pad)), http.StatusNotFound)
+	}
+	grown := heapInUse() - before
+	if now := cv.pages.Bytes() + cv.hints.Bytes(); now != remembered {
+		t.Errorf("the pages and hints grew from %d to %d bytes", remembered, now)
+	}
+	if grown > 4<<20 {
+		t.Errorf("600 requests with 32 KB query strings left the heap %d MB larger", grown>>20)
+	}
+	// A listing's every cursor is a page: those are remembered, within the bound.
+	b.signup("flood")
+	for i := range 200 {
+		mustStatus(t, b.get(fmt.Sprintf("/users/flood?before=%d", i+1)), http.StatusOK)
+	}
+	if got := cv.pages.Bytes(); got == 0 || got > maxPageBytes {
+		t.Errorf("the pages hold %d bytes after 200 cursors (bound %d)", got, maxPageBytes)
+	}
+}
+
+// heapInUse is the bytes the heap holds after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }

@@ -231,6 +231,11 @@ func reviveDead(ctx context.Context, q *jobqueue.Queue, cfg Config, op QueueOp, 
 	return nil
 }
 
+// workerGalleries are what later stages wrap a worker process's gallery
+// in (stage 8: a finished photo deletes its front-cache pages), as an
+// instance's gallery is wrapped.
+var workerGalleries []func(d *Deps, gallery models.Gallery) (models.Gallery, error)
+
 // newImageJobs is what a worker process makes images with: the photo files,
 // stage s's gallery as the photos' states, and a decode budget of its own.
 func newImageJobs(s Stage, d *Deps) (imageJobs, error) {
@@ -241,6 +246,11 @@ func newImageJobs(s Stage, d *Deps) (imageJobs, error) {
 	gallery, err := galleryFor(s, d, models.Sequential{})
 	if err != nil {
 		return imageJobs{}, err
+	}
+	for _, wrap := range workerGalleries {
+		if gallery, err = wrap(d, gallery); err != nil {
+			return imageJobs{}, err
+		}
 	}
 	states, ok := gallery.(models.PhotoStates)
 	if !ok {

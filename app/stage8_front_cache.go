@@ -64,7 +64,18 @@ func init() {
 		}
 		o.FrontCache = cmpOrString(cfg.FrontCache, topology.FrontMemcached)
 		o.SessionCookie = sessionCookieName
+		o.FrontMaxName, o.FrontMaxCursor = frontcache.MaxName, frontcache.MaxCursor // nginx looks up only keys Key gives
 		o.Attrs = append(o.Attrs, "front_cache", o.FrontCache)
+	})
+	// A worker process (--worker-procs) finishes photos too: its gallery
+	// deletes the pages a finished photo changes, as an instance's does, or
+	// they would show the placeholder until their TTL.
+	workerGalleries = append(workerGalleries, func(d *Deps, gallery models.Gallery) (models.Gallery, error) {
+		s := frontStore(d)
+		if s == nil {
+			return gallery, nil
+		}
+		return withFrontPages(d.Log, gallery, s), nil
 	})
 	registerPanels(frontCacheStage, frontCachePanels)
 }
@@ -92,16 +103,26 @@ func serveFrontCache(ctx context.Context, cfg Config, log *slog.Logger) error {
 // run on its own).
 // gallery comes back wrapped so that its writes delete the pages they change.
 func memcachedPages(a *App, d *Deps, gallery models.Gallery) (FrontPages, models.Gallery, error) {
-	cfg := d.Config
-	if cfg.MemcachedAddr == "" {
+	s := frontStore(d)
+	if s == nil {
 		return nil, gallery, nil
 	}
-	s := frontcache.New(frontcache.Options{Addr: cfg.MemcachedAddr, TTL: cfg.FrontCacheTTL})
-	d.OnClose(s.Close)
 	if a.metrics != nil {
 		a.metrics.Registry().MustRegister(frontCacheCollector{s})
 	}
-	return s, withFrontPages(a, gallery, s), nil
+	return s, withFrontPages(a.log, gallery, s), nil
+}
+
+// frontStore is the process's client of the memcached at MEMCACHED_ADDR
+// (which the supervisor gives its instances and its worker processes), nil
+// without one.
+func frontStore(d *Deps) *frontcache.Store {
+	if d.Config.MemcachedAddr == "" {
+		return nil
+	}
+	s := frontcache.New(frontcache.Options{Addr: d.Config.MemcachedAddr, TTL: d.Config.FrontCacheTTL})
+	d.OnClose(s.Close)
+	return s
 }
 
 // frontCacheCollector exports an instance's fills and deletes.
@@ -162,12 +183,12 @@ func frontCachePanels(*obs.Metrics) []obs.Panel {
 type forgetPages struct {
 	models.Gallery
 	pages FrontPages
-	a     *App
+	log   *slog.Logger
 }
 
 func (g forgetPages) forget(ctx context.Context, paths ...string) {
 	if err := g.pages.Delete(context.WithoutCancel(ctx), paths...); err != nil {
-		g.a.log.Warn("front cache: delete failed; the pages live until their TTL", "paths", paths, "err", err)
+		g.log.Warn("front cache: delete failed; the pages live until their TTL", "paths", paths, "err", err)
 	}
 }
 
@@ -228,8 +249,8 @@ func (g forgetStates) FinishPhoto(ctx context.Context, id int64, state string, w
 }
 
 // withFrontPages wraps gallery so that its writes delete front pages.
-func withFrontPages(a *App, gallery models.Gallery, pages FrontPages) models.Gallery {
-	fp := forgetPages{Gallery: gallery, pages: pages, a: a}
+func withFrontPages(log *slog.Logger, gallery models.Gallery, pages FrontPages) models.Gallery {
+	fp := forgetPages{Gallery: gallery, pages: pages, log: log}
 	if states, ok := gallery.(models.PhotoStates); ok {
 		return forgetStates{forgetPages: fp, PhotoStates: states}
 	}

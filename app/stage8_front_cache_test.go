@@ -202,9 +202,89 @@ func TestStage8FrontCache(t *testing.T) {
 	})
 }
 
+// Stage 8 with --worker-procs: a worker process finishes photos, and deletes
+// the pages a finished photo changes from memcached as an instance's
+// workers do. With the worker stopped, an upload's pages are filled while
+// the photo is processing (the placeholder); once the worker has made its
+// images, the next anonymous GETs show the photo, not the placeholder until
+// the TTL (ten minutes here).
+func TestStage8WorkerProcsDeleteAFinishedPhotosPages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and starts nginx, memcached, Redis, two instances and a worker process")
+	}
+	needNginx(t)
+	for _, exe := range []string{"memcached", "redis-server"} {
+		if _, err := exec.LookPath(exe); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is not installed (scripts/test.sh installs it)", exe)
+			}
+			t.Skipf("%s is not installed", exe)
+		}
+	}
+	base, admin := startFrontTopologyTTL(t, 10*time.Minute, "--worker-procs", "1")
+	var worker topologyProcFile
+	for _, p := range readTopology(t, admin).Processes {
+		if p.Name == "w1" {
+			worker = p
+		}
+	}
+	if worker.PID == 0 || !worker.Up {
+		t.Fatalf("no worker process w1 up in /topology.json: %+v", worker)
+	}
+	// The worker is stopped while the photo is uploaded and its pages filled.
+	if err := syscall.Kill(worker.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	cont := func() {
+		if stopped {
+			syscall.Kill(worker.PID, syscall.SIGCONT)
+			stopped = false
+		}
+	}
+	t.Cleanup(cont)
+
+	jar, _ := cookiejar.New(nil)
+	alice := &browser{t: t, base: base, c: &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	alice.signup("alice")
+	res := alice.upload(map[string]string{"title": "Harbor", "tags": "sea"}, "harbor.jpg", testJPEG(t, 64, 48))
+	mustStatus(t, res, http.StatusSeeOther)
+	photo := res.Header.Get("Location")
+	anon := &browser{t: t, base: base, c: &http.Client{Timeout: 10 * time.Second}}
+	const placeholder = "photo-processing.svg"
+	pages := []string{photo, "/", "/users/alice", "/tags/sea"}
+	for _, path := range pages {
+		waitFor(t, 30*time.Second, path+" to be answered from memcached", func() bool {
+			return anon.get(path).Header.Get("X-Front-Cache") == "memcached"
+		})
+		if r := anon.get(path); !strings.Contains(r.Body, placeholder) {
+			t.Fatalf("%s from memcached does not show the placeholder of the processing photo", path)
+		}
+	}
+
+	cont()
+	waitFor(t, 60*time.Second, "the worker process to make the photo's images", func() bool {
+		r := alice.get(photo) // a session cookie: never from memcached
+		return r.Status == http.StatusOK && !strings.Contains(r.Body, placeholder)
+	})
+	for _, path := range pages {
+		if r := anon.get(path); strings.Contains(r.Body, placeholder) {
+			t.Errorf("%s still shows the placeholder to an anonymous visitor (X-Front-Cache %s) after the worker finished the photo",
+				path, r.Header.Get("X-Front-Cache"))
+		}
+	}
+}
+
 // startFrontTopology runs `serve --stage 8` with args on a database of its
 // own until the test ends, and returns nginx's URL and the operator listener.
 func startFrontTopology(t *testing.T, args ...string) (base, admin string) {
+	t.Helper()
+	return startFrontTopologyTTL(t, frontTTL, args...)
+}
+
+// startFrontTopologyTTL is startFrontTopology with the pages' TTL.
+func startFrontTopologyTTL(t *testing.T, ttl time.Duration, args ...string) (base, admin string) {
 	t.Helper()
 	schema, err := SchemaFor(frontCacheStage)
 	if err != nil {
@@ -219,7 +299,7 @@ func startFrontTopology(t *testing.T, args ...string) (base, admin string) {
 	sup := exec.Command(exe, append([]string{"serve", "--stage", "8", "--instances", "2", "--addr", addr, "--admin-addr", admin}, args...)...)
 	sup.Dir = work
 	sup.Env = append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL=", "DATA_DIR="+filepath.Join(work, "data"),
-		"FRONT_CACHE_TTL="+frontTTL.String(), "FRONT_CACHE=", "STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS=")
+		"FRONT_CACHE_TTL="+ttl.String(), "FRONT_CACHE=", "STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS=")
 	sup.Stdout, sup.Stderr = logs, logs
 	if err := sup.Start(); err != nil {
 		t.Fatal(err)

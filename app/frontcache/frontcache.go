@@ -27,21 +27,41 @@ const KeyPrefix = "page:"
 // maxKey is memcached's key limit (longer keys are refused by it and by the client).
 const maxKey = 250
 
+// MaxName is the longest path segment (bytes of the decoded path) of a page
+// that is kept, and MaxCursor the longest ?before= (an int64's digits).
+// nginx's template (app/topology/nginx.conf.tmpl) looks up no other page,
+// so that no key it sends is over memcached's 250 bytes (each over-long
+// key was an error in nginx's log per request): escaped, a byte takes at
+// most 3, and the longest key is "page:/users/" + 3×70 + "?before=" + 19
+// digits = 249 bytes.
+const (
+	MaxName   = 70
+	MaxCursor = 19
+)
+
 // Key is the memcached key nginx looks up for the request path p (decoded,
 // as Go's URL.Path and nginx's $uri are) and raw query q, and whether the
 // page may be stored under it. nginx's $uri is decoded and normalized, so a
 // path that is not already clean (".", "..", "//") would be looked up under
-// another key: it is never stored. Only an empty query or before=<digits>
-// reaches memcached (nginx's map), so only those are stored. nginx escapes
-// the key (NGX_ESCAPE_MEMCACHED): bytes up to 0x20 and '%' become %XX in
-// uppercase hex, everything else is sent raw.
+// another key: it is never stored. A decoded '?' in the path (%3F) would
+// make the key ambiguous (/tags/x%3Fbefore=9 and /tags/x?before=9 are one
+// key): nginx looks up no such path, and it is never stored. Only an empty
+// query or before=<digits> reaches memcached (nginx's map), so only those
+// are stored; nor a segment over MaxName or a cursor over MaxCursor. nginx
+// escapes the key (NGX_ESCAPE_MEMCACHED): bytes up to 0x20 and '%' become
+// %XX in uppercase hex, everything else is sent raw.
 func Key(p, q string) (string, bool) {
-	if p == "" || p[0] != '/' || path.Clean(p) != p && p != "/" {
+	if p == "" || p[0] != '/' || path.Clean(p) != p && p != "/" || strings.IndexByte(p, '?') >= 0 {
 		return "", false
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if len(seg) > MaxName {
+			return "", false
+		}
 	}
 	if q != "" {
 		n, ok := strings.CutPrefix(q, "before=")
-		if !ok || n == "" || strings.Trim(n, "0123456789") != "" {
+		if !ok || n == "" || len(n) > MaxCursor || strings.Trim(n, "0123456789") != "" {
 			return "", false
 		}
 		q = "?" + q

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,6 +34,11 @@ func TestKeyIsNginxsEscapedKey(t *testing.T) {
 		{"a cursor that is not a number", "/tags/sea", "before=12abc", "", false},
 		{"DEL: raw in nginx's key, refused by memcached", "/tags/a\x7fb", "", "", false},
 		{"longer than memcached's 250 bytes", "/tags/" + string(make([]byte, 250)), "", "", false},
+		{"a decoded ? in the path: it would read as the query", "/tags/x?before=9", "", "", false},
+		{"a name of MaxName bytes, all escaped", "/tags/" + strings.Repeat(" ", MaxName), "before=" + strings.Repeat("9", MaxCursor),
+			"page:/tags/" + strings.Repeat("%20", MaxName) + "?before=" + strings.Repeat("9", MaxCursor), true},
+		{"a name over MaxName bytes: nginx does not look it up", "/tags/" + strings.Repeat("a", MaxName+1), "", "", false},
+		{"a cursor over MaxCursor digits", "/tags/sea", "before=" + strings.Repeat("1", MaxCursor+1), "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := Key(tc.path, tc.query)

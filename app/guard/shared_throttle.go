@@ -30,7 +30,7 @@ type SharedThrottle struct {
 }
 
 // NewSharedThrottle counts up to max failures per key in window in rdb,
-// under keys prefix+key.
+// under keys prefix+key (a long key hashed: throttleKey).
 func NewSharedThrottle(rdb *redis.Client, prefix string, max int, window time.Duration) *SharedThrottle {
 	return &SharedThrottle{
 		lim:     redis_rate.NewLimiter(rdb),
@@ -46,7 +46,7 @@ func NewSharedThrottle(rdb *redis.Client, prefix string, max int, window time.Du
 func (s *SharedThrottle) Blocked(key string) (time.Duration, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	res, err := s.lim.AllowN(ctx, s.prefix+key, s.limit, 0)
+	res, err := s.lim.AllowN(ctx, s.prefix+throttleKey(key), s.limit, 0)
 	if err != nil {
 		return s.local.Blocked(key)
 	}
@@ -62,7 +62,7 @@ func (s *SharedThrottle) Blocked(key string) (time.Duration, bool) {
 func (s *SharedThrottle) Fail(key string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	if _, err := s.lim.AllowN(ctx, s.prefix+key, s.limit, 1); err != nil {
+	if _, err := s.lim.AllowN(ctx, s.prefix+throttleKey(key), s.limit, 1); err != nil {
 		s.local.Fail(key)
 	}
 }
@@ -71,6 +71,6 @@ func (s *SharedThrottle) Fail(key string) {
 func (s *SharedThrottle) Reset(key string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	s.lim.Reset(ctx, s.prefix+key)
+	s.lim.Reset(ctx, s.prefix+throttleKey(key))
 	s.local.Reset(key)
 }

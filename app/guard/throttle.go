@@ -9,6 +9,8 @@ package guard
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,8 +36,24 @@ type throttleEntry struct {
 }
 
 // maxThrottleKeys bounds the map: a flood of distinct keys (random user
-// names) would otherwise grow it until the next sweep.
+// names) would otherwise grow it until the next sweep. With keys of at most
+// maxKeyBytes (throttleKey) that is at most about 20 MB.
 const maxThrottleKeys = 100_000
+
+// maxKeyBytes is the longest key kept as it is; a longer one (a "user
+// name" of 60 KB in a log-in form) is kept as its SHA-256, so that the
+// bytes a client can make the throttle hold are bounded, not only its keys.
+const maxKeyBytes = 80
+
+// throttleKey is key, or its hash when it is longer than maxKeyBytes: one
+// long key still counts as itself.
+func throttleKey(key string) string {
+	if len(key) <= maxKeyBytes {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
 
 // NewThrottle refuses a key after max failures until its window ends.
 func NewThrottle(max int, window time.Duration) *Throttle {
@@ -45,6 +63,7 @@ func NewThrottle(max int, window time.Duration) *Throttle {
 // Blocked reports whether key has used up its failures, and for how long
 // it stays refused.
 func (t *Throttle) Blocked(key string) (time.Duration, bool) {
+	key = throttleKey(key)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.entries[key]
@@ -57,6 +76,7 @@ func (t *Throttle) Blocked(key string) (time.Duration, bool) {
 
 // Fail counts one failure for key.
 func (t *Throttle) Fail(key string) {
+	key = throttleKey(key)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -74,6 +94,7 @@ func (t *Throttle) Fail(key string) {
 
 // Reset forgets key's failures (a successful log-in).
 func (t *Throttle) Reset(key string) {
+	key = throttleKey(key)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.entries, key)

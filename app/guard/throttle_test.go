@@ -2,6 +2,9 @@ package guard
 
 import (
 	"context"
+	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -72,4 +75,38 @@ func TestGateBoundsRunningAndWaiting(t *testing.T) {
 		t.Fatal("entered a full gate with a cancelled context")
 	}
 	r()
+}
+
+// The throttle's memory is bounded in bytes, not only in keys: 2,000 failed
+// log-ins with distinct 32 KB "user names" (64 MB of them) leave it holding
+// well under a megabyte, and one long name still counts as itself.
+func TestThrottleHoldsBoundedBytesWhateverTheKeys(t *testing.T) {
+	heap := func() int64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapAlloc)
+	}
+	th := NewThrottle(3, time.Minute)
+	pad := strings.Repeat("x", 32<<10)
+	before := heap()
+	for i := range 2000 {
+		th.Fail(fmt.Sprintf("login:%d%s", i, pad))
+	}
+	grown := heap() - before
+	runtime.KeepAlive(th)
+	if grown > 1<<20 {
+		t.Errorf("2,000 failures with 32 KB keys left the throttle holding %d KB", grown>>10)
+	}
+	long := "login:" + pad
+	for range 3 {
+		th.Fail(long)
+	}
+	if _, blocked := th.Blocked(long); !blocked {
+		t.Error("a long key is not blocked after its failures")
+	}
+	if _, blocked := th.Blocked(long + "y"); blocked {
+		t.Error("another long key is blocked by the first one's failures")
+	}
 }

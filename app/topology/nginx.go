@@ -63,6 +63,10 @@ type frontConf struct {
 	Memcached string // host:port
 	Cookie    string // the session cookie's name
 	CacheDir  string
+	// MaxName and MaxCursor bound the pages looked up (Options.FrontMaxName
+	// and FrontMaxCursor), so that no key nginx sends is over memcached's
+	// 250 bytes.
+	MaxName, MaxCursor int
 }
 
 // renderNginxConfig is the configuration text for nginx on listen in front
@@ -85,6 +89,9 @@ func renderNginxConfig(dir, listen, dataDir string, lim Limits, instances []*ins
 	}
 	if len(front) > 0 {
 		c.Front = front[0]
+		if c.Front.Mode != "" && (c.Front.MaxName <= 0 || c.Front.MaxCursor <= 0) {
+			return nil, fmt.Errorf("topology: nginx config: the front cache has no bounds on the names and cursors it looks up")
+		}
 	}
 	if os.Geteuid() == 0 {
 		if u, err := user.Current(); err == nil {
@@ -110,7 +117,8 @@ func seconds(d time.Duration) string { return strconv.Itoa(int(d/time.Second)) +
 // writeNginxConfig writes the configuration for instances and the static
 // files it serves into the topology's folder and returns the configuration's path.
 func (t *topology) writeNginxConfig(instances []*instance) (string, error) {
-	front := frontConf{Mode: t.o.FrontCache, Memcached: t.memcachedAddr, Cookie: t.o.SessionCookie, CacheDir: filepath.Join(t.dir, "front-cache")}
+	front := frontConf{Mode: t.o.FrontCache, Memcached: t.memcachedAddr, Cookie: t.o.SessionCookie, CacheDir: filepath.Join(t.dir, "front-cache"),
+		MaxName: t.o.FrontMaxName, MaxCursor: t.o.FrontMaxCursor}
 	return writeNginxConfig(t.dir, t.o.Addr, t.o.DataDir, t.o.Limits, t.o.Static, instances, front)
 }
 

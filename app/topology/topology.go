@@ -72,6 +72,11 @@ type Options struct {
 	// requests always reach an instance.
 	FrontCache    string
 	SessionCookie string
+	// FrontMaxName and FrontMaxCursor bound the pages nginx looks up in the
+	// front cache (the app's frontcache.MaxName and MaxCursor): the longest
+	// name in a path and the longest ?before=, so that no key is over
+	// memcached's 250 bytes. Required with FrontCache.
+	FrontMaxName, FrontMaxCursor int
 	// Upstreams are instances on other hosts (host:port) that the
 	// supervisor fronts but does not start: with any, it starts no
 	// instances of its own (Instances is ignored). They are not
@@ -310,6 +315,9 @@ func (t *topology) startWorkers(ctx context.Context) error {
 		env := append(os.Environ(), t.o.WorkerEnv(w.Name, w.Admin, t.redisURL)...)
 		if t.cacheRedisURL != "" { // a worker's writes bump the cache's generations
 			env = append(env, CacheRedisEnv+"="+t.cacheRedisURL)
+		}
+		if t.memcached != nil { // a finished photo deletes its front pages, as an instance's write does
+			env = append(env, MemcachedEnv+"="+t.memcachedAddr)
 		}
 		if t.pgbouncer != nil {
 			env = append(env, "DATABASE_URL="+t.pgbouncer.URL, "DATABASE_POOLER=transaction")
