@@ -2,9 +2,9 @@ package models
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"image"
-	"image/color"
 	"io"
 	"net/http"
 )
@@ -13,8 +13,8 @@ import (
 type ImageHeader struct {
 	Format        string // "jpeg" or "png"
 	Width, Height int
-	// DecodeBytes estimates the memory DecodeImage takes (the decoded pixels,
-	// a progressive JPEG's coefficients, the scaling buffers): the upload
+	// DecodeBytes is the memory DecodeImage takes at most (what the decoder
+	// allocates, then the scaling buffers and the encoders): the upload
 	// handler reserves it from a budget shared by all uploads.
 	DecodeBytes int64
 }
@@ -29,7 +29,8 @@ func ReadImageHeader(r io.ReadSeeker) (ImageHeader, error) {
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return h, ErrBadImage
 	}
-	switch http.DetectContentType(sniff[:n]) {
+	sniff = sniff[:n]
+	switch http.DetectContentType(sniff) {
 	case "image/jpeg", "image/png":
 	default:
 		return h, ErrNotImage
@@ -45,14 +46,19 @@ func ReadImageHeader(r io.ReadSeeker) (ImageHeader, error) {
 	if int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
 		return h, ErrTooManyPixels
 	}
-	progressive := false
-	if format == "jpeg" {
-		if _, err := r.Seek(0, io.SeekStart); err != nil {
-			return h, ErrBadImage
-		}
-		progressive = jpegProgressive(bufio.NewReader(r))
+	var dec int64
+	switch format {
+	case "jpeg":
+		dec, err = jpegDecodeBytes(r, cfg)
+	case "png":
+		dec, err = pngDecodeBytes(sniff, cfg)
+	default:
+		err = ErrNotImage
 	}
-	h.DecodeBytes = decodeBytes(cfg, progressive)
+	if err != nil {
+		return h, err
+	}
+	h.DecodeBytes = dec + scaleBytes(int64(cfg.Width), int64(cfg.Height))
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return h, ErrBadImage
 	}
@@ -62,76 +68,259 @@ func ReadImageHeader(r io.ReadSeeker) (ImageHeader, error) {
 	return h, nil
 }
 
-// decodeBytes is what decoding and scaling a w×h image of cfg's colour
-// model takes at most: image/jpeg and image/png allocate the whole image
-// (a progressive JPEG also 4 bytes per pixel per component of coefficients);
-// shrink adds its box-filtered copy (under 4096² RGBA) and the 2048²
-// original; encoding adds a few MiB.
-func decodeBytes(cfg image.Config, progressive bool) int64 {
-	px := int64(cfg.Width) * int64(cfg.Height)
-	var bpp, comps int64
-	switch cfg.ColorModel {
-	case color.GrayModel:
-		bpp, comps = 1, 1
-	case color.Gray16Model:
-		bpp, comps = 2, 1
-	case color.YCbCrModel:
-		bpp, comps = 3, 3 // 4:4:4, the worst case of the subsamplings
-	case color.RGBA64Model, color.NRGBA64Model:
-		bpp, comps = 8, 4
-	case color.CMYKModel:
-		bpp, comps = 4, 4
-	default: // RGBA, NRGBA, paletted (decoded as 1 byte a pixel, counted as 4)
-		bpp, comps = 4, 4
-	}
-	n := px * bpp
-	if progressive {
-		n += px * 4 * comps
-	}
-	w, h := int64(cfg.Width), int64(cfg.Height)
+// scaleBytes is what EncodeImage allocates besides the decoded image:
+// shrink's box-filtered copy (under 4096² RGBA) and the 2048² original, and
+// a few MiB for the encoders and the thumbnail.
+func scaleBytes(w, h int64) int64 {
+	var n int64
 	if k := max(w, h) / MaxOriginalDim; k >= 2 {
-		n += (w / k) * (h / k) * 4 // the box-filtered copy
+		n += (w / k) * (h / k) * 4
 	}
-	n += MaxOriginalDim * MaxOriginalDim * 4 // the scaled original
-	return n + 8<<20                         // encoders, the thumbnail, slack
+	n += MaxOriginalDim * MaxOriginalDim * 4
+	return n + 8<<20
 }
 
-// jpegProgressive reports whether a JPEG's frame header is progressive
-// (SOF2, SOF6, SOF10, SOF14), which image/jpeg decodes through a buffer of
-// all the coefficients. It walks the marker segments up to the first frame.
-func jpegProgressive(r *bufio.Reader) bool {
-	var b [4]byte
-	if _, err := io.ReadFull(r, b[:2]); err != nil || b[0] != 0xFF || b[1] != 0xD8 {
-		return false
+// pngDecodeBytes is what image/png allocates for a PNG, whatever its later
+// chunks say: 4 bytes a pixel at 8 bits or less (a grey or paletted image
+// becomes NRGBA when a tRNS chunk follows), 8 at 16 bits, and twice that
+// when interlaced (each Adam7 pass is an image of its own before it is
+// merged into the whole).
+func pngDecodeBytes(ihdr []byte, cfg image.Config) (int64, error) {
+	if len(ihdr) < 29 { // signature, IHDR's length and type, then 13 bytes
+		return 0, ErrBadImage
 	}
-	for range 1000 {
-		if _, err := io.ReadFull(r, b[:2]); err != nil {
-			return false
-		}
-		for b[0] == 0xFF && b[1] == 0xFF { // fill bytes
-			b[1], _ = r.ReadByte()
-		}
-		if b[0] != 0xFF {
-			return false
-		}
-		switch m := b[1]; {
-		case m == 0xC2 || m == 0xC6 || m == 0xCA || m == 0xCE:
-			return true
-		case m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC:
-			return false // another frame type
-		case m == 0x01 || m >= 0xD0 && m <= 0xD7:
-			continue // markers without a length
-		}
-		if _, err := io.ReadFull(r, b[2:4]); err != nil {
-			return false
-		}
-		n := int(b[2])<<8 | int(b[3])
-		if n < 2 {
-			return false
-		}
-		if _, err := r.Discard(n - 2); err != nil {
-			return false
+	depth, interlace := ihdr[24], ihdr[28]
+	n := int64(cfg.Width) * int64(cfg.Height) * 4
+	if depth == 16 {
+		n *= 2
+	}
+	if interlace != 0 {
+		n *= 2
+	}
+	return n, nil
+}
+
+// jpegDecodeBytes is what image/jpeg allocates for a JPEG: the frame header
+// found as the decoder finds it, then whether the decoder may convert the
+// image to RGB.
+func jpegDecodeBytes(r io.ReadSeeker, cfg image.Config) (int64, error) {
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return 0, ErrBadImage
+	}
+	f, err := readJPEGFrame(bufio.NewReader(r))
+	if err != nil || f.width != cfg.Width || f.height != cfg.Height {
+		return 0, ErrBadImage
+	}
+	rgb := false
+	if len(f.comps) == 3 {
+		rgb = f.comps[0].id == 'R' && f.comps[1].id == 'G' && f.comps[2].id == 'B'
+		if !rgb {
+			if _, err := r.Seek(0, io.SeekStart); err != nil {
+				return 0, ErrBadImage
+			}
+			if rgb, err = adobeRGB(r); err != nil {
+				return 0, ErrBadImage
+			}
 		}
 	}
-	return false
+	return f.decodeBytes(rgb), nil
+}
+
+// jpegFrame is a JPEG's frame header (SOF), what sizes image/jpeg's buffers.
+type jpegFrame struct {
+	progressive   bool
+	width, height int
+	comps         []jpegComp
+}
+
+type jpegComp struct {
+	id   byte
+	h, v int // sampling factors, as the decoder normalises them
+}
+
+var errNoFrame = errors.New("models: no JPEG frame header the decoder would read")
+
+// readJPEGFrame finds the frame header exactly as image/jpeg's decoder does
+// (decoder.decode in Go's image/jpeg/reader.go): any byte that is not a
+// marker's 0xFF is skipped, "\xFF\x00" is skipped, fill bytes and restart
+// markers are skipped, and every other segment before the frame is skipped
+// by its length, however many there are. The first SOF0, SOF1 or SOF2 is the
+// frame: the decoder refuses a second one, and a scan before it. Anything
+// at which the decoder fails before the frame is an error here too, so the
+// frame read here is the one the decoder allocates for. (An earlier reader
+// stopped at the first junk byte or after 1,000 segments, and costed the
+// frame as baseline: a progressive 4:4:4 frame so hidden allocated 4 times
+// its reservation.)
+func readJPEGFrame(r *bufio.Reader) (jpegFrame, error) {
+	var b [2]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil || b[0] != 0xFF || b[1] != 0xD8 {
+		return jpegFrame{}, errNoFrame
+	}
+	for {
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return jpegFrame{}, err
+		}
+		for b[0] != 0xFF {
+			c, err := r.ReadByte()
+			if err != nil {
+				return jpegFrame{}, err
+			}
+			b[0], b[1] = b[1], c
+		}
+		marker := b[1]
+		if marker == 0 {
+			continue
+		}
+		for marker == 0xFF {
+			c, err := r.ReadByte()
+			if err != nil {
+				return jpegFrame{}, err
+			}
+			marker = c
+		}
+		if marker == 0xD9 { // EOI
+			return jpegFrame{}, errNoFrame
+		}
+		if marker >= 0xD0 && marker <= 0xD7 { // RSTn: no length
+			continue
+		}
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return jpegFrame{}, err
+		}
+		n := (int(b[0])<<8 | int(b[1])) - 2
+		if n < 0 {
+			return jpegFrame{}, errNoFrame
+		}
+		switch {
+		case marker == 0xC0 || marker == 0xC1 || marker == 0xC2:
+			return readSOF(r, n, marker == 0xC2)
+		case marker == 0xC4 || marker == 0xDB || marker == 0xDD || marker >= 0xE0 && marker <= 0xEF || marker == 0xFE:
+			// DHT, DQT, DRI, APPn, COM: the decoder reads exactly n bytes
+			// of each, or fails.
+			if _, err := r.Discard(n); err != nil {
+				return jpegFrame{}, err
+			}
+		default: // SOS, other frame types, unknown markers: the decoder fails
+			return jpegFrame{}, errNoFrame
+		}
+	}
+}
+
+// readSOF reads a frame header's n bytes with the checks of image/jpeg's
+// processSOF that bound the sampling factors (1, 2 or 4; the supported
+// subsamplings), normalising a grey frame's factors to 1×1 as it does.
+func readSOF(r io.Reader, n int, progressive bool) (jpegFrame, error) {
+	f := jpegFrame{progressive: progressive}
+	nComp := map[int]int{6 + 3*1: 1, 6 + 3*3: 3, 6 + 3*4: 4}[n]
+	if nComp == 0 {
+		return f, errNoFrame
+	}
+	t := make([]byte, n)
+	if _, err := io.ReadFull(r, t); err != nil {
+		return f, err
+	}
+	if t[0] != 8 || int(t[5]) != nComp {
+		return f, errNoFrame
+	}
+	f.height, f.width = int(t[1])<<8|int(t[2]), int(t[3])<<8|int(t[4])
+	for i := range nComp {
+		hv := t[7+3*i]
+		h, v := int(hv>>4), int(hv&0x0F)
+		if h < 1 || h > 4 || v < 1 || v > 4 || h == 3 || v == 3 {
+			return f, errNoFrame
+		}
+		ok := true
+		switch {
+		case nComp == 1:
+			h, v = 1, 1
+		case nComp == 3 && i == 0:
+			ok = v != 4
+		case nComp == 3 && i == 1:
+			ok = f.comps[0].h%h == 0 && f.comps[0].v%v == 0
+		case nComp == 3 && i == 2:
+			ok = f.comps[1].h == h && f.comps[1].v == v
+		case nComp == 4 && i == 0:
+			ok = hv == 0x11 || hv == 0x22
+		case nComp == 4 && i < 3:
+			ok = hv == 0x11
+		case nComp == 4:
+			ok = f.comps[0].h == h && f.comps[0].v == v
+		}
+		if !ok {
+			return f, errNoFrame
+		}
+		f.comps = append(f.comps, jpegComp{id: t[6+3*i], h: h, v: v})
+	}
+	return f, nil
+}
+
+// decodeBytes is what image/jpeg allocates to decode the frame (makeImg and
+// processSOS in scan.go, convertToRGB and applyBlack in reader.go): the
+// planes, rounded up to whole MCUs (a Y plane, two chroma planes at the
+// frame's subsampling, a K plane for four components); a progressive
+// frame's coefficients, a 256-byte block per 8×8 of each component at its
+// sampling; and a 4-byte-a-pixel image, which four components are always
+// converted into and three are when rgb.
+func (f jpegFrame) decodeBytes(rgb bool) int64 {
+	c0 := f.comps[0]
+	mxx := int64((f.width + 8*c0.h - 1) / (8 * c0.h))
+	myy := int64((f.height + 8*c0.v - 1) / (8 * c0.v))
+	pw, ph := 8*int64(c0.h)*mxx, 8*int64(c0.v)*myy
+	n := pw * ph
+	if len(f.comps) > 1 {
+		c1 := f.comps[1]
+		n += 2 * (pw / int64(c0.h/c1.h)) * (ph / int64(c0.v/c1.v))
+	}
+	converted := int64(f.width) * int64(f.height) * 4
+	switch {
+	case len(f.comps) == 4:
+		n += pw*ph + converted
+	case len(f.comps) == 3 && rgb:
+		n += converted
+	}
+	if f.progressive {
+		for _, c := range f.comps {
+			n += mxx * myy * int64(c.h*c.v) * 256
+		}
+	}
+	return n
+}
+
+// adobeRGB reports whether r holds, anywhere, the bytes of an Adobe APP14
+// segment whose transform is 0 ("unknown"), with which image/jpeg decodes
+// three components as RGB and converts them into a second, RGBA image. The
+// decoder reads such a segment wherever it meets one, after the frame and
+// between scans too, so every byte is looked at: a match the decoder never
+// parses (inside entropy-coded data, say) only over-reserves.
+func adobeRGB(r io.Reader) (bool, error) {
+	const span = 16 // FF EE, the length, the 12 bytes processApp14Marker reads
+	buf := make([]byte, 64<<10)
+	have := 0
+	for {
+		n, err := io.ReadFull(r, buf[have:])
+		have += n
+		data := buf[:have]
+		for i := 0; ; i++ {
+			j := bytes.Index(data[i:], []byte{0xFF, 0xEE})
+			if j < 0 {
+				break
+			}
+			i += j
+			if i+span > len(data) {
+				break // looked at again with the next bytes
+			}
+			if string(data[i+4:i+9]) == "Adobe" && data[i+15] == 0 {
+				return true, nil
+			}
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		keep := min(span-1, have)
+		copy(buf, data[have-keep:])
+		have = keep
+	}
 }

@@ -36,8 +36,9 @@ const (
 	MaxOriginalDim = 2048       // longer side of the stored original
 	ThumbnailDim   = 320        // longer side of the thumbnail
 	// MaxDecodeBytes caps the memory one image may take to decode and scale
-	// (ImageHeader.DecodeBytes): a progressive or 16-bit image needs several
-	// times the bytes per pixel of a baseline JPEG, so its pixel limit is lower.
+	// (ImageHeader.DecodeBytes): a progressive, RGB or CMYK JPEG or a 16-bit
+	// or interlaced PNG needs several times the bytes per pixel of a baseline
+	// YCbCr JPEG, so its pixel limit is lower.
 	MaxDecodeBytes = 240 << 20
 )
 
@@ -45,7 +46,7 @@ const (
 var (
 	ErrNotImage      = errors.New("the file is not a JPEG or PNG image")
 	ErrTooManyPixels = fmt.Errorf("the image has more than %d megapixels", MaxPixels/1_000_000)
-	ErrTooCostly     = errors.New("the image needs too much memory to process (a progressive JPEG or a 16-bit PNG of this size); save it as a baseline JPEG or with fewer pixels")
+	ErrTooCostly     = errors.New("the image needs too much memory to process (a progressive or RGB/CMYK JPEG, or a 16-bit or interlaced PNG, of this size); save it as a baseline YCbCr JPEG or with fewer pixels")
 	ErrBadImage      = errors.New("the image could not be read (damaged or truncated?)")
 )
 
