@@ -1,6 +1,7 @@
 package models
 
 import (
+	"bufio"
 	"bytes"
 	"compress/zlib"
 	"encoding/binary"
@@ -132,8 +133,9 @@ func TestReadImageHeaderEstimatesTheDecodeMemory(t *testing.T) {
 	}{
 		{"a 36 MP baseline JPEG", jpegHeader(t, 6000, 6000, false), nil, 36_000_000 * 3},
 		{"a 36 MP progressive JPEG", jpegHeader(t, 6000, 6000, true), ErrTooCostly, 0},
-		// image/jpeg's encoder writes 4:2:0: 1.5 bytes a pixel of planes, 6 of coefficients.
-		{"a 12 MP progressive 4:2:0 JPEG", jpegHeader(t, 4000, 3000, true), nil, 12_000_000 * (1.5 + 6)},
+		// image/jpeg's encoder writes 4:2:0: 6 bytes a pixel of coefficients,
+		// the planes reserved at 3 (their 4:4:4 size).
+		{"a 12 MP progressive 4:2:0 JPEG", jpegHeader(t, 4000, 3000, true), nil, 12_000_000 * (3 + 6)},
 		{"a 12 MP progressive 4:4:4 JPEG", craftJPEG(ycc444(0xC2, 4000, 3000)), nil, 12_000_000 * (3 + 12)},
 		{"a 20 MP progressive 4:4:4 JPEG", craftJPEG(ycc444(0xC2, 5000, 4000)), ErrTooCostly, 0},
 		{"a 39 MP 8-bit RGB PNG", pngHeader(6200, 6200, 8, 2), nil, 6200 * 6200 * 4},
@@ -384,14 +386,12 @@ func TestJPEGFrameCostIsWhatTheDecoderAllocates(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			data := craftJPEG(tt.spec)
-			cfg, err := jpeg.DecodeConfig(bytes.NewReader(data))
+			f, err := readJPEGFrame(bufio.NewReader(bytes.NewReader(data)))
 			if err != nil {
 				t.Fatal(err)
 			}
-			cost, err := jpegDecodeBytes(bytes.NewReader(data), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			rgb := tt.spec.adobe == 0 || string(tt.spec.ids) == "RGB"
+			cost := f.decodeBytes(rgb)
 			var derr error
 			n := int64(allocated(func() { _, derr = jpeg.Decode(bytes.NewReader(data)) }))
 			if derr != nil {
