@@ -6,6 +6,14 @@
 //
 //	go run ./scripts/uploadmem --url http://127.0.0.1:18080 --kind jpeg
 //	go run ./scripts/uploadmem --url http://127.0.0.1:18080 --kind png-bomb
+//	go run ./scripts/uploadmem --url http://127.0.0.1:18080 --kind jpeg-progressive-com
+//
+// The jpeg-progressive-* kinds are crafted to dodge the decode budget (issue
+// 31): a 40 MP progressive 4:4:4 frame behind 1,001 COM segments, or behind
+// one junk byte, which an earlier header reader costed as baseline;
+// jpeg-progressive-12mp is one the budget admits. It prints what
+// models.ReadImageHeader reserves for the file, so the server's growth can be
+// held against the reservations.
 package main
 
 import (
@@ -28,11 +36,15 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"flickrkillr/models"
 )
 
 func main() {
 	base := flag.String("url", "http://127.0.0.1:8080", "the server (local only)")
-	kind := flag.String("kind", "jpeg", "jpeg: a ~10 MB JPEG of ~40 MP; png-bomb: a ~150 KB PNG that decodes to ~40 MP")
+	kind := flag.String("kind", "jpeg", "jpeg: a ~10 MB JPEG of ~40 MP; png-bomb: a ~150 KB PNG that decodes to ~40 MP; "+
+		"jpeg-progressive-com, jpeg-progressive-junk: a 40 MP progressive 4:4:4 JPEG behind 1,001 COM segments or a junk byte; "+
+		"jpeg-progressive-12mp: a 12 MP progressive 4:4:4 JPEG")
 	conc := flag.Int("concurrency", 20, "uploads at once")
 	rounds := flag.Int("rounds", 3, "rounds of uploads")
 	flag.Parse()
@@ -51,6 +63,11 @@ func main() {
 
 	file, name := makeFile(*kind)
 	fmt.Printf("file: %s, %d bytes\n", name, len(file))
+	if h, err := models.ReadImageHeader(bytes.NewReader(file)); err != nil {
+		fmt.Printf("header: refused before decoding (%v)\n", err)
+	} else {
+		fmt.Printf("header: %dx%d, reserves %d MiB of the decode budget\n", h.Width, h.Height, h.DecodeBytes>>20)
+	}
 
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar, Timeout: 120 * time.Second,
@@ -130,8 +147,8 @@ func main() {
 		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 		fmt.Printf("  status %d: %d (latency p50 %v, max %v)\n", k, codes[k], ds[len(ds)/2].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond))
 	}
-	fmt.Printf("server RSS: %d MiB before, peak %d MiB sampled, VmHWM %d MiB (peak since the server started)\n",
-		startRSS>>20, peak.Load()>>20, hwm(hz.PID)>>20)
+	fmt.Printf("server RSS: %d MiB before, peak %d MiB sampled (growth %d MiB), VmHWM %d MiB (peak since the server started)\n",
+		startRSS>>20, peak.Load()>>20, (peak.Load()-startRSS)>>20, hwm(hz.PID)>>20)
 }
 
 func makeFile(kind string) ([]byte, string) {
@@ -167,9 +184,40 @@ func makeFile(kind string) ([]byte, string) {
 			}
 		}
 		fail("could not fit the JPEG under 10 MB")
+	case "jpeg-progressive-com":
+		return progressiveJPEG(7300, 5470, bytes.Repeat([]byte{0xFF, 0xFE, 0x00, 0x02}, 1001)), "com.jpg"
+	case "jpeg-progressive-junk":
+		return progressiveJPEG(7300, 5470, []byte{0x00}), "junk.jpg"
+	case "jpeg-progressive-12mp":
+		return progressiveJPEG(4000, 3000, nil), "prog.jpg"
 	}
-	fail("--kind is jpeg or png-bomb")
+	fail("--kind is jpeg, png-bomb, jpeg-progressive-com, jpeg-progressive-junk or jpeg-progressive-12mp")
 	return nil, ""
+}
+
+// progressiveJPEG is a w×h progressive 4:4:4 JPEG of flat grey that
+// image/jpeg decodes: prefix goes between the quantisation table and the
+// frame header (after SOI it would fail the content sniffing), then one DC
+// scan in which every block is a one-bit zero difference, which is all the
+// decoder needs to allocate the three components' coefficients (a 40 MP file
+// is about 0.6 MB). models' craftJPEG test helper writes the same files.
+func progressiveJPEG(w, h int, prefix []byte) []byte {
+	var b bytes.Buffer
+	seg := func(marker byte, payload []byte) {
+		b.Write([]byte{0xFF, marker, byte((len(payload) + 2) >> 8), byte(len(payload) + 2)})
+		b.Write(payload)
+	}
+	b.Write([]byte{0xFF, 0xD8})
+	seg(0xDB, append([]byte{0}, bytes.Repeat([]byte{1}, 64)...))
+	b.Write(prefix)
+	seg(0xC2, []byte{8, byte(h >> 8), byte(h), byte(w >> 8), byte(w), 3, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0})
+	oneCode := append([]byte{1}, make([]byte, 15)...) // one code of length 1: DC category 0
+	seg(0xC4, append(append([]byte{0x00}, oneCode...), 0x00))
+	seg(0xDA, []byte{3, 1, 0x00, 2, 0x00, 3, 0x00, 0, 0, 0})
+	mcus := (w + 7) / 8 * ((h + 7) / 8)
+	b.Write(make([]byte, (mcus*3+7)/8+2))
+	b.Write([]byte{0xFF, 0xD9})
+	return b.Bytes()
 }
 
 // rss and hwm read VmRSS and VmHWM (bytes) from /proc/<pid>/status.
