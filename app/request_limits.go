@@ -47,6 +47,7 @@ type limits struct {
 	decode     *semaphore.Weighted // bytes of decoded images in memory
 	decodeWait time.Duration
 	admission  *guard.Gate         // requests worked on at once, and the line before them
+	signIns    *guard.Gate         // sign-ins and sign-ups worked on at once: their own budget
 	bodies     *semaphore.Weighted // bytes of form bodies being read (readBody)
 	bodyWait   time.Duration       // how long a form body may take to arrive
 }
@@ -63,6 +64,18 @@ const (
 	minInFlight     = 16
 	admitLine       = 4096
 	admitWait       = 30 * time.Second
+)
+
+// Sign-ins and sign-ups have a budget of their own, apart from the pages':
+// half the cores' worth at once (bcrypt is pure CPU, so one at a time per
+// two cores takes half the CPU at most), a short line, and a quick 503
+// with Retry-After for the rest (shedSignIn). A log-in storm is shed on
+// its own routes while the pages keep the other half of the machine: with
+// bcrypt on every core (the gate alone, 2 at a time on 2 cores), the pages
+// got what was left (docs/reliability.md, issue 36).
+const (
+	signInLine = 8
+	signInWait = time.Second
 )
 
 // failureThrottle counts failures per key: a guard.Throttle in the
@@ -107,6 +120,7 @@ func newLimits() *limits {
 		decode:     semaphore.NewWeighted(decodeBudget),
 		decodeWait: 2 * time.Second,
 		admission:  guard.NewGate(max(minInFlight, inFlightPerCore*runtime.GOMAXPROCS(0)), admitLine, admitWait),
+		signIns:    guard.NewGate(max(1, runtime.GOMAXPROCS(0)/2), signInLine, signInWait),
 		bodies:     semaphore.NewWeighted(bodyBudget),
 		bodyWait:   bodyWait,
 	}
@@ -226,23 +240,33 @@ func (a *App) cleanParams(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // admit makes a request wait its turn (admission) before its deadline
-// starts. Not in line: the health checks (a load balancer must hear at
-// once), the stylesheet, uploads, whose bodies may take half a minute to
-// arrive and whose work the decode budget bounds, and sign-ins, whose
-// bcrypt the sign-in gate bounds (in line, log-ins waiting for bcrypt held
-// the turns of the pages: 87 req/s instead of thousands). A request refused
-// past the line (or after admitWait) is a 503: an error, never shed.
+// starts. Its body is already read (readBody): a turn is a request being
+// served. Sign-ins and sign-ups take a turn of their own budget
+// (lim.signIns), never the pages': in the pages' line, log-ins waiting for
+// bcrypt held the pages' turns (87 req/s instead of thousands); refused, they
+// are shed (503, Retry-After, X-Shed). Not in any line: the health checks
+// (a load balancer must hear at once), the stylesheet, and uploads, whose
+// bodies may take half a minute to arrive and whose work the decode budget
+// bounds. A page refused past the line (or after admitWait) is a 503: an
+// error, never shed.
 func (a *App) admit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		p := c.Request().URL.Path
-		if p == "/healthz" || p == "/readyz" || strings.HasPrefix(p, "/static/") || isUpload(c.Request()) || isSignIn(c.Request()) {
+		req := c.Request()
+		p := req.URL.Path
+		if p == "/healthz" || p == "/readyz" || strings.HasPrefix(p, "/static/") || isUpload(req) {
 			return next(c)
 		}
-		release, ok := a.lim.admission.Enter(c.Request().Context())
-		if !ok {
-			if c.Request().Context().Err() != nil {
-				return c.Request().Context().Err() // the client went away while in line
-			}
+		gate := a.lim.admission
+		if isSignIn(req) {
+			gate = a.lim.signIns
+		}
+		release, ok := gate.Enter(req.Context())
+		switch {
+		case !ok && req.Context().Err() != nil:
+			return req.Context().Err() // the client went away while in line
+		case !ok && gate == a.lim.signIns:
+			return shedSignIn(c)
+		case !ok:
 			return unavailable(c, 5, "The site has more visitors than it can serve right now. Please try again in a few seconds.", nil)
 		}
 		defer release()
