@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"gorm.io/gorm"
@@ -71,8 +72,21 @@ func (f *FailureCounts) Fail(ctx context.Context, key string) error {
 	if err != nil {
 		return fmt.Errorf("models: count failure: %w", err)
 	}
+	// Nothing sweeps the table at stage 0 (a child lives too briefly for
+	// a ticker), so about one failure in sweepEvery removes the counts
+	// whose window has ended: the rows stay about as many as the keys
+	// that failed within a window.
+	if rand.IntN(sweepEvery) == 0 {
+		err := f.db.WithContext(ctx).Exec(`DELETE FROM sessions WHERE starts_with(token, ?) AND expiry <= now()`,
+			failurePrefix).Error
+		if err != nil {
+			return fmt.Errorf("models: sweep failures: %w", err)
+		}
+	}
 	return nil
 }
+
+const sweepEvery = 100
 
 // Reset forgets key's failures (a successful log-in).
 func (f *FailureCounts) Reset(ctx context.Context, key string) error {

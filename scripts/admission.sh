@@ -9,7 +9,8 @@
 #                comment form at one byte a second, logged in as user1
 #                (scripts/trickle);
 #   signin-storm beside $STORM (256) users signing in in a loop (the load
-#                tool's signin-storm scenario, a second loadtest process).
+#                tool's signin-storm scenario, a second loadtest process),
+#                started once the browsers are signed in (their window open).
 # For each it prints the browsers' requests, errors, p50 and p99, and for the
 # storm its sign-ins (303), shed and errors. BIN names another build to
 # measure (default: this checkout's, built here). Usage:
@@ -77,12 +78,17 @@ for mode in "${modes[@]}"; do
       summary slow-bodies "$tmp/slow.json"
       echo "                $(tail -1 "$tmp/trickle.txt")" ;;
     signin-storm)
+      # The browsers sign in first (alone, as in the run alone); the storm
+      # starts when their measured window opens, and stops after it.
+      browse "$tmp/beside.json" &
+      browse_pid=$!
+      for _ in $(seq 600); do grep -q "req/s" "$tmp/beside.json.txt" 2>/dev/null && break; sleep 0.1; done
       "$lt" loadtest --url "$url" --scenario signin-storm --concurrency "$storm" --duration "$((secs + 30))s" --json "$tmp/storm.json" >"$tmp/storm.txt" 2>&1 &
       side_pid=$!
-      sleep 5 # the storm under way
-      browse "$tmp/beside.json"
+      wait "$browse_pid"
       kill -INT "$side_pid" 2>/dev/null || true; wait "$side_pid" 2>/dev/null || true; side_pid=""
-      summary signin-storm "$tmp/beside.json" "$tmp/storm.json" ;;
+      summary signin-storm "$tmp/beside.json" "$tmp/storm.json"
+      [ -z "${VERBOSE:-}" ] || cat "$tmp/beside.json.txt" "$tmp/storm.txt" ;;
     *) echo "admission.sh: no mode $mode (alone, slow-bodies, signin-storm)" >&2; exit 2 ;;
   esac
 done
