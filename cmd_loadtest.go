@@ -33,7 +33,7 @@ func loadtestFlags(fs *flag.FlagSet, o *loadtest.Options) {
 	fs.IntVar(&o.Concurrency, "concurrency", 32, "virtual users (closed loop) or requests in flight at most (open loop)")
 	fs.Float64Var(&o.Rate, "rate", 0, "open loop: actions per second on a fixed schedule (0: closed loop)")
 	fs.DurationVar(&o.ThinkTime, "think", 0, "closed loop: pause between a user's actions")
-	fs.StringVar(&o.Scenario, "scenario", "browse", "browse (the photo-site mix), static (a trivial endpoint, for comparing with wrk),\nupload (12-megapixel JPEG uploads by seeded users, deleted at the end), or connections (loadtest only, C10K: browse alone, beside --connections idle ones, alone again)")
+	fs.StringVar(&o.Scenario, "scenario", "browse", "browse (the photo-site mix), static (a trivial endpoint, for comparing with wrk),\nupload (12-megapixel JPEG uploads by seeded users, deleted at the end), signin-storm (every user signs in\nin a loop: run it beside a browse run, scripts/signin-storm.sh), or connections (loadtest only, C10K: browse alone, beside --connections idle ones, alone again)")
 	fs.StringVar(&o.Password, "password", seed.Password, "password of the seeded users")
 	fs.Uint64Var(&o.Seed, "seed", 1, "random seed of the virtual users' choices")
 	fs.Float64Var(&o.Anonymous, "anonymous", 0, "the share of virtual users (0 to 1) who browse without an account: the browse mix's reads\n(home, photos, users, tags and their older pages; routes anon-…), no log-in, no writes")

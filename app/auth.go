@@ -1,6 +1,8 @@
 package app
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -85,7 +87,7 @@ func (a *App) loginPost(c echo.Context) error {
 		f.Errors.add("Password", "That user name and password do not match.")
 		return a.render(c, http.StatusUnprocessableEntity, "login", "Log in", f)
 	}
-	a.lim.names.Reset("login:" + f.Name)
+	a.lim.names.Reset(nameKey("login", f.Name))
 	if err := a.startSession(c, u); err != nil {
 		return err
 	}
@@ -104,7 +106,7 @@ func (a *App) logoutPost(c echo.Context) error {
 // address is the TCP peer's (echo's ExtractIPDirect, set in routes.go):
 // X-Forwarded-For is not trusted, or every request could claim a new one.
 func (a *App) throttled(c echo.Context, action, name string) error {
-	wait, blocked := a.lim.names.Blocked(action + ":" + name)
+	wait, blocked := a.lim.names.Blocked(nameKey(action, name))
 	if w, b := a.lim.addrs.Blocked(action + ":" + c.RealIP()); b {
 		wait, blocked = max(wait, w), true
 	}
@@ -117,10 +119,24 @@ func (a *App) throttled(c echo.Context, action, name string) error {
 		fmt.Sprintf("Too many failed attempts. Please wait %d minutes and try again.", minutes))
 }
 
+// nameKey is the throttle key of an account name at action. A name too long
+// to be an account (a sign-up may send 64 KiB of one) is kept as its hash:
+// a throttle holds small keys, in memory, in Redis or in a database index.
+func nameKey(action, name string) string {
+	if len(name) > maxKeyName {
+		sum := sha256.Sum256([]byte(name))
+		name = "#" + hex.EncodeToString(sum[:16])
+	}
+	return action + ":" + name
+}
+
+// maxKeyName is longer than any valid account name (30 bytes).
+const maxKeyName = 64
+
 // failed counts a failure of action for the account name and the address.
 func (a *App) failed(c echo.Context, action, name string) {
 	if name != "" {
-		a.lim.names.Fail(action + ":" + name)
+		a.lim.names.Fail(nameKey(action, name))
 	}
 	a.lim.addrs.Fail(action + ":" + c.RealIP())
 }

@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"errors"
 	"mime"
+	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -44,7 +46,10 @@ type limits struct {
 	bcrypt     *guard.Gate
 	decode     *semaphore.Weighted // bytes of decoded images in memory
 	decodeWait time.Duration
-	admission  *guard.Gate // requests worked on at once, and the line before them
+	admission  *guard.Gate         // requests worked on at once, and the line before them
+	signIns    *guard.Gate         // sign-ins and sign-ups worked on at once: their own budget
+	bodies     *semaphore.Weighted // bytes of form bodies being read (readBody)
+	bodyWait   time.Duration       // how long a form body may take to arrive
 }
 
 // Admission at the front: at most inFlightPerCore requests per core are
@@ -59,6 +64,18 @@ const (
 	minInFlight     = 16
 	admitLine       = 4096
 	admitWait       = 30 * time.Second
+)
+
+// Sign-ins and sign-ups have a budget of their own, apart from the pages':
+// half the cores' worth at once (bcrypt is pure CPU, so one at a time per
+// two cores takes half the CPU at most), a short line, and a quick 503
+// with Retry-After for the rest (shedSignIn). A log-in storm is shed on
+// its own routes while the pages keep the other half of the machine: with
+// bcrypt on every core (the gate alone, 2 at a time on 2 cores), the pages
+// got what was left (docs/reliability.md, issue 36).
+const (
+	signInLine = 8
+	signInWait = time.Second
 )
 
 // failureThrottle counts failures per key: a guard.Throttle in the
@@ -78,6 +95,14 @@ const (
 	failureWindow   = 15 * time.Minute
 )
 
+// Form bodies are read before admission (readBody): each within bodyWait
+// (64 KiB at a modem's 5 KB/s takes 13 s), all of them together within
+// bodyBudget bytes, a thousand of the largest forms at once.
+const (
+	bodyWait   = 15 * time.Second
+	bodyBudget = 64 << 20
+)
+
 // decodeBudget is how many bytes of decoded pixels all uploads together may
 // hold; with the scaling buffers and the garbage collector's headroom the
 // process stays well under 1 GiB (docs/reliability.md has the figure).
@@ -95,6 +120,9 @@ func newLimits() *limits {
 		decode:     semaphore.NewWeighted(decodeBudget),
 		decodeWait: 2 * time.Second,
 		admission:  guard.NewGate(max(minInFlight, inFlightPerCore*runtime.GOMAXPROCS(0)), admitLine, admitWait),
+		signIns:    guard.NewGate(max(1, runtime.GOMAXPROCS(0)/2), signInLine, signInWait),
+		bodies:     semaphore.NewWeighted(bodyBudget),
+		bodyWait:   bodyWait,
 	}
 }
 
@@ -108,30 +136,93 @@ func isSignIn(r *http.Request) bool {
 	return r.Method == http.MethodPost && (r.URL.Path == "/login" || r.URL.Path == "/signup")
 }
 
-// capBodies reads at most maxFormBytes of any body but the upload's, and
-// refuses multipart there: otherwise Request.FormValue would parse up to
-// 32 MiB and spill files to temporary files for a log-in form. The form is
-// parsed here, so that a body over the cap is a 413 and never half a form.
-func (a *App) capBodies(next echo.HandlerFunc) echo.HandlerFunc {
+// readBody reads the form of a request before it takes its turn
+// (admission), so that the turns count requests being served, never bodies
+// being trickled in: sixteen connections sending a comment at a byte a
+// second held every turn of a 2-core server until their bodies were in
+// (issue 31). Here a slow body costs its own connection and goroutine, for
+// at most bodyWait (then a 408), and a bounded share of memory: the
+// bodies read at once hold at most bodyBudget bytes, past which a form is
+// a quick 503.
+//
+// It reads at most maxFormBytes of any body but the upload's (whose body
+// the handler streams, after the log-in check, bounded by the decode
+// budget), and refuses multipart there: otherwise Request.FormValue would
+// parse up to 32 MiB and spill files to temporary files for a log-in form.
+// The form is parsed here, so that a body over the cap is a 413 and never
+// half a form. A state-changing form that needs a log-in (every POST but
+// the sign-in forms) and carries no session cookie is refused before a
+// byte of its body is read: an anonymous client cannot make the server
+// wait for one.
+func (a *App) readBody(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
+		if req.Method == http.MethodPost && !isSignIn(req) && !a.hasSessionCookie(req) {
+			dropBody(c)
+			return echo.NewHTTPError(http.StatusUnauthorized, "Please log in first.")
+		}
 		if isUpload(req) || req.Body == nil || req.Body == http.NoBody {
 			return next(c)
 		}
 		if mt, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType)); strings.HasPrefix(mt, "multipart/") {
 			return echo.NewHTTPError(http.StatusUnsupportedMediaType, "This form does not take file uploads.")
 		}
+		if req.ContentLength > maxFormBytes {
+			dropBody(c)
+			return echo.NewHTTPError(http.StatusRequestEntityTooLarge, "That form is too large.")
+		}
 		req.Body = http.MaxBytesReader(c.Response(), req.Body, maxFormBytes)
-		if req.Method == http.MethodPost {
-			if err := req.ParseForm(); err != nil {
-				if isTooLarge(err) {
-					return echo.NewHTTPError(http.StatusRequestEntityTooLarge, "That form is too large.")
-				}
-				return echo.NewHTTPError(http.StatusBadRequest, "The form could not be read; please try again.")
+		if req.Method != http.MethodPost {
+			return next(c)
+		}
+		size := int64(maxFormBytes) // a chunked body may be up to the cap
+		if req.ContentLength >= 0 {
+			size = req.ContentLength
+		}
+		if !a.lim.bodies.TryAcquire(size) {
+			return unavailable(c, 1, "The site has more visitors than it can serve right now. Please try again in a few seconds.", nil)
+		}
+		defer a.lim.bodies.Release(size)
+		// A read deadline for the body alone; the connection's next request
+		// gets the server's own again. A writer that cannot set one (a
+		// test recorder, CGI) reads without.
+		rc := http.NewResponseController(c.Response())
+		if rc.SetReadDeadline(time.Now().Add(a.lim.bodyWait)) == nil {
+			defer rc.SetReadDeadline(time.Time{})
+		}
+		if err := req.ParseForm(); err != nil {
+			var ne net.Error
+			switch {
+			case isTooLarge(err):
+				return echo.NewHTTPError(http.StatusRequestEntityTooLarge, "That form is too large.")
+			case errors.As(err, &ne) && ne.Timeout():
+				dropBody(c)
+				return echo.NewHTTPError(http.StatusRequestTimeout, "The form took too long to arrive; please try again.")
 			}
+			return echo.NewHTTPError(http.StatusBadRequest, "The form could not be read; please try again.")
 		}
 		return next(c)
 	}
+}
+
+// dropBody makes the answer to a request whose body is not wanted the
+// connection's last, and reads none of that body: net/http would otherwise
+// read what is left of it (up to 256 KiB) before answering, or after, to
+// reuse the connection, as slowly as the client sends it.
+func dropBody(c echo.Context) {
+	if c.Request().ContentLength == 0 {
+		return
+	}
+	c.Response().Header().Set(echo.HeaderConnection, "close")
+	_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now())
+}
+
+// hasSessionCookie says whether the request carries a session cookie at all
+// (not whether the session is valid: requireLogin decides that, after its
+// turn).
+func (a *App) hasSessionCookie(r *http.Request) bool {
+	ck, err := r.Cookie(a.sessions.Cookie.Name)
+	return err == nil && ck.Value != ""
 }
 
 // cleanParams answers 404 for a route parameter that no user, tag or photo
@@ -149,23 +240,33 @@ func (a *App) cleanParams(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // admit makes a request wait its turn (admission) before its deadline
-// starts. Not in line: the health checks (a load balancer must hear at
-// once), the stylesheet, uploads, whose bodies may take half a minute to
-// arrive and whose work the decode budget bounds, and sign-ins, whose
-// bcrypt the sign-in gate bounds (in line, log-ins waiting for bcrypt held
-// the turns of the pages: 87 req/s instead of thousands). A request refused
-// past the line (or after admitWait) is a 503: an error, never shed.
+// starts. Its body is already read (readBody): a turn is a request being
+// served. Sign-ins and sign-ups take a turn of their own budget
+// (lim.signIns), never the pages': in the pages' line, log-ins waiting for
+// bcrypt held the pages' turns (87 req/s instead of thousands); refused, they
+// are shed (503, Retry-After, X-Shed). Not in any line: the health checks
+// (a load balancer must hear at once), the stylesheet, and uploads, whose
+// bodies may take half a minute to arrive and whose work the decode budget
+// bounds. A page refused past the line (or after admitWait) is a 503: an
+// error, never shed.
 func (a *App) admit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		p := c.Request().URL.Path
-		if p == "/healthz" || p == "/readyz" || strings.HasPrefix(p, "/static/") || isUpload(c.Request()) || isSignIn(c.Request()) {
+		req := c.Request()
+		p := req.URL.Path
+		if p == "/healthz" || p == "/readyz" || strings.HasPrefix(p, "/static/") || isUpload(req) {
 			return next(c)
 		}
-		release, ok := a.lim.admission.Enter(c.Request().Context())
-		if !ok {
-			if c.Request().Context().Err() != nil {
-				return c.Request().Context().Err() // the client went away while in line
-			}
+		gate := a.lim.admission
+		if isSignIn(req) {
+			gate = a.lim.signIns
+		}
+		release, ok := gate.Enter(req.Context())
+		switch {
+		case !ok && req.Context().Err() != nil:
+			return req.Context().Err() // the client went away while in line
+		case !ok && gate == a.lim.signIns:
+			return shedSignIn(c)
+		case !ok:
 			return unavailable(c, 5, "The site has more visitors than it can serve right now. Please try again in a few seconds.", nil)
 		}
 		defer release()

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -256,4 +257,78 @@ func TestRequestsPastTheInFlightLimitWaitTheirTurn(t *testing.T) {
 	}
 	release()
 	mustStatus(t, <-answered, http.StatusOK)
+}
+
+// trickle opens a connection that sends a comment form's headers, with a
+// 64 KiB Content-Length, and a few bytes of its body, then nothing more
+// (a byte a second would be the same to the server): issue 31's slow body.
+// cookie, when not empty, is the session cookie it carries.
+func trickle(t *testing.T, base, cookie string) net.Conn {
+	t.Helper()
+	u, _ := url.Parse(base)
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	hdr := "POST /photos/1/comments HTTP/1.1\r\nHost: " + u.Host + "\r\n" +
+		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 65536\r\n"
+	if cookie != "" {
+		hdr += "Cookie: " + sessionCookieName + "=" + cookie + "\r\n"
+	}
+	if _, err := io.WriteString(conn, hdr+"\r\nbody=sl"); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// A body being trickled in holds no turn of the admission line: with every
+// turn's worth of slow comment forms open (logged in, so that they get as
+// far as a form can), a page is still served at once, where it used to wait
+// in line behind them and be refused (issue 31). A slow body ends in a 408
+// after bodyWait, and an anonymous form that needs a log-in is refused
+// before its body is read.
+func TestSlowBodiesHoldNoTurn(t *testing.T) {
+	ta := newTestApp(t, DefaultStage())
+	const turns = 2
+	ta.lim.admission = guard.NewGate(turns, 10, 300*time.Millisecond) // a short line: a held turn shows as a 503
+	ta.lim.bodyWait = 2 * time.Second
+	writer := ta.browser(t)
+	writer.signup("slowpoke")
+	cookie := writer.cookie(sessionCookieName)
+	if cookie == "" {
+		t.Fatal("no session cookie after sign-up")
+	}
+
+	var slow []net.Conn
+	for range turns {
+		slow = append(slow, trickle(t, ta.srv.URL, cookie))
+	}
+	time.Sleep(200 * time.Millisecond) // the server has their headers and waits for their bodies
+	mustStatus(t, ta.browser(t).get("/"), http.StatusOK)
+
+	// The slow bodies are cut off after bodyWait: a 408, connection closed.
+	for _, conn := range slow {
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("slow body: %v", err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusRequestTimeout {
+			t.Fatalf("slow body: status %d, want 408", res.StatusCode)
+		}
+	}
+
+	// Anonymous: refused on its headers, its body never awaited.
+	conn := trickle(t, ta.srv.URL, "")
+	conn.SetReadDeadline(time.Now().Add(time.Second)) // well before bodyWait
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("anonymous slow body: %v", err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("anonymous slow body: status %d, want 401", res.StatusCode)
+	}
 }

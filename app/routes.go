@@ -21,9 +21,10 @@ func (a *App) routes() *echo.Echo {
 	e.IPExtractor = a.front.IPExtractor
 	e.HTTPErrorHandler = a.httpError
 	e.Use(a.observe, a.recoverPanics, a.logRequests, a.securityHeaders, a.crossOriginProtection)
-	// Limits before any handler (request_limits.go): a turn (the admission
-	// line), then a deadline, a small body, clean parameters.
-	e.Use(a.admit, a.requestDeadline, a.capBodies, a.cleanParams)
+	// Limits before any handler (request_limits.go): a small body, read in
+	// full before the request takes a turn (the admission line), then a
+	// deadline, clean parameters.
+	e.Use(a.readBody, a.admit, a.requestDeadline, a.cleanParams)
 
 	// Every page answers HEAD as it answers GET (net/http sends no body), as
 	// monitors and `curl -I` expect.

@@ -96,7 +96,52 @@ func ServeCGIChild(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer done()
+	// The throttles count in the database: a child's memory dies with it,
+	// so an in-memory count never passed one (issue 31: twelve wrong
+	// passwords in a row, all 422). Set here, not as the stage's Throttles
+	// hook, which every later stage would inherit: a long-running server
+	// counts in its own memory again.
+	a.lim.names = dbThrottle{models.NewFailureCounts(a.db, "name:", maxNameFailures, failureWindow), log}
+	a.lim.addrs = dbThrottle{models.NewFailureCounts(a.db, "addr:", maxAddrFailures, failureWindow), log}
 	return cgi.Serve(a)
+}
+
+// dbThrottle is the failureThrottle of a CGI child: models.FailureCounts,
+// each call bounded by a second. When the database does not answer, a
+// key counts as not blocked: the log-in behind it needs the same database
+// and fails on its own, and a throttle that refused every client while
+// the database is slow would be an outage of its own.
+type dbThrottle struct {
+	counts *models.FailureCounts
+	log    *slog.Logger
+}
+
+const dbThrottleTimeout = time.Second
+
+func (t dbThrottle) Blocked(key string) (time.Duration, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), dbThrottleTimeout)
+	defer cancel()
+	wait, blocked, err := t.counts.Blocked(ctx, key)
+	if err != nil {
+		t.log.Warn("throttle", "err", err)
+	}
+	return wait, blocked
+}
+
+func (t dbThrottle) Fail(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), dbThrottleTimeout)
+	defer cancel()
+	if err := t.counts.Fail(ctx, key); err != nil {
+		t.log.Warn("throttle", "err", err)
+	}
+}
+
+func (t dbThrottle) Reset(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), dbThrottleTimeout)
+	defer cancel()
+	if err := t.counts.Reset(ctx, key); err != nil {
+		t.log.Warn("throttle", "err", err)
+	}
 }
 
 // dbSessions keeps sessions in the sessions table and deletes expired rows

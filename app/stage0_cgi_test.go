@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
+	"strconv"
 	"testing"
 
 	"flickrkillr/models/modeltest"
@@ -77,4 +79,37 @@ func TestStage0AnswersEachRequestFromANewProcess(t *testing.T) {
 	res := b.get("/")
 	mustStatus(t, res, http.StatusOK)
 	mustContain(t, res, "Log out", "Stage <strong>0 · cgi")
+}
+
+// Stage 0 throttles log-ins where its children can count: in the database.
+// Each request is a new process, so an in-memory count never reached two
+// (issue 31: twelve wrong passwords, all 422). The 11th wrong password for
+// an account within a minute is a 429, and so is the right one after it.
+func TestStage0ThrottlesLoginsAcrossProcesses(t *testing.T) {
+	need, _ := SchemaFor(0)
+	cfg := Config{DatabaseURL: modeltest.NewDB(t, need), DataDir: t.TempDir(), Stage: 0}
+	h, err := cgiHandler(cfg, slog.Default(), os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Env = append(h.Env, "FLICKRKILLR_TEST_CGI=1")
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	ta := &testApp{srv: srv}
+	ta.browser(t).signup("victim")
+
+	b := ta.browser(t)
+	for range maxNameFailures {
+		res := b.post("/login", url.Values{"name": {"victim"}, "password": {"wrong password"}})
+		mustStatus(t, res, http.StatusUnprocessableEntity)
+	}
+	res := b.post("/login", url.Values{"name": {"victim"}, "password": {"wrong password"}})
+	mustStatus(t, res, http.StatusTooManyRequests)
+	if s, err := strconv.Atoi(res.Header.Get("Retry-After")); err != nil || s < 1 || s > int(failureWindow.Seconds())+1 {
+		t.Fatalf("Retry-After %q, want seconds up to the window", res.Header.Get("Retry-After"))
+	}
+	res = b.post("/login", url.Values{"name": {"victim"}, "password": {"correct horse battery"}})
+	mustStatus(t, res, http.StatusTooManyRequests)
+	// Another account is not affected.
+	ta.browser(t).signup("bystander")
 }

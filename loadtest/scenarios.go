@@ -28,6 +28,9 @@ type scenario struct {
 var scenarios = map[string]scenario{
 	"browse": {setup: browseSetup, login: browseLogin, step: browseStep},
 	"upload": {setup: uploadSetup, login: uploadLogin, step: uploadStep, teardown: uploadTeardown},
+	// signin-storm: every user signs in in a loop (signin.go's stormStep),
+	// to run beside a browse run.
+	"signin-storm": {setup: browseSetup, step: stormStep},
 	// static is the trivial endpoint for comparing this tool with wrk: no
 	// log-in, no cookie jar, the smallest cost per request on both sides.
 	"static": {

@@ -194,3 +194,44 @@ func (vu *vuser) signIn(ctx context.Context, route, path, who string, form url.V
 		}
 	}
 }
+
+// The sign-in storm (scenario "signin-storm"): every user signs in, again
+// and again, as a random seeded user with the right password, waiting after
+// each refusal as a person would (signInWait); nothing else. Its attempts
+// are the route "login": 303s, shed ones (the sign-in gate's 503, counted
+// apart) and errors. Run beside a browse run on the same server, it shows
+// whether a log-in storm takes the pages' share of the server (issue 36:
+// 256 users signing in beside 32 browsing; scripts/signin-storm.sh).
+func stormStep(ctx context.Context, vu *vuser) {
+	b := vu.shared.(*browse)
+	form := url.Values{"name": {"user" + strconv.Itoa(1+vu.rng.IntN(b.users))}, "password": {b.o.Password}}
+	for refusals := 0; ; refusals++ {
+		start := time.Now()
+		err := vu.client.do(ctx, http.MethodPost, "/login", form, &vu.res)
+		latency := time.Since(start)
+		if ctx.Err() != nil {
+			return // cut off by the run's end: not counted
+		}
+		vu.reqs.Add(1)
+		shed := err == nil && isShed(&vu.res)
+		failure := err
+		if err == nil && !shed && vu.res.status != http.StatusSeeOther {
+			failure = fmt.Errorf("status %d, want 303", vu.res.status)
+		}
+		if failure != nil {
+			vu.errs.Add(1)
+		}
+		vu.rec.recordAnswer("login", latency, int64(len(vu.res.body)), failure, shed)
+		vu.rec.recordTiming("login", vu.res.timing)
+		if !shed && failure == nil {
+			return // in: the next step signs in again
+		}
+		var ra time.Duration
+		if err == nil {
+			ra = retryAfter(vu.res.retryAfter, time.Now())
+		}
+		if !sleepUntil(ctx, time.Now().Add(signInWait(ra, refusals, vu.rng))) {
+			return
+		}
+	}
+}
