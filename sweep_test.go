@@ -13,10 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"flickrkillr/app"
 	"flickrkillr/loadtest"
+	"flickrkillr/loadtest/sweep"
 	"flickrkillr/migrations"
 	"flickrkillr/models"
 	"flickrkillr/models/modeltest"
@@ -56,7 +55,7 @@ func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 		t.Fatalf("sweep: exit %d\n%s", code, stderr.String())
 	}
 
-	var sr loadtest.SweepResult
+	var sr sweep.Result
 	b, err := os.ReadFile(filepath.Join(out, "sweep.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +205,7 @@ func TestSweepMeasuresAMixWithAnonymousVisitors(t *testing.T) {
 	if code := run(args, &stderr); code != 0 {
 		t.Fatalf("sweep: exit %d\n%s", code, stderr.String())
 	}
-	var sr loadtest.SweepResult
+	var sr sweep.Result
 	b, err := os.ReadFile(filepath.Join(out, "sweep.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -324,36 +323,5 @@ func TestOverloadedRunFinishesWithShedSignInsApart(t *testing.T) {
 		} else {
 			t.Logf("%d page errors under overload (the server's part of issue 23; FLICKRKILLR_OVERLOAD_STRICT=1 fails on them)", pageErrors)
 		}
-	}
-}
-
-// --redis-server: a private redis-server that the sweep empties before each run.
-func TestPrivateRedisIsEmptiedAndStopped(t *testing.T) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed")
-	}
-	ctx := context.Background()
-	url, flush, stop, err := privateRedis(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
-	if err := rdb.Set(ctx, "cache:home", "old run", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := rdb.DBSize(ctx).Result(); err != nil || n != 0 {
-		t.Fatalf("after flush: %d keys (%v)", n, err)
-	}
-	stop()
-	if err := rdb.Ping(ctx).Err(); err == nil {
-		t.Fatal("the private redis-server still answers after stop")
 	}
 }
