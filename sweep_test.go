@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -33,7 +34,8 @@ func TestMain(m *testing.M) {
 
 // The sweep on a tiny seed writes both ladders: the runs in the order that
 // migrates least, stage 4 measured once for both, each run's schema as its
-// /healthz says, the CPU of each side, and the command once. Structure and
+// /healthz says, the CPU of each side, the command once, and the control
+// pair (its first run measured again at the end) with its spread. Structure and
 // labels only, never timings.
 func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 	if testing.Short() {
@@ -82,6 +84,13 @@ func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 	if got, want := strings.Join(order, ", "), "2 mem-sessions --indexes, 3 cache --indexes, 4 indexes, 2 mem-sessions, 3 cache"; got != want {
 		t.Fatalf("runs in the order %s, want %s", got, want)
 	}
+	// The control pair: the first run measured again after the others,
+	// with its spread in sweep.json and the report.
+	if c := sr.Control; c == nil || c.Run != 0 || c.Repeat == nil || c.Repeat.Label() != sr.Runs[0].Label() || c.Repeat.Result == nil ||
+		c.Repeat.Result.Server.Stage != 2 || !c.Repeat.Result.Server.Indexes || c.FirstRPS != sr.Runs[0].Result.Total.RPS ||
+		c.SecondRPS != c.Repeat.Result.Total.RPS || c.SpreadPercent < 0 {
+		t.Fatalf("control pair %+v: want run 0 (2 mem-sessions --indexes) measured again, with both req/s and the spread", c)
+	}
 	if len(sr.Ladders) != 2 || len(sr.Ladders[0].Steps) != 3 || len(sr.Ladders[1].Steps) != 3 || sr.Ladders[0].Steps[2].Run != sr.Ladders[1].Steps[2].Run {
 		t.Fatalf("ladders %+v: want two of three steps sharing stage 4's run", sr.Ladders)
 	}
@@ -106,6 +115,8 @@ func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 		"### Step 3: cache", "### Step 4: indexes",
 		"| route | tagged: 2 mem-sessions | tagged: 3 cache | alone: 2 mem-sessions --indexes | alone: 3 cache --indexes |",
 		"## Per route, as the tags build it", "## Per route, each step alone (--indexes)",
+		"**Identical runs:** control pair (2 mem-sessions --indexes measured again at the sweep's end): ",
+		fmt.Sprintf("%.1f and %.1f req/s, spread %.1f%%", sr.Control.FirstRPS, sr.Control.SecondRPS, sr.Control.SpreadPercent),
 		"## CPU per side", "| 3 cache --indexes | 2 | yes | alone |", "| 3 cache | 1 | no | tagged |", "| 4 indexes | 2 | yes | tagged, alone |",
 	} {
 		if !bytes.Contains(md, []byte(want)) {

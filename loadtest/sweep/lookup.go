@@ -80,11 +80,16 @@ func rps(r *Run) (float64, bool) {
 	return r.Result.Total.RPS, true
 }
 
-func ratio(now, before *Run) string {
+// ratio is now's req/s over before's, "1.20×", marked unreadable when it is
+// within the control pair's spread and that spread is too wide to read it.
+func (sr *Result) ratio(now, before *Run) string {
 	a, ok1 := rps(now)
 	b, ok2 := rps(before)
 	if !ok1 || !ok2 || b == 0 {
 		return "—"
+	}
+	if sr.unreadable(a / b) {
+		return fmt.Sprintf("%.2f× (unreadable)", a/b)
 	}
 	return fmt.Sprintf("%.2f×", a/b)
 }

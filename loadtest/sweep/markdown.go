@@ -145,7 +145,7 @@ func writeLadderRows(w io.Writer, sr *Result) {
 					noise = fmt.Sprintf("On the \"each step alone\" ladder, stage %d runs the code of stage %d on the same schema: its stage's one change is the migration that `--indexes` had already applied, so its × previous is this sweep's run-to-run noise.", n, prev.Stage)
 				}
 			}
-			fmt.Fprintf(w, " %s | %s | %s |", cell, ratio(r, prev), p99)
+			fmt.Fprintf(w, " %s | %s | %s |", cell, sr.ratio(r, prev), p99)
 		}
 		fmt.Fprintf(w, " %s |\n", talkCells(n, i > 0 && stages[i-1] == n-1))
 		// A topology stage's anonymous mix: a row of its own, against the
@@ -171,7 +171,7 @@ func writeLadderRows(w io.Writer, sr *Result) {
 						shared = true
 					}
 				}
-				fmt.Fprintf(w, " %s | %s | %s |", cell, ratio(r, prev), p99)
+				fmt.Fprintf(w, " %s | %s | %s |", cell, sr.ratio(r, prev), p99)
 			}
 			fmt.Fprintln(w, " — | — |")
 		}
@@ -188,6 +188,7 @@ func writeLadderRows(w io.Writer, sr *Result) {
 	if mixes := secondMixRuns(sr); len(mixes) > 0 {
 		fmt.Fprintf(w, "Rows with `--anonymous %g`: %s; × previous is against the stage before on the same mix.\n\n", mixes[0].Anonymous, secondMixNote)
 	}
+	writeControl(w, sr)
 }
 
 // secondMixNote says what the rows and tables of the further mix are.

@@ -104,7 +104,8 @@ func Measure(ctx context.Context, o Options) error {
 }
 
 // measure migrates, starts, warms up, measures and stops each run in turn,
-// then brings the schema back to where it was.
+// measures the control pair's repeat, then brings the schema back to where
+// it was.
 func (s *sweeper) measure(ctx context.Context) (*Result, error) {
 	runs, ladders, err := planSweep(s.Stages, s.Ladder, s.current)
 	if err != nil {
@@ -118,38 +119,60 @@ func (s *sweeper) measure(ctx context.Context) (*Result, error) {
 	sr := &Result{Command: s.Command, Rerun: s.Rerun, Note: s.Note, Warmup: s.Warmup.String(), Redis: s.redis, Host: hostInfo(), Started: time.Now().UTC(),
 		PostgresNote: s.postgresNote, Runs: runs, Ladders: ladders}
 	for _, run := range runs {
-		err := s.runOne(ctx, run)
-		// A shared machine can stall a server long enough for one request
-		// to fail (a Redis timeout during the logins); up to two more
-		// attempts after a pause keep the ladder whole, and the report
-		// lists every failed attempt.
-		for attempt := 2; err != nil && ctx.Err() == nil && attempt <= 3; attempt++ {
-			run.Retried = append(run.Retried, err.Error())
-			s.logf("%s failed (%v); attempt %d of 3 in %s", run.Label(), err, attempt, s.RetryPause)
-			if !sleep(ctx, s.RetryPause) {
-				break
-			}
-			run.Result, run.CPU = nil, nil
-			err = s.runOne(ctx, run)
-		}
+		s.measureRun(ctx, run)
 		if ctx.Err() != nil {
 			return sr, ctx.Err()
 		}
-		if err != nil {
-			s.logf("%s failed: %v", run.Label(), err)
-			run.Error = err.Error()
-			continue
-		}
-		s.logf("%s: %.1f req/s, p99 %.1f ms, %d errors%s; CPU s: tool %.1f, server %.1f, PostgreSQL %.1f",
-			run.Label(), run.Result.Total.RPS, run.Result.Total.P99, run.Result.Total.Errors, shedText(run.Result.SignIn), run.CPU.ToolS, run.CPU.ServerS, run.CPU.PostgresS)
 	}
-	if args := restoreArgs(s.Stages, s.current); args != nil && len(runs) > 0 && runs[len(runs)-1].Schema != s.current {
+	// The pair's repeat comes after every other run, with the machine and
+	// the database as the whole sweep left them.
+	s.measureControl(ctx, sr)
+	if ctx.Err() != nil {
+		return sr, ctx.Err()
+	}
+	restore := len(runs) > 0 && runs[len(runs)-1].Schema != s.current
+	if c := sr.Control; c != nil {
+		// The repeat migrated last (to the schema of the first run, which
+		// is the one the database was at whenever a run is on it); one
+		// that failed may have stopped anywhere.
+		restore = runs[c.Run].Schema != s.current || c.Repeat.Error != ""
+	}
+	if args := restoreArgs(s.Stages, s.current); args != nil && restore {
 		s.logf("bringing the schema back to version %d", s.current)
 		if err := s.migrate(ctx, args...); err != nil {
 			return sr, err
 		}
 	}
 	return sr, nil
+}
+
+// measureRun measures one run, up to three times: a shared machine can
+// stall a server long enough for one request to fail (a Redis timeout
+// during the logins); two more attempts after a pause keep the ladder
+// whole, and the report lists every failed attempt. A run that still fails
+// keeps its error.
+func (s *sweeper) measureRun(ctx context.Context, run *Run) error {
+	err := s.runOne(ctx, run)
+	for attempt := 2; err != nil && ctx.Err() == nil && attempt <= 3; attempt++ {
+		run.Retried = append(run.Retried, err.Error())
+		s.logf("%s failed (%v); attempt %d of 3 in %s", run.Label(), err, attempt, s.RetryPause)
+		if !sleep(ctx, s.RetryPause) {
+			break
+		}
+		run.Result, run.CPU = nil, nil
+		err = s.runOne(ctx, run)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		s.logf("%s failed: %v", run.Label(), err)
+		run.Error = err.Error()
+		return err
+	}
+	s.logf("%s: %.1f req/s, p99 %.1f ms, %d errors%s; CPU s: tool %.1f, server %.1f, PostgreSQL %.1f",
+		run.Label(), run.Result.Total.RPS, run.Result.Total.P99, run.Result.Total.Errors, shedText(run.Result.SignIn), run.CPU.ToolS, run.CPU.ServerS, run.CPU.PostgresS)
+	return nil
 }
 
 // sleep waits d, or less when ctx ends (then it returns false).

@@ -38,7 +38,7 @@ func writeStep(w io.Writer, sr *Result, p, n int) {
 			continue
 		}
 		fmt.Fprintf(w, "- %s: %s → %s req/s (**%s**), p99 %s → %s ms; CPU per request: server %s, PostgreSQL %s, tool %s ms\n",
-			l.Title, rpsText(before), rpsText(now), ratio(now, before), p99Text(before), p99Text(now),
+			l.Title, rpsText(before), rpsText(now), sr.ratio(now, before), p99Text(before), p99Text(now),
 			cpuStep(before, now, func(c *loadtest.CPU) (float64, bool) { return c.ServerS, true }),
 			cpuStep(before, now, func(c *loadtest.CPU) (float64, bool) { return c.PostgresS, c.PostgresOK }),
 			cpuStep(before, now, func(c *loadtest.CPU) (float64, bool) { return c.ToolS, true }))
@@ -56,6 +56,9 @@ func writeStep(w io.Writer, sr *Result, p, n int) {
 			fmt.Fprintf(w, "- the talk, 2007: %g%s → %g req/s (%.2f×)\n", before, note, f.RPS, f.RPS/before)
 		}
 	}
+	if c := sr.Control; c.measured() && c.SpreadPercent > readableSpread {
+		fmt.Fprintf(w, "- %s: a ratio within it of 1× is unreadable\n", c.text(sr))
+	}
 	fmt.Fprintln(w)
 	writeRouteTableWithHeads(w, cols, heads)
 	writeFrontTable(w, cols, heads)
@@ -71,7 +74,7 @@ func writeSecondMixStep(w io.Writer, sr *Result, p, n int) {
 		cols, heads := []*Run{now}, []string{now.Label()}
 		if before := sr.sameMix(p, now); before != nil {
 			fmt.Fprintf(w, "- %s → %s: %s → %s req/s (**%s**), p99 %s → %s ms; CPU per request: server %s, PostgreSQL %s, tool %s ms\n\n",
-				before.Label(), now.Label(), rpsText(before), rpsText(now), ratio(now, before), p99Text(before), p99Text(now),
+				before.Label(), now.Label(), rpsText(before), rpsText(now), sr.ratio(now, before), p99Text(before), p99Text(now),
 				cpuStep(before, now, func(c *loadtest.CPU) (float64, bool) { return c.ServerS, true }),
 				cpuStep(before, now, func(c *loadtest.CPU) (float64, bool) { return c.PostgresS, c.PostgresOK }),
 				cpuStep(before, now, func(c *loadtest.CPU) (float64, bool) { return c.ToolS, true }))

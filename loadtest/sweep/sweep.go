@@ -1,9 +1,10 @@
 // Package sweep is `flickrkillr loadtest sweep`: every stage measured in
 // turn on one or both ladders, each on a fresh server (migrating as each run
-// needs), and the report of it all: results/README.md, the chart,
-// sweep.json and the docs' figure blocks. It takes plain options: the
-// command reads the flags and the build's stages (package app, which the
-// sweep does not import); each run is measured with package loadtest.
+// needs), a control pair that says how far identical runs agree, and the
+// report of it all: results/README.md, the chart, sweep.json and the docs'
+// figure blocks. It takes plain options: the command reads the flags and
+// the build's stages (package app, which the sweep does not import); each
+// run is measured with package loadtest.
 package sweep
 
 import (
@@ -57,6 +58,9 @@ type Result struct {
 	PostgresNote string    `json:"postgres_note,omitempty"`
 	Runs         []*Run    `json:"runs"`
 	Ladders      []Ladder  `json:"ladders"`
+	// Control is the control pair: the first run measured again at the
+	// sweep's end (nil in a sweep recorded before there was one).
+	Control *Control `json:"control,omitempty"`
 }
 
 // Run is one server measured: a stage's code on one schema. A run can
