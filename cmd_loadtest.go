@@ -2,28 +2,23 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/term"
 
 	"flickrkillr/app"
 	"flickrkillr/loadtest"
-	"flickrkillr/migrations"
-	"flickrkillr/models"
+	"flickrkillr/loadtest/sweep"
 	"flickrkillr/seed"
 )
 
@@ -133,27 +128,28 @@ func clearProgress() {
 	}
 }
 
+// cmdSweep reads the sweep's flags and the build's stages into plain
+// options; package sweep measures and writes the report.
 func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	cfg, fs, err := configFor("loadtest sweep", "db", "redis", "data", "latency")
 	if err != nil {
 		return err
 	}
-	so := loadtest.SweepOptions{}
-	var stages, out, docs, from string
+	so := sweep.Options{}
+	var stages, docs, from string
 	loadtestFlags(fs, &so.Run)
 	defaultLadder := "both"
 	if !app.HasIndexSchema() {
-		defaultLadder = loadtest.LadderTagged // a workshop tag before stage 4: no index schema
+		defaultLadder = sweep.LadderTagged // a workshop tag before stage 4: no index schema
 	}
 	fs.StringVar(&stages, "stages", fmt.Sprintf("0-%d", app.HighestStage()), "stages to measure: a range (0-4) or a list (1,3,4)")
 	fs.StringVar(&so.Ladder, "ladder", defaultLadder, "tagged (each stage on its own schema), alone (stages before 4 with --indexes) or both")
 	fs.DurationVar(&so.Warmup, "warmup", 10*time.Second, "unrecorded load before each measurement")
 	fs.StringVar(&so.Addr, "addr", "127.0.0.1:18080", "where each stage's server listens")
 	fs.DurationVar(&so.RetryPause, "retry-pause", 20*time.Second, "wait before measuring a failed run again (up to 3 attempts)")
-	fs.StringVar(&out, "out", "results", "directory for README.md, chart.svg and sweep.json")
+	fs.StringVar(&so.Out, "out", "results", "directory for README.md, chart.svg and sweep.json")
 	fs.StringVar(&docs, "docs", "", "also refresh the figure blocks (<!-- sweep: step N --> or ladders) of these docs: files or directories, comma-separated (make passes docs/stages,README.md)")
-	var redisServer bool
-	fs.BoolVar(&redisServer, "redis-server", false, "run the servers against a private redis-server (Debian's), emptied before each run, instead of each server's embedded miniredis")
+	fs.BoolVar(&so.RedisServer, "redis-server", false, "run the servers against a private redis-server (Debian's), emptied before each run, instead of each server's embedded miniredis")
 	fs.StringVar(&from, "from", "", "measure nothing: write the report (and --docs) again from this sweep.json")
 	fs.StringVar(&so.Note, "note", "", "a note for the report (say, what else ran on the machine)")
 	var topologyMix float64
@@ -165,8 +161,15 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if docs != "" {
+		so.Docs = strings.Split(docs, ",")
+	}
 	if from != "" {
-		return rewriteSweep(from, out, docs, log)
+		sr, err := sweep.ReadResult(from)
+		if err != nil {
+			return &usageError{err.Error()}
+		}
+		return sweep.Write(sr, so.Out, so.Docs, log)
 	}
 	if err := cfg.Validate("db", "redis", "data", "latency"); err != nil {
 		return err
@@ -175,16 +178,19 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := so.Run.Validate(); err != nil {
 		return &usageError{err.Error()}
 	}
-	if !slices.Contains(loadtest.Ladders, so.Ladder) {
+	if !slices.Contains(sweep.Ladders, so.Ladder) {
 		return &usageError{fmt.Sprintf("--ladder must be tagged, alone or both (got %q)", so.Ladder)}
 	}
-	if so.Ladder != loadtest.LadderTagged {
+	if so.Ladder != sweep.LadderTagged {
 		if _, err := app.IndexSchema(); err != nil {
 			return &app.ConfigError{Name: "--ladder", Msg: fmt.Sprintf("%s needs the index migration, which this build does not have (a workshop tag before stage 4): use --ladder tagged, or main", so.Ladder)}
 		}
 	}
 	if !(topologyMix >= 0 && topologyMix <= 1) {
 		return &usageError{fmt.Sprintf("--topology-anonymous must be a share between 0 and 1 (got %g)", topologyMix)}
+	}
+	if _, err := exec.LookPath("redis-server"); so.RedisServer && err != nil {
+		return &app.ConfigError{Name: "--redis-server", Msg: "redis-server is not installed (apt-get install redis-server)"}
 	}
 	numbers, err := parseStages(stages)
 	if err != nil {
@@ -201,160 +207,27 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	if so.Exe, err = os.Executable(); err != nil {
 		return err
 	}
-	dataDir, err := filepath.Abs(cfg.DataDir)
-	if err != nil {
+	if so.DataDir, err = filepath.Abs(cfg.DataDir); err != nil {
 		return err
 	}
-	if so.Current, so.PostgresPID, so.PostgresNote, err = probeDatabase(ctx, cfg.DatabaseURL); err != nil {
-		return err
-	}
-	so.Redis = "each server's embedded miniredis"
-	if cfg.RedisURL != "" {
-		so.Redis = "REDIS_URL (shared by the runs, not emptied)"
-	}
-	if redisServer {
-		url, flush, stop, err := privateRedis(ctx)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		cfg.RedisURL, so.BeforeRun = url, flush
-		so.Redis = "a private redis-server (--redis-server), emptied before each run"
-	}
-	so.Env = []string{"DATABASE_URL=" + cfg.DatabaseURL, "REDIS_URL=" + cfg.RedisURL, "DATA_DIR=" + dataDir, "STAGE=", "ADDR=", "INDEXES="}
-	so.Env = append(so.Env, "DB_LATENCY="+cfg.DBLatency.String()) // every server it starts: a simulation
-	so.Command, so.Rerun = sweepCommand(fs)
+	so.DatabaseURL, so.RedisURL, so.DBLatency = cfg.DatabaseURL, cfg.RedisURL, cfg.DBLatency.String()
+	so.Command, so.Rerun = sweep.CommandLine(fs)
 	so.Run.Progress = progressLine(so.Run.Duration)
-	so.Log = func(format string, a ...any) { clearProgress(); log.Info(fmt.Sprintf(format, a...)) }
-	sr, err := loadtest.Sweep(ctx, so)
-	clearProgress()
-	if sr != nil && len(sr.Runs) > 0 {
-		if werr := writeSweep(sr, out, docs, log); werr != nil {
-			return werr
-		}
-	}
-	if err != nil {
-		return err
-	}
-	if failed := sr.Failed(); len(failed) > 0 {
-		return fmt.Errorf("%d run(s) failed; see %s/README.md", len(failed), out)
-	}
-	return nil
-}
-
-func writeSweep(sr *loadtest.SweepResult, out, docs string, log *slog.Logger) error {
-	if err := loadtest.WriteSweep(out, sr); err != nil {
-		return err
-	}
-	log.Info("wrote the sweep report", "dir", out)
-	if docs != "" {
-		changed, err := loadtest.WriteStepBlocks(strings.Split(docs, ","), sr)
-		if err != nil {
-			return err
-		}
-		log.Info("refreshed the stage docs' figures", "files", strings.Join(changed, " "))
-	}
-	return nil
-}
-
-// rewriteSweep writes the report of a recorded sweep again (after the report's
-// code or the docs changed), measuring nothing.
-func rewriteSweep(from, out, docs string, log *slog.Logger) error {
-	b, err := os.ReadFile(from)
-	if err != nil {
-		return &usageError{fmt.Sprintf("--from: %v", err)}
-	}
-	var sr loadtest.SweepResult
-	if err := json.Unmarshal(b, &sr); err != nil || len(sr.Runs) == 0 {
-		return &usageError{fmt.Sprintf("--from: %s is not a two-ladder sweep.json (%v)", from, err)}
-	}
-	return writeSweep(&sr, out, docs, log)
-}
-
-// privateRedis starts a redis-server of our own on a free loopback port
-// (no persistence): a separate process, so that on a busy machine the
-// server's goroutines do not starve an in-process miniredis into timeouts.
-// flush empties it; stop ends it.
-func privateRedis(ctx context.Context) (url string, flush func(context.Context) error, stop func(), err error) {
-	exe, err := exec.LookPath("redis-server")
-	if err != nil {
-		return "", nil, nil, &app.ConfigError{Name: "--redis-server", Msg: "redis-server is not installed (apt-get install redis-server)"}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, nil, err
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cmd := exec.Command(exe, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--logfile", "")
-	if err := cmd.Start(); err != nil {
-		return "", nil, nil, err
-	}
-	stopServer := func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }
-	url = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
-	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
-	for i := 0; ; i++ {
-		if err := rdb.Ping(ctx).Err(); err == nil {
-			break
-		} else if i == 50 {
-			rdb.Close()
-			stopServer()
-			return "", nil, nil, fmt.Errorf("the private redis-server on port %d did not answer: %w", port, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	flush = func(ctx context.Context) error { return rdb.FlushAll(ctx).Err() }
-	return url, flush, func() { rdb.Close(); stopServer() }, nil
-}
-
-// makePasses are the flags the Makefile's loadtest-sweep target passes
-// before SWEEP_FLAGS: the make command that repeats a sweep leaves them out.
-var makePasses = map[string]string{"out": "results", "docs": "docs/stages,README.md", "redis-server": "true"}
-
-// sweepCommand is how the report records the sweep: every flag that was set,
-// once, in a fixed order (make passes --out results, which a user's
-// SWEEP_FLAGS may repeat), and the make command that repeats it.
-func sweepCommand(fs *flag.FlagSet) (command, rerun string) {
-	var all, forMake []string
-	fs.Visit(func(f *flag.Flag) {
-		v := f.Value.String()
-		if strings.ContainsAny(v, " \t'\"$") || v == "" {
-			v = "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
-		}
-		arg := "--" + f.Name + " " + v
-		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
-			arg = "--" + f.Name + "=" + v
-		}
-		all = append(all, arg)
-		if makePasses[f.Name] != f.Value.String() {
-			forMake = append(forMake, arg)
-		}
-	})
-	command = strings.TrimSpace("flickrkillr loadtest sweep " + strings.Join(all, " "))
-	// make also refreshes the docs' figure blocks from what it measures: a
-	// sweep that wrote elsewhere (say --out results/db-latency-1ms, and no
-	// --docs) is repeated by its own command, or make would put its figures there.
-	if fs.Lookup("out").Value.String() != makePasses["out"] || fs.Lookup("docs").Value.String() != makePasses["docs"] {
-		return command, "make build && DATABASE_URL=$(scripts/pg.sh url dev) bin/" + command
-	}
-	rerun = "make loadtest-sweep"
-	if len(forMake) > 0 {
-		rerun += " SWEEP_FLAGS=\"" + strings.ReplaceAll(strings.Join(forMake, " "), `"`, `\"`) + "\""
-	}
-	return command, rerun
+	so.Log, so.Quiet = log, clearProgress
+	return sweep.Measure(ctx, so)
 }
 
 // stageSchemas reads, for each stage to measure, the schema versions it runs
 // on from the build's registered stages: its own, and with --indexes.
-func stageSchemas(numbers []int) ([]loadtest.StageSchemas, error) {
-	var list []loadtest.StageSchemas
+func stageSchemas(numbers []int) ([]sweep.StageSchemas, error) {
+	var list []sweep.StageSchemas
 	for _, n := range numbers {
 		st, _ := app.LookupStage(n)
 		own, err := app.SchemaFor(n)
 		if err != nil {
 			return nil, err
 		}
-		s := loadtest.StageSchemas{Stage: n, Name: st.Name, Own: own}
+		s := sweep.StageSchemas{Stage: n, Name: st.Name, Own: own}
 		if app.HasIndexSchema() {
 			if s.Indexed, err = app.SchemaForRun(n, true); err != nil {
 				return nil, err
@@ -363,34 +236,6 @@ func stageSchemas(numbers []int) ([]loadtest.StageSchemas, error) {
 		list = append(list, s)
 	}
 	return list, nil
-}
-
-// probeDatabase reads the schema version the database is at (the sweep
-// measures the runs on it first and comes back to it) and finds the
-// postmaster whose CPU the report counts: the parent of our own backend,
-// when PostgreSQL runs on this machine.
-func probeDatabase(ctx context.Context, dsn string) (version int64, pgPID int, pgNote string, err error) {
-	db, err := models.Open(ctx, dsn, models.Options{MaxOpenConns: 1})
-	if err != nil {
-		return 0, 0, "", err
-	}
-	defer models.Close(db)
-	sqlDB, err := db.DB()
-	if err != nil {
-		return 0, 0, "", err
-	}
-	if version, err = migrations.Version(ctx, sqlDB); err != nil {
-		return 0, 0, "", err
-	}
-	var backend int
-	if err := sqlDB.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
-		return version, 0, fmt.Sprintf("pg_backend_pid(): %v", err), nil
-	}
-	pid, perr := loadtest.PostgresParent(backend)
-	if perr != nil {
-		return version, 0, perr.Error(), nil
-	}
-	return version, pid, "", nil
 }
 
 // parseStages reads "0-4" or "1,3,4".

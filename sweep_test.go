@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -13,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"flickrkillr/app"
 	"flickrkillr/loadtest"
+	"flickrkillr/loadtest/sweep"
 	"flickrkillr/migrations"
 	"flickrkillr/models"
 	"flickrkillr/models/modeltest"
@@ -34,7 +34,8 @@ func TestMain(m *testing.M) {
 
 // The sweep on a tiny seed writes both ladders: the runs in the order that
 // migrates least, stage 4 measured once for both, each run's schema as its
-// /healthz says, the CPU of each side, and the command once. Structure and
+// /healthz says, the CPU of each side, the command once, and the control
+// pair (its first run measured again at the end) with its spread. Structure and
 // labels only, never timings.
 func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 	if testing.Short() {
@@ -56,7 +57,7 @@ func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 		t.Fatalf("sweep: exit %d\n%s", code, stderr.String())
 	}
 
-	var sr loadtest.SweepResult
+	var sr sweep.Result
 	b, err := os.ReadFile(filepath.Join(out, "sweep.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +84,13 @@ func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 	if got, want := strings.Join(order, ", "), "2 mem-sessions --indexes, 3 cache --indexes, 4 indexes, 2 mem-sessions, 3 cache"; got != want {
 		t.Fatalf("runs in the order %s, want %s", got, want)
 	}
+	// The control pair: the first run measured again after the others,
+	// with its spread in sweep.json and the report.
+	if c := sr.Control; c == nil || c.Run != 0 || c.Repeat == nil || c.Repeat.Label() != sr.Runs[0].Label() || c.Repeat.Result == nil ||
+		c.Repeat.Result.Server.Stage != 2 || !c.Repeat.Result.Server.Indexes || c.FirstRPS != sr.Runs[0].Result.Total.RPS ||
+		c.SecondRPS != c.Repeat.Result.Total.RPS || c.SpreadPercent < 0 {
+		t.Fatalf("control pair %+v: want run 0 (2 mem-sessions --indexes) measured again, with both req/s and the spread", c)
+	}
 	if len(sr.Ladders) != 2 || len(sr.Ladders[0].Steps) != 3 || len(sr.Ladders[1].Steps) != 3 || sr.Ladders[0].Steps[2].Run != sr.Ladders[1].Steps[2].Run {
 		t.Fatalf("ladders %+v: want two of three steps sharing stage 4's run", sr.Ladders)
 	}
@@ -107,6 +115,8 @@ func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 		"### Step 3: cache", "### Step 4: indexes",
 		"| route | tagged: 2 mem-sessions | tagged: 3 cache | alone: 2 mem-sessions --indexes | alone: 3 cache --indexes |",
 		"## Per route, as the tags build it", "## Per route, each step alone (--indexes)",
+		"**Identical runs:** control pair (2 mem-sessions --indexes measured again at the sweep's end): ",
+		fmt.Sprintf("%.1f and %.1f req/s, spread %.1f%%", sr.Control.FirstRPS, sr.Control.SecondRPS, sr.Control.SpreadPercent),
 		"## CPU per side", "| 3 cache --indexes | 2 | yes | alone |", "| 3 cache | 1 | no | tagged |", "| 4 indexes | 2 | yes | tagged, alone |",
 	} {
 		if !bytes.Contains(md, []byte(want)) {
@@ -206,7 +216,7 @@ func TestSweepMeasuresAMixWithAnonymousVisitors(t *testing.T) {
 	if code := run(args, &stderr); code != 0 {
 		t.Fatalf("sweep: exit %d\n%s", code, stderr.String())
 	}
-	var sr loadtest.SweepResult
+	var sr sweep.Result
 	b, err := os.ReadFile(filepath.Join(out, "sweep.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -324,36 +334,5 @@ func TestOverloadedRunFinishesWithShedSignInsApart(t *testing.T) {
 		} else {
 			t.Logf("%d page errors under overload (the server's part of issue 23; FLICKRKILLR_OVERLOAD_STRICT=1 fails on them)", pageErrors)
 		}
-	}
-}
-
-// --redis-server: a private redis-server that the sweep empties before each run.
-func TestPrivateRedisIsEmptiedAndStopped(t *testing.T) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed")
-	}
-	ctx := context.Background()
-	url, flush, stop, err := privateRedis(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
-	if err := rdb.Set(ctx, "cache:home", "old run", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := rdb.DBSize(ctx).Result(); err != nil || n != 0 {
-		t.Fatalf("after flush: %d keys (%v)", n, err)
-	}
-	stop()
-	if err := rdb.Ping(ctx).Err(); err == nil {
-		t.Fatal("the private redis-server still answers after stop")
 	}
 }

@@ -17,7 +17,7 @@ import (
 func WriteText(w io.Writer, r *Result) error {
 	fmt.Fprintf(w, "%s — %s, %s/%s, %d CPUs, GOMAXPROCS %d\n", r.Tool, r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch, r.Machine.CPUs, r.Machine.GOMAXPROCS)
 	fmt.Fprintf(w, "server:   %s  stage %d (%s), %s\n", r.Settings.URL, r.Server.Stage, r.Server.StageName, schemaText(r.Server.Indexes))
-	fmt.Fprintf(w, "data:     %s\n", dataSize(r.Server.Rows))
+	fmt.Fprintf(w, "data:     %s\n", DataSize(r.Server.Rows))
 	load := fmt.Sprintf("closed loop, %d virtual users, think time %s", r.Settings.Concurrency, r.Settings.ThinkTime)
 	if r.Settings.Mode == "open" {
 		load = fmt.Sprintf("open loop, %g req/s, up to %d in flight (latency from the intended send time)", r.Settings.Rate, r.Settings.Concurrency)
@@ -105,7 +105,8 @@ func topCauses(causes map[string]int64, n int) []string {
 	return keys[:min(n, len(keys))]
 }
 
-func dataSize(rows map[string]int64) string {
+// DataSize is the seeded rows of a run's server, "100,000 users, 1,500,000 photos, …".
+func DataSize(rows map[string]int64) string {
 	if len(rows) == 0 {
 		return "unknown"
 	}
