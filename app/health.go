@@ -163,9 +163,16 @@ func (w *postgresWatch) start() (stop func()) {
 
 // bootWatched is Bootstrap with PostgreSQL behind its breaker and watchdog:
 // the long-running servers (stage 1 and every later one, stage 7's
-// instances) boot this way.
+// instances) boot this way. The watchdog probes cfg.WatchdogURL when set:
+// behind PgBouncer (stage 7) DATABASE_URL would queue the probe behind the
+// instances' own statements (no reserve pool), and a slow database would
+// look hung.
 func bootWatched(ctx context.Context, cfg Config, log *slog.Logger, opts models.Options) (*Deps, func(), error) {
-	w, err := newPostgresWatch(cfg.DatabaseURL, log)
+	probeURL := cfg.DatabaseURL
+	if cfg.WatchdogURL != "" {
+		probeURL = cfg.WatchdogURL
+	}
+	w, err := newPostgresWatch(probeURL, log)
 	if err != nil {
 		return nil, nil, err
 	}
