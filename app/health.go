@@ -115,8 +115,9 @@ var errPostgresOpen = fmt.Errorf("app: PostgreSQL %w", guard.ErrOpen)
 // a SELECT 1 on a connection of its own, every 250 ms, unanswered for 1 s
 // while the pool's statements wait and none is answered, or refused. While
 // it is open every statement fails at once with errPostgresOpen, so a page
-// answers its 503 in milliseconds instead of at the 5 s deadline; the
-// probe's first answer closes it.
+// answers its 503 in milliseconds instead of at the 5 s deadline, and the
+// statements, dials and pings waiting when it opened end then (the pool's
+// tracer binds them to it, models.Binder); the probe's first answer closes it.
 type postgresWatch struct {
 	breaker *guard.Breaker
 	dog     *guard.Watchdog
