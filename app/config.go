@@ -34,6 +34,10 @@ type Config struct {
 	// PgBouncer (stage 7's instances): queries in pgx's exec mode, and the
 	// statement_timeout is the role's, not a startup parameter (models.Options.Pooler).
 	DBPooler bool
+	// WATCHDOG_DATABASE_URL: PostgreSQL itself, for the watchdog's probe
+	// when DATABASE_URL names a pooler that would queue it (stage 7 hands
+	// its instances the direct URL); empty: DATABASE_URL.
+	WatchdogURL string
 	// DBLatency (DB_LATENCY) is a simulation: PostgreSQL and Redis are reached
 	// through a proxy that delays every byte this long each way (package netdelay, db_latency.go).
 	DBLatency time.Duration
@@ -103,6 +107,7 @@ func ConfigFromEnv() (Config, error) {
 	if v, ok := os.LookupEnv("ADMIN_ADDR"); ok {
 		cfg.AdminAddr = v
 	}
+	cfg.WatchdogURL = os.Getenv("WATCHDOG_DATABASE_URL")
 	for _, err := range []error{
 		envValue("METRICS", strconv.ParseBool, "%q is not a boolean (1 or 0)", func(on bool) { cfg.NoMetrics = !on }),
 		envValue("STAGE", strconv.Atoi, "%q is not a number (stages: "+StageList()+")", func(n int) { cfg.Stage = n }),

@@ -8,15 +8,18 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
+	"gorm.io/gorm"
 
 	"flickrkillr/models"
 	"flickrkillr/models/modeltest"
@@ -177,12 +180,16 @@ func TestRedisFaultsFailFast(t *testing.T) {
 
 // With PostgreSQL hung (every backend of the test's database paused with
 // SIGSTOP: the pool's and the watchdog's) while requests wait on it, the
-// watchdog opens the breaker: a page then answers the database's 503 page
-// with Retry-After at once instead of at the request deadline, and /readyz
-// says why. When the backends resume, the probe's answer closes the breaker
-// and the pages answer 200 again, without a restart. Only this database's
-// backends are paused, so other packages' tests on the shared cluster go on.
-// (docs/reliability.md measures the whole cluster paused under load.)
+// watchdog opens the breaker, and the requests waiting then fail at once
+// (a 503), not at their 5 s deadline: the target of issue 31 is that none
+// waits over 2 s (asserted here with room for a loaded machine: 2.5 s; the
+// trip comes 1 to 1.5 s after the pause). A page asked after the trip
+// answers the database's 503 page with Retry-After at once, and /readyz
+// says why. When the backends resume, the probe's answer closes the
+// breaker and the pages answer 200 again, without a restart. Only this
+// database's backends are paused, so other packages' tests on the shared
+// cluster go on. (docs/reliability.md measures the whole cluster paused
+// under load.)
 func TestPostgresPausedOpensTheBreaker(t *testing.T) {
 	// Stage 1: a long-running server with no cache in front of the database.
 	if _, ok := LookupStage(1); !ok {
@@ -197,11 +204,7 @@ func TestPostgresPausedOpensTheBreaker(t *testing.T) {
 	mustStatus(t, res, http.StatusSeeOther)
 	photo := res.Header.Get("Location")
 
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	w, err := newPostgresWatch(dsn, log)
+	w, err := newPostgresWatch(dsn, faultLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,35 +222,33 @@ func TestPostgresPausedOpensTheBreaker(t *testing.T) {
 	if err := warm.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	d := &Deps{DB: db, Log: log, pg: w}
-	t.Cleanup(w.start())
-	a, err := New(Config{DatabaseURL: dsn, DataDir: setup.cfg.DataDir, Stage: 1}, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	a.lim.reqTimeout = 3 * time.Second
-	srv := httptest.NewServer(a)
-	t.Cleanup(srv.Close)
-	anon := quick((&testApp{App: a, srv: srv}).browser(t))
-	anon.c.Timeout = 10 * time.Second
+	anon := watchedServer(t, dsn, setup.cfg.DataDir, w, db)
 	mustStatus(t, anon.get(photo), http.StatusOK)
 	waitUntil(t, 10*time.Second, "the watchdog's first probe", func() bool { last, _ := w.dog.RoundTrips(); return last > 0 })
 
 	resume := pauseBackends(t, dsn)
 	// Requests that reach the paused backends and wait: the pile-up the
-	// watchdog looks for. They end at their deadline (503) or after the resume.
+	// watchdog looks for. They end at the trip, with a 503.
 	var waiting errgroup.Group
 	for range 4 {
 		waiting.Go(func() error {
+			start := time.Now()
 			res := anon.get(photo)
-			if res.Status != http.StatusOK && res.Status != http.StatusServiceUnavailable {
-				return fmt.Errorf("a request caught by the pause answered %d", res.Status)
+			if took := time.Since(start); took > 2500*time.Millisecond {
+				return fmt.Errorf("a request caught by the pause waited %v (answered %d), want < 2.5 s", took.Round(time.Millisecond), res.Status)
+			}
+			if res.Status != http.StatusServiceUnavailable {
+				return fmt.Errorf("a request caught by the pause answered %d, want 503", res.Status)
 			}
 			return nil
 		})
 	}
-	waitUntil(t, 15*time.Second, "the breaker to open", w.breaker.Open)
+	if err := waiting.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !w.breaker.Open() {
+		t.Fatal("the requests failed and the breaker is closed")
+	}
 
 	res = anon.get(photo)
 	mustStatus(t, res, http.StatusServiceUnavailable)
@@ -262,10 +263,212 @@ func TestPostgresPausedOpensTheBreaker(t *testing.T) {
 	resume()
 	eventually(t, anon, photo, http.StatusOK)
 	mustStatus(t, anon.get("/readyz"), http.StatusOK)
+}
+
+// A database that accepts nothing (a blackholed host: packets dropped,
+// modelled by a proxy that stops forwarding and never forwards a new
+// connection) met by an empty pool: every request waits in the pool's
+// dial, with no statement sent. The watchdog counts the dials as calls
+// waiting, trips, and the dials in flight fail then: each request answers
+// 503 within 2.5 s, not at its 5 s deadline.
+func TestWatchdogTripsOnAHungDial(t *testing.T) {
+	if _, ok := LookupStage(1); !ok {
+		t.Skip("this build has no stage 1")
+	}
+	need, _ := SchemaFor(1)
+	dsn := modeltest.NewDB(t, need)
+	hole := newStallProxy(t, dsn)
+	w, err := newPostgresWatch(hole.url, faultLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := models.Open(context.Background(), hole.url, w.options(models.Options{MaxOpenConns: 4, StatementTimeout: 5 * time.Second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { models.Close(db) })
+	sqlDB, err := db.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB.SetMaxIdleConns(0) // the pool keeps no connection: each request dials
+	anon := watchedServer(t, dsn, t.TempDir(), w, db)
+	mustStatus(t, anon.get("/"), http.StatusOK)
+	waitUntil(t, 10*time.Second, "the watchdog's first probe", func() bool { last, _ := w.dog.RoundTrips(); return last > 0 })
+
+	hole.stall()
+	var waiting errgroup.Group
+	for range 2 {
+		waiting.Go(func() error {
+			start := time.Now()
+			res := anon.get("/")
+			if took := time.Since(start); took > 2500*time.Millisecond {
+				return fmt.Errorf("a request dialling the blackholed database waited %v (answered %d), want < 2.5 s", took.Round(time.Millisecond), res.Status)
+			}
+			if res.Status != http.StatusServiceUnavailable {
+				return fmt.Errorf("a request dialling the blackholed database answered %d, want 503", res.Status)
+			}
+			return nil
+		})
+	}
 	if err := waiting.Wait(); err != nil {
 		t.Fatal(err)
 	}
+	if !w.breaker.Open() {
+		t.Fatal("the breaker is closed")
+	}
 }
+
+// Behind a pooler that queues (stage 7's PgBouncer, no reserve pool), the
+// pool's statements wait while PostgreSQL itself answers: a full pool, not
+// a hung server. The watchdog probes WATCHDOG_DATABASE_URL (PostgreSQL
+// directly), not DATABASE_URL, so it keeps the breaker closed. Modelled
+// by a proxy in front of the pool's path that stops forwarding.
+func TestWatchdogProbesPostgresNotThePooler(t *testing.T) {
+	if _, ok := LookupStage(1); !ok {
+		t.Skip("this build has no stage 1")
+	}
+	need, _ := SchemaFor(1)
+	dsn := modeltest.NewDB(t, need)
+	queue := newStallProxy(t, dsn)
+	cfg := Config{DatabaseURL: queue.url, WatchdogURL: dsn, Stage: 1, DataDir: t.TempDir()}
+	d, done, err := bootWatched(context.Background(), cfg, faultLog(), models.Options{StatementTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(done)
+	waitUntil(t, 10*time.Second, "the watchdog's first probe", func() bool { last, _ := d.pg.dog.RoundTrips(); return last > 0 })
+	queue.stall()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var queued errgroup.Group
+	for range 2 {
+		queued.Go(func() error { d.DB.WithContext(ctx).Exec("SELECT 1"); return nil })
+	}
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if d.pg.breaker.Open() {
+			t.Fatalf("statements queued in front of an answering PostgreSQL opened the breaker: %v", d.pg.breaker.Cause())
+		}
+	}
+	cancel()
+	queued.Wait()
+}
+
+// faultLog is the log of the watchdog tests: shown with -v.
+func faultLog() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// watchedServer serves stage 1 on db behind the watchdog w, with the
+// production request deadline (5 s), and returns a browser whose requests
+// give up after 10 s.
+func watchedServer(t *testing.T, dsn, dataDir string, w *postgresWatch, db *gorm.DB) *browser {
+	t.Helper()
+	d := &Deps{DB: db, Log: faultLog(), pg: w}
+	t.Cleanup(w.start())
+	a, err := New(Config{DatabaseURL: dsn, DataDir: dataDir, Stage: 1}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if a.lim.reqTimeout != requestTimeout {
+		t.Fatalf("the request deadline is %v, want the production %v", a.lim.reqTimeout, requestTimeout)
+	}
+	srv := httptest.NewServer(a)
+	t.Cleanup(srv.Close)
+	anon := quick((&testApp{App: a, srv: srv}).browser(t))
+	anon.c.Timeout = 10 * time.Second
+	return anon
+}
+
+// stallProxy forwards TCP to a PostgreSQL until stall: from then on it
+// forwards nothing either way, and accepts new connections that it never
+// forwards. So it models a blackholed host, or a pooler that queues every
+// client.
+type stallProxy struct {
+	url     string
+	stalled chan struct{}
+	closed  chan struct{}
+}
+
+func newStallProxy(t *testing.T, dsn string) *stallProxy {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := u.Host
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = ln.Addr().String()
+	p := &stallProxy{url: u.String(), stalled: make(chan struct{}), closed: make(chan struct{})}
+	var mu sync.Mutex
+	var conns []net.Conn
+	keep := func(c net.Conn) {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+	}
+	t.Cleanup(func() {
+		close(p.closed)
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			select {
+			case <-p.stalled: // what arrives now is never delivered
+				<-p.closed
+				return
+			default:
+			}
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			keep(c)
+			select {
+			case <-p.stalled:
+				continue // accepted, never answered
+			default:
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			keep(s)
+			go pipe(s, c)
+			go pipe(c, s)
+		}
+	}()
+	return p
+}
+
+func (p *stallProxy) stall() { close(p.stalled) }
 
 // Slow statements that complete never open the breaker: three queries of
 // two seconds each (twice the watchdog's bound) fill the pool while the

@@ -115,8 +115,9 @@ var errPostgresOpen = fmt.Errorf("app: PostgreSQL %w", guard.ErrOpen)
 // a SELECT 1 on a connection of its own, every 250 ms, unanswered for 1 s
 // while the pool's statements wait and none is answered, or refused. While
 // it is open every statement fails at once with errPostgresOpen, so a page
-// answers its 503 in milliseconds instead of at the 5 s deadline; the
-// probe's first answer closes it.
+// answers its 503 in milliseconds instead of at the 5 s deadline, and the
+// statements, dials and pings waiting when it opened end then (the pool's
+// tracer binds them to it, models.Binder); the probe's first answer closes it.
 type postgresWatch struct {
 	breaker *guard.Breaker
 	dog     *guard.Watchdog
@@ -163,9 +164,16 @@ func (w *postgresWatch) start() (stop func()) {
 
 // bootWatched is Bootstrap with PostgreSQL behind its breaker and watchdog:
 // the long-running servers (stage 1 and every later one, stage 7's
-// instances) boot this way.
+// instances) boot this way. The watchdog probes cfg.WatchdogURL when set:
+// behind PgBouncer (stage 7) DATABASE_URL would queue the probe behind the
+// instances' own statements (no reserve pool), and a slow database would
+// look hung.
 func bootWatched(ctx context.Context, cfg Config, log *slog.Logger, opts models.Options) (*Deps, func(), error) {
-	w, err := newPostgresWatch(cfg.DatabaseURL, log)
+	probeURL := cfg.DatabaseURL
+	if cfg.WatchdogURL != "" {
+		probeURL = cfg.WatchdogURL
+	}
+	w, err := newPostgresWatch(probeURL, log)
 	if err != nil {
 		return nil, nil, err
 	}

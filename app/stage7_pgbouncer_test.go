@@ -211,7 +211,23 @@ func TestStage7EightInstancesThroughPgBouncer(t *testing.T) {
 	// PgBouncer opens gets (a startup parameter would be refused).
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	viaPooler, err := pgx.Connect(ctx, "postgres://postgres@"+pooler.Addr+"/flickrkillr?sslmode=disable&default_query_exec_mode=exec")
+	// PgBouncer authenticates its clients (auth_type scram-sha-256): the
+	// password generated for this start is in the auth_file of the
+	// topology's folder, as the instances get it in their DATABASE_URL.
+	_, port, _ := net.SplitHostPort(addr)
+	userlist, err := os.ReadFile(filepath.Join(work, ".run", "nginx-"+port, "pgbouncer", "userlist.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	password := regexpFind(`(?m)^"postgres" "([^"]+)"$`, string(userlist))
+	if password == "" {
+		t.Fatalf("no password for postgres in PgBouncer's auth_file:\n%s", userlist)
+	}
+	if c, err := pgx.Connect(ctx, "postgres://postgres@"+pooler.Addr+"/flickrkillr?sslmode=disable"); err == nil {
+		c.Close(ctx)
+		t.Error("PgBouncer served a client without the password")
+	}
+	viaPooler, err := pgx.Connect(ctx, "postgres://postgres:"+password+"@"+pooler.Addr+"/flickrkillr?sslmode=disable&default_query_exec_mode=exec")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -250,7 +250,11 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Command: []string{exe, "instance"},
 		Env: func(name, addr, admin, redisURL string) []string {
 			return []string{
-				"DATABASE_URL=" + cfg.DatabaseURL,
+				"DATABASE_URL=" + cfg.DatabaseURL, // PgBouncer's instead, when it runs (topology.go)
+				// PostgreSQL itself for the watchdog's probe: through PgBouncer
+				// (no reserve pool) it would queue behind the instance's own
+				// statements, and a slow database would open the breaker.
+				"WATCHDOG_DATABASE_URL=" + cfg.DatabaseURL,
 				"REDIS_URL=" + redisURL,
 				"DATA_DIR=" + dataDir,
 				"ADDR=" + addr,

@@ -69,13 +69,14 @@ func Open(ctx context.Context, dsn string, opt Options) (*gorm.DB, error) {
 		return nil, fmt.Errorf("models: parse database URL: %w", err)
 	}
 	// Every statement is timed into its request's Server-Timing (trace.go).
-	cfg.Tracer = timingTracer{next: opt.Tracer, progress: opt.Progress}
+	tt := timingTracer{next: opt.Tracer, progress: opt.Progress}
+	cfg.Tracer = tt
 	if opt.Pooler {
 		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
 	} else {
 		cfg.RuntimeParams["statement_timeout"] = strconv.FormatInt(opt.StatementTimeout.Milliseconds(), 10)
 	}
-	sqlDB := stdlib.OpenDB(*cfg)
+	sqlDB := stdlib.OpenDB(*cfg, stdlib.OptionShouldPing(tt.shouldPing)) // the watchdog sees the ping (probe.go)
 	maxOpen := opt.MaxOpenConns
 	if maxOpen == 0 {
 		maxOpen = 20

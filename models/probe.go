@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // Probe is one connection of its own to PostgreSQL, outside the pool, for a
@@ -61,6 +62,78 @@ func (p *Probe) Close() {
 	defer cancel()
 	p.conn.Close(ctx)
 	p.conn = nil
+}
+
+// Binder is a Progress (a watchdog) that can end the statements it counts
+// when it finds the database hung: Bind joins a statement's (or a dial's)
+// context to its verdict, and the returned func releases it at the end.
+// The pool's tracer binds every statement and every dial, including those
+// inside a transaction and those database/sql retries on a new connection.
+type Binder interface {
+	Bind(ctx context.Context) (context.Context, func())
+}
+
+type releaseKey struct{}
+
+// bind joins ctx to the watchdog's verdict when progress can (Binder).
+func (tt timingTracer) bind(ctx context.Context) context.Context {
+	b, ok := tt.progress.(Binder)
+	if !ok {
+		return ctx
+	}
+	ctx, release := b.Bind(ctx)
+	return context.WithValue(ctx, releaseKey{}, release)
+}
+
+// unbind releases what bind joined.
+func unbind(ctx context.Context) {
+	if release, ok := ctx.Value(releaseKey{}).(func()); ok {
+		release()
+	}
+}
+
+// TraceConnectStart counts the pool's dial as a call in flight (pgx calls
+// it for every connection database/sql opens): with the pool empty, a
+// request on a server that accepts nothing (a blackholed host, a paused
+// postmaster) waits in the dial, with no statement sent, and the watchdog
+// must see it wait. The dial's context is bound, like a statement's.
+func (tt timingTracer) TraceConnectStart(ctx context.Context, _ pgx.TraceConnectStartData) context.Context {
+	if tt.progress == nil {
+		return ctx
+	}
+	tt.progress.Begin()
+	return tt.bind(ctx)
+}
+
+// TraceConnectEnd counts the dial's end: answered when the server said
+// anything, even a refusal of its own (too many clients): it is there.
+func (tt timingTracer) TraceConnectEnd(ctx context.Context, data pgx.TraceConnectEndData) {
+	if tt.progress == nil {
+		return
+	}
+	unbind(ctx)
+	tt.progress.End(data.Err == nil || pgCode(data.Err) != "")
+}
+
+// shouldPing is database/sql's liveness ping before it reuses a connection
+// idle over a second (pgx's stdlib default), sent here instead of by stdlib
+// so that the watchdog counts it and its trip ends it: a request that takes
+// an idle connection to a hung server waits in this ping, before any
+// statement. A failed ping lets stdlib ping again, which on the connection
+// now closed fails at once and discards it, as its own ping would have.
+func (tt timingTracer) shouldPing(ctx context.Context, p stdlib.ShouldPingParams) bool {
+	if p.IdleDuration <= time.Second {
+		return false
+	}
+	if tt.progress == nil {
+		return true
+	}
+	tt.progress.Begin()
+	pctx := tt.bind(ctx)
+	err := p.Conn.PgConn().Ping(pctx)
+	unbind(pctx)
+	tt.progress.End(err == nil || pgCode(err) != "")
+	return err != nil
 }
 
 // IsRefused reports whether err means nobody serves the database: the

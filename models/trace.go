@@ -151,6 +151,7 @@ type queryStartKey struct{}
 func (tt timingTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
 	if tt.progress != nil {
 		tt.progress.Begin()
+		ctx = tt.bind(ctx) // the watchdog's trip ends it (probe.go)
 	}
 	if tt.next != nil {
 		ctx = tt.next.TraceQueryStart(ctx, conn, data)
@@ -168,6 +169,7 @@ func (tt timingTracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, data p
 		}
 	}
 	if tt.progress != nil {
+		unbind(ctx)
 		tt.progress.End(Answered(data.Err))
 	}
 	if tt.next != nil {

@@ -6,11 +6,12 @@
 # the whole cluster (postmaster and every backend) is
 # paused with SIGSTOP for PAUSE seconds, then resumed. It prints the sampler's
 # answers by phase (the failures' latency after the first 2 s of the pause,
+# how many of the requests in flight during the pause waited over 2 s,
 # the time to the first 200 after the resume), the load tool's summary, and
 # the photos still "processing" 15 s after the run (acknowledged uploads
 # that were lost would stay there).
 # Needs a cluster you own: PG_PID=$(head -1 .pgdata/test/postmaster.pid).
-# Usage: DATABASE_URL=… PG_PID=… [AT=20] [PAUSE=8] [USERS=32] scripts/pg-pause.sh
+# Usage: DATABASE_URL=… PG_PID=… [AT=20] [PAUSE=8] [USERS=32] [DATA_DIR=data/photos] scripts/pg-pause.sh
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -59,6 +60,10 @@ t0=$(date +%s.%N)
   done ) >"$tmp/samples.txt" &
 sampler=$!
 sleep "$at"
+# The postmaster first, then its children: listed while it still runs, a
+# backend it forks between the listing and the signal would go on serving
+# (a partial hang, which the watchdog rightly calls progress).
+kill -STOP "$PG_PID"; paused="$PG_PID"
 pids="$PG_PID $(pgrep -P "$PG_PID" | tr '\n' ' ')"
 kill -STOP $pids; paused="$pids"
 tp=$(echo "$(date +%s.%N) - $t0" | bc)
@@ -74,6 +79,7 @@ awk -v tp="$tp" -v tr="$tr" '
   $1 < tp { before[$2]++ }
   $1 >= tp && $1 < tp + 2 { first[$2]++ }
   $1 >= tp + 2 && $1 < tr { late[$2]++; if ($2 != 200) { nf++; f[nf] = $3; if ($3 > maxf) maxf = $3 } }
+  $1 + $3 >= tp && $1 < tr { inpause++; if ($3 > 2) { slow++ } if ($3 > maxw) maxw = $3 }
   $1 >= tr && $2 == 200 && !rec { rec = $1 - tr }
   $1 >= tr { after[$2]++ }
   END {
@@ -81,6 +87,7 @@ awk -v tp="$tp" -v tr="$tr" '
     printf "  first 2 s of the pause:"; for (k in first) printf " %s×%d", k, first[k]; print ""
     printf "  rest of the pause:"; for (k in late) printf " %s×%d", k, late[k]; print ""
     if (nf) printf "  failures after the first 2 s: p99 %.3fs, max %.3fs (%d)\n", p99(f, nf), maxf, nf
+    printf "  requests in flight during the pause that waited > 2 s: %d of %d (longest %.3fs)\n", slow, inpause, maxw
     printf "  first 200 after the resume: %.2fs after it\n", rec
     printf "  after the resume:"; for (k in after) printf " %s×%d", k, after[k]; print ""
   }' "$tmp/samples.txt"

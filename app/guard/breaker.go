@@ -31,6 +31,10 @@ type Breaker struct {
 	probing bool      // the probe goroutine runs
 	cause   error     // why it opened (Trip's reason, or the last failure)
 	heard   time.Time // when a call was last answered
+	// opened ends (open) when the breaker opens, and is replaced by a new
+	// one when it closes again: the calls in flight (Bind) end with it.
+	opened context.Context
+	open   context.CancelFunc
 }
 
 // BreakerOptions configure a Breaker; zero values take the defaults.
@@ -57,6 +61,7 @@ const (
 // NewBreaker returns a closed breaker.
 func NewBreaker(o BreakerOptions) *Breaker {
 	b := &Breaker{failures: o.Failures, cooldown: o.Cooldown, isFailure: o.IsFailure, probe: o.Probe, done: o.Done}
+	b.opened, b.open = context.WithCancel(context.Background())
 	if b.failures <= 0 {
 		b.failures = DefaultFailures
 	}
@@ -108,6 +113,7 @@ func (b *Breaker) RecordSince(ctx context.Context, err error, start time.Time) {
 	if !b.isFailure(err) {
 		b.failed = 0
 		b.heard = time.Now()
+		b.markClosed()
 		return
 	}
 	if !start.IsZero() && b.heard.After(start) {
@@ -115,6 +121,9 @@ func (b *Breaker) RecordSince(ctx context.Context, err error, start time.Time) {
 	}
 	b.failed++
 	b.cause = err
+	if b.failed >= b.failures {
+		b.markOpen()
+	}
 	if b.failed >= b.failures && !b.probing && b.probe != nil {
 		b.probing = true
 		go b.probeUntilClosed()
@@ -159,6 +168,7 @@ func (b *Breaker) Trip(reason error) {
 	defer b.mu.Unlock()
 	b.failed = max(b.failed, b.failures)
 	b.cause = reason
+	b.markOpen()
 	if !b.probing && b.probe != nil {
 		b.probing = true
 		go b.probeUntilClosed()
@@ -171,6 +181,7 @@ func (b *Breaker) Reset() {
 	defer b.mu.Unlock()
 	b.failed = 0
 	b.cause = nil
+	b.markClosed()
 }
 
 // Cause says why the breaker is open (nil while it is closed).
@@ -188,4 +199,68 @@ func (b *Breaker) Open() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.failed >= b.failures
+}
+
+// markOpen ends the calls bound to the breaker (Bind); b.mu is held.
+func (b *Breaker) markOpen() { b.open() }
+
+// markClosed gives the calls from now on a fresh context; b.mu is held.
+func (b *Breaker) markClosed() {
+	if b.opened.Err() != nil {
+		b.opened, b.open = context.WithCancel(context.Background())
+	}
+}
+
+// Bind returns ctx joined to the breaker: it ends when ctx does, or when
+// the breaker opens (at once if it is open now), and release frees it (the
+// call is over). A call waiting on a dependency that has hung then fails
+// when the watchdog trips, instead of waiting out its own deadline; the
+// breaker refuses the calls after it. The joined context's Err is then
+// context.DeadlineExceeded, as if its deadline had come: the trip brings
+// every waiting call's deadline forward to now, and the clients (pgx, whose
+// timeout error tests for DeadlineExceeded by equality; database/sql) and
+// the app already treat a deadline as "the dependency did not answer".
+// A probe's context (Probing) is not bound: it must reach the dependency.
+func (b *Breaker) Bind(ctx context.Context) (bound context.Context, release func()) {
+	if Probing(ctx) {
+		return ctx, func() {}
+	}
+	b.mu.Lock()
+	opened := b.opened
+	b.mu.Unlock()
+	c := &tripCtx{Context: ctx, done: make(chan struct{})}
+	if opened.Err() != nil {
+		c.end(context.DeadlineExceeded)
+		return c, func() {}
+	}
+	// Two registrations, no goroutine: released when the call ends.
+	stopParent := context.AfterFunc(ctx, func() { c.end(ctx.Err()) })
+	stopTrip := context.AfterFunc(opened, func() { c.end(context.DeadlineExceeded) })
+	return c, func() { stopParent(); stopTrip() }
+}
+
+// tripCtx is a context that ends with its parent or at a breaker's trip.
+type tripCtx struct {
+	context.Context
+	done chan struct{}
+	once sync.Once
+	mu   sync.Mutex
+	err  error
+}
+
+func (c *tripCtx) end(err error) {
+	c.once.Do(func() {
+		c.mu.Lock()
+		c.err = err
+		c.mu.Unlock()
+		close(c.done)
+	})
+}
+
+func (c *tripCtx) Done() <-chan struct{} { return c.done }
+
+func (c *tripCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
 }

@@ -18,7 +18,10 @@ import (
 // has been answered since the probe went out: no progress at all, not
 // little. A probe refused outright (nobody listens) trips it at once. The
 // first answer to the probe closes the breaker again. Calls report
-// themselves with Begin and End (a query tracer does).
+// themselves with Begin and End (a query tracer does, and counts the
+// pool's dials as calls too: a dial to a blackholed server hangs like a
+// statement, and the requests behind it wait as long). The calls in flight
+// when it trips fail then (Bind), not at their own deadlines.
 type Watchdog struct {
 	probe     func(ctx context.Context) error
 	every     time.Duration
@@ -38,8 +41,10 @@ type Watchdog struct {
 // WatchdogOptions configure a Watchdog; zero durations take the defaults.
 type WatchdogOptions struct {
 	// Probe is one cheap round trip (SELECT 1) on the watchdog's own
-	// long-lived connection, never the pool's: a full pool must not look
-	// like a hung server. It should reconnect when its connection is gone.
+	// long-lived connection, never the pool's, nor through a pooler that
+	// queues it behind the pool's statements (PgBouncer, stage 7): a full
+	// pool must not look like a hung server. It should reconnect when its
+	// connection is gone; a reconnect that hangs is a probe unanswered.
 	Probe func(ctx context.Context) error
 	// Every is how often a probe goes out (250 ms).
 	Every time.Duration
@@ -97,6 +102,10 @@ func (w *Watchdog) End(answered bool) {
 		w.answered.Add(1)
 	}
 }
+
+// Bind joins a call's context to the verdict (Breaker.Bind): the call ends
+// when the watchdog trips, with context.DeadlineExceeded.
+func (w *Watchdog) Bind(ctx context.Context) (context.Context, func()) { return w.breaker.Bind(ctx) }
 
 // RoundTrips are the last probe's round trip and the slowest one answered
 // since the start: what the bound is judged against.

@@ -135,3 +135,77 @@ func TestBreakerCountsOnlyFailuresWithoutProgress(t *testing.T) {
 		t.Fatal("three failures with no answer in between left the breaker closed")
 	}
 }
+
+// The calls waiting when the watchdog trips end then, as if their deadline
+// had come (the clients and the app read DeadlineExceeded as "did not
+// answer"), not at their own deadlines; a call bound while the breaker is
+// open ends at once; after the breaker closes, a new call lives again.
+func TestWatchdogEndsTheCallsInFlightAtTheTrip(t *testing.T) {
+	f := &fakeDependency{release: make(chan struct{})}
+	w, b := newTestWatchdog(t, f)
+	waitUntil(t, "a first answer", func() bool { last, _ := w.RoundTrips(); return last > 0 })
+	parent, cancel := context.WithTimeout(context.Background(), time.Minute) // a request's deadline
+	defer cancel()
+	call, release := w.Bind(parent)
+	defer release()
+	f.mode.Store(1)
+	w.Begin()
+	select {
+	case <-call.Done():
+		if !b.Open() {
+			t.Fatal("the call ended before the breaker opened")
+		}
+		if call.Err() != context.DeadlineExceeded {
+			t.Fatalf("the call ended with %v, want context.DeadlineExceeded", call.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the call in flight still waits 10 s later (breaker open: %v)", b.Open())
+	}
+	if parent.Err() != nil {
+		t.Fatal("the trip ended the request's own context, not only the call's")
+	}
+	late, releaseLate := w.Bind(parent)
+	defer releaseLate()
+	if late.Err() != context.DeadlineExceeded {
+		t.Fatalf("a call bound while the breaker is open: %v, want it ended at once", late.Err())
+	}
+	w.End(false)
+	f.mode.Store(0)
+	close(f.release)
+	waitUntil(t, "the breaker to close", func() bool { return !b.Open() })
+	next, releaseNext := w.Bind(parent)
+	defer releaseNext()
+	if next.Err() != nil {
+		t.Fatalf("a call bound after the breaker closed: %v", next.Err())
+	}
+}
+
+// A bound call ends with its own context (the request's deadline, the
+// client gone), and a released one is no longer ended by a later trip.
+func TestBreakerBindFollowsTheCallersContext(t *testing.T) {
+	b := NewBreaker(BreakerOptions{})
+	parent, cancel := context.WithCancel(context.Background())
+	call, release := b.Bind(parent)
+	defer release()
+	cancel()
+	select {
+	case <-call.Done():
+		if call.Err() != context.Canceled {
+			t.Fatalf("ended with %v, want context.Canceled", call.Err())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the caller's cancel did not end the bound call")
+	}
+	kept, releaseKept := b.Bind(context.Background())
+	releaseKept()
+	b.Trip(errors.New("hung"))
+	time.Sleep(10 * time.Millisecond)
+	if kept.Err() != nil {
+		t.Fatalf("a released call was ended by the trip: %v", kept.Err())
+	}
+	probe, releaseProbe := b.Bind(context.WithValue(context.Background(), probeKey{}, true))
+	defer releaseProbe()
+	if probe.Err() != nil {
+		t.Fatal("the probe's call was bound to the open breaker")
+	}
+}
