@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"flickrkillr/app/scalemodel"
 )
@@ -22,9 +23,14 @@ import (
 // single-process stages (0-6) the serve process is the app host app-1 (its
 // CGI children, its in-process workers and an embedded miniredis with it),
 // the PostgreSQL behind DATABASE_URL is the db host, and a redis-server
-// behind REDIS_URL the redis host. The topology stages (7, 8) run several
-// processes and are not placed yet: --model refuses them rather than run
-// unconstrained while claiming a model.
+// behind REDIS_URL the redis host. At the topology stages (7, 8) the serve
+// process is the supervisor and stays outside, as the load tool does (it
+// starts and watches the hosts); every process it starts is placed as it
+// starts (topology.Options.Place): instance N in app-N, nginx and memcached
+// in front, the redis-servers in redis, PgBouncer in db beside PostgreSQL,
+// worker process N in worker-N. Remote instances (--upstream) cannot be
+// placed: --model refuses them rather than run unconstrained while claiming
+// a model.
 
 func init() {
 	registerFlag("model", stageFlag{
@@ -50,8 +56,8 @@ func modelSpec(cfg Config) (*scalemodel.Spec, error) {
 	if err != nil {
 		return nil, &ConfigError{"MODEL", strings.TrimPrefix(err.Error(), "scalemodel: ")}
 	}
-	if s, ok := LookupStage(cfg.Stage); ok && s.Topology {
-		return nil, &ConfigError{"MODEL", fmt.Sprintf("stage %d runs several processes, which the model does not place yet (issue 33): run it without --model", cfg.Stage)}
+	if len(cfg.Upstreams) > 0 {
+		return nil, &ConfigError{"MODEL", "the instances of --upstream run on other machines, which the model cannot place: run them without --model"}
 	}
 	return &spec, nil
 }
@@ -89,11 +95,13 @@ func startModel(cfg Config, log *slog.Logger) (*modelRun, error) {
 }
 
 func (r *modelRun) place(cfg Config) error {
-	app, err := r.m.NewHost("app-1", scalemodel.RoleApp)
-	if err != nil {
-		return err
+	if s, ok := LookupStage(cfg.Stage); !ok || !s.Topology { // the topology places its instances itself
+		app, err := r.m.NewHost("app-1", scalemodel.RoleApp)
+		if err != nil {
+			return err
+		}
+		r.app = app
 	}
-	r.app = app
 	network, addr, err := pgListener(cfg.DatabaseURL)
 	if err != nil {
 		return err
@@ -177,6 +185,11 @@ func (r *modelRun) join(cfg *Config) error {
 	if r == nil {
 		return nil
 	}
+	if s, ok := LookupStage(cfg.Stage); ok && s.Topology { // the supervisor: its processes are placed as they start
+		cfg.model = r.m
+		r.log.Info("scale model: the supervisor stays outside it; its processes are placed as they start", "spec", r.m.Spec().String())
+		return nil
+	}
 	if err := r.app.Add(os.Getpid()); err != nil {
 		return err
 	}
@@ -216,4 +229,46 @@ func modelPages(cfg Config) map[string]http.Handler {
 			}{m.Spec().String(), m.Snapshot()})
 		}),
 	}
+}
+
+// modelHosts is the scale model for the topology (stages 7, 8): its Place
+// puts each process the supervisor starts into the host of that name,
+// made on first use and found again on a restart; its Hosts is
+// /topology.json's hosts. Both nil without --model.
+func modelHosts(cfg Config) (place func(host, role string, pid int) error, hosts func() any) {
+	m := cfg.model
+	if m == nil {
+		return nil, nil
+	}
+	var mu sync.Mutex
+	place = func(name, role string, pid int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		var h *scalemodel.Host
+		for _, x := range m.Hosts() {
+			if x.Name() == name {
+				h = x
+			}
+		}
+		if h == nil {
+			var err error
+			if h, err = m.NewHost(name, scalemodel.Role(role)); err != nil {
+				return err
+			}
+		}
+		// The whole tree: nginx's master may have forked its workers, and
+		// PgBouncer may have daemonized, before the move.
+		return h.AddTree(pid)
+	}
+	return place, func() any { return m.Snapshot() }
+}
+
+// modelEnv is the environment of a Go process the topology starts on a host
+// of role: GOMAXPROCS from its quota (Host.Procs), which a process moved into
+// its group after it started would not read.
+func modelEnv(cfg Config, role scalemodel.Role) []string {
+	if cfg.model == nil {
+		return nil
+	}
+	return []string{"GOMAXPROCS=" + strconv.Itoa(cfg.model.Spec().Procs(role))}
 }

@@ -19,26 +19,28 @@ import (
 )
 
 // --model names a spec, and refuses what it cannot place, before anything
-// runs: one line naming MODEL.
-func TestModelFlagRefusesBadSpecsAndTopologyStages(t *testing.T) {
-	for _, tc := range []struct{ name, spec, says string }{
-		{"an unknown role", "cache=0.2", `spec key "cache"`},
-		{"a period CFS refuses", "period=5s", "1ms to 1s"},
+// runs: one line naming MODEL. Every stage takes it; remote instances
+// (--upstream) cannot be placed.
+func TestModelFlagRefusesBadSpecsAndRemoteInstances(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		says string
+	}{
+		{"an unknown role", Config{Model: "cache=0.2", Stage: 2}, `spec key "cache"`},
+		{"a period CFS refuses", Config{Model: "period=5s", Stage: 2}, "1ms to 1s"},
+		{"remote instances", Config{Model: "default", Stage: 7, Upstreams: []string{"10.0.0.2:8080"}}, "--upstream"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := modelSpec(Config{Model: tc.spec, Stage: 2})
+			_, err := modelSpec(tc.cfg)
 			if !IsConfigError(err) || !strings.HasPrefix(err.Error(), "MODEL: ") || !strings.Contains(err.Error(), tc.says) {
 				t.Fatalf("error = %v, want a MODEL ConfigError saying %q", err, tc.says)
 			}
 		})
 	}
 	for _, s := range Stages() {
-		if s.Topology {
-			t.Run("stage "+strconv.Itoa(s.Number), func(t *testing.T) {
-				if _, err := modelSpec(Config{Model: "default", Stage: s.Number}); !IsConfigError(err) {
-					t.Fatalf("--model at stage %d: %v, want a refusal until the model places its processes", s.Number, err)
-				}
-			})
+		if spec, err := modelSpec(Config{Model: "default", Stage: s.Number}); spec == nil || err != nil {
+			t.Errorf("--model default at stage %d: %v, %v; want the default spec", s.Number, spec, err)
 		}
 	}
 	if spec, err := modelSpec(Config{}); spec != nil || err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"flickrkillr/app/guard"
 	"flickrkillr/app/obs"
+	"flickrkillr/app/scalemodel"
 	"flickrkillr/app/topology"
 	"flickrkillr/models"
 	"flickrkillr/templates"
@@ -249,7 +250,7 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 		},
 		Command: []string{exe, "instance"},
 		Env: func(name, addr, admin, redisURL string) []string {
-			return []string{
+			return append([]string{
 				"DATABASE_URL=" + cfg.DatabaseURL, // PgBouncer's instead, when it runs (topology.go)
 				// PostgreSQL itself for the watchdog's probe: through PgBouncer
 				// (no reserve pool) it would queue behind the instance's own
@@ -266,7 +267,7 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 				"DRAIN_DELAY=0",                        // nginx does not ask /readyz: a refused connect moves it on
 				"INSTANCE=" + name,
 				"TRUSTED_PROXIES=" + proxiesString(cfg.TrustedProxies),
-			}
+			}, modelEnv(cfg, scalemodel.RoleApp)...)
 		},
 		Attrs: []any{"stage", fmt.Sprintf("%d (%s)", s.Number, s.Name), "indexes", cfg.Indexes || s.Indexes},
 	}
@@ -275,7 +276,7 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.WorkerProcs > 0 {
 		o.WorkerProcs, o.WorkerCommand = cfg.WorkerProcs, []string{exe, "worker"}
 		o.WorkerEnv = func(name, admin, redisURL string) []string {
-			return []string{
+			return append([]string{
 				"DATABASE_URL=" + cfg.DatabaseURL,
 				"REDIS_URL=" + redisURL,
 				"DATA_DIR=" + dataDir,
@@ -285,7 +286,7 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 				fmt.Sprintf("METRICS=%t", !cfg.NoMetrics),
 				fmt.Sprintf("WORKERS=%d", max(cfg.Workers, 1)),
 				"INSTANCE=" + name,
-			}
+			}, modelEnv(cfg, scalemodel.RoleWorker)...)
 		}
 		instanceEnv := o.Env
 		o.Env = func(name, addr, admin, redisURL string) []string { // the worker processes make the images
@@ -309,6 +310,7 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		o.PgBouncer = &topology.PgBouncer{DatabaseURL: cfg.DatabaseURL}
 	}
+	o.Place, o.Hosts = modelHosts(cfg)    // --model (model.go)
 	for _, add := range topologyOptions { // later stages' parts (stage 8: the front cache)
 		add(cfg, &o)
 	}

@@ -44,7 +44,9 @@ func (h *Host) Quota() float64 { return h.quota }
 // under 2 up to 2, which on a 0.15 host lets two threads burn the period's
 // quota at once and both stall; a process moved into the group after it
 // started does not look again at all.
-func (h *Host) Procs() int { return max(1, int(math.Ceil(h.quota-1e-9))) }
+func (h *Host) Procs() int { return procsFor(h.quota) }
+
+func procsFor(quota float64) int { return max(1, int(math.Ceil(quota-1e-9))) }
 
 // Env returns the environment a Go child of this host needs on top of its
 // own (GOMAXPROCS).

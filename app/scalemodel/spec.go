@@ -161,6 +161,10 @@ func (s Spec) Validate() error {
 // Quota returns the CPUs of a host of role r.
 func (s Spec) Quota(r Role) float64 { return s.Quotas[r] }
 
+// Procs is the GOMAXPROCS of a Go process on a host of role r (Host.Procs),
+// for a process started with it in its environment before it is placed.
+func (s Spec) Procs(r Role) int { return procsFor(s.Quotas[r]) }
+
 // String prints the spec in the form ParseSpec reads, every key spelled out.
 func (s Spec) String() string {
 	parts := make([]string, 0, len(Roles)+1)

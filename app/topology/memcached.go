@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,7 +38,7 @@ var ErrNoMemcached = errors.New("topology: memcached is not installed")
 const memcachedMemory = 256
 
 // startMemcached runs memcached on a free loopback port, in the foreground
-// (-u: it refuses to run as root without a user to drop to), and waits until
+// (as nobody when the supervisor is root: it refuses to run as root), and waits until
 // it accepts connections.
 func (t *topology) startMemcached(ctx context.Context) error {
 	exe, err := exec.LookPath("memcached")
@@ -51,15 +52,23 @@ func (t *topology) startMemcached(ctx context.Context) error {
 	t.ports.release(addr)
 	_, port, _ := net.SplitHostPort(addr)
 	args := []string{"-l", "127.0.0.1", "-p", port, "-U", "0", "-m", strconv.Itoa(memcachedMemory), "-c", "4096", "-t", "2"}
+	var cred *syscall.Credential
 	if os.Geteuid() == 0 {
-		args = append(args, "-u", "nobody")
+		u, err := user.Lookup("nobody")
+		if err != nil {
+			return fmt.Errorf("topology: memcached refuses to run as root and there is no user nobody to run it as: %w", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
 	t.memcachedAddr = addr
-	t.memcached = newProc("memcached", t.log, syscall.SIGTERM, func() *exec.Cmd {
+	t.memcached = t.inHost(newProc("memcached", t.log, syscall.SIGTERM, func() *exec.Cmd {
 		cmd := exec.Command(exe, args...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		return cmd
-	})
+	}), "front", "front")
+	t.memcached.cred = cred
 	if err := t.memcached.start(ctx); err != nil {
 		return err
 	}

@@ -148,6 +148,10 @@ func (t *topology) startPgBouncer(ctx context.Context) error {
 		if err := os.Chown(dir, uid, gid); err != nil {
 			return err
 		}
+		// -u, not proc.cred: PgBouncer reads its configuration as root
+		// (the run folder's parents may be closed to postgres) and then
+		// drops to postgres, which ends its Pdeathsig: a supervisor killed
+		// with SIGKILL leaves it running until its port's next user stops it.
 		args = append(args, "-u", "postgres")
 	}
 	if b.Addr, err = t.ports.take(); err != nil {
@@ -187,11 +191,11 @@ func (t *topology) startPgBouncer(ctx context.Context) error {
 		}
 	}
 	args = append(args, conf)
-	b.proc = newProc("pgbouncer", t.log, syscall.SIGINT, func() *exec.Cmd {
+	b.proc = t.inHost(newProc("pgbouncer", t.log, syscall.SIGINT, func() *exec.Cmd {
 		cmd := exec.Command(exe, args...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		return cmd
-	})
+	}), "db", "db") // beside PostgreSQL, as in the deployment of 07-scale-out.md
 	q := url.Values{"sslmode": {"disable"}}
 	b.URL = (&url.URL{Scheme: "postgres", User: url.UserPassword(be.User, appPass), Host: b.Addr, Path: "/" + be.Database, RawQuery: q.Encode()}).String()
 	b.Admin = (&url.URL{Scheme: "postgres", User: url.UserPassword(consoleUser, consolePass), Host: b.Addr, Path: "/pgbouncer", RawQuery: q.Encode()}).String()

@@ -22,6 +22,15 @@ type proc struct {
 	stopSig syscall.Signal
 	command func() *exec.Cmd
 	done    chan struct{} // closed when supervision has ended and the process is gone
+	// placed, when set, puts each process it starts into its scale-model
+	// host (Options.Place) before the process is counted as up.
+	placed func(pid int) error
+	// cred, when set, is the user the process runs as (a root supervisor's
+	// memcached, which refuses root). Set here rather than with its -u
+	// flag: a process that changes its own user loses its Pdeathsig and
+	// outlives a supervisor killed with SIGKILL, holding its port (and its
+	// scale-model host); Go sets the user before the Pdeathsig.
+	cred *syscall.Credential
 
 	mu       sync.Mutex
 	st       procStatus
@@ -64,9 +73,16 @@ func (p *proc) start(ctx context.Context) error {
 
 func (p *proc) spawn() (*exec.Cmd, error) {
 	cmd := p.command()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM, Credential: p.cred}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("topology: start %s: %w", p.name, err)
+	}
+	if p.placed != nil {
+		if err := p.placed(cmd.Process.Pid); err != nil {
+			cmd.Process.Kill() // never a process outside its host while the model is claimed
+			cmd.Wait()
+			return nil, fmt.Errorf("topology: place %s in its host: %w", p.name, err)
+		}
 	}
 	p.mu.Lock()
 	p.st.PID, p.st.Up, p.st.Since = cmd.Process.Pid, true, time.Now()

@@ -84,7 +84,7 @@ func (t *topology) startRedis(ctx context.Context, k redisKind) (*proc, string, 
 	_, port, _ := net.SplitHostPort(addr)
 	logFile := filepath.Join(t.dir, k.name+".log")
 	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--dir", t.dir, "--logfile", logFile}, k.args(t)...)
-	p := newProc(k.name+"-server", t.log, syscall.SIGTERM, func() *exec.Cmd { return exec.Command(exe, args...) })
+	p := t.inHost(newProc(k.name+"-server", t.log, syscall.SIGTERM, func() *exec.Cmd { return exec.Command(exe, args...) }), "redis", "redis")
 	if err := p.start(ctx); err != nil {
 		return nil, "", err
 	}

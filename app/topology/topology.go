@@ -94,6 +94,14 @@ type Options struct {
 	// (pgbouncer.go): the instances get its URL as DATABASE_URL, with
 	// DATABASE_POOLER=transaction. Nil: they connect to PostgreSQL directly.
 	PgBouncer *PgBouncer
+	// Place, when set, is the scale model (docs/scale-model.md): every
+	// process the topology starts is put into a host right after it starts,
+	// restarts included, by host name and role: app-N (instance N, role
+	// app), front (nginx and memcached), redis (both redis-servers), db
+	// (PgBouncer, beside PostgreSQL) and worker-N. An error stops that
+	// process. Hosts is what /topology.json shows of them ("hosts").
+	Place func(host, role string, pid int) error
+	Hosts func() any
 }
 
 // topology is what the supervisor runs and owns.
@@ -116,6 +124,14 @@ type topology struct {
 	// Stage 8 (memcached.go): nil unless Options.FrontCache is FrontMemcached.
 	memcached     *proc
 	memcachedAddr string
+}
+
+// inHost makes p's processes land in the scale model's host (Options.Place).
+func (t *topology) inHost(p *proc, host, role string) *proc {
+	if t.o.Place != nil {
+		p.placed = func(pid int) error { return t.o.Place(host, role, pid) }
+	}
+	return p
 }
 
 // instance is one app process of the topology.
@@ -234,7 +250,7 @@ func Run(ctx context.Context, o Options) error {
 		if len(o.CPUs) > 0 { // pinned before exec, so GOMAXPROCS follows
 			args = append([]string{"taskset", "--cpu-list", o.CPUs[i%len(o.CPUs)]}, args...)
 		}
-		in.proc = newProc(in.Name, log, syscall.SIGTERM, func() *exec.Cmd {
+		in.proc = t.inHost(newProc(in.Name, log, syscall.SIGTERM, func() *exec.Cmd {
 			cmd := exec.Command(args[0], args[1:]...)
 			if args[0] == "taskset" {
 				cmd.Path, _ = exec.LookPath("taskset")
@@ -242,7 +258,7 @@ func Run(ctx context.Context, o Options) error {
 			cmd.Env = env
 			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 			return cmd
-		})
+		}), fmt.Sprintf("app-%d", i+1), "app")
 		t.ports.release(in.Addr, in.Admin)
 		if err := in.start(instCtx); err != nil {
 			return err
@@ -270,11 +286,11 @@ func Run(ctx context.Context, o Options) error {
 	if err := checkNginxConfig(nginx, t.dir, conf); err != nil {
 		return err
 	}
-	t.nginx = newProc("nginx", log, syscall.SIGQUIT, func() *exec.Cmd {
+	t.nginx = t.inHost(newProc("nginx", log, syscall.SIGQUIT, func() *exec.Cmd {
 		cmd := exec.Command(nginx, "-p", t.dir, "-c", conf, "-e", filepath.Join(t.dir, "error.log"))
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		return cmd
-	})
+	}), "front", "front")
 	if err := t.nginx.start(nginxCtx); err != nil {
 		return err
 	}
@@ -323,12 +339,12 @@ func (t *topology) startWorkers(ctx context.Context) error {
 			env = append(env, "DATABASE_URL="+t.pgbouncer.URL, "DATABASE_POOLER=transaction")
 		}
 		args := t.o.WorkerCommand
-		w.proc = newProc(w.Name, t.log, syscall.SIGTERM, func() *exec.Cmd {
+		w.proc = t.inHost(newProc(w.Name, t.log, syscall.SIGTERM, func() *exec.Cmd {
 			cmd := exec.Command(args[0], args[1:]...)
 			cmd.Env = env
 			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 			return cmd
-		})
+		}), fmt.Sprintf("worker-%d", i+1), "worker")
 		t.workers = append(t.workers, w)
 		t.ports.release(w.Admin)
 		if err := w.start(ctx); err != nil {

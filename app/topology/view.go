@@ -72,6 +72,7 @@ type topologyView struct {
 	Dir       string         `json:"dir"`
 	Redises   []redisRole    `json:"redis_roles"`
 	Processes []topologyProc `json:"processes"`
+	Hosts     any            `json:"hosts,omitempty"` // the scale model's (Options.Hosts)
 }
 
 type topologyProc struct {
@@ -83,6 +84,9 @@ type topologyProc struct {
 
 func (t *topology) view() topologyView {
 	v := topologyView{Addr: t.o.Addr, Started: t.started, Redis: t.redisURL, Dir: t.dir, Redises: t.redisRoles()}
+	if t.o.Hosts != nil {
+		v.Hosts = t.o.Hosts()
+	}
 	v.Processes = append(v.Processes, topologyProc{procStatus: t.nginx.status(), Role: "front", Addr: t.o.Addr})
 	for _, in := range t.instances {
 		role := "app instance"
