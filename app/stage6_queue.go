@@ -157,8 +157,8 @@ func startImageWorkers(d *Deps, jobs imageJobs, n int) (*imageWorkers, error) {
 	}
 	w := &imageWorkers{imageJobs: jobs, queue: jobqueue.New(rdb, "images"), recoverGrace: recoverGrace}
 	w.handle = w.makeImages
-	if d.Config.RedisURL == "" {
-		w.queue.Poll = 250 * time.Millisecond // the embedded miniredis: see Queue.Poll
+	if d.Config.RedisURL == "" || embeddedRedisAt(d.Config.DataDir, d.Config.RedisURL) {
+		w.queue.Poll = 250 * time.Millisecond // the embedded miniredis (ours, or serve's for a worker): see Queue.Poll
 	}
 	handle := func(ctx context.Context, j jobqueue.Job) error { return w.handle(ctx, j) }
 	w.pool = jobqueue.NewPool(w.queue, n, handle, w.jobDied, jobs.log)
