@@ -14,7 +14,8 @@
 # while the uploads are made, so that all of them are queued when the
 # database stops; it resumes the moment the database has stopped.
 #
-# Usage: [UPLOADS=50] [DOWN=60] [IMG=photo.jpg] [REDIS_URL=…] [BIN=…] scripts/outage-uploads.sh
+# Usage: [UPLOADS=50] [DOWN=60] [WAIT=120] [IMG=photo.jpg] [REDIS_URL=…] [BIN=…] scripts/outage-uploads.sh
+# WAIT: how long after the restart it waits for every upload to be ready.
 # IMG: the photo uploaded (default: an 800×600 seeded one). BIN: a flickrkillr
 # binary to measure instead of building this checkout (another build's
 # figure, e.g. main's before the fix: it needs REDIS_URL).
@@ -48,6 +49,7 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap "exit 1" INT TERM # so that cleanup runs on Ctrl-C or timeout too
 
 # The cluster: its own folder and port, nothing durable.
 mkdir "$tmp/pg"
@@ -72,7 +74,11 @@ url="http://127.0.0.1:$port"
 "$bin" serve --stage 6 --workers 0 --addr "127.0.0.1:$port" >"$tmp/serve.log" 2>&1 &
 serve_pid=$!
 for _ in $(seq 100); do curl -sf "$url/healthz" >/dev/null && break; sleep 0.1; done
-"$bin" worker --stage 6 --workers 1 >"$tmp/worker.log" 2>&1 &
+# The worker, which is stopped (SIGSTOP) while the uploads are made, gets a
+# session of its own: in an orphaned process group (this script started with
+# `&` from a shell that has exited) each exit of a curl or psql would send
+# the group SIGHUP and SIGCONT, killing or resuming the worker.
+setsid "$bin" worker --stage 6 --workers 1 >"$tmp/worker.log" 2>&1 &
 worker_pid=$!
 for _ in $(seq 100); do grep -q "workers are making upload images" "$tmp/worker.log" && break; sleep 0.1; done
 grep -q "workers are making upload images" "$tmp/worker.log" || { echo "the worker did not start:"; cat "$tmp/worker.log"; exit 1; }
@@ -99,8 +105,8 @@ sleep "$down"
 pgstart
 t0=$(date +%s.%N)
 echo "== PostgreSQL started again"
-ready=0
-for _ in $(seq 1200); do # 120 s at most
+ready=0 wait="${WAIT:-120}" # seconds at most
+while [ "$(echo "$(date +%s.%N) - $t0 < $wait" | bc)" = 1 ]; do
   ready=$("$psql" "$DATABASE_URL" -Atc "SELECT count(*) FROM photos WHERE id IN ($ids) AND state = 'ready'" 2>/dev/null || echo 0)
   [ "$ready" = "$uploads" ] && break
   sleep 0.1
