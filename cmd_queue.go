@@ -13,7 +13,7 @@ import (
 // drops dead jobs. Both need the Redis that `serve --stage 6` uses; queue
 // also finds the embedded miniredis of a serve process on the same DATA_DIR.
 func init() {
-	commands["worker"] = command{"make upload images from the queue (stage 6; needs REDIS_URL)", cmdWorker, false}
+	commands["worker"] = command{"make upload images from the queue (stage 6; REDIS_URL, or make run's embedded Redis)", cmdWorker, false}
 	commands["queue"] = command{"show the upload queue; retry or drop dead jobs (stage 6; REDIS_URL, or make run's embedded Redis)", cmdQueue, false}
 }
 

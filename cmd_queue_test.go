@@ -7,7 +7,7 @@ import (
 )
 
 // Stage 6: a worker and the queue command reach the queue in a shared Redis;
-// without REDIS_URL (and, for queue, no serve process's embedded Redis on
+// without REDIS_URL (and no serve process's embedded Redis on
 // DATA_DIR) they say so in one line and exit 2.
 func TestQueueCommandsNeedASharedRedis(t *testing.T) {
 	for _, cmd := range []string{"worker", "queue"} {

@@ -100,7 +100,16 @@ func (u *queuedUploads) Store(c echo.Context, up checkedUpload) (int64, string, 
 		return 0, "", err
 	}
 	f := up.Form
-	job := jobqueue.NewJobID() // on the row first: a photo whose job is lost is found again (recoverUploads below)
+	// The job is named on the row first, so that a photo whose job is lost is
+	// found again (recoverUploads below), and reserved before that, as
+	// recovery reserves its own: recovery in another process that reads the
+	// row before the job is enqueued (a slow transaction, another host's
+	// clock past the grace) must not take the job for lost and enqueue a second.
+	job := jobqueue.NewJobID()
+	if err := u.queue.Reserve(ctx, job, jobReservation); err != nil {
+		u.removeFiles(key)
+		return 0, "", unavailable(c, 5, "We cannot take uploads right now. Please try again in a few seconds.", err)
+	}
 	id, err := u.gallery.CreatePhoto(ctx, models.NewPhoto{
 		Owner: up.Owner, Title: f.Title, Description: f.Description, Tags: f.Tags,
 		ImageKey: key, Width: up.Header.Width, Height: up.Header.Height, State: models.PhotoProcessing, JobID: job,
@@ -148,11 +157,21 @@ func startImageWorkers(d *Deps, jobs imageJobs, n int) (*imageWorkers, error) {
 	}
 	w := &imageWorkers{imageJobs: jobs, queue: jobqueue.New(rdb, "images"), recoverGrace: recoverGrace}
 	w.handle = w.makeImages
-	if d.Config.RedisURL == "" {
-		w.queue.Poll = 250 * time.Millisecond // the embedded miniredis: see Queue.Poll
+	if d.Config.RedisURL == "" || embeddedRedisAt(d.Config.DataDir, d.Config.RedisURL) {
+		w.queue.Poll = 250 * time.Millisecond // the embedded miniredis (ours, or serve's for a worker): see Queue.Poll
 	}
 	handle := func(ctx context.Context, j jobqueue.Job) error { return w.handle(ctx, j) }
 	w.pool = jobqueue.NewPool(w.queue, n, handle, w.jobDied, jobs.log)
+	// An outage of the database or Redis is not a job's failure: the worker
+	// waits for them with the job in hand (jobqueue's Pool.Outage), and the
+	// job keeps its attempts for its own faults (a corrupt image).
+	w.pool.Outage = isUnavailable
+	w.pool.Ping = func(ctx context.Context) error {
+		if err := d.DB.WithContext(ctx).Exec("SELECT 1").Error; err != nil {
+			return err
+		}
+		return rdb.Ping(ctx).Err()
+	}
 	if n > 0 {
 		// Blocking fetches get their own connections (the shared client's
 		// are for requests, with a 200 ms read timeout).
@@ -240,16 +259,35 @@ func (w imageJobs) makeImages(ctx context.Context, j jobqueue.Job) error {
 }
 
 // jobDied marks a dead job's photo failed. The upload is kept, so that
-// `flickrkillr queue --retry` can try again.
+// `flickrkillr queue --retry` can try again. A database that does not answer
+// is waited for (backing off, until the pool stops): a dead job whose photo
+// stays "processing" would otherwise wait for recovery to find it.
 func (w imageJobs) jobDied(ctx context.Context, j jobqueue.Job, cause string) {
 	w.log.Warn("image job is dead", "job", j.ID, "photo", j.Photo, "cause", cause)
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := w.markFailed(ctx, j)
+		if err == nil {
+			return
+		}
+		w.log.Error("mark photo failed", "photo", j.Photo, "err", err)
+		if !isUnavailable(err) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return // recovery marks it (recoverUploads)
+		case <-time.After(wait):
+		}
+	}
+}
+
+// markFailed marks the photo of dead job j failed; a deleted photo's files go.
+func (w imageJobs) markFailed(ctx context.Context, j jobqueue.Job) error {
 	_, err := w.states.FinishPhoto(ctx, j.Photo, models.PhotoFailed, 0, 0)
 	if errors.Is(err, models.ErrNotFound) {
-		err = w.files.Remove(j.Key)
+		return w.files.Remove(j.Key)
 	}
-	if err != nil {
-		w.log.Error("mark photo failed", "photo", j.Photo, "err", err)
-	}
+	return err
 }
 
 // Stage 6: the database, not the queue, is the record of what must be
@@ -266,6 +304,11 @@ const (
 	recoverEvery = 30 * time.Second
 	recoverBatch = 200
 )
+
+// jobReservation is how long a job named on a photo's row counts as known
+// before it is enqueued (jobqueue's Reserve): longer than an upload's
+// request deadline (40 s), so an upload that is still running keeps its job.
+const jobReservation = time.Minute
 
 // recoverGrace skips photos younger than this (each imageWorkers takes its
 // own copy): an upload creates its row a moment before it enqueues the job,
@@ -293,9 +336,18 @@ func (w *imageWorkers) recoverUploads(ctx context.Context) (int, error) {
 		for _, p := range list {
 			after = p.ID
 			if p.JobID != "" {
-				known, err := w.queue.Known(ctx, p.JobID)
+				known, dead, err := w.queue.Known(ctx, p.JobID)
 				if err != nil {
 					return recovered, err
+				}
+				if dead {
+					// Its worker could not mark it failed (the database was
+					// away, the process ended): the photo must not show
+					// "processing" with no job that will finish it.
+					if err := w.markFailed(ctx, jobqueue.Job{ID: p.JobID, Photo: p.ID, Key: p.ImageKey}); err != nil {
+						return recovered, err
+					}
+					continue
 				}
 				if known {
 					continue
@@ -304,7 +356,7 @@ func (w *imageWorkers) recoverUploads(ctx context.Context) (int, error) {
 			// Reserved before it goes on the row: another process that reads
 			// the new name before the job is enqueued knows it is not lost.
 			job := jobqueue.NewJobID()
-			if err := w.queue.Reserve(ctx, job, time.Minute); err != nil {
+			if err := w.queue.Reserve(ctx, job, jobReservation); err != nil {
 				return recovered, err
 			}
 			claimed, err := w.states.ClaimPhotoJob(ctx, p.ID, p.JobID, job)

@@ -21,10 +21,42 @@ import (
 
 // Stage 6: `flickrkillr worker` and `flickrkillr queue`.
 
-// noSharedRedis is why the queue's commands need REDIS_URL.
-const noSharedRedis = "is not set: workers and the queue command reach the queue in the Redis that `serve --stage 6` uses; " +
-	"the embedded miniredis lives inside one serve process (whose own --workers make the images). " +
-	"Run a redis-server and give serve and worker the same REDIS_URL"
+// queueRedisURL is the Redis of the queue for a command run beside serve
+// (worker, queue): REDIS_URL, or else the embedded miniredis of the serve
+// process (make run) whose DATA_DIR is cfg's, which writes its address there
+// (embeddedRedisFile) and must answer. pid is that process's id (0: REDIS_URL).
+// One function for both commands, so that they find the same queue.
+func queueRedisURL(ctx context.Context, cfg Config) (url string, pid int, err error) {
+	if cfg.RedisURL != "" {
+		return cfg.RedisURL, 0, nil
+	}
+	file := filepath.Join(cfg.DataDir, embeddedRedisFile)
+	url, pid, err = embeddedRedisURL(cfg.DataDir)
+	if err != nil {
+		return "", 0, &ConfigError{"REDIS_URL", "is not set, and no `serve` process with the embedded miniredis has written its address to " +
+			file + " (is `make run` running, with this DATA_DIR?); with a redis-server, give serve and this command the same REDIS_URL"}
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return "", 0, fmt.Errorf("app: %s names %q, not a redis:// URL: %w", file, url, err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		return "", 0, fmt.Errorf("app: the embedded miniredis named in %s does not answer (the serve process that wrote it has ended?): %w", file, err)
+	}
+	return url, pid, nil
+}
+
+// embeddedRedisAt says whether url is the embedded miniredis of the serve
+// process on dataDir (queueRedisURL found it): there the workers poll
+// instead of blocking (jobqueue's Queue.Poll).
+func embeddedRedisAt(dataDir, url string) bool {
+	embedded, _, err := embeddedRedisURL(dataDir)
+	return err == nil && embedded == url
+}
 
 // RunWorkers runs cfg.Workers workers in this process until ctx ends (then
 // running jobs finish or go back to the queue); with drain it runs the jobs
@@ -32,8 +64,15 @@ const noSharedRedis = "is not set: workers and the queue command reach the queue
 // the database, the stage's gallery (whose writes invalidate stage 3's
 // cache), the photo files and the queue are all a worker needs.
 func RunWorkers(ctx context.Context, cfg Config, drain bool, out io.Writer, log *slog.Logger) error {
-	if cfg.RedisURL == "" {
-		return &ConfigError{"REDIS_URL", noSharedRedis}
+	url, pid, err := queueRedisURL(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if pid != 0 {
+		// The workers live as long as that serve process: its queue goes
+		// with it (recovery, in the next serve, finds the photos again).
+		log.Info("workers use the queue in the embedded miniredis of serve", "pid", pid, "redis", url)
+		cfg.RedisURL = url
 	}
 	s, err := resolveRun(cfg)
 	if err != nil || s.Uploads == nil {
@@ -117,17 +156,13 @@ type QueueOp struct{ Retry, Drop string }
 // second) and its dead jobs.
 //
 // Without REDIS_URL it reads the queue in the embedded miniredis of the
-// `serve` process (make run) whose DATA_DIR is cfg's: that process writes its
-// address there (embeddedRedisFile).
+// `serve` process (make run) whose DATA_DIR is cfg's (queueRedisURL).
 func QueueCommand(ctx context.Context, cfg Config, op QueueOp, out io.Writer) error {
-	url := cfg.RedisURL
-	if url == "" {
-		embedded, pid, err := embeddedRedisURL(cfg.DataDir)
-		if err != nil {
-			return &ConfigError{"REDIS_URL", "is not set, and no `serve` process with the embedded miniredis has written its address to " +
-				filepath.Join(cfg.DataDir, embeddedRedisFile) + " (is `make run` running, with this DATA_DIR?); with a redis-server, give serve and queue the same REDIS_URL"}
-		}
-		url = embedded
+	url, pid, err := queueRedisURL(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if pid != 0 {
 		fmt.Fprintf(out, "the queue in the embedded miniredis of serve (pid %d, %s)\n\n", pid, url)
 	}
 	opt, err := redis.ParseURL(url)
@@ -136,15 +171,6 @@ func QueueCommand(ctx context.Context, cfg Config, op QueueOp, out io.Writer) er
 	}
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
-	if cfg.RedisURL == "" {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := rdb.Ping(pctx).Err()
-		cancel()
-		if err != nil {
-			return fmt.Errorf("app: the embedded miniredis named in %s does not answer (the serve process that wrote it has ended?): %w",
-				filepath.Join(cfg.DataDir, embeddedRedisFile), err)
-		}
-	}
 	q := jobqueue.New(rdb, "images")
 	if err := reviveDead(ctx, q, cfg, op, out); err != nil {
 		return err

@@ -268,3 +268,25 @@ func TestQueueCommandFindsTheEmbeddedRedis(t *testing.T) {
 		t.Fatalf("after the serve process closed: %v, want a REDIS_URL configuration error", err)
 	}
 }
+
+// Without REDIS_URL, `flickrkillr worker` makes the images of the uploads
+// queued in the embedded miniredis of the serve process on the same
+// DATA_DIR (make run), found the way `flickrkillr queue` finds it.
+func TestWorkerFindsTheEmbeddedRedis(t *testing.T) {
+	need, _ := SchemaFor(6)
+	dsn, dataDir := modeltest.NewDB(t, need), t.TempDir()
+	ta := newTestAppServing(t, Config{DatabaseURL: dsn, DataDir: dataDir, Stage: 6}, false)
+	b := ta.browser(t)
+	b.signup("wes")
+	photo := b.upload(map[string]string{"title": "Found"}, "a.jpg", testJPEG(t, 300, 200)).Header.Get("Location")
+	mustContain(t, b.get(photo), "/static/photo-processing.svg")
+	var out bytes.Buffer
+	cfg := Config{DatabaseURL: dsn, DataDir: dataDir, Stage: 6, Workers: 1}
+	if err := RunWorkers(context.Background(), cfg, true, &out, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "drained 1 jobs") {
+		t.Fatalf("the worker said %q, want 1 job drained", out.String())
+	}
+	mustContain(t, b.get(photo), `src="`+photo+`/image"`)
+}

@@ -32,10 +32,23 @@ type Pool struct {
 	log    *slog.Logger
 	id     string // this pool, in the queue's worker table
 
+	// Outage, when set with Ping, says whether a handler's error means that
+	// a dependency did not answer (the database stopped, its circuit breaker
+	// open) rather than that the job failed. Such an error is not an attempt:
+	// the worker keeps the job (and its lease) and asks Ping, backing off,
+	// until the dependency answers, then runs the job again. A job would
+	// otherwise spend its attempts in the first seconds of an outage, with
+	// the breaker failing each at once, and die with the whole waiting list.
+	Outage func(error) bool
+	// Ping asks the dependencies whether they answer (nil: they do).
+	Ping func(ctx context.Context) error
+
 	busy                atomic.Int64
 	done, retried, dead atomic.Int64 // this process's jobs
 
-	stop       chan struct{} // closed by Shutdown: fetch no more
+	stop       chan struct{}   // closed by Shutdown: fetch no more
+	stopped    context.Context // ends with stop: what waits for Redis or a died hook gives up
+	endStopped context.CancelFunc
 	stopOnce   sync.Once
 	jobs       context.Context // cancelled when Shutdown gives up waiting
 	cancelJobs context.CancelFunc
@@ -51,7 +64,9 @@ type Pool struct {
 type runningJob struct{ finished, handedBack bool }
 
 // NewPool is a pool of n workers on q: handle runs a job (an error retries
-// it later, a Permanent one kills it), died hears of a job that went dead.
+// it later, a Permanent one kills it), died hears of a job that went dead,
+// with a context that ends when the pool stops (a hook that waits for a
+// dependency waits until then).
 // Start starts the workers; without it the pool runs jobs only when asked
 // (RunQueued).
 func NewPool(q *Queue, n int, handle func(context.Context, Job) error, died func(context.Context, Job, string), log *slog.Logger) *Pool {
@@ -59,6 +74,7 @@ func NewPool(q *Queue, n int, handle func(context.Context, Job) error, died func
 	p := &Pool{q: q, n: n, handle: handle, died: died, log: log, stop: make(chan struct{}),
 		running: map[string]*runningJob{}, id: host + ":" + strconv.Itoa(os.Getpid()) + ":" + NewJobID()[:8]}
 	p.jobs, p.cancelJobs = context.WithCancel(context.Background())
+	p.stopped, p.endStopped = context.WithCancel(context.Background())
 	return p
 }
 
@@ -141,7 +157,7 @@ func (p *Pool) run(j Job) {
 			}
 		}
 	}()
-	err := p.call(j)
+	err := p.attempt(j)
 	close(renewed)
 
 	p.mu.Lock()
@@ -151,17 +167,24 @@ func (p *Pool) run(j Job) {
 	}
 	r.finished = true
 	p.mu.Unlock()
-	ctx := context.Background()
+	if errors.Is(err, errStopping) {
+		// The pool stopped while the job waited for a dependency: back to the
+		// front of the queue, no attempt counted, as Shutdown would.
+		p.untilRedisAnswers("hand back job", j.ID, func(ctx context.Context) error { return p.q.HandBack(ctx, j.ID) })
+		return
+	}
 	if err == nil {
-		if err := p.q.Ack(ctx, j.ID); err != nil {
-			p.log.Error("ack job", "job", j.ID, "err", err) // the reaper will run it again
-		}
+		// Redis may be away too: the worker keeps trying, rather than leave
+		// the job to the reaper, which would count an attempt.
+		p.untilRedisAnswers("ack job", j.ID, func(ctx context.Context) error { return p.q.Ack(ctx, j.ID) })
 		p.done.Add(1)
 		return
 	}
-	dead, ferr := p.q.Fail(ctx, j.ID, err, errors.As(err, new(permanentError)))
-	if ferr != nil {
-		p.log.Error("record failed job", "job", j.ID, "err", ferr)
+	var dead bool
+	if !p.untilRedisAnswers("record failed job", j.ID, func(ctx context.Context) (ferr error) {
+		dead, ferr = p.q.Fail(ctx, j.ID, err, errors.As(err, new(permanentError)))
+		return ferr
+	}) {
 		return
 	}
 	if !dead {
@@ -170,7 +193,95 @@ func (p *Pool) run(j Job) {
 		return
 	}
 	p.dead.Add(1)
-	p.died(ctx, j, err.Error())
+	p.died(p.stopped, j, err.Error())
+}
+
+// errStopping is a job that waited for a dependency when the pool stopped.
+var errStopping = errors.New("jobqueue: the pool stopped while the job waited for a dependency")
+
+// Backoff of a worker that waits for a dependency (Ping) or for Redis.
+const (
+	waitFirst = 100 * time.Millisecond
+	waitMax   = 2 * time.Second
+	pingLimit = 2 * time.Second // a ping that hangs (a paused server) counts as no answer
+	// blips: reruns of a job whose outage error met a dependency that
+	// answered the very next ping (a dropped connection, a restart's first
+	// statement). Past them the error is the job's own (a statement of its
+	// own that times out each time): it counts as an attempt, so that such a
+	// job cannot hold its worker, or the head of the queue, forever.
+	maxBlips = 3
+)
+
+// attempt runs the job until it succeeds or fails for a reason of its own.
+// An outage of a dependency (Outage) is not a reason of the job's: the
+// worker waits for the dependency and runs the job again, with no attempt
+// counted. errStopping: the pool stopped meanwhile.
+func (p *Pool) attempt(j Job) error {
+	blips := 0
+	for {
+		err := p.call(j)
+		if err == nil || p.Outage == nil || p.Ping == nil || !p.Outage(err) {
+			return err
+		}
+		waited, ok := p.awaitDependencies(j, err)
+		switch {
+		case !ok:
+			return errStopping
+		case waited:
+			blips = 0
+		default:
+			if blips++; blips > maxBlips {
+				return err
+			}
+			p.pause(time.Duration(blips) * waitFirst)
+		}
+	}
+}
+
+// awaitDependencies pings until the dependencies answer, backing off from
+// waitFirst to waitMax; waited says whether any ping went unanswered (an
+// outage, not a blip), ok is false when the pool stopped first.
+func (p *Pool) awaitDependencies(j Job, cause error) (waited, ok bool) {
+	wait := waitFirst
+	for {
+		ctx, cancel := context.WithTimeout(p.stopped, pingLimit)
+		err := p.Ping(ctx)
+		cancel()
+		if err == nil {
+			if waited {
+				p.log.Info("the dependency answers again; the job runs again", "job", j.ID, "photo", j.Photo)
+			}
+			return waited, true
+		}
+		if !waited {
+			p.log.Warn("a dependency is unavailable: the job waits for it, no attempt counted", "job", j.ID, "photo", j.Photo, "err", cause)
+			waited = true
+		}
+		p.pause(wait)
+		if p.stopping() {
+			return waited, false
+		}
+		wait = min(2*wait, waitMax)
+	}
+}
+
+// untilRedisAnswers runs settle (an ack, a failed attempt, a hand-back) until
+// Redis answers it, backing off, or until the pool stops (the reaper then
+// finds the job when its lease ends). ok says whether it ran.
+func (p *Pool) untilRedisAnswers(what, id string, settle func(ctx context.Context) error) (ok bool) {
+	wait := waitFirst
+	for {
+		err := settle(context.Background())
+		if err == nil {
+			return true
+		}
+		p.log.Error(what, "job", id, "err", err)
+		if p.stopping() {
+			return false
+		}
+		p.pause(wait)
+		wait = min(2*wait, waitMax)
+	}
 }
 
 // call runs the handler; a panic is a failed attempt, not a dead process.
@@ -194,7 +305,7 @@ func (p *Pool) upkeep(every time.Duration) {
 			p.log.Error("queue upkeep failed", "err", err)
 		}
 		for _, j := range died {
-			p.died(ctx, j, "its worker died too often")
+			p.died(p.stopped, j, "its worker died too often")
 		}
 		p.q.ReportWorkers(ctx, p.id, p.n, int(p.busy.Load()))
 		p.pause(every)
@@ -206,7 +317,7 @@ func (p *Pool) upkeep(every time.Duration) {
 // the jobs still running then are handed back to the queue (to the front,
 // with no attempt counted) and their contexts cancelled.
 func (p *Pool) Shutdown(ctx context.Context) error {
-	p.stopOnce.Do(func() { close(p.stop) })
+	p.stopOnce.Do(func() { close(p.stop); p.endStopped() })
 	idle := make(chan struct{})
 	go func() { p.wg.Wait(); close(idle) }()
 	select {

@@ -83,7 +83,8 @@ func NewJobID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Enqueue stores the job and puts it at the back of the queue, in one transaction.
+// Enqueue stores the job and puts it at the back of the queue, in one
+// transaction that also ends its reservation (Reserve), if any.
 func (q *Queue) Enqueue(ctx context.Context, j Job) error {
 	body, err := json.Marshal(j)
 	if err != nil {
@@ -92,6 +93,7 @@ func (q *Queue) Enqueue(ctx context.Context, j Job) error {
 	_, err = q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, q.key("jobs"), j.ID, body)
 		p.LPush(ctx, q.key("ready"), j.ID)
+		p.Del(ctx, q.key("reserved:"+j.ID))
 		return nil
 	})
 	if err != nil {
@@ -172,26 +174,31 @@ func (q *Queue) Ack(ctx context.Context, id string) error {
 
 // Known says whether the queue holds the job: waiting, running, due for a
 // retry or dead (its body stays until it is done or dropped), or reserved
-// (Reserve) and about to be enqueued. Recovery re-enqueues only a photo whose
-// job the queue does not know.
-func (q *Queue) Known(ctx context.Context, id string) (bool, error) {
+// (Reserve) and about to be enqueued; and dead says whether it is on the dead
+// list. Recovery re-enqueues a photo whose job the queue does not know, and
+// marks failed one whose job is dead (should the worker have been unable to).
+func (q *Queue) Known(ctx context.Context, id string) (known, dead bool, err error) {
 	var body *redis.BoolCmd
 	var reserved *redis.IntCmd
-	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	var pos *redis.IntCmd
+	_, err = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		body, reserved = p.HExists(ctx, q.key("jobs"), id), p.Exists(ctx, q.key("reserved:"+id))
+		pos = p.LPos(ctx, q.key("dead"), id, redis.LPosArgs{})
 		return nil
 	})
-	if err != nil {
-		return false, fmt.Errorf("jobqueue: job %s known: %w", id, err)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, false, fmt.Errorf("jobqueue: job %s known: %w", id, err)
 	}
-	return body.Val() || reserved.Val() == 1, nil
+	dead = pos.Err() == nil
+	return body.Val() || reserved.Val() == 1 || dead, dead, nil
 }
 
 // Reserve makes id known for ttl before its job is enqueued. A process that
-// names a new job somewhere else first (recovery writes it on the photo's
-// row) reserves it, so that another process reading that name in between
-// does not take the job for lost; should the first die before it enqueues,
-// the reservation ends and the job is lost again, to be recovered.
+// names a new job somewhere else first (an upload and recovery both write it
+// on the photo's row) reserves it, so that another process reading that
+// name in between does not take the job for lost; should the first die
+// before it enqueues, the reservation ends and the job is lost again, to be
+// recovered. Enqueue ends the reservation.
 func (q *Queue) Reserve(ctx context.Context, id string, ttl time.Duration) error {
 	if err := q.rdb.Set(ctx, q.key("reserved:"+id), 1, ttl).Err(); err != nil {
 		return fmt.Errorf("jobqueue: reserve job %s: %w", id, err)
@@ -213,35 +220,45 @@ func (q *Queue) HandBack(ctx context.Context, id string) error {
 
 // Fail records a failed attempt: the job waits in delayed for its backoff,
 // or, when it cannot succeed (permanent) or has failed maxAttempts times,
-// goes to dead. dead says which.
+// goes to dead. dead says which. It is one script, and it does nothing to a
+// job that is no longer in processing, so that a worker may call it again
+// when Redis did not answer (the first call may have run): an attempt is
+// never counted twice.
 func (q *Queue) Fail(ctx context.Context, id string, cause error, permanent bool) (dead bool, err error) {
-	n, err := q.rdb.HIncrBy(ctx, q.key("attempts"), id, 1).Result()
+	keys := []string{q.key("processing"), q.key("leases"), q.key("attempts"), q.key("errors"),
+		q.key("dead"), q.key("delayed"), q.key("stats")}
+	n, err := failScript.Run(ctx, q.rdb, keys, id, cause.Error(), permanent, q.MaxAttempts, q.ms(q.Now()),
+		q.Backoff.Milliseconds(), q.MaxBackoff.Milliseconds(), rand.Float64()).Int()
 	if err != nil {
-		return false, fmt.Errorf("jobqueue: count attempt of job %s: %w", id, err)
+		return false, fmt.Errorf("jobqueue: record a failed attempt of job %s: %w", id, err)
 	}
-	dead = permanent || n >= int64(q.MaxAttempts)
-	return dead, q.settle(ctx, id, func(p redis.Pipeliner) {
-		p.HSet(ctx, q.key("errors"), id, cause.Error())
-		if dead {
-			p.LPush(ctx, q.key("dead"), id)
-			p.HIncrBy(ctx, q.key("stats"), "dead", 1)
-			return
-		}
-		p.ZAdd(ctx, q.key("delayed"), redis.Z{Score: q.ms(q.Now().Add(q.retryIn(int(n)))), Member: id})
-		p.HIncrBy(ctx, q.key("stats"), "retried", 1)
-	})
+	return n == 1, nil
 }
 
-// retryIn is the backoff before retry n (1, 2, …): backoff·2^(n-1) up to
-// maxBackoff, of which a random half ("equal jitter"), so that jobs that
-// failed together (a database restart) do not all come back together.
-func (q *Queue) retryIn(n int) time.Duration {
-	d := q.MaxBackoff
-	if n < 32 && q.Backoff<<(n-1) < q.MaxBackoff {
-		d = q.Backoff << (n - 1)
-	}
-	return d/2 + rand.N(d/2+1)
-}
+// failScript is Fail: it returns 1 when the job went dead, 0 when it waits
+// for a retry, -1 when it was not in processing (settled already). Retry n
+// (1, 2, …) waits backoff·2^(n-1) up to maxBackoff, of which a random half
+// ("equal jitter", the fraction ARGV[8] from the caller), so that jobs that
+// failed together do not all come back together.
+var failScript = redis.NewScript(`
+local processing, leases, attempts, errors, dead, delayed, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local id, cause, permanent, max, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local backoff, maxBackoff, r = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+if redis.call('LREM', processing, 1, id) == 0 then return -1 end
+redis.call('ZREM', leases, id)
+local n = redis.call('HINCRBY', attempts, id, 1)
+redis.call('HSET', errors, id, cause)
+if permanent == '1' or n >= max then
+  redis.call('LPUSH', dead, id)
+  redis.call('HINCRBY', stats, 'dead', 1)
+  return 1
+end
+local d = maxBackoff
+if n < 32 and backoff * 2 ^ (n - 1) < maxBackoff then d = backoff * 2 ^ (n - 1) end
+redis.call('ZADD', delayed, now + math.floor(d / 2 + r * d / 2), id)
+redis.call('HINCRBY', stats, 'retried', 1)
+return 0
+`)
 
 // maintainScript reaps and promotes, atomically: an id in processing whose
 // lease has ended goes back to the front of ready (its worker died; that is
