@@ -15,6 +15,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"flickrkillr/app/obs"
 	"flickrkillr/app/scalemodel"
 )
 
@@ -271,4 +274,81 @@ func modelEnv(cfg Config, role scalemodel.Role) []string {
 		return nil
 	}
 	return []string{"GOMAXPROCS=" + strconv.Itoa(cfg.model.Spec().Procs(role))}
+}
+
+// hostsCollector exports the model's hosts to /metrics, for the dashboard's
+// hosts panel: each host's CPU time, its quota, and its CFS periods, all and
+// throttled (labels host and role).
+type hostsCollector struct{ m *scalemodel.Model }
+
+var (
+	hostCPU       = prometheus.NewDesc("flickrkillr_model_host_cpu_seconds_total", "Scale model: CPU time the host's processes used.", []string{"host", "role"}, nil)
+	hostQuota     = prometheus.NewDesc("flickrkillr_model_host_quota_cpus", "Scale model: the host's CPU quota.", []string{"host", "role"}, nil)
+	hostPeriods   = prometheus.NewDesc("flickrkillr_model_host_periods_total", "Scale model: CFS periods in which the host ran.", []string{"host", "role"}, nil)
+	hostThrottled = prometheus.NewDesc("flickrkillr_model_host_throttled_periods_total", "Scale model: CFS periods in which the host hit its quota.", []string{"host", "role"}, nil)
+)
+
+func (c hostsCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c hostsCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, h := range c.m.Hosts() {
+		labels := []string{h.Name(), string(h.Role())}
+		ch <- prometheus.MustNewConstMetric(hostQuota, prometheus.GaugeValue, h.Quota(), labels...)
+		if used, err := h.Usage(); err == nil { // a host being removed: no point this second
+			ch <- prometheus.MustNewConstMetric(hostCPU, prometheus.CounterValue, used.Seconds(), labels...)
+		}
+		if thr, err := h.Throttled(); err == nil {
+			ch <- prometheus.MustNewConstMetric(hostPeriods, prometheus.CounterValue, float64(thr.Periods), labels...)
+			ch <- prometheus.MustNewConstMetric(hostThrottled, prometheus.CounterValue, float64(thr.Throttled), labels...)
+		}
+	}
+}
+
+// modelPanels is the dashboard's view of the model: each host's CPU used as
+// a share of its quota (1: the host is at its quota, the bottleneck), and
+// the share of its periods in which it was throttled. hosts are the names
+// the panel draws (a topology's hosts are made as its processes start).
+func modelPanels(spec scalemodel.Spec, hosts []string) []obs.Panel {
+	var used, throttled []obs.Series
+	for _, name := range hosts {
+		f := obs.Label("host", name)
+		quota := spec.Quota(hostRole(name))
+		used = append(used, obs.Series{Label: name, Value: func(s *obs.Sample) float64 {
+			return obs.Per(s.Rate("flickrkillr_model_host_cpu_seconds_total", f), quota)
+		}})
+		throttled = append(throttled, obs.Series{Label: name, Value: func(s *obs.Sample) float64 {
+			return obs.Per(s.Rate("flickrkillr_model_host_throttled_periods_total", f), s.Rate("flickrkillr_model_host_periods_total", f))
+		}})
+	}
+	return []obs.Panel{
+		{ID: "modelhosts", Title: "Scale model: CPU used, share of each host's quota", Unit: "of quota",
+			Note: "1 is a host at its quota: the bottleneck (" + spec.String() + ")", Series: used},
+		{ID: "modelthrottled", Title: "Scale model: periods throttled, by host", Unit: "share of periods", Series: throttled},
+	}
+}
+
+// hostRole is the role of a host by its name (app-2, worker-1, db…).
+func hostRole(name string) scalemodel.Role {
+	role, _, _ := strings.Cut(name, "-")
+	return scalemodel.Role(role)
+}
+
+// topologyHostNames are the hosts a modelled topology makes (Options.Place).
+func topologyHostNames(instances, workers int) []string {
+	names := []string{"db", "redis", "front"}
+	for i := range instances {
+		names = append(names, fmt.Sprintf("app-%d", i+1))
+	}
+	for i := range workers {
+		names = append(names, fmt.Sprintf("worker-%d", i+1))
+	}
+	return names
+}
+
+// modelMetrics is the model's hosts as a registry of their own, for a
+// process whose /metrics is not an App's (the topology's supervisor).
+func modelMetrics(m *scalemodel.Model) prometheus.Gatherer {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(hostsCollector{m})
+	return reg
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -117,6 +118,7 @@ func TestServeWithModelPlacesHostsAndCleansUp(t *testing.T) {
 		top.Hosts[1].Role != scalemodel.RoleDB || top.Hosts[1].Quota != 0.6 {
 		t.Fatalf("/topology.json hosts = %+v (%v), want app-1 at 0.15 and db at 0.6", top.Hosts, err)
 	}
+	mustShowHosts(t, admin, "app-1", "db")
 
 	child.Process.Signal(os.Interrupt)
 	if err := child.Wait(); err != nil {
@@ -148,4 +150,32 @@ func cpuCgroup(t *testing.T, pid int) string {
 	}
 	t.Fatalf("no cpu cgroup in %s", b)
 	return ""
+}
+
+// mustShowHosts checks that an operator listener at admin serves the model's
+// hosts as metrics (each named host with its CPU time) and draws them on its
+// dashboard (the modelhosts panel).
+func mustShowHosts(t *testing.T, admin string, hosts ...string) {
+	t.Helper()
+	get := func(path string) string {
+		res, err := http.Get("http://" + admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d, %v", path, res.StatusCode, err)
+		}
+		return string(b)
+	}
+	metrics := get("/metrics")
+	for _, h := range hosts {
+		if !strings.Contains(metrics, `flickrkillr_model_host_cpu_seconds_total{host="`+h+`"`) {
+			t.Errorf("/metrics has no CPU time of host %s", h)
+		}
+	}
+	if data := get("/dashboard/data.json"); !strings.Contains(data, `"modelhosts"`) {
+		t.Errorf("the dashboard has no hosts panel: %.300s", data)
+	}
 }

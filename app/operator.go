@@ -69,6 +69,14 @@ func (a *App) operator(ctx context.Context) obs.Operator {
 		o.Metrics = a.metrics.Registry()
 		o.Info = a.adminInfo(ctx)
 		o.Panels = append(corePanels(), panelsFor(a.stage.Number, a.metrics)...)
+		if m := a.cfg.model; m != nil { // --model: the hosts (model.go)
+			a.metrics.Registry().Register(hostsCollector{m}) // a second call finds it registered
+			var names []string
+			for _, h := range m.Hosts() {
+				names = append(names, h.Name())
+			}
+			o.Panels = append(o.Panels, modelPanels(m.Spec(), names)...)
+		}
 	}
 	return o
 }

@@ -144,6 +144,8 @@ func TestStage7ModelPlacesEveryProcess(t *testing.T) {
 		}
 	}
 
+	mustShowHosts(t, admin, "app-1", "app-2", "front", "redis", "db", "worker-1")
+
 	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -310,7 +311,11 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		o.PgBouncer = &topology.PgBouncer{DatabaseURL: cfg.DatabaseURL}
 	}
-	o.Place, o.Hosts = modelHosts(cfg)    // --model (model.go)
+	o.Place, o.Hosts = modelHosts(cfg) // --model (model.go)
+	if cfg.model != nil && len(o.Panels) > 0 {
+		o.Metrics = modelMetrics(cfg.model)
+		o.Panels = append(o.Panels, modelPanels(cfg.model.Spec(), topologyHostNames(cmp.Or(cfg.Instances, 2), cfg.WorkerProcs))...)
+	}
 	for _, add := range topologyOptions { // later stages' parts (stage 8: the front cache)
 		add(cfg, &o)
 	}

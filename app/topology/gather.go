@@ -94,6 +94,15 @@ func (g *instanceGatherer) Gather() ([]*dto.MetricFamily, error) {
 		}()
 	}
 	wg.Wait()
+	if g.t.o.Metrics != nil {
+		more, err := g.t.o.Metrics.Gather()
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		for _, f := range more {
+			fams[f.GetName()] = f
+		}
+	}
 	g.t.gatherMemcached(fams) // Stage 8
 	g.t.gatherRedis(fams)
 	out := make([]*dto.MetricFamily, 0, len(fams))

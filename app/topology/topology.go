@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"flickrkillr/app/obs"
 )
 
@@ -102,6 +104,9 @@ type Options struct {
 	// process. Hosts is what /topology.json shows of them ("hosts").
 	Place func(host, role string, pid int) error
 	Hosts func() any
+	// Metrics are served on the supervisor's /metrics beside what it
+	// gathers from the instances (the scale model's hosts), unlabelled.
+	Metrics prometheus.Gatherer
 }
 
 // topology is what the supervisor runs and owns.
