@@ -124,25 +124,10 @@ func TestStage7EightInstancesThroughPgBouncer(t *testing.T) {
 		t.Skip("builds the binary, starts a PostgreSQL cluster, PgBouncer, nginx, Redis and eight instances")
 	}
 	needCommands(t, "nginx", "pgbouncer")
-	redisURL := testRedisURL(t)
-	if redisURL == "" {
-		if _, err := exec.LookPath("redis-server"); err != nil {
-			t.Skip("redis-server is not installed (the real-Redis pass of scripts/test.sh runs this test)")
-		}
-	}
-	schema, err := SchemaFor(scaleOutStage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dsn := ownCluster(t, 100, schema)
-	exe := buildFlickrkillr(t)
-	work := t.TempDir()
-	addr, admin := mustFreeAddr(t), mustFreeAddr(t)
-
-	sup := exec.Command(exe, "serve", "--stage", "7", "--instances", "8", "--addr", addr, "--admin-addr", admin)
-	sup.Dir = work
-	sup.Env = append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL="+redisURL, "DATA_DIR="+filepath.Join(work, "data"),
-		"STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS=", "PGBOUNCER=")
+	redisURL := topologyRedis(t)
+	dsn := ownCluster(t, 100, stageSchema(t, scaleOutStage))
+	sup, addr, admin := serveCommand(t, dsn, []string{"--stage", "7", "--instances", "8"}, "REDIS_URL="+redisURL, "PGBOUNCER=")
+	work := sup.Dir // the topology's folder: PgBouncer's auth_file is there
 	logs, _ := runTopology(t, sup, admin, 180*time.Second, "eight instances to serve through nginx")
 	base := "http://" + addr
 	topo := readTopology(t, admin)

@@ -146,21 +146,8 @@ func TestStage7Topology(t *testing.T) {
 		t.Skip("builds the binary and starts nginx, Redis and two instances")
 	}
 	needCommands(t, "nginx")
-	redisURL := testRedisURL(t)
-	if redisURL == "" {
-		if _, err := exec.LookPath("redis-server"); err != nil {
-			t.Skip("redis-server is not installed (the real-Redis pass of scripts/test.sh runs this test)")
-		}
-	}
-	schema, err := SchemaFor(scaleOutStage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dsn := modeltest.NewDB(t, schema)
-	exe := buildFlickrkillr(t)
-	work := t.TempDir()
-	addr, admin := mustFreeAddr(t), mustFreeAddr(t)
-
+	redisURL := topologyRedis(t)
+	dsn := modeltest.NewDB(t, stageSchema(t, scaleOutStage))
 	// PgBouncer is on by default; without it installed (outside CI, where
 	// scripts/test.sh installs it) this test runs the instances straight
 	// to PostgreSQL rather than not at all.
@@ -169,10 +156,8 @@ func TestStage7Topology(t *testing.T) {
 		pgbouncer = "PGBOUNCER=0"
 	}
 	// One image-worker process: the upload below is made into images there.
-	sup := exec.Command(exe, "serve", "--stage", "7", "--instances", "2", "--worker-procs", "1", "--addr", addr, "--admin-addr", admin)
-	sup.Dir = work
-	sup.Env = append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL="+redisURL, "DATA_DIR="+filepath.Join(work, "data"),
-		"LOG_LEVEL=debug", "STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS=", "WORKER_PROCS=", "WORKERS=", pgbouncer)
+	sup, addr, admin := serveCommand(t, dsn, []string{"--stage", "7", "--instances", "2", "--worker-procs", "1"},
+		"REDIS_URL="+redisURL, "LOG_LEVEL=debug", "WORKER_PROCS=", "WORKERS=", pgbouncer)
 	logs, exited := runTopology(t, sup, admin, 60*time.Second, "the topology to serve")
 	base := "http://" + addr
 	waitFor(t, 30*time.Second, "the topology to serve through nginx", func() bool {
@@ -595,6 +580,47 @@ func buildFlickrkillr(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return exe
+}
+
+// topologyRedis is the Redis URL the tests' topologies use: REDIS_URL's,
+// or "" where the supervisor starts a redis-server of its own. Without
+// either it skips the test: the real-Redis pass of scripts/test.sh runs it.
+func topologyRedis(t *testing.T) string {
+	t.Helper()
+	u := testRedisURL(t)
+	if u == "" {
+		if _, err := exec.LookPath("redis-server"); err != nil {
+			t.Skip("redis-server is not installed (the real-Redis pass of scripts/test.sh runs this test)")
+		}
+	}
+	return u
+}
+
+// stageSchema is the schema version stage's code needs.
+func stageSchema(t *testing.T, stage int) int64 {
+	t.Helper()
+	schema, err := SchemaFor(stage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return schema
+}
+
+// serveCommand is `flickrkillr serve` with args, built from this tree, on
+// database dsn, listening on free ports (addr for nginx, admin for the
+// operator listener), in a folder of the test's own that holds its data.
+// Its environment is the test's but for the settings its flags give, which
+// it clears, and env.
+func serveCommand(t *testing.T, dsn string, args []string, env ...string) (sup *exec.Cmd, addr, admin string) {
+	t.Helper()
+	exe := buildFlickrkillr(t)
+	work := t.TempDir()
+	addr, admin = mustFreeAddr(t), mustFreeAddr(t)
+	sup = exec.Command(exe, append(append([]string{"serve"}, args...), "--addr", addr, "--admin-addr", admin)...)
+	sup.Dir = work
+	sup.Env = append(append(os.Environ(), "DATABASE_URL="+dsn, "DATA_DIR="+filepath.Join(work, "data"),
+		"STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS="), env...)
+	return sup, addr, admin
 }
 
 // runTopology starts sup, a `serve` command whose operator listener is

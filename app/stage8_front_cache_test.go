@@ -5,9 +5,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -266,22 +263,11 @@ func startFrontTopology(t *testing.T, args ...string) (base, admin string) {
 // startFrontTopologyTTL is startFrontTopology with the pages' TTL.
 func startFrontTopologyTTL(t *testing.T, ttl time.Duration, args ...string) (base, admin string) {
 	t.Helper()
-	schema, err := SchemaFor(frontCacheStage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dsn := modeltest.NewDB(t, schema)
-	exe := buildFlickrkillr(t)
-	work := t.TempDir()
-	addr := mustFreeAddr(t)
-	admin = mustFreeAddr(t)
-	sup := exec.Command(exe, append([]string{"serve", "--stage", "8", "--instances", "2", "--addr", addr, "--admin-addr", admin}, args...)...)
-	sup.Dir = work
-	sup.Env = append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL=", "DATA_DIR="+filepath.Join(work, "data"),
-		"FRONT_CACHE_TTL="+ttl.String(), "FRONT_CACHE=", "STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS=")
+	dsn := modeltest.NewDB(t, stageSchema(t, frontCacheStage))
+	sup, addr, admin := serveCommand(t, dsn, append([]string{"--stage", "8", "--instances", "2"}, args...),
+		"REDIS_URL=", "FRONT_CACHE_TTL="+ttl.String(), "FRONT_CACHE=")
 	runTopology(t, sup, admin, 90*time.Second, "the topology to serve through nginx") // SIGINT at the end stops nginx, the instances, Redis and memcached
-	base = "http://" + addr
-	return base, admin
+	return "http://" + addr, admin
 }
 
 // --front-cache proxy: nginx's proxy_cache in memcached's place, one flag
