@@ -15,6 +15,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
+
+	"flickrkillr/models/redissessions"
 )
 
 // Cache is stage 3's cache-aside in Redis: one mechanism for every value it
@@ -307,7 +309,7 @@ func (c *Cache) Expect(ctx context.Context, deps []string) context.Context {
 	m.pending = append(m.pending, withEpoch(deps)...)
 	m.mu.Unlock()
 	pctx := ctx
-	return WithPiggyback(ctx, func(p redis.Pipeliner) func() { return m.piggyback(pctx, p) })
+	return redissessions.WithPiggyback(ctx, func(p redis.Pipeliner) func() { return m.piggyback(pctx, p) })
 }
 
 // piggyback adds to p an MGET of the generations the request expects
