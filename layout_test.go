@@ -13,9 +13,12 @@ import (
 // the mechanism packages under app/ → models. A mechanism never imports
 // app; among them, topology and jobqueue may use obs and guard, frontcache guard, and obs,
 // guard, netdelay and scalemodel use none of the others. models imports none of app's.
+// obs imports nothing of models but the request timings (models/timing), a
+// leaf that imports nothing of the project: obs reads them, models writes them.
 // A new package under app/ must be given its arrows here.
 func TestImportsPointOneWay(t *testing.T) {
 	const app = "flickrkillr/app"
+	const models, leaf = "flickrkillr/models", "flickrkillr/models/timing"
 	mechanisms := []string{app + "/obs", app + "/guard", app + "/netdelay", app + "/jobqueue", app + "/topology", app + "/frontcache", app + "/scalemodel"}
 	may := map[string][]string{ // the mechanisms each mechanism may use
 		app + "/obs":        nil,
@@ -41,7 +44,15 @@ func TestImportsPointOneWay(t *testing.T) {
 		if pkg == app {
 			continue
 		}
-		if strings.HasPrefix(pkg, "flickrkillr/models") {
+		if pkg == leaf {
+			for _, d := range deps {
+				if strings.HasPrefix(d, "flickrkillr/") {
+					t.Errorf("%s imports %s: the timings are a leaf, importing nothing of the project", pkg, d)
+				}
+			}
+			continue
+		}
+		if strings.HasPrefix(pkg, models) {
 			for _, d := range deps {
 				if d == app || strings.HasPrefix(d, app+"/") {
 					t.Errorf("%s imports %s: models is below app and its packages", pkg, d)
@@ -61,6 +72,8 @@ func TestImportsPointOneWay(t *testing.T) {
 				t.Errorf("%s imports %s: a mechanism never imports app", pkg, app)
 			case slices.Contains(mechanisms, d) && !slices.Contains(allowed, d):
 				t.Errorf("%s imports %s: an arrow the layout does not allow (allowed: %v)", pkg, d, allowed)
+			case pkg == app+"/obs" && (d == models || strings.HasPrefix(d, models+"/")) && d != leaf:
+				t.Errorf("%s imports %s: obs uses nothing of models but its timings (%s)", pkg, d, leaf)
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"flickrkillr/models"
+	"flickrkillr/models/timing"
 )
 
 // timedSessions wraps the stage's session store: each operation is session
@@ -51,21 +52,21 @@ func (s *timedSessions) done(op string, stop func(), err error) {
 }
 
 func (s *timedSessions) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
-	ctx, stop := models.Time(ctx, models.PartSession)
+	ctx, stop := timing.Time(ctx, timing.Session)
 	b, found, err := s.inner.FindCtx(ctx, token)
 	s.done("find", stop, err)
 	return b, found, err
 }
 
 func (s *timedSessions) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
-	ctx, stop := models.Time(ctx, models.PartSession)
+	ctx, stop := timing.Time(ctx, timing.Session)
 	err := s.inner.CommitCtx(ctx, token, b, expiry)
 	s.done("commit", stop, err)
 	return err
 }
 
 func (s *timedSessions) DeleteCtx(ctx context.Context, token string) error {
-	ctx, stop := models.Time(ctx, models.PartSession)
+	ctx, stop := timing.Time(ctx, timing.Session)
 	err := s.inner.DeleteCtx(ctx, token)
 	s.done("delete", stop, err)
 	return err

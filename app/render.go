@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"flickrkillr/models"
+	"flickrkillr/models/timing"
 	"flickrkillr/templates"
 )
 
@@ -114,7 +115,7 @@ func (r *renderer) execute(ctx context.Context, page, name string, data any) ([]
 	}
 	r.executed.Add(1)
 	var buf bytes.Buffer
-	_, rendered := models.Time(ctx, models.PartRender) // Server-Timing's render
+	_, rendered := timing.Time(ctx, timing.Render) // Server-Timing's render
 	err := t.ExecuteTemplate(&buf, name, data)
 	rendered()
 	if err != nil {

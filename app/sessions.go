@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+	"unsafe"
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/labstack/echo/v4"
@@ -246,14 +247,14 @@ func (sessionCodec) Encode(deadline time.Time, values map[string]any) ([]byte, e
 	b = binary.AppendVarint(b, deadline.UnixNano())
 	b = binary.AppendUvarint(b, uint64(len(values)))
 	for k, v := range values {
-		b = appendSessionString(b, k)
+		b = appendString(b, k)
 		switch v := v.(type) {
 		case int64:
 			b = append(b, 'i')
 			b = binary.AppendVarint(b, v)
 		case string:
 			b = append(b, 's')
-			b = appendSessionString(b, v)
+			b = appendString(b, v)
 		}
 	}
 	return b, nil
@@ -273,7 +274,7 @@ func (sessionCodec) Decode(b []byte) (time.Time, map[string]any, error) {
 	if len(b) < 2 || b[1] != sessionVersion {
 		return time.Time{}, nil, fmt.Errorf("%w: a version this build does not know", errBadSession)
 	}
-	r := sessionReader{b: b[2:]}
+	r := byteReader{b: b[2:]}
 	ns, k := binary.Varint(r.b)
 	if k <= 0 {
 		return time.Time{}, nil, errBadSession
@@ -311,14 +312,15 @@ func (sessionCodec) Decode(b []byte) (time.Time, map[string]any, error) {
 	return time.Unix(0, ns).UTC(), values, nil
 }
 
-// sessionReader reads what Encode wrote (stage 3's view reader is its twin;
-// this file cannot use it: the workshop tags before stage 3 lack it).
-type sessionReader struct {
+// byteReader reads what appendString and binary.AppendUvarint wrote: the
+// sessions' encoding here, stage 3's views (stage3_cache.go) too. It lives in
+// this file, which every workshop tag holds, so that both share it.
+type byteReader struct {
 	b   []byte
 	bad bool
 }
 
-func (r *sessionReader) uvarint() uint64 {
+func (r *byteReader) uvarint() uint64 {
 	n, k := binary.Uvarint(r.b)
 	if k <= 0 {
 		r.bad = true
@@ -328,18 +330,34 @@ func (r *sessionReader) uvarint() uint64 {
 	return n
 }
 
-func (r *sessionReader) string() string {
+// next returns the next length-prefixed run of bytes, without copying it.
+func (r *byteReader) next() []byte {
 	n := r.uvarint()
 	if r.bad || n > uint64(len(r.b)) {
 		r.bad = true
-		return ""
+		return nil
 	}
-	s := string(r.b[:n])
+	s := r.b[:n]
 	r.b = r.b[n:]
 	return s
 }
 
-func appendSessionString(b []byte, s string) []byte {
+// string reads a string, copied out of the bytes read.
+func (r *byteReader) string() string { return string(r.next()) }
+
+// borrowedString reads a string without copying it: only for bytes that are
+// never written after they are read (stage 3's views: the near cache hands
+// the same bytes to every hit, Redis a fresh copy to one), so that a view's
+// HTML points into them instead of copying a whole page on every hit.
+func (r *byteReader) borrowedString() string {
+	s := r.next()
+	if len(s) == 0 {
+		return ""
+	}
+	return unsafe.String(&s[0], len(s))
+}
+
+func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
 }

@@ -3,7 +3,7 @@ package app
 import (
 	"github.com/alexedwards/scs/v2"
 
-	"flickrkillr/models"
+	"flickrkillr/models/redissessions"
 )
 
 // Stage 2: sessions move out of PostgreSQL into an in-memory store that all
@@ -19,7 +19,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return models.NewRedisSessionStore(rdb), nil
+			return redissessions.New(rdb), nil
 		},
 	})
 }

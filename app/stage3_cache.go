@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"flickrkillr/app/obs"
 	"flickrkillr/models"
@@ -289,11 +288,6 @@ func encodeView(v View) []byte {
 // viewFormat is the first byte of an encoded view, changed with the format.
 const viewFormat = 1
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
 var errBadView = errors.New("app: not an encoded view")
 
 func decodeView(b []byte) (View, error) {
@@ -301,59 +295,26 @@ func decodeView(b []byte) (View, error) {
 	if len(b) == 0 || b[0] != viewFormat {
 		return v, errBadView
 	}
-	r := viewReader{b: b[1:]}
+	r := byteReader{b: b[1:]}
 	v.OwnerID = int64(r.uvarint())
-	v.Owner = r.string()
-	v.Title = r.string()
+	v.Owner = r.borrowedString()
+	v.Title = r.borrowedString()
 	if n := r.uvarint(); n > 0 && n < 64 {
 		v.Deps = make([]string, n)
 		for i := range v.Deps {
-			v.Deps[i] = r.string()
+			v.Deps[i] = r.borrowedString()
 		}
 	}
 	if n := r.uvarint(); n > 0 && n < 64 {
 		v.HTML = make([]template.HTML, n)
 		for i := range v.HTML {
-			v.HTML[i] = template.HTML(r.string())
+			v.HTML[i] = template.HTML(r.borrowedString())
 		}
 	}
 	if r.bad || len(r.b) != 0 || len(v.HTML) == 0 {
 		return View{}, errBadView
 	}
 	return v, nil
-}
-
-type viewReader struct {
-	b   []byte
-	bad bool
-}
-
-func (r *viewReader) uvarint() uint64 {
-	n, k := binary.Uvarint(r.b)
-	if k <= 0 {
-		r.bad = true
-		return 0
-	}
-	r.b = r.b[k:]
-	return n
-}
-
-// string reads a string without copying it: a view's bytes are never
-// written after they are read (the near cache hands the same bytes to every
-// hit, Redis a fresh copy to one), so the view's HTML can point into them
-// instead of copying a whole page on every hit.
-func (r *viewReader) string() string {
-	n := r.uvarint()
-	if r.bad || n > uint64(len(r.b)) {
-		r.bad = true
-		return ""
-	}
-	if n == 0 {
-		return ""
-	}
-	s := unsafe.String(&r.b[0], n)
-	r.b = r.b[n:]
-	return s
 }
 
 // memoryImages keeps image bytes in memory (a models.LRU of max bytes).

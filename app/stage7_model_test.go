@@ -35,7 +35,7 @@ func TestStage7ModelPlacesEveryProcess(t *testing.T) {
 		t.Skipf("no scale model here: %v", err)
 	}
 	probe.Close()
-	needNginx(t)
+	needCommands(t, "nginx")
 	for _, exe := range []string{"redis-server", "pgbouncer"} {
 		if _, err := exec.LookPath(exe); err != nil {
 			t.Skipf("%s is not installed (scripts/test.sh installs it)", exe)

@@ -109,7 +109,7 @@ func TestStage7RemoteInstancesInNetworkNamespaces(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary, makes network namespaces, starts nginx and two instances")
 	}
-	needNginx(t)
+	needCommands(t, "nginx")
 	a := newNetnsHost(t, fmt.Sprintf("fk%da", os.Getpid()%100000), 1+os.Getpid()%120)
 	b := newNetnsHost(t, fmt.Sprintf("fk%db", os.Getpid()%100000), 121+os.Getpid()%120)
 	schema, err := SchemaFor(scaleOutStage)

@@ -26,18 +26,6 @@ import (
 	"flickrkillr/migrations"
 )
 
-// needPgBouncer skips a test without Debian's pgbouncer; in CI, where
-// scripts/test.sh installs it, it fails instead.
-func needPgBouncer(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("pgbouncer"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("pgbouncer is not installed (scripts/test.sh installs it)")
-		}
-		t.Skip("pgbouncer is not installed (apt-get install pgbouncer)")
-	}
-}
-
 // ownCluster starts a PostgreSQL cluster of the test's own (initdb in a
 // temporary folder, as scripts/pg.sh does for the project's clusters) with
 // maxConns connections, and returns the URL of a database migrated to
@@ -135,62 +123,13 @@ func TestStage7EightInstancesThroughPgBouncer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary, starts a PostgreSQL cluster, PgBouncer, nginx, Redis and eight instances")
 	}
-	needNginx(t)
-	needPgBouncer(t)
-	redisURL := testRedisURL(t)
-	if redisURL == "" {
-		if _, err := exec.LookPath("redis-server"); err != nil {
-			t.Skip("redis-server is not installed (the real-Redis pass of scripts/test.sh runs this test)")
-		}
-	}
-	schema, err := SchemaFor(scaleOutStage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dsn := ownCluster(t, 100, schema)
-	exe := buildFlickrkillr(t)
-	work := t.TempDir()
-	addr, admin := mustFreeAddr(t), mustFreeAddr(t)
-
-	logs := &syncBuffer{}
-	sup := exec.Command(exe, "serve", "--stage", "7", "--instances", "8", "--addr", addr, "--admin-addr", admin)
-	sup.Dir = work
-	sup.Env = append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL="+redisURL, "DATA_DIR="+filepath.Join(work, "data"),
-		"STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS=", "PGBOUNCER=")
-	sup.Stdout, sup.Stderr = logs, logs
-	if err := sup.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- sup.Wait() }()
-	t.Cleanup(func() {
-		if sup.ProcessState == nil {
-			sup.Process.Signal(os.Interrupt)
-			select {
-			case <-exited:
-			case <-time.After(30 * time.Second):
-				sup.Process.Kill()
-				<-exited
-			}
-		}
-		if t.Failed() {
-			t.Logf("the topology's log:\n%s", logs.String())
-		}
-	})
+	needCommands(t, "nginx", "pgbouncer")
+	redisURL := topologyRedis(t)
+	dsn := ownCluster(t, 100, stageSchema(t, scaleOutStage))
+	sup, addr, admin := serveCommand(t, dsn, []string{"--stage", "7", "--instances", "8"}, "REDIS_URL="+redisURL, "PGBOUNCER=")
+	work := sup.Dir // the topology's folder: PgBouncer's auth_file is there
+	logs, _ := runTopology(t, sup, admin, 180*time.Second, "eight instances to serve through nginx")
 	base := "http://" + addr
-	waitFor(t, 180*time.Second, "eight instances to serve through nginx", func() bool {
-		select {
-		case err := <-exited:
-			t.Fatalf("the supervisor exited: %v", err)
-		default:
-		}
-		res, err := http.Get("http://" + admin + "/topology.json") // the operator listener starts last
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == http.StatusOK
-	})
 	topo := readTopology(t, admin)
 	insts := topo.instances()
 	seen := map[string]string{}

@@ -29,12 +29,22 @@ import (
 	"flickrkillr/models/modeltest"
 )
 
-// needNginx skips a test without nginx. In CI, where scripts/test.sh
-// installs it, package topology's nginx -t test fails instead.
-func needNginx(t *testing.T) {
+// needCommands skips a test when one of the commands (nginx, pgbouncer,
+// memcached, redis-server) is not installed; in CI, where scripts/test.sh
+// installs them all, it fails instead.
+func needCommands(t *testing.T, names ...string) {
 	t.Helper()
-	if _, err := exec.LookPath("nginx"); err != nil {
-		t.Skip("nginx is not installed (apt-get install nginx-light)")
+	for _, name := range names {
+		if _, err := exec.LookPath(name); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is not installed (scripts/test.sh installs it)", name)
+			}
+			pkg := name
+			if name == "nginx" {
+				pkg = "nginx-light"
+			}
+			t.Skipf("%s is not installed (apt-get install %s)", name, pkg)
+		}
 	}
 }
 
@@ -135,23 +145,9 @@ func TestStage7Topology(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and starts nginx, Redis and two instances")
 	}
-	needNginx(t)
-	redisURL := testRedisURL(t)
-	if redisURL == "" {
-		if _, err := exec.LookPath("redis-server"); err != nil {
-			t.Skip("redis-server is not installed (the real-Redis pass of scripts/test.sh runs this test)")
-		}
-	}
-	schema, err := SchemaFor(scaleOutStage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dsn := modeltest.NewDB(t, schema)
-	exe := buildFlickrkillr(t)
-	work := t.TempDir()
-	addr, admin := mustFreeAddr(t), mustFreeAddr(t)
-
-	logs := &syncBuffer{}
+	needCommands(t, "nginx")
+	redisURL := topologyRedis(t)
+	dsn := modeltest.NewDB(t, stageSchema(t, scaleOutStage))
 	// PgBouncer is on by default; without it installed (outside CI, where
 	// scripts/test.sh installs it) this test runs the instances straight
 	// to PostgreSQL rather than not at all.
@@ -160,41 +156,17 @@ func TestStage7Topology(t *testing.T) {
 		pgbouncer = "PGBOUNCER=0"
 	}
 	// One image-worker process: the upload below is made into images there.
-	sup := exec.Command(exe, "serve", "--stage", "7", "--instances", "2", "--worker-procs", "1", "--addr", addr, "--admin-addr", admin)
-	sup.Dir = work
-	sup.Env = append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL="+redisURL, "DATA_DIR="+filepath.Join(work, "data"),
-		"LOG_LEVEL=debug", "STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS=", "WORKER_PROCS=", "WORKERS=", pgbouncer)
-	sup.Stdout, sup.Stderr = logs, logs
-	if err := sup.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- sup.Wait() }()
-	t.Cleanup(func() {
-		if sup.ProcessState == nil {
-			sup.Process.Kill() // its children get SIGTERM (Pdeathsig)
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("the topology's log:\n%s", logs.String())
-		}
-	})
+	sup, addr, admin := serveCommand(t, dsn, []string{"--stage", "7", "--instances", "2", "--worker-procs", "1"},
+		"REDIS_URL="+redisURL, "LOG_LEVEL=debug", "WORKER_PROCS=", "WORKERS=", pgbouncer)
+	logs, exited := runTopology(t, sup, admin, 60*time.Second, "the topology to serve")
 	base := "http://" + addr
-	waitFor(t, 60*time.Second, "the topology to serve through nginx", func() bool {
+	waitFor(t, 30*time.Second, "the topology to serve through nginx", func() bool {
 		res, err := http.Get(base + "/healthz")
 		if err != nil {
 			return false
 		}
 		res.Body.Close()
-		if res.StatusCode != http.StatusOK || res.Header.Get("Server") != "nginx" {
-			return false
-		}
-		res, err = http.Get("http://" + admin + "/topology.json") // the operator listener starts last
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == http.StatusOK
+		return res.StatusCode == http.StatusOK && res.Header.Get("Server") == "nginx"
 	})
 	topo := readTopology(t, admin)
 	insts := topo.instances()
@@ -425,24 +397,25 @@ func TestStage7Topology(t *testing.T) {
 	})
 }
 
-// traffic is clients looping over pages (and, with posts, a favorite's
-// toggle) through nginx until stop; any error or unexpected status fails.
+// traffic is four clients looping over requests through nginx until stop;
+// any error or a status other than the one wanted is a failure. Stage 7's
+// and stage 8's tests drive it (startTraffic, startAnonymousTraffic).
 type traffic struct {
-	stopc              chan struct{}
-	wg                 sync.WaitGroup
-	requests, failures atomic.Int64
-	first              atomic.Value
+	stopc                    chan struct{}
+	wg                       sync.WaitGroup
+	requests, failures, hits atomic.Int64
+	first                    atomic.Value
 }
 
-func startTraffic(base string, jar http.CookieJar, photo string, posts bool) *traffic {
+// runTraffic starts four clients sharing c; client w sends next(i) for i =
+// w, w+1, and so on, wanting the status next returns with it. hits counts
+// the answers hit says yes to (nil: none).
+func runTraffic(c *http.Client, next func(i int) (req *http.Request, want int), hit func(*http.Response) bool) *traffic {
 	tr := &traffic{stopc: make(chan struct{})}
 	for w := range 4 {
 		tr.wg.Add(1)
 		go func() {
 			defer tr.wg.Done()
-			c := &http.Client{Jar: jar, Timeout: 10 * time.Second,
-				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-			paths := []string{"/upload", photo, "/"}
 			for i := w; ; i++ {
 				select {
 				case <-tr.stopc:
@@ -450,26 +423,14 @@ func startTraffic(base string, jar http.CookieJar, photo string, posts bool) *tr
 				default:
 				}
 				tr.requests.Add(1)
-				var res *http.Response
-				var err error
-				want := http.StatusOK // a 303 to /login would be a lost session
-				if posts && i%4 == 3 {
-					action := []string{"add", "remove"}[i/4%2]
-					req, _ := http.NewRequest(http.MethodPost, base+photo+"/favorite", strings.NewReader(url.Values{"action": {action}}.Encode()))
-					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-					// As a browser does, send a POST again when a reused connection
-					// was closed before any answer (nginx's old workers close their
-					// idle connections at a reload); Go does so for requests marked
-					// replayable, which toggling a favorite to a state is.
-					req.Header.Set("Idempotency-Key", fmt.Sprint(i))
-					res, err = c.Do(req)
-					want = http.StatusSeeOther
-				} else {
-					res, err = c.Get(base + paths[i%len(paths)])
-				}
+				req, want := next(i)
+				res, err := c.Do(req)
 				if err == nil {
 					io.Copy(io.Discard, res.Body)
 					res.Body.Close()
+					if hit != nil && hit(res) {
+						tr.hits.Add(1)
+					}
 					if res.StatusCode != want {
 						err = fmt.Errorf("%s %s: status %d, want %d", res.Request.Method, res.Request.URL.Path, res.StatusCode, want)
 					}
@@ -484,13 +445,36 @@ func startTraffic(base string, jar http.CookieJar, photo string, posts bool) *tr
 	return tr
 }
 
+// startTraffic is a logged-in visitor (jar) reading pages and, with posts,
+// toggling a favorite.
+func startTraffic(base string, jar http.CookieJar, photo string, posts bool) *traffic {
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	paths := []string{"/upload", photo, "/"}
+	return runTraffic(c, func(i int) (*http.Request, int) {
+		if posts && i%4 == 3 {
+			action := []string{"add", "remove"}[i/4%2]
+			req, _ := http.NewRequest(http.MethodPost, base+photo+"/favorite", strings.NewReader(url.Values{"action": {action}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			// As a browser does, send a POST again when a reused connection
+			// was closed before any answer (nginx's old workers close their
+			// idle connections at a reload); Go does so for requests marked
+			// replayable, which toggling a favorite to a state is.
+			req.Header.Set("Idempotency-Key", fmt.Sprint(i))
+			return req, http.StatusSeeOther
+		}
+		req, _ := http.NewRequest(http.MethodGet, base+paths[i%len(paths)], nil)
+		return req, http.StatusOK // a 303 to /login would be a lost session
+	}, nil)
+}
+
 // waitForMore waits until n more requests have been sent than when it was
 // called: the tests wait on traffic having happened, not on a sleep that a
 // busy machine can outrun.
 func (tr *traffic) waitForMore(t *testing.T, n int64, what string) {
 	t.Helper()
 	from := tr.requests.Load()
-	waitFor(t, 30*time.Second, what, func() bool { return tr.requests.Load() >= from+n })
+	waitFor(t, 60*time.Second, what, func() bool { return tr.requests.Load() >= from+n })
 }
 
 // stop ends the traffic: requests sent, failed, and the first failure.
@@ -596,6 +580,92 @@ func buildFlickrkillr(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return exe
+}
+
+// topologyRedis is the Redis URL the tests' topologies use: REDIS_URL's,
+// or "" where the supervisor starts a redis-server of its own. Without
+// either it skips the test: the real-Redis pass of scripts/test.sh runs it.
+func topologyRedis(t *testing.T) string {
+	t.Helper()
+	u := testRedisURL(t)
+	if u == "" {
+		if _, err := exec.LookPath("redis-server"); err != nil {
+			t.Skip("redis-server is not installed (the real-Redis pass of scripts/test.sh runs this test)")
+		}
+	}
+	return u
+}
+
+// stageSchema is the schema version stage's code needs.
+func stageSchema(t *testing.T, stage int) int64 {
+	t.Helper()
+	schema, err := SchemaFor(stage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return schema
+}
+
+// serveCommand is `flickrkillr serve` with args, built from this tree, on
+// database dsn, listening on free ports (addr for nginx, admin for the
+// operator listener), in a folder of the test's own that holds its data.
+// Its environment is the test's but for the settings its flags give, which
+// it clears, and env.
+func serveCommand(t *testing.T, dsn string, args []string, env ...string) (sup *exec.Cmd, addr, admin string) {
+	t.Helper()
+	exe := buildFlickrkillr(t)
+	work := t.TempDir()
+	addr, admin = mustFreeAddr(t), mustFreeAddr(t)
+	sup = exec.Command(exe, append(append([]string{"serve"}, args...), "--addr", addr, "--admin-addr", admin)...)
+	sup.Dir = work
+	sup.Env = append(append(os.Environ(), "DATABASE_URL="+dsn, "DATA_DIR="+filepath.Join(work, "data"),
+		"STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS="), env...)
+	return sup, addr, admin
+}
+
+// runTopology starts sup, a `serve` command whose operator listener is
+// admin, with its output in the log it returns, and waits up to within for
+// that listener, which starts last, to answer; the supervisor exiting
+// first fails the test. exited has its exit, for a test that stops it. At the test's end it stops the supervisor with
+// SIGINT, as Ctrl-C does (it stops every process it started; SIGKILL after
+// a minute), and shows its log if the test failed.
+func runTopology(t *testing.T, sup *exec.Cmd, admin string, within time.Duration, what string) (logs *syncBuffer, exited <-chan error) {
+	t.Helper()
+	logs = &syncBuffer{}
+	sup.Stdout, sup.Stderr = logs, logs
+	if err := sup.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sup.Wait() }()
+	t.Cleanup(func() {
+		if sup.ProcessState == nil {
+			sup.Process.Signal(syscall.SIGINT)
+			select {
+			case <-done:
+			case <-time.After(60 * time.Second):
+				sup.Process.Kill()
+				<-done
+			}
+		}
+		if t.Failed() {
+			t.Logf("the topology's log:\n%s", logs.String())
+		}
+	})
+	waitFor(t, within, what, func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("the supervisor exited: %v", err)
+		default:
+		}
+		res, err := http.Get("http://" + admin + "/topology.json")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+	return logs, done
 }
 
 // syncBuffer is a bytes.Buffer that a process's two pipes can write at once.

@@ -2,18 +2,11 @@ package app
 
 import (
 	"bufio"
-	"fmt"
-	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -33,15 +26,7 @@ func TestStage8FrontCache(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and starts nginx, memcached, Redis and two instances")
 	}
-	needNginx(t)
-	for _, exe := range []string{"memcached", "redis-server"} {
-		if _, err := exec.LookPath(exe); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is not installed (scripts/test.sh installs it)", exe)
-			}
-			t.Skipf("%s is not installed", exe)
-		}
-	}
+	needCommands(t, "nginx", "memcached", "redis-server")
 	base, admin := startFrontTopology(t)
 	mcAddr := memcachedProc(t, admin).Addr
 	mc := memcache.New(mcAddr)
@@ -212,15 +197,7 @@ func TestStage8WorkerProcsDeleteAFinishedPhotosPages(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and starts nginx, memcached, Redis, two instances and a worker process")
 	}
-	needNginx(t)
-	for _, exe := range []string{"memcached", "redis-server"} {
-		if _, err := exec.LookPath(exe); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is not installed (scripts/test.sh installs it)", exe)
-			}
-			t.Skipf("%s is not installed", exe)
-		}
-	}
+	needCommands(t, "nginx", "memcached", "redis-server")
 	base, admin := startFrontTopologyTTL(t, 10*time.Minute, "--worker-procs", "1")
 	var worker topologyProcFile
 	for _, p := range readTopology(t, admin).Processes {
@@ -286,50 +263,11 @@ func startFrontTopology(t *testing.T, args ...string) (base, admin string) {
 // startFrontTopologyTTL is startFrontTopology with the pages' TTL.
 func startFrontTopologyTTL(t *testing.T, ttl time.Duration, args ...string) (base, admin string) {
 	t.Helper()
-	schema, err := SchemaFor(frontCacheStage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dsn := modeltest.NewDB(t, schema)
-	exe := buildFlickrkillr(t)
-	work := t.TempDir()
-	addr := mustFreeAddr(t)
-	admin = mustFreeAddr(t)
-	logs := &syncBuffer{}
-	sup := exec.Command(exe, append([]string{"serve", "--stage", "8", "--instances", "2", "--addr", addr, "--admin-addr", admin}, args...)...)
-	sup.Dir = work
-	sup.Env = append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL=", "DATA_DIR="+filepath.Join(work, "data"),
-		"FRONT_CACHE_TTL="+ttl.String(), "FRONT_CACHE=", "STAGE=", "INDEXES=", "INSTANCES=", "INSTANCE_CPUS=", "DB_LATENCY=", "METRICS=")
-	sup.Stdout, sup.Stderr = logs, logs
-	if err := sup.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- sup.Wait() }()
-	t.Cleanup(func() {
-		if sup.ProcessState == nil {
-			sup.Process.Signal(syscall.SIGINT) // stops nginx, the instances, Redis and memcached
-			select {
-			case <-exited:
-			case <-time.After(60 * time.Second):
-				sup.Process.Kill()
-				<-exited
-			}
-		}
-		if t.Failed() {
-			t.Logf("the topology's log:\n%s", logs.String())
-		}
-	})
-	base = "http://" + addr
-	waitFor(t, 90*time.Second, "the topology to serve through nginx", func() bool {
-		res, err := http.Get("http://" + admin + "/topology.json") // the operator listener starts last
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == http.StatusOK
-	})
-	return base, admin
+	dsn := modeltest.NewDB(t, stageSchema(t, frontCacheStage))
+	sup, addr, admin := serveCommand(t, dsn, append([]string{"--stage", "8", "--instances", "2"}, args...),
+		"REDIS_URL=", "FRONT_CACHE_TTL="+ttl.String(), "FRONT_CACHE=")
+	runTopology(t, sup, admin, 90*time.Second, "the topology to serve through nginx") // SIGINT at the end stops nginx, the instances, Redis and memcached
+	return "http://" + addr, admin
 }
 
 // --front-cache proxy: nginx's proxy_cache in memcached's place, one flag
@@ -339,10 +277,7 @@ func TestStage8ProxyMicrocache(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and starts nginx, Redis and two instances")
 	}
-	needNginx(t)
-	if _, err := exec.LookPath("redis-server"); err != nil && os.Getenv("CI") == "" {
-		t.Skip("redis-server is not installed")
-	}
+	needCommands(t, "nginx", "redis-server")
 	base, admin := startFrontTopology(t, "--front-cache", "proxy")
 	for _, p := range readTopology(t, admin).Processes {
 		if p.Name == "memcached" {
@@ -406,58 +341,11 @@ func metricSum(t *testing.T, admin, prefix string) float64 {
 	return sum
 }
 
-// anonymousTraffic is visitors without a session looping over pages; any
-// error or a status other than 200 is a failure.
-type anonymousTraffic struct {
-	stopc                    chan struct{}
-	wg                       sync.WaitGroup
-	requests, failures, hits atomic.Int64
-	first                    atomic.Value
-}
-
-func startAnonymousTraffic(base string, paths []string) *anonymousTraffic {
-	tr := &anonymousTraffic{stopc: make(chan struct{})}
-	for w := range 4 {
-		tr.wg.Add(1)
-		go func() {
-			defer tr.wg.Done()
-			c := &http.Client{Timeout: 10 * time.Second}
-			for i := w; ; i++ {
-				select {
-				case <-tr.stopc:
-					return
-				default:
-				}
-				tr.requests.Add(1)
-				res, err := c.Get(base + paths[i%len(paths)])
-				if err == nil {
-					io.Copy(io.Discard, res.Body)
-					res.Body.Close()
-					if res.Header.Get("X-Front-Cache") == "memcached" {
-						tr.hits.Add(1)
-					}
-					if res.StatusCode != http.StatusOK {
-						err = fmt.Errorf("GET %s: status %d", res.Request.URL.Path, res.StatusCode)
-					}
-				}
-				if err != nil {
-					tr.failures.Add(1)
-					tr.first.CompareAndSwap(nil, err.Error())
-				}
-			}
-		}()
-	}
-	return tr
-}
-
-func (tr *anonymousTraffic) waitForMore(t *testing.T, n int64, what string) {
-	t.Helper()
-	from := tr.requests.Load()
-	waitFor(t, 60*time.Second, what, func() bool { return tr.requests.Load() >= from+n })
-}
-
-func (tr *anonymousTraffic) stop() (requests, failures int64, first any) {
-	close(tr.stopc)
-	tr.wg.Wait()
-	return tr.requests.Load(), tr.failures.Load(), tr.first.Load()
+// startAnonymousTraffic is visitors without a session looping over paths;
+// its hits are the answers from memcached.
+func startAnonymousTraffic(base string, paths []string) *traffic {
+	return runTraffic(&http.Client{Timeout: 10 * time.Second}, func(i int) (*http.Request, int) {
+		req, _ := http.NewRequest(http.MethodGet, base+paths[i%len(paths)], nil)
+		return req, http.StatusOK
+	}, func(res *http.Response) bool { return res.Header.Get("X-Front-Cache") == "memcached" })
 }

@@ -22,34 +22,15 @@ import (
 const olderOneIn = 4
 
 // anonymousMix is the browse mix's reads, with their weights.
-var anonymousMix = []action{
-	{"anon-home", 10, func(ctx context.Context, vu *vuser, b *browse) {
-		vu.get(ctx, "anon-home", "/", isAnonHome)
-	}},
-	{"anon-photo", 28, func(ctx context.Context, vu *vuser, b *browse) {
-		vu.get(ctx, "anon-photo", "/photos/"+b.photo(vu.rng), isAnonPhoto)
-	}},
-	{"anon-thumb", 23, func(ctx context.Context, vu *vuser, b *browse) {
-		vu.get(ctx, "anon-thumb", b.image(vu.rng, b.thumbs, "/thumb"), isJPEG)
-	}},
-	{"anon-image", 5, func(ctx context.Context, vu *vuser, b *browse) {
-		vu.get(ctx, "anon-image", b.image(vu.rng, b.images, "/image"), isJPEG)
-	}},
-	{"anon-user", 12, func(ctx context.Context, vu *vuser, b *browse) {
-		readPages(ctx, vu, "anon-user", "/users/"+b.user(vu.rng), isAnonUser)
-	}},
-	{"anon-tag", 10, func(ctx context.Context, vu *vuser, b *browse) {
-		readPages(ctx, vu, "anon-tag", "/tags/"+b.tag(vu.rng), isAnonTag)
-	}},
-}
+var anonymousMix = newMix(reads(reader{
+	prefix:  "anon-",
+	home:    isAnonHome,
+	photo:   isAnonPhoto,
+	user:    isAnonUser,
+	tag:     isAnonTag,
+	listing: readPages, // pages back now and then
 
-var anonymousTotal = func() int {
-	n := 0
-	for _, a := range anonymousMix {
-		n += a.weight
-	}
-	return n
-}()
+})...)
 
 // The checks of the anonymous pages: the page, and the "Log in" link that
 // only a visitor without a session sees.
@@ -59,17 +40,6 @@ var (
 	isAnonUser  = statusIs(http.StatusOK, "member since", `href="/login"`)
 	isAnonTag   = statusIs(http.StatusOK, "Photos tagged", `href="/login"`)
 )
-
-func anonymousStep(ctx context.Context, vu *vuser, b *browse) {
-	n := vu.rng.IntN(anonymousTotal)
-	for _, a := range anonymousMix {
-		if n < a.weight {
-			a.run(ctx, vu, b)
-			return
-		}
-		n -= a.weight
-	}
-}
 
 // olderLinkRE is a listing's "Older photos" link (templates/partials/grid.html).
 var olderLinkRE = regexp.MustCompile(`<a href="([^"]+\?before=\d+)" rel="next">`)

@@ -36,8 +36,8 @@ func TestAnonymousVisitorsNeverSignIn(t *testing.T) {
 	if actions < 2000 {
 		t.Fatalf("only %.0f requests: too few to judge the mix", actions)
 	}
-	for _, a := range anonymousMix {
-		want := float64(a.weight) / float64(anonymousTotal)
+	for _, a := range anonymousMix.actions {
+		want := float64(a.weight) / float64(anonymousMix.total)
 		if got := float64(route(res, a.name).Requests) / actions; got < want*0.75 || got > want*1.25 {
 			t.Errorf("%s: %.1f%% of actions, want %.1f%% ±25%%", a.name, got*100, want*100)
 		}

@@ -159,8 +159,8 @@ func TestBrowseHonoursTheMixWeights(t *testing.T) {
 	if actions < 2000 {
 		t.Fatalf("only %.0f requests: too few to judge the mix", actions)
 	}
-	for _, a := range browseMix {
-		want := float64(a.weight) / float64(mixTotal)
+	for _, a := range browseMix.actions {
+		want := float64(a.weight) / float64(browseMix.total)
 		n := route(res, a.name).Requests
 		if a.name == "photo" {
 			n -= route(res, "comment").Requests

@@ -57,40 +57,93 @@ type action struct {
 	run    func(ctx context.Context, vu *vuser, b *browse)
 }
 
+// A mix is a list of actions drawn by weight.
+type mix struct {
+	actions []action
+	total   int // the sum of the weights
+}
+
+func newMix(actions ...action) mix {
+	m := mix{actions: actions}
+	for _, a := range actions {
+		m.total += a.weight
+	}
+	return m
+}
+
+// step runs one action of the mix, drawn by weight.
+func (m mix) step(ctx context.Context, vu *vuser, b *browse) {
+	n := vu.rng.IntN(m.total)
+	for _, a := range m.actions {
+		if n < a.weight {
+			a.run(ctx, vu, b)
+			return
+		}
+		n -= a.weight
+	}
+}
+
+// A reader says how one kind of visitor makes the browse mix's reads: the
+// prefix of its routes, the checks of its pages (the page, and what only its
+// kind of visitor sees on it), and how it reads a listing (a user's or a
+// tag's page).
+type reader struct {
+	prefix                 string
+	home, photo, user, tag check
+	listing                func(ctx context.Context, vu *vuser, route, path string, ok check)
+}
+
+// reads is the browse mix's reads with their weights, as r makes them: the
+// logged-in visitors' (below) and the anonymous ones' (anonymous.go) are the
+// same reads with the same weights and the same choices of photo, user and tag.
+func reads(r reader) []action {
+	home, photo, thumb, image, user, tag := r.prefix+"home", r.prefix+"photo", r.prefix+"thumb", r.prefix+"image", r.prefix+"user", r.prefix+"tag"
+	return []action{
+		{home, 10, func(ctx context.Context, vu *vuser, b *browse) {
+			vu.get(ctx, home, "/", r.home)
+		}},
+		{photo, 28, func(ctx context.Context, vu *vuser, b *browse) {
+			vu.get(ctx, photo, "/photos/"+b.photo(vu.rng), r.photo)
+		}},
+		{thumb, 23, func(ctx context.Context, vu *vuser, b *browse) {
+			vu.get(ctx, thumb, b.image(vu.rng, b.thumbs, "/thumb"), isJPEG)
+		}},
+		{image, 5, func(ctx context.Context, vu *vuser, b *browse) {
+			vu.get(ctx, image, b.image(vu.rng, b.images, "/image"), isJPEG)
+		}},
+		{user, 12, func(ctx context.Context, vu *vuser, b *browse) {
+			r.listing(ctx, vu, user, "/users/"+b.user(vu.rng), r.user)
+		}},
+		{tag, 10, func(ctx context.Context, vu *vuser, b *browse) {
+			r.listing(ctx, vu, tag, "/tags/"+b.tag(vu.rng), r.tag)
+		}},
+	}
+}
+
 // browseMix is what a logged-in visitor of a photo site does: mostly photo
 // pages and thumbnails, some home, user and tag pages, a few writes.
-var browseMix = []action{
-	{"home", 10, func(ctx context.Context, vu *vuser, b *browse) {
-		vu.get(ctx, "home", "/", isHome)
-	}},
-	{"photo", 28, func(ctx context.Context, vu *vuser, b *browse) {
-		vu.get(ctx, "photo", "/photos/"+b.photo(vu.rng), isPhoto)
-	}},
-	{"thumb", 23, func(ctx context.Context, vu *vuser, b *browse) {
-		vu.get(ctx, "thumb", b.image(vu.rng, b.thumbs, "/thumb"), isJPEG)
-	}},
-	{"image", 5, func(ctx context.Context, vu *vuser, b *browse) {
-		vu.get(ctx, "image", b.image(vu.rng, b.images, "/image"), isJPEG)
-	}},
-	{"user", 12, func(ctx context.Context, vu *vuser, b *browse) {
-		vu.get(ctx, "user", "/users/"+b.user(vu.rng), isUser)
-	}},
-	{"tag", 10, func(ctx context.Context, vu *vuser, b *browse) {
-		vu.get(ctx, "tag", "/tags/"+b.tag(vu.rng), isTag)
-	}},
+var browseMix = newMix(append(reads(reader{
+	home:  isHome,
+	photo: isPhoto,
+	user:  isUser,
+	tag:   isTag,
+	listing: func(ctx context.Context, vu *vuser, route, path string, ok check) {
+		vu.get(ctx, route, path, ok)
+	},
+}),
 	// The upload form needs nothing but the session: the route on which the
 	// session stages show when the photo pages' queries hide them.
-	{"upload-form", 4, func(ctx context.Context, vu *vuser, b *browse) {
+	action{"upload-form", 4, func(ctx context.Context, vu *vuser, b *browse) {
 		vu.get(ctx, "upload-form", "/upload", isUploadForm)
 	}},
-	{"favorite", 5, func(ctx context.Context, vu *vuser, b *browse) {
+	action{"favorite", 5, func(ctx context.Context, vu *vuser, b *browse) {
 		act := "add"
 		if vu.rng.IntN(2) == 0 {
 			act = "remove"
 		}
 		vu.post(ctx, "favorite", "/photos/"+b.photo(vu.rng)+"/favorite", url.Values{"action": {act}}, isRedirect)
 	}},
-	{"comment", 3, func(ctx context.Context, vu *vuser, b *browse) {
+	action{"comment", 3, func(ctx context.Context, vu *vuser, b *browse) {
 		photo := "/photos/" + b.photo(vu.rng)
 		token := fmt.Sprintf("lt-%d-%d", vu.id, vu.rng.Uint64())
 		if _, err := vu.post(ctx, "comment", photo+"/comments", url.Values{"body": {"Nice one! " + token}}, isRedirect); err != nil {
@@ -104,15 +157,7 @@ var browseMix = []action{
 			vu.errs.Add(1)
 		}
 	}},
-}
-
-var mixTotal = func() int {
-	n := 0
-	for _, a := range browseMix {
-		n += a.weight
-	}
-	return n
-}()
+)...)
 
 // browse is what the virtual users share: the data's shape, learned at setup.
 type browse struct {
@@ -216,17 +261,10 @@ func logIn(ctx context.Context, vu *vuser, b *browse) error {
 func browseStep(ctx context.Context, vu *vuser) {
 	b := vu.shared.(*browse)
 	if vu.anonymous {
-		anonymousStep(ctx, vu, b)
+		anonymousMix.step(ctx, vu, b)
 		return
 	}
-	n := vu.rng.IntN(mixTotal)
-	for _, a := range browseMix {
-		if n < a.weight {
-			a.run(ctx, vu, b)
-			return
-		}
-		n -= a.weight
-	}
+	browseMix.step(ctx, vu, b)
 }
 
 func (b *browse) photo(r *rand.Rand) string {

@@ -15,6 +15,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
+
+	"flickrkillr/models/redissessions"
+	"flickrkillr/models/timing"
 )
 
 // Cache is stage 3's cache-aside in Redis: one mechanism for every value it
@@ -71,28 +74,28 @@ func (c *Cache) StoreBeside() { c.beside = true }
 func (c *Cache) Load(ctx context.Context, name string, deps []string, load func(context.Context) (value []byte, store bool, err error)) ([]byte, error) {
 	key, err := c.key(ctx, name, deps)
 	if err != nil {
-		countLookup(ctx, lookupError)
+		timing.CountLookup(ctx, timing.Failed)
 		c.failOpen(err)
 		v, _, err := load(ctx)
 		return v, err
 	}
 	if v, ok := c.near.Get(key); ok {
-		countLookup(ctx, lookupHit)
+		timing.CountLookup(ctx, timing.Hit)
 		return v, nil
 	}
 	v, err := c.rdb.Get(ctx, key).Bytes()
 	switch {
 	case err == nil:
-		countLookup(ctx, lookupHit)
+		timing.CountLookup(ctx, timing.Hit)
 		c.near.Put(key, v)
 		return v, nil
 	case !errors.Is(err, redis.Nil):
-		countLookup(ctx, lookupError)
+		timing.CountLookup(ctx, timing.Failed)
 		c.failOpen(err)
 		v, _, err := load(ctx)
 		return v, err
 	}
-	countLookup(ctx, lookupMiss)
+	timing.CountLookup(ctx, timing.Miss)
 	// A miss. Concurrent misses on one key share one computation; it runs
 	// without the first caller's cancellation so that one impatient client
 	// cannot fail the others.
@@ -307,7 +310,7 @@ func (c *Cache) Expect(ctx context.Context, deps []string) context.Context {
 	m.pending = append(m.pending, withEpoch(deps)...)
 	m.mu.Unlock()
 	pctx := ctx
-	return WithPiggyback(ctx, func(p redis.Pipeliner) func() { return m.piggyback(pctx, p) })
+	return redissessions.WithPiggyback(ctx, func(p redis.Pipeliner) func() { return m.piggyback(pctx, p) })
 }
 
 // piggyback adds to p an MGET of the generations the request expects

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"flickrkillr/models"
+	"flickrkillr/models/timing"
 )
 
 // Metrics is the process's one Prometheus registry and the instruments the
@@ -122,13 +122,13 @@ func (m *Metrics) ImageReads(source string) prometheus.Counter {
 }
 
 // Observe counts one answered request with what its Timings recorded.
-func (m *Metrics) Observe(route, method string, code int, took time.Duration, t *models.Timings) {
+func (m *Metrics) Observe(route, method string, code int, took time.Duration, t *timing.Timings) {
 	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
 	m.duration.WithLabelValues(route).Observe(took.Seconds())
 	n := t.SQL()
 	m.sql.Add(float64(n))
 	m.sqlPerReq.Observe(float64(n))
-	for _, p := range []models.Part{models.PartDB, models.PartCache, models.PartSession, models.PartRender} {
+	for _, p := range []timing.Part{timing.DB, timing.Cache, timing.Session, timing.Render} {
 		if d := t.Dur(p); d > 0 {
 			m.parts.WithLabelValues(route, p.String()).Add(d.Seconds())
 		}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"flickrkillr/models"
+	"flickrkillr/models/timing"
 )
 
 // routeLabel is echo's route pattern ("/photos/:id"), never the URL, so that
@@ -27,7 +27,7 @@ func Middleware(m *Metrics, tellRoute bool) echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
 			req := c.Request()
-			ctx, t := models.WithTimings(req.Context())
+			ctx, t := timing.With(req.Context())
 			c.SetRequest(req.WithContext(ctx))
 			res := c.Response()
 			tw := &timingWriter{ResponseWriter: res.Writer, t: t, start: start}
@@ -63,7 +63,7 @@ func Middleware(m *Metrics, tellRoute bool) echo.MiddlewareFunc {
 // session's time is in it.
 type timingWriter struct {
 	http.ResponseWriter
-	t     *models.Timings
+	t     *timing.Timings
 	start time.Time
 	route func() string // stage 0: tell the CGI parent the route
 	wrote bool

@@ -7,7 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"flickrkillr/models"
+	"flickrkillr/models/timing"
 )
 
 // BenchmarkObserve is what the instrumentation adds to one request, without
@@ -26,7 +26,7 @@ func BenchmarkObserve(b *testing.B) {
 				e.Use(Middleware(NewMetrics(nil), false))
 			}
 			e.GET("/photos/:id", func(c echo.Context) error {
-				_, done := models.Time(c.Request().Context(), models.PartRender)
+				_, done := timing.Time(c.Request().Context(), timing.Render)
 				done()
 				return c.HTMLBlob(http.StatusOK, []byte("<p>photo</p>"))
 			})

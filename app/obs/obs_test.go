@@ -10,14 +10,14 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"flickrkillr/models"
+	"flickrkillr/models/timing"
 )
 
 // What a CGI child sends in Server-Timing, its parent reads back: the
 // parts, their durations and the statements counted in a desc.
 func TestServerTimingReadsBackWhatItWrote(t *testing.T) {
-	ctx, tm := models.WithTimings(t.Context())
-	_, done := models.Time(ctx, models.PartRender)
+	ctx, tm := timing.With(t.Context())
+	_, done := timing.Time(ctx, timing.Render)
 	done()
 	got := map[string]TimingEntry{}
 	for _, e := range ParseServerTiming(ServerTiming(tm, 5*time.Millisecond)) {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"flickrkillr/models"
+	"flickrkillr/models/timing"
 )
 
 // RouteHeader carries a CGI child's echo route to its parent (stage 0), which
@@ -21,14 +21,14 @@ const RouteHeader = "X-Flickrkillr-Route"
 // The parts do not overlap: SQL sent by the session store (stages 0-1) is
 // session time, and render time excludes lookups made while rendering.
 // total is the time until the header was written.
-func ServerTiming(t *models.Timings, total time.Duration) string {
+func ServerTiming(t *timing.Timings, total time.Duration) string {
 	b := make([]byte, 0, 160)
 	b = append(b, "db;dur="...)
-	b = appendMS(b, t.Dur(models.PartDB))
+	b = appendMS(b, t.Dur(timing.DB))
 	b = append(b, `;desc="`...)
-	b = appendCount(b, t.Queries(models.PartDB), "query", "queries")
+	b = appendCount(b, t.Queries(timing.DB), "query", "queries")
 	b = append(b, `", cache;dur=`...)
-	b = appendMS(b, t.Dur(models.PartCache))
+	b = appendMS(b, t.Dur(timing.Cache))
 	if hits, misses, errs := t.Cache(); hits+misses+errs > 0 {
 		b = append(b, `;desc="`...)
 		b = appendCount(b, hits, "hit", "hits")
@@ -41,8 +41,8 @@ func ServerTiming(t *models.Timings, total time.Duration) string {
 		b = append(b, '"')
 	}
 	b = append(b, ", session;dur="...)
-	b = appendMS(b, t.Dur(models.PartSession))
-	if n := t.Queries(models.PartSession); n > 0 {
+	b = appendMS(b, t.Dur(timing.Session))
+	if n := t.Queries(timing.Session); n > 0 {
 		b = append(b, `;desc="`...)
 		b = appendCount(b, n, "query", "queries")
 		b = append(b, '"')
@@ -55,7 +55,7 @@ func ServerTiming(t *models.Timings, total time.Duration) string {
 		b = append(b, '"')
 	}
 	b = append(b, ", render;dur="...)
-	b = appendMS(b, t.Dur(models.PartRender))
+	b = appendMS(b, t.Dur(timing.Render))
 	b = append(b, ", total;dur="...)
 	b = appendMS(b, total)
 	return string(b)

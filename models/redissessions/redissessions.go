@@ -1,4 +1,8 @@
-package models
+// Package redissessions is the scs session store on Redis (stage 2): an
+// in-memory store every app instance can share, with expiry done by Redis
+// itself. Stage 3's cache rides its lookups on the session's round trip
+// (WithPiggyback).
+package redissessions
 
 import (
 	"context"
@@ -9,22 +13,22 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// RedisSessionStore keeps scs sessions in Redis (stage 2): an in-memory store
-// every app instance can share, with expiry done by Redis itself.
-// It implements scs.Store and scs.CtxStore.
-type RedisSessionStore struct {
+// Store keeps scs sessions in Redis under "session:<token>" (the prefix by
+// which models' Redis hook counts session time). It implements scs.Store
+// and scs.CtxStore.
+type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
 }
 
-// NewRedisSessionStore returns a store on rdb with keys "session:<token>".
-func NewRedisSessionStore(rdb redis.UniversalClient) *RedisSessionStore {
-	return &RedisSessionStore{rdb: rdb, prefix: "session:"}
+// New returns a store on rdb with keys "session:<token>".
+func New(rdb redis.UniversalClient) *Store {
+	return &Store{rdb: rdb, prefix: "session:"}
 }
 
 // FindCtx returns the data of a session that has not expired. What the
 // context asks to piggyback (WithPiggyback) rides in the same round trip.
-func (s *RedisSessionStore) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
+func (s *Store) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
 	var b []byte
 	var err error
 	if add, ok := ctx.Value(piggybackKey{}).(func(redis.Pipeliner) func()); ok {
@@ -63,7 +67,7 @@ func WithPiggyback(ctx context.Context, add func(redis.Pipeliner) func()) contex
 }
 
 // CommitCtx stores a session until its expiry.
-func (s *RedisSessionStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
+func (s *Store) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
 	ttl := time.Until(expiry)
 	if ttl <= 0 {
 		return s.DeleteCtx(ctx, token)
@@ -75,7 +79,7 @@ func (s *RedisSessionStore) CommitCtx(ctx context.Context, token string, b []byt
 }
 
 // DeleteCtx removes a session.
-func (s *RedisSessionStore) DeleteCtx(ctx context.Context, token string) error {
+func (s *Store) DeleteCtx(ctx context.Context, token string) error {
 	if err := s.rdb.Del(ctx, s.prefix+token).Err(); err != nil {
 		return fmt.Errorf("models: delete session: %w", err)
 	}
@@ -83,16 +87,16 @@ func (s *RedisSessionStore) DeleteCtx(ctx context.Context, token string) error {
 }
 
 // Find implements scs.Store.
-func (s *RedisSessionStore) Find(token string) ([]byte, bool, error) {
+func (s *Store) Find(token string) ([]byte, bool, error) {
 	return s.FindCtx(context.Background(), token)
 }
 
 // Commit implements scs.Store.
-func (s *RedisSessionStore) Commit(token string, b []byte, expiry time.Time) error {
+func (s *Store) Commit(token string, b []byte, expiry time.Time) error {
 	return s.CommitCtx(context.Background(), token, b, expiry)
 }
 
 // Delete implements scs.Store.
-func (s *RedisSessionStore) Delete(token string) error {
+func (s *Store) Delete(token string) error {
 	return s.DeleteCtx(context.Background(), token)
 }
