@@ -17,7 +17,12 @@ cd "$root"
 
 # The packages scripts/test.sh installs (PostgreSQL stays: every developer's
 # `make run` uses it, and pg.sh's install takes the same path).
+# nginx is whichever of Debian's nginx packages gave this machine its
+# binary (test.sh installs nginx-light; another flavour may be there).
 pkgs=(redis-server redis-tools nginx-light memcached pgbouncer chromium)
+for p in nginx nginx-core nginx-full nginx-extras; do
+  if dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then pkgs+=("$p"); fi
+done
 echo "== removing ${pkgs[*]}"
 DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq "${pkgs[@]}" >/dev/null
 for cmd in redis-server nginx memcached pgbouncer chromium; do
