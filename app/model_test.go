@@ -157,17 +157,21 @@ func cpuCgroup(t *testing.T, pid int) string {
 // dashboard (the modelhosts panel).
 func mustShowHosts(t *testing.T, admin string, hosts ...string) {
 	t.Helper()
+	// A topology's supervisor answers 500 until it can scrape every process
+	// it gathers from (the worker's listener comes up last).
 	get := func(path string) string {
-		res, err := http.Get("http://" + admin + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, err := io.ReadAll(res.Body)
-		if err != nil || res.StatusCode != http.StatusOK {
-			t.Fatalf("%s: %d, %v", path, res.StatusCode, err)
-		}
-		return string(b)
+		var body string
+		waitFor(t, 30*time.Second, path+" to answer 200", func() bool {
+			res, err := http.Get("http://" + admin + path)
+			if err != nil {
+				return false
+			}
+			defer res.Body.Close()
+			b, err := io.ReadAll(res.Body)
+			body = string(b)
+			return err == nil && res.StatusCode == http.StatusOK
+		})
+		return body
 	}
 	metrics := get("/metrics")
 	for _, h := range hosts {
