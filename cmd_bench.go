@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"flickrkillr/app"
 	"flickrkillr/loadtest"
 	"flickrkillr/loadtest/spawn"
 )
@@ -21,7 +22,7 @@ import (
 // `bench concurrency`, goroutines against OS threads.
 func cmdBench(ctx context.Context, args []string, log *slog.Logger) error {
 	if len(args) == 0 || args[0] != "concurrency" {
-		return &usageError{"usage: flickrkillr bench concurrency [flags]   (the only benchmark so far)"}
+		return &app.UsageError{Msg: "usage: flickrkillr bench concurrency [flags]   (the only benchmark so far)"}
 	}
 	return cmdBenchConcurrency(ctx, args[1:], log)
 }
@@ -43,7 +44,7 @@ func cmdBenchConcurrency(ctx context.Context, args []string, log *slog.Logger) e
 			"all sleep. Each figure is measured in a fresh process. The talk's Python figures are shown beside.")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := app.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if cell != "" {
@@ -52,12 +53,12 @@ func cmdBenchConcurrency(ctx context.Context, args []string, log *slog.Logger) e
 	for _, s := range strings.Split(sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
-			return &usageError{fmt.Sprintf("--sizes must be positive numbers like 100,1000 (got %q)", sizes)}
+			return &app.UsageError{Msg: fmt.Sprintf("--sizes must be positive numbers like 100,1000 (got %q)", sizes)}
 		}
 		o.Sizes = append(o.Sizes, n)
 	}
 	if o.Sleep <= 0 || o.Repeat < 1 {
-		return &usageError{"--sleep and --repeat must be positive"}
+		return &app.UsageError{Msg: "--sleep and --repeat must be positive"}
 	}
 	machine := spawn.MachineThreadLimit()
 	if o.Threads.Max == 0 || o.Threads.Max > machine.Max {
@@ -111,11 +112,11 @@ func runCellProcess(ctx context.Context, exe, kind, measure string, n int, o spa
 func benchCell(spec string, o spawn.Options) error {
 	parts := strings.Split(spec, ":")
 	if len(parts) != 3 {
-		return &usageError{"--cell is kind:measure:N"}
+		return &app.UsageError{Msg: "--cell is kind:measure:N"}
 	}
 	n, err := strconv.Atoi(parts[2])
 	if err != nil {
-		return &usageError{"--cell is kind:measure:N"}
+		return &app.UsageError{Msg: "--cell is kind:measure:N"}
 	}
 	c, err := spawn.Measure(parts[0], parts[1], n, o.Sleep, o.Repeat)
 	if err != nil {

@@ -50,11 +50,11 @@ func cmdLoadtest(ctx context.Context, args []string, log *slog.Logger) error {
 		fmt.Fprintln(fs.Output(), "Usage: flickrkillr loadtest [flags]\n       flickrkillr loadtest sweep [flags]   (every stage in turn; sweep --help)")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := app.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := o.Validate(); err != nil {
-		return &usageError{err.Error()}
+		return &app.UsageError{Msg: err.Error()}
 	}
 	o.Progress = progressLine(o.Duration)
 	if o.Scenario == "connections" {
@@ -63,7 +63,7 @@ func cmdLoadtest(ctx context.Context, args []string, log *slog.Logger) error {
 	res, err := loadtest.Run(ctx, o)
 	clearProgress()
 	if errors.Is(err, loadtest.ErrUnreachable) {
-		return &usageError{err.Error()}
+		return &app.UsageError{Msg: err.Error()}
 	}
 	if err != nil {
 		return err
@@ -86,7 +86,7 @@ func runConnections(ctx context.Context, o loadtest.Options, jsonPath string) er
 	clearProgress()
 	var limit *loadtest.LimitError
 	if errors.Is(err, loadtest.ErrUnreachable) || errors.As(err, &limit) {
-		return &usageError{err.Error()}
+		return &app.UsageError{Msg: err.Error()}
 	}
 	if res != nil && res.Baseline != nil {
 		if werr := loadtest.WriteConnectionsText(os.Stdout, res); werr != nil {
@@ -131,7 +131,7 @@ func clearProgress() {
 // cmdSweep reads the sweep's flags and the build's stages into plain
 // options; package sweep measures and writes the report.
 func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
-	cfg, fs, err := configFor("loadtest sweep", "db", "redis", "data", "latency")
+	cfg, fs, err := app.CommandConfig("loadtest sweep", "db", "redis", "data", "latency")
 	if err != nil {
 		return err
 	}
@@ -158,7 +158,7 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 		fmt.Fprintln(fs.Output(), "Usage: flickrkillr loadtest sweep [flags]\n\nFor each run (a stage, on its own schema or with --indexes): migrate, start the server, warm up,\nmeasure, stop. Then bring the schema back and write the report with both ladders.")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := app.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if docs != "" {
@@ -167,7 +167,7 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	if from != "" {
 		sr, err := sweep.ReadResult(from)
 		if err != nil {
-			return &usageError{err.Error()}
+			return &app.UsageError{Msg: err.Error()}
 		}
 		return sweep.Write(sr, so.Out, so.Docs, log)
 	}
@@ -176,10 +176,10 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	so.Run.URL = "http://" + so.Addr
 	if err := so.Run.Validate(); err != nil {
-		return &usageError{err.Error()}
+		return &app.UsageError{Msg: err.Error()}
 	}
 	if !slices.Contains(sweep.Ladders, so.Ladder) {
-		return &usageError{fmt.Sprintf("--ladder must be tagged, alone or both (got %q)", so.Ladder)}
+		return &app.UsageError{Msg: fmt.Sprintf("--ladder must be tagged, alone or both (got %q)", so.Ladder)}
 	}
 	if so.Ladder != sweep.LadderTagged {
 		if _, err := app.IndexSchema(); err != nil {
@@ -187,7 +187,7 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 		}
 	}
 	if !(topologyMix >= 0 && topologyMix <= 1) {
-		return &usageError{fmt.Sprintf("--topology-anonymous must be a share between 0 and 1 (got %g)", topologyMix)}
+		return &app.UsageError{Msg: fmt.Sprintf("--topology-anonymous must be a share between 0 and 1 (got %g)", topologyMix)}
 	}
 	if _, err := exec.LookPath("redis-server"); so.RedisServer && err != nil {
 		return &app.ConfigError{Name: "--redis-server", Msg: "redis-server is not installed (apt-get install redis-server)"}
@@ -227,7 +227,7 @@ func stageSchemas(numbers []int) ([]sweep.StageSchemas, error) {
 		if err != nil {
 			return nil, err
 		}
-		s := sweep.StageSchemas{Stage: n, Name: st.Name, Own: own}
+		s := sweep.StageSchemas{Stage: n, Name: st.Name, Note: st.Note, Own: own}
 		if app.HasIndexSchema() {
 			if s.Indexed, err = app.SchemaForRun(n, true); err != nil {
 				return nil, err
@@ -250,7 +250,7 @@ func parseStages(s string) ([]int, error) {
 			b, err2 = strconv.Atoi(hi)
 		}
 		if err1 != nil || err2 != nil || b < a {
-			return nil, &usageError{fmt.Sprintf("--stages must look like 0-4 or 1,3,4 (got %q)", s)}
+			return nil, &app.UsageError{Msg: fmt.Sprintf("--stages must look like 0-4 or 1,3,4 (got %q)", s)}
 		}
 		for n := a; n <= b; n++ {
 			if _, ok := app.LookupStage(n); !ok {

@@ -11,7 +11,7 @@ import (
 )
 
 func cmdMigrate(ctx context.Context, args []string, log *slog.Logger) error {
-	cfg, fs, err := configFor("migrate", "db", "stage", "indexes")
+	cfg, fs, err := app.CommandConfig("migrate", "db", "stage", "indexes")
 	if err != nil {
 		return err
 	}
@@ -19,7 +19,7 @@ func cmdMigrate(ctx context.Context, args []string, log *slog.Logger) error {
 		fs.Output().Write([]byte("Usage: flickrkillr migrate [--stage N] [--indexes]\n\nBrings the schema to what stage N needs: up, or down (stage 4's indexes are removed for stages 0-3,\nunless --indexes asks for stage N's code on the indexed schema).\n\n"))
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := app.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := cfg.Validate("db", "stage", "indexes"); err != nil {

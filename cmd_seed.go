@@ -12,11 +12,12 @@ import (
 
 	"golang.org/x/term"
 
+	"flickrkillr/app"
 	"flickrkillr/seed"
 )
 
 func cmdSeed(ctx context.Context, args []string, log *slog.Logger) error {
-	cfg, fs, err := configFor("seed", "db", "data")
+	cfg, fs, err := app.CommandConfig("seed", "db", "data")
 	if err != nil {
 		return err
 	}
@@ -33,7 +34,7 @@ func cmdSeed(ctx context.Context, args []string, log *slog.Logger) error {
 		fmt.Fprintf(fs.Output(), "Usage: flickrkillr seed [flags]\n\nGenerates the demo data set; every user's password is %q.\n\n", seed.Password)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := app.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := cfg.Validate("db", "data"); err != nil {
@@ -48,11 +49,11 @@ func cmdSeed(ctx context.Context, args []string, log *slog.Logger) error {
 		o.PhotosMax, perr = strconv.Atoi(hi)
 	}
 	if perr != nil {
-		return &usageError{fmt.Sprintf("--photos-per-user must look like 10-20, not %q", perUser)}
+		return &app.UsageError{Msg: fmt.Sprintf("--photos-per-user must look like 10-20, not %q", perUser)}
 	}
 	o.Seed, o.DataDir = seedNum, cfg.DataDir
 	if err := o.Validate(); err != nil {
-		return &usageError{err.Error()}
+		return &app.UsageError{Msg: err.Error()}
 	}
 
 	rep, err := seed.Run(ctx, cfg.DatabaseURL, o)

@@ -35,8 +35,9 @@ type command struct {
 	hidden  bool
 }
 
-// commands are the subcommands; a stage's own commands add themselves from
-// their file (cmd_queue.go: stage 6), so that a workshop tag without it builds.
+// commands are the subcommands: main's own, and those the stages of this
+// build bring (Stage.Commands: stage 6's worker and queue), so that a
+// workshop tag without the stage builds and does not list them.
 var commands = map[string]command{}
 
 func init() {
@@ -51,6 +52,9 @@ func init() {
 		"instance": {"serve as one instance of stage 7's topology (serve --stage 7 runs this)", cmdInstance, true},
 	} {
 		commands[name] = c
+	}
+	for _, c := range app.Commands() { // the stages' (stage 6: worker, queue)
+		commands[c.Name] = command{c.Summary, c.Run, false}
 	}
 }
 
@@ -81,13 +85,12 @@ func run(args []string, stderr io.Writer) int {
 	defer stop()
 
 	err := cmd.run(ctx, args[1:], log)
-	var usageErr *usageError
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
-	case app.IsConfigError(err), errors.As(err, &usageErr):
+	case app.IsConfigError(err), app.IsUsageError(err):
 		fmt.Fprintf(stderr, "flickrkillr %s: %v\n", args[0], err)
 		return 2
 	default:
@@ -114,48 +117,16 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, ").")
 }
 
-// usageError is a bad flag or argument: exit status 2, like a config error.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-// parseFlags parses args into fs; a flag error is a usage error.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(os.Stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
-	}
-	return nil
-}
-
-// configFor reads the environment and registers the flags named by which on
-// a new FlagSet; parsing fills the returned Config.
-func configFor(name string, which ...string) (*app.Config, *flag.FlagSet, error) {
-	cfg, err := app.ConfigFromEnv()
-	if err != nil {
-		return nil, nil, err
-	}
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	cfg.Flags(fs, which...)
-	return &cfg, fs, nil
-}
-
 func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
 	stageFlags := app.StageFlags("serve") // --workers (stage 6), --instances (stage 7), where this build has them
-	cfg, fs, err := configFor("serve", append([]string{"db", "redis", "data", "addr", "stage", "indexes", "latency", "drain", "admin"}, stageFlags...)...)
+	cfg, fs, err := app.CommandConfig("serve", append([]string{"db", "redis", "data", "addr", "stage", "indexes", "latency", "drain", "admin", "model"}, stageFlags...)...)
 	if err != nil {
 		return err
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := app.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := cfg.Validate(append([]string{"db", "redis", "data", "addr", "stage", "indexes", "latency", "admin"}, stageFlags...)...); err != nil {
+	if err := cfg.Validate(append([]string{"db", "redis", "data", "addr", "stage", "indexes", "latency", "admin", "model"}, stageFlags...)...); err != nil {
 		return err
 	}
 	return app.Serve(ctx, *cfg, log)

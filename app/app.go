@@ -71,12 +71,19 @@ func New(cfg Config, d *Deps) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := poolFor(stage, d); err != nil {
+		return nil, err
+	}
+	db, err := storesDB(stage, d) // the handle the stores are built on
+	if err != nil {
+		return nil, fmt.Errorf("app: database: %w", err)
+	}
 	a := &App{
 		cfg:   cfg,
 		stage: stage,
 		log:   d.Log,
 		db:    d.DB,
-		users: models.NewUserStore(d.DB),
+		users: models.NewUserStore(db),
 		files: files,
 		tmpl:  tmpl,
 		lim:   newLimits(),
@@ -109,19 +116,16 @@ func New(cfg Config, d *Deps) (*App, error) {
 			return nil, fmt.Errorf("app: lookups: %w", err)
 		}
 	}
-	if a.gallery, err = galleryFor(stage, d, a.lookups); err != nil {
-		return nil, fmt.Errorf("app: gallery: %w", err)
-	}
-	if stage.FrontPages != nil { // Stage 8: writes delete the pages they change from the front cache
-		if a.pages, a.gallery, err = stage.FrontPages(a, d, a.gallery); err != nil {
+	if stage.FrontPages != nil { // Stage 8: where nginx finds whole public pages
+		if a.pages, err = stage.FrontPages(a, d); err != nil {
 			return nil, fmt.Errorf("app: front pages: %w", err)
 		}
 	}
-	a.images = diskReads{diskImages{files}}
-	if stage.Images != nil {
-		if a.images, err = stage.Images(d, a.images); err != nil {
-			return nil, fmt.Errorf("app: images: %w", err)
-		}
+	if a.gallery, err = galleryFor(stage, d, db, a.lookups); err != nil {
+		return nil, fmt.Errorf("app: gallery: %w", err)
+	}
+	if a.images, err = wrap(stage, d, ImageSource(diskReads{diskImages{files}}), func(s Stage) Wrap[ImageSource] { return s.Images }); err != nil {
+		return nil, fmt.Errorf("app: images: %w", err)
 	}
 	a.views = renderViews{}
 	if stage.Views != nil {
@@ -140,19 +144,32 @@ func New(cfg Config, d *Deps) (*App, error) {
 	return a, nil
 }
 
-// galleryFor is the stage's photo reads and writes: the photo store, with
-// photo states when the stage makes images after the upload (stage 6: then
-// the gallery is also the workers' models.PhotoStates), wrapped by the
-// stage's Gallery hook (stage 3's cache).
-func galleryFor(stage Stage, d *Deps, lookups models.Lookups) (models.Gallery, error) {
-	photos := models.NewPhotoStore(d.DB, lookups)
+// poolFor gives the database pool the size the stage's pages need
+// (Stage.Pool: stage 5's fan-out holds several connections per page).
+func poolFor(stage Stage, d *Deps) error {
+	if d.DB == nil || stage.Pool <= models.PoolSize(d.DB) {
+		return nil
+	}
+	return models.SetPoolSize(d.DB, stage.Pool)
+}
+
+// storesDB is the database handle the stores are built on: the one the
+// process opened, wrapped by the stages' Database hooks in stage order.
+func storesDB(stage Stage, d *Deps) (*gorm.DB, error) {
+	return wrap(stage, d, d.DB, func(s Stage) Wrap[*gorm.DB] { return s.Database })
+}
+
+// galleryFor is the stage's photo reads and writes: the photo store on db,
+// with photo states when the stage makes images after the upload (stage 6:
+// then the gallery is also the workers' models.PhotoStates), wrapped by the
+// stages' Gallery hooks in stage order (stage 3's cache, stage 8's page
+// deletion).
+func galleryFor(stage Stage, d *Deps, db *gorm.DB, lookups models.Lookups) (models.Gallery, error) {
+	photos := models.NewPhotoStore(db, lookups)
 	if stage.Uploads != nil {
 		photos = photos.WithStates() // the images are made after the upload
 	}
-	if stage.Gallery == nil {
-		return photos, nil
-	}
-	return stage.Gallery(d, photos)
+	return wrap(stage, d, models.Gallery(photos), func(s Stage) Wrap[models.Gallery] { return s.Gallery })
 }
 
 // ServeHTTP makes the App an http.Handler.

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"time"
 
@@ -47,7 +46,7 @@ type Config struct {
 	AdminAddr  string // ADMIN_ADDR: the operator listener (dashboard, metrics, pprof); empty: none
 	NoMetrics  bool   // METRICS=0: no per-request instrumentation (metrics, Server-Timing), to measure its cost
 	// The fields below belong to later stages, whose files register their
-	// variables and flags (registerFlag): a build without the stage leaves
+	// variables and flags (Stage.Flags): a build without the stage leaves
 	// them zero and neither reads nor offers them.
 	Instances int // INSTANCES: stage 7's app instances behind nginx (default 2)
 	// UPSTREAMS (--upstream, repeatable): stage 7's instances on other
@@ -120,8 +119,9 @@ func ConfigFromEnv() (Config, error) {
 			return cfg, err
 		}
 	}
-	for _, name := range stageFlagNames() {
-		if err := stageFlags[name].env(&cfg); err != nil {
+	cfg.Model = os.Getenv("MODEL")
+	for _, f := range stageFlags() {
+		if err := f.env(&cfg); err != nil {
 			return cfg, err
 		}
 	}
@@ -170,8 +170,8 @@ func envOr(name, def string) string {
 // Flags registers the flags a subcommand accepts on fs; each overrides its
 // variable. which names the fields: "db", "redis", "data", "addr", "stage",
 // "indexes", "latency", "drain", "admin" (the operator listener and metrics),
-// or a stage's own (StageFlags: "workers" of stage 6, "instances" of stage
-// 7), which a build without that stage ignores.
+// "model" (the scale model), or a stage's own (StageFlags: "workers" of
+// stage 6, "instances" of stage 7), which a build without that stage ignores.
 func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 	for _, w := range which {
 		switch w {
@@ -199,8 +199,10 @@ func (c *Config) Flags(fs *flag.FlagSet, which ...string) {
 				c.NoMetrics = !on
 				return err
 			})
+		case "model":
+			fs.StringVar(&c.Model, "model", c.Model, "run as a scale model: each role a host with a CPU quota (default, or e.g.\napp=0.15,db=0.6,period=20ms; needs root; docs/scale-model.md; env MODEL)")
 		default:
-			if sf, ok := stageFlags[w]; ok {
+			if sf, ok := lookupFlag(w); ok {
 				sf.flag(c, fs)
 			}
 		}
@@ -256,8 +258,12 @@ func (c Config) Validate(which ...string) error {
 			if c.DBLatency < 0 || c.DBLatency > 10*time.Second {
 				return &ConfigError{"DB_LATENCY", fmt.Sprintf("%s is out of range (0 to 10s; 1ms is a database in the next rack)", c.DBLatency)}
 			}
+		case "model":
+			if _, err := modelSpec(c); err != nil {
+				return err
+			}
 		default:
-			if sf, ok := stageFlags[w]; ok {
+			if sf, ok := lookupFlag(w); ok {
 				if err := sf.validate(c); err != nil {
 					return err
 				}
@@ -267,24 +273,31 @@ func (c Config) Validate(which ...string) error {
 	return nil
 }
 
-// stageFlag is a variable and flag that a stage brings, registered from the
-// stage's own file: a build without the stage (an early workshop tag)
-// neither reads the variable nor offers the flag.
-type stageFlag struct {
-	commands []string // the subcommands that take it (StageFlags)
+// Flag is a variable and flag that a stage brings (Stage.Flags): a build
+// without the stage (an early workshop tag) neither reads the variable nor
+// offers the flag. Name is the flag's name and its key in Flags and
+// Validate; Commands are the subcommands that take it (StageFlags).
+type Flag struct {
+	Name     string
+	Commands []string
 	env      func(c *Config) error
 	flag     func(c *Config, fs *flag.FlagSet)
 	validate func(c Config) error
 }
 
-var stageFlags = map[string]stageFlag{}
+// coreFlags are the keys of Flags and Validate that every build has; a
+// stage's flag must not take one.
+var coreFlags = []string{"db", "redis", "data", "addr", "drain", "stage", "indexes", "latency", "admin", "model"}
+
+func coreFlag(name string) bool { return slices.Contains(coreFlags, name) }
 
 // intFlag is a stage's number: NAME in the environment and --name (both
 // default to def()), which Validate keeps within lo..hi; what names its
 // unit in the messages ("workers").
-func intFlag(name, env string, field func(c *Config) *int, def func() int, lo, hi int, what, usage string, commands ...string) stageFlag {
-	return stageFlag{
-		commands: commands,
+func intFlag(name, env string, field func(c *Config) *int, def func() int, lo, hi int, what, usage string, commands ...string) Flag {
+	return Flag{
+		Name:     name,
+		Commands: commands,
 		env: func(c *Config) error {
 			*field(c) = def()
 			return envValue(env, strconv.Atoi, "%q is not a number of "+what, func(n int) { *field(c) = n })
@@ -299,21 +312,22 @@ func intFlag(name, env string, field func(c *Config) *int, def func() int, lo, h
 	}
 }
 
-// registerFlag is called by a stage file's init, beside register.
-func registerFlag(name string, f stageFlag) {
-	if _, dup := stageFlags[name]; dup {
-		panic("app: flag " + name + " registered twice")
+// stageFlags are the flags of every stage of this build, in stage order.
+func stageFlags() []Flag {
+	var flags []Flag
+	for _, s := range Stages() {
+		flags = append(flags, s.Flags...)
 	}
-	stageFlags[name] = f
+	return flags
 }
 
-func stageFlagNames() []string {
-	var names []string
-	for name := range stageFlags {
-		names = append(names, name)
+func lookupFlag(name string) (Flag, bool) {
+	for _, f := range stageFlags() {
+		if f.Name == name {
+			return f, true
+		}
 	}
-	sort.Strings(names)
-	return names
+	return Flag{}, false
 }
 
 // StageFlags names the stages' flags that command takes in this build, for
@@ -321,9 +335,9 @@ func stageFlagNames() []string {
 // --instances only where stage 7 is.
 func StageFlags(command string) []string {
 	var names []string
-	for _, name := range stageFlagNames() {
-		if slices.Contains(stageFlags[name].commands, command) {
-			names = append(names, name)
+	for _, f := range stageFlags() {
+		if slices.Contains(f.Commands, command) {
+			names = append(names, f.Name)
 		}
 	}
 	return names
@@ -333,4 +347,45 @@ func StageFlags(command string) []string {
 func IsConfigError(err error) bool {
 	var ce *ConfigError
 	return errors.As(err, &ce)
+}
+
+// UsageError is a bad flag or argument of a command: exit status 2, like a
+// ConfigError.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// IsUsageError reports whether err is a bad flag or argument.
+func IsUsageError(err error) bool {
+	var ue *UsageError
+	return errors.As(err, &ue)
+}
+
+// ParseFlags parses a command's args into fs; a flag error is a UsageError.
+func ParseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(os.Stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &UsageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return &UsageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}
+
+// CommandConfig reads the environment and registers the flags named by
+// which (Config.Flags) on a new FlagSet for the command name; parsing
+// fills the returned Config. Every command, main's and the stages', starts
+// with it.
+func CommandConfig(name string, which ...string) (*Config, *flag.FlagSet, error) {
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		return nil, nil, err
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	cfg.Flags(fs, which...)
+	return &cfg, fs, nil
 }

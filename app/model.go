@@ -2,7 +2,6 @@ package app
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -34,20 +33,6 @@ import (
 // worker process N in worker-N. Remote instances (--upstream) cannot be
 // placed: --model refuses them rather than run unconstrained while claiming
 // a model.
-
-func init() {
-	registerFlag("model", stageFlag{
-		commands: []string{"serve"},
-		env:      func(c *Config) error { c.Model = os.Getenv("MODEL"); return nil },
-		flag: func(c *Config, fs *flag.FlagSet) {
-			fs.StringVar(&c.Model, "model", c.Model, "run as a scale model: each role a host with a CPU quota (default, or e.g.\napp=0.15,db=0.6,period=20ms; needs root; docs/scale-model.md; env MODEL)")
-		},
-		validate: func(c Config) error {
-			_, err := modelSpec(c)
-			return err
-		},
-	})
-}
 
 // modelSpec reads cfg.Model, nil without one; a bad spec or a stage the
 // model cannot place yet is a ConfigError.

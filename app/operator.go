@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 
 	"flickrkillr/app/obs"
@@ -15,30 +14,17 @@ import (
 // which stages register from their own files, and the listener the App
 // starts with them (obs.StartOperator: /dashboard, /metrics, /debug/pprof/).
 
-// PanelsFunc gives a stage's panels. It may register its own collectors in
-// m.Registry() first; its panels then read them like any other metric.
+// PanelsFunc gives a stage's panels (Stage.Panels). It may register its own
+// collectors in m.Registry() first; its panels then read them like any
+// other metric.
 type PanelsFunc func(m *obs.Metrics) []obs.Panel
 
-var stagePanels = map[int][]PanelsFunc{}
-
-// registerPanels adds panels to the dashboard of stage n and the stages after
-// it. A stage calls it from its own file's init, as it registers itself
-// (stage 3 adds the cache's; later stages add queue depth, workers, instances).
-func registerPanels(n int, fn PanelsFunc) { stagePanels[n] = append(stagePanels[n], fn) }
-
-// panelsFor folds the registered panels of stages 0..n, in stage order.
-func panelsFor(n int, m *obs.Metrics) []obs.Panel {
-	var nums []int
-	for k := range stagePanels {
-		if k <= n {
-			nums = append(nums, k)
-		}
-	}
-	sort.Ints(nums)
+// panelsFor folds the panels of the stages s runs, in stage order.
+func panelsFor(s Stage, m *obs.Metrics) []obs.Panel {
 	var out []obs.Panel
-	for _, k := range nums {
-		for _, fn := range stagePanels[k] {
-			out = append(out, fn(m)...)
+	for _, st := range s.steps {
+		if st.Panels != nil {
+			out = append(out, st.Panels(m)...)
 		}
 	}
 	return out
@@ -68,7 +54,7 @@ func (a *App) operator(ctx context.Context) obs.Operator {
 	if a.metrics != nil {
 		o.Metrics = a.metrics.Registry()
 		o.Info = a.adminInfo(ctx)
-		o.Panels = append(corePanels(), panelsFor(a.stage.Number, a.metrics)...)
+		o.Panels = append(corePanels(), panelsFor(a.stage, a.metrics)...)
 		if m := a.cfg.model; m != nil { // --model: the hosts (model.go)
 			a.metrics.Registry().Register(hostsCollector{m}) // a second call finds it registered
 			var names []string

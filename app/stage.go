@@ -4,28 +4,42 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+	"gorm.io/gorm"
 
 	"flickrkillr/models"
 )
 
-// Stage is one step of the scaling ladder. Stages are cumulative: running
-// stage N applies stages 0..N in order, and each hook a stage sets replaces
-// the choice an earlier stage made for that one part. Handlers never see the
-// stage; they see the parts.
+// Stage is one step of the scaling ladder, and the only thing a stage's file
+// registers: what the stage is, what it brings (flags, panels, subcommands,
+// parts for mechanisms an earlier stage owns, its note for the sweep) and
+// its hooks. Stages are cumulative: running stage N applies stages 0..N in
+// order (resolve). Handlers never see the stage; they see the parts.
 //
 // Each stage lives in its own file (stage0_cgi.go, stage1_db_sessions.go, …)
 // and registers itself, so that a workshop tag can drop a later stage's file
-// and still compile: see docs/maintaining-stages.md.
+// and still compile: see docs/maintaining-stages.md, which lists every field
+// below in its hook table (TestEveryStageFieldIsDocumented).
+//
+// Two kinds of hooks. A wrapper (Database, Gallery, Images) receives what
+// the stages before it built and returns it wrapped: stage 3's cache wraps
+// the photo store, stage 8's page deletion wraps stage 3's cache, and a
+// stage that routes reads wraps the database handle under both. A maker
+// (Serve, Sessions, Views, Lookups, Uploads, Front, Throttles, FrontPages)
+// makes the one part it names; the last stage up to the one running that
+// sets it decides, because the new part replaces the old one (Redis
+// sessions do not wrap PostgreSQL's).
 type Stage struct {
 	Number  int
 	Name    string
 	Summary string
+	// Note is what the step buys and where it shows on each ladder: the
+	// sweep's report prints it with the step (the stage doc says why).
+	Note string
 
 	// Schema is the migration version the stage needs; 0 keeps the earlier one.
 	Schema int64
@@ -39,6 +53,24 @@ type Stage struct {
 	// instances and a redis-server): it is served when asked for by number,
 	// never by default, so `make run` keeps needing nothing but PostgreSQL.
 	Topology bool
+	// Pool is how many database connections the stage's pages may hold at
+	// once (stage 5's fan-out); the pool of a stage is the largest Pool of
+	// the stages it runs, and never below models.Open's.
+	Pool int
+
+	// Flags are the stage's variables and flags, each with the commands
+	// that take it: a build without the stage neither reads nor offers them.
+	Flags []Flag
+	// Panels are the stage's dashboard panels, shown at it and after it.
+	Panels PanelsFunc
+	// Commands are the subcommands the stage brings (stage 6: worker, queue).
+	Commands []Command
+	// Parts are what the stage adds to a mechanism that an earlier stage
+	// owns, each a value of a type that stage declares and collects with
+	// partsOf (stage 7's topologyPart: stage 8 adds memcached to the
+	// topology; stage 3's cacheOption: stage 5 tunes the cache).
+	Parts []any
+
 	// Serve runs the server: stage 0 as CGI, stage 1 on as one long-running process.
 	Serve func(ctx context.Context, cfg Config, log *slog.Logger) error
 	// Sessions makes the scs session store.
@@ -48,14 +80,20 @@ type Stage struct {
 	// often (stage 3). Unset, an idle timeout rewrites the session on every
 	// request that carries one: the per-request write stages 1 and 2 measure.
 	SessionRefresh time.Duration
-	// Gallery wraps (or replaces) the photo reads and writes.
-	Gallery func(d *Deps, inner models.Gallery) (models.Gallery, error)
-	// Images wraps (or replaces) where image bytes come from.
-	Images func(d *Deps, inner ImageSource) (ImageSource, error)
-	// Views keeps (or not) the parts of pages that every viewer shares.
+	// Database wraps the database handle the stores are built on, before
+	// any store exists (the bottom hook: a stage that routes reads to
+	// replicas). Sessions (stages 0-1), migrations and the health checks
+	// keep the handle the process opened.
+	Database Wrap[*gorm.DB]
+	// Gallery wraps the photo reads and writes (stage 3's cache, stage 8's
+	// page deletion), in an instance and in a worker process alike.
+	Gallery Wrap[models.Gallery]
+	// Images wraps where image bytes come from.
+	Images Wrap[ImageSource]
+	// Views makes what keeps the parts of pages that every viewer shares.
 	Views func(d *Deps) (ViewCache, error)
-	// Lookups runs a page's independent lookups (models.Sequential unless a
-	// stage sets it), and sizes what they share for it.
+	// Lookups makes what runs a page's independent lookups (models.Sequential
+	// unless a stage sets it).
 	Lookups func(d *Deps) (models.Lookups, error)
 	// Uploads makes a checked upload into a photo: nil makes its images in
 	// the request; stage 6 hands them to a worker pool. A stage that sets it
@@ -67,22 +105,92 @@ type Stage struct {
 	// Throttles makes the log-in and sign-up throttles (per account name,
 	// per client address): nil counts in the process's memory; stage 7
 	// counts in the Redis its instances share.
-	// FrontPages is where the front server finds whole public pages
-	// (stage 8: memcached, read by nginx): nil keeps none.
-	// It returns the gallery wrapped so that its writes delete the pages
-	// they change.
-	FrontPages func(a *App, d *Deps, gallery models.Gallery) (FrontPages, models.Gallery, error)
-	Throttles  func(d *Deps) (names, addrs failureThrottle, err error)
+	Throttles func(d *Deps) (names, addrs failureThrottle, err error)
+	// FrontPages makes where the front server finds whole public pages
+	// (stage 8: memcached, read by nginx): nil keeps none. The stage's
+	// Gallery hook deletes the pages a write changes.
+	FrontPages func(a *App, d *Deps) (FrontPages, error)
+
+	steps []Stage // in a resolved Stage: the stages it folds, 0..Number
+}
+
+// Wrap is a wrapper hook: it gets what the stages before it built (inner)
+// and returns what the stages after it get.
+type Wrap[T any] func(d *Deps, inner T) (T, error)
+
+// wrap applies the wrapper hook that field picks from each stage s runs, in
+// stage order, to v.
+func wrap[T any](s Stage, d *Deps, v T, field func(Stage) Wrap[T]) (T, error) {
+	for _, st := range s.steps {
+		if hook := field(st); hook != nil {
+			var err error
+			if v, err = hook(d, v); err != nil {
+				return v, fmt.Errorf("stage %d: %w", st.Number, err)
+			}
+		}
+	}
+	return v, nil
+}
+
+// partsOf collects the parts of type T that the stages s runs add, in
+// stage order.
+func partsOf[T any](s Stage) []T {
+	var parts []T
+	for _, st := range s.steps {
+		for _, p := range st.Parts {
+			if v, ok := p.(T); ok {
+				parts = append(parts, v)
+			}
+		}
+	}
+	return parts
+}
+
+// Command is a subcommand a stage brings: `flickrkillr NAME`.
+type Command struct {
+	Name    string
+	Summary string
+	Run     func(ctx context.Context, args []string, log *slog.Logger) error
 }
 
 var stages = map[int]Stage{}
 
-// register is called by each stage file's init: a registration, nothing opened.
+// register is called by each stage file's init: a registration, nothing
+// opened. A flag or command name another stage has is a programming error.
 func register(s Stage) {
 	if _, dup := stages[s.Number]; dup {
 		panic(fmt.Sprintf("app: stage %d registered twice", s.Number))
 	}
+	for _, f := range s.Flags {
+		if _, dup := lookupFlag(f.Name); dup || coreFlag(f.Name) {
+			panic("app: flag " + f.Name + " registered twice")
+		}
+	}
+	for _, c := range s.Commands {
+		if _, dup := LookupCommand(c.Name); dup {
+			panic("app: command " + c.Name + " registered twice")
+		}
+	}
 	stages[s.Number] = s
+}
+
+// Commands lists the subcommands the stages of this build bring, in stage order.
+func Commands() []Command {
+	var list []Command
+	for _, s := range Stages() {
+		list = append(list, s.Commands...)
+	}
+	return list
+}
+
+// LookupCommand finds a stage's subcommand by name.
+func LookupCommand(name string) (Command, bool) {
+	for _, c := range Commands() {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Command{}, false
 }
 
 // LookupStage returns the stage with number n, if this build has it.
@@ -131,39 +239,57 @@ func StageList() string {
 	return strings.Join(names, ", ")
 }
 
-// resolve folds stages 0..n into the one Stage that runs: the last hook set
-// wins (overrideHooks), the last Schema set, Indexes once any stage sets it.
+// resolve folds stages 0..n into the one Stage that runs: stage n's name,
+// note and own hooks; the last Schema set, Indexes once any stage sets it,
+// the largest Pool; each maker of the last stage that sets it; and the
+// stages themselves (steps), from which wrap applies the wrappers and
+// partsOf collects the parts, in stage order.
 func resolve(n int) (Stage, error) {
-	if _, ok := stages[n]; !ok {
+	top, ok := stages[n]
+	if !ok {
 		return Stage{}, &ConfigError{"STAGE", fmt.Sprintf("%d is not a stage of this build (stages: %s)", n, StageList())}
 	}
-	var r Stage
+	r := top
 	for _, s := range Stages() {
 		if s.Number > n {
 			break
 		}
-		r.Number, r.Name, r.Summary = s.Number, s.Name, s.Summary
+		r.steps = append(r.steps, s)
 		if s.Schema != 0 {
 			r.Schema = s.Schema
 		}
 		r.Indexes = r.Indexes || s.Indexes
-		overrideHooks(&r, s)
-		if s.SessionRefresh != 0 { // a duration, not a hook
+		r.Pool = max(r.Pool, s.Pool)
+		if s.SessionRefresh != 0 {
 			r.SessionRefresh = s.SessionRefresh
+		}
+		// The makers: the last stage that sets one decides.
+		if s.Serve != nil {
+			r.Serve = s.Serve
+		}
+		if s.Sessions != nil {
+			r.Sessions = s.Sessions
+		}
+		if s.Views != nil {
+			r.Views = s.Views
+		}
+		if s.Lookups != nil {
+			r.Lookups = s.Lookups
+		}
+		if s.Uploads != nil {
+			r.Uploads = s.Uploads
+		}
+		if s.Front != nil {
+			r.Front = s.Front
+		}
+		if s.Throttles != nil {
+			r.Throttles = s.Throttles
+		}
+		if s.FrontPages != nil {
+			r.FrontPages = s.FrontPages
 		}
 	}
 	return r, nil
-}
-
-// overrideHooks sets in r every hook (a func field of Stage) that s sets: a
-// new hook is a new field, with nothing to add here.
-func overrideHooks(r *Stage, s Stage) {
-	rv, sv := reflect.ValueOf(r).Elem(), reflect.ValueOf(s)
-	for i := range sv.NumField() {
-		if f := sv.Field(i); f.Kind() == reflect.Func && !f.IsNil() {
-			rv.Field(i).Set(f)
-		}
-	}
 }
 
 // resolveRun is resolve for a configuration: with cfg.Indexes, the stage's

@@ -15,6 +15,7 @@ func init() {
 		Number:  1,
 		Name:    "db-sessions",
 		Summary: "one long-running server with a connection pool; sessions still in PostgreSQL",
+		Note:    "**Buys:** no process, connection and template parse per request. **Shows:** each step alone, on the aggregate; as the tags build it, on the server CPU per request and the routes with the least SQL (`thumb`, `upload-form`), since table scans bound the rest.",
 		Serve:   serveLongRunning,
 	})
 }

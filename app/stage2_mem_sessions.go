@@ -14,6 +14,7 @@ func init() {
 		Number:  2,
 		Name:    "mem-sessions",
 		Summary: "sessions in an in-memory store (Redis protocol), not in PostgreSQL",
+		Note:    "**Buys:** sessions stop loading the database. **Shows:** each step alone, on the aggregate and the PostgreSQL CPU per request; as the tags build it, within the noise behind the scans (`upload-form`, the session and nothing else, waits in the server's in-flight line with the pages that scan).",
 		Sessions: func(d *Deps) (scs.Store, error) {
 			rdb, err := d.Redis()
 			if err != nil {

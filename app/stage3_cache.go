@@ -31,6 +31,8 @@ func init() {
 		Number:  3,
 		Name:    "cache",
 		Summary: "cache-aside in Redis for the hot reads; images from memory with ETag/Cache-Control",
+		Note:    "**Buys:** the hot reads (and images) without the database. **Shows:** each step alone, on the aggregate; as the tags build it, on `home` (its p99 becomes a cache hit's) and the PostgreSQL CPU per request, while the total p99 is still a miss that scans a table.",
+		Panels:  cachePanels,
 		// Stage 3: a session is written only when it changes; an unchanged
 		// one's expiry moves forward at most once an hour (stages 1-2 rewrite
 		// it on every request, the cost they measure). It comes with the
@@ -63,32 +65,33 @@ func init() {
 			return newCachedViews(cache), nil
 		},
 	})
-	// Its panels. Cache lookups are counted by the cache itself
-	// (models/cache.go, into the request's Timings) and summed into
-	// flickrkillr_cache_lookups_total, image reads by
-	// source into flickrkillr_image_reads_total; these panels show what share
-	// the cache answers.
-	registerPanels(3, func(m *obs.Metrics) []obs.Panel {
-		const lookups, images = "flickrkillr_cache_lookups_total", "flickrkillr_image_reads_total"
-		hitRatio := func(s *obs.Sample) float64 {
-			hits := s.Rate(lookups, obs.Label("result", "hit"))
-			return 100 * obs.Per(hits, hits+s.Rate(lookups, obs.Label("result", "miss", "error")))
-		}
-		memoryRatio := func(s *obs.Sample) float64 {
-			return 100 * obs.Per(s.Rate(images, obs.Label("source", "memory")), s.Rate(images, nil))
-		}
-		return []obs.Panel{
-			{ID: "cache", Title: "Cache hit ratio", Unit: "%", Note: "cache lookups; images from memory", Series: []obs.Series{
-				{Label: "cache hits", Value: hitRatio},
-				{Label: "images from memory", Value: memoryRatio},
-			}},
-			{ID: "cacheops", Title: "Cache lookups per second", Unit: "lookups/s", Series: []obs.Series{
-				{Label: "hits", Value: func(s *obs.Sample) float64 { return s.Rate(lookups, obs.Label("result", "hit")) }},
-				{Label: "misses", Value: func(s *obs.Sample) float64 { return s.Rate(lookups, obs.Label("result", "miss")) }},
-				{Label: "errors", Value: func(s *obs.Sample) float64 { return s.Rate(lookups, obs.Label("result", "error")) }},
-			}},
-		}
-	})
+}
+
+// cachePanels are the stage's dashboard panels. Cache lookups are counted
+// by the cache itself (models/cache.go, into the request's Timings) and
+// summed into flickrkillr_cache_lookups_total, image reads by source into
+// flickrkillr_image_reads_total; these panels show what share the cache
+// answers.
+func cachePanels(m *obs.Metrics) []obs.Panel {
+	const lookups, images = "flickrkillr_cache_lookups_total", "flickrkillr_image_reads_total"
+	hitRatio := func(s *obs.Sample) float64 {
+		hits := s.Rate(lookups, obs.Label("result", "hit"))
+		return 100 * obs.Per(hits, hits+s.Rate(lookups, obs.Label("result", "miss", "error")))
+	}
+	memoryRatio := func(s *obs.Sample) float64 {
+		return 100 * obs.Per(s.Rate(images, obs.Label("source", "memory")), s.Rate(images, nil))
+	}
+	return []obs.Panel{
+		{ID: "cache", Title: "Cache hit ratio", Unit: "%", Note: "cache lookups; images from memory", Series: []obs.Series{
+			{Label: "cache hits", Value: hitRatio},
+			{Label: "images from memory", Value: memoryRatio},
+		}},
+		{ID: "cacheops", Title: "Cache lookups per second", Unit: "lookups/s", Series: []obs.Series{
+			{Label: "hits", Value: func(s *obs.Sample) float64 { return s.Rate(lookups, obs.Label("result", "hit")) }},
+			{Label: "misses", Value: func(s *obs.Sample) float64 { return s.Rate(lookups, obs.Label("result", "miss")) }},
+			{Label: "errors", Value: func(s *obs.Sample) float64 { return s.Rate(lookups, obs.Label("result", "error")) }},
+		}},
+	}
 }
 
 // sessionRuleOnly is a measuring switch, not a setting: with
@@ -107,9 +110,19 @@ func sharedCache(d *Deps) (*models.Cache, error) {
 			return nil, err
 		}
 		// Entries live 10 minutes; the last 64 MB read are also kept in this process.
-		return models.NewCache(rdb, 10*time.Minute, 64<<20, d.Log), nil
+		c := models.NewCache(rdb, 10*time.Minute, 64<<20, d.Log)
+		if s, err := resolveRun(d.Config); err == nil {
+			for _, opt := range partsOf[cacheOption](s) {
+				opt(c)
+			}
+		}
+		return c, nil
 	})
 }
+
+// cacheOption is what a later stage changes in how the cache works (a
+// Stage part: stage 5 stores a miss beside the rest of the page).
+type cacheOption func(*models.Cache)
 
 var theCache = &resource[*models.Cache]{"stage 3's cache"}
 

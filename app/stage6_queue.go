@@ -31,41 +31,49 @@ func init() {
 		Number:  6,
 		Name:    "queue",
 		Summary: "uploads answer at once; a worker pool makes the images from a Redis-list queue",
+		Note:    "**Buys:** uploads answer at once; workers make the images. **Shows:** not in the browse mix, which has no uploads (expect the noise: the grids read one more column); the upload p99 and the drain are measured by `--scenario upload` (docs/stages/06-queue.md).",
 		Schema:  4, // migrations/00003_photo_states.sql, 00004_photo_jobs.sql
 		Uploads: newQueuedUploads,
+		Panels:  queuePanels,
+		Flags: []Flag{intFlag("workers", "WORKERS", func(c *Config) *int { return &c.Workers },
+			func() int { return runtime.GOMAXPROCS(0) }, 0, 256, "workers",
+			"stage 6: workers that make upload images in this process; 0: none, run `flickrkillr worker` (env WORKERS)", "serve", "worker")},
+		Commands: []Command{
+			{"worker", "make upload images from the queue (stage 6; REDIS_URL, or make run's embedded Redis)", cmdWorker},
+			{"queue", "show the upload queue; retry or drop dead jobs (stage 6; REDIS_URL, or make run's embedded Redis)", cmdQueue},
+		},
 	})
-	registerFlag("workers", intFlag("workers", "WORKERS", func(c *Config) *int { return &c.Workers },
-		func() int { return runtime.GOMAXPROCS(0) }, 0, 256, "workers",
-		"stage 6: workers that make upload images in this process; 0: none, run `flickrkillr worker` (env WORKERS)", "serve", "worker"))
-	// Its panels ("the dashboard: turning point"): what piles
-	// up, how long the oldest job waits, whether the workers keep up.
-	registerPanels(6, func(m *obs.Metrics) []obs.Panel {
-		const jobs, total, workers = "flickrkillr_queue_jobs", "flickrkillr_queue_jobs_total", "flickrkillr_queue_workers"
-		gauge := func(name, label, value string) func(s *obs.Sample) float64 {
-			return func(s *obs.Sample) float64 { return s.Gauge(name, obs.Label(label, value)) }
-		}
-		rate := func(outcome string) func(s *obs.Sample) float64 {
-			return func(s *obs.Sample) float64 { return s.Rate(total, obs.Label("outcome", outcome)) }
-		}
-		return []obs.Panel{
-			{ID: "queue", Title: "Image queue", Unit: "jobs", Note: "every process's queue, from Redis", Series: []obs.Series{
-				{Label: "waiting", Value: gauge(jobs, "state", "ready")},
-				{Label: "processing", Value: gauge(jobs, "state", "processing")},
-				{Label: "retrying", Value: gauge(jobs, "state", "delayed")},
-				{Label: "dead", Value: gauge(jobs, "state", "dead")},
-			}},
-			{ID: "queuewait", Title: "Oldest waiting job", Unit: "s", Series: []obs.Series{
-				{Label: "waited", Value: func(s *obs.Sample) float64 { return s.Gauge("flickrkillr_queue_oldest_job_seconds", nil) }},
-			}},
-			{ID: "workers", Title: "Image workers", Unit: "workers", Note: "all processes", Series: []obs.Series{
-				{Label: "busy", Value: gauge(workers, "state", "busy")},
-				{Label: "total", Value: gauge(workers, "state", "total")},
-			}},
-			{ID: "jobrate", Title: "Image jobs per second", Unit: "jobs/s", Series: []obs.Series{
-				{Label: "done", Value: rate("done")}, {Label: "retried", Value: rate("retried")}, {Label: "reaped", Value: rate("reaped")}, {Label: "dead", Value: rate("dead")},
-			}},
-		}
-	})
+}
+
+// queuePanels are the stage's dashboard panels ("the dashboard: turning
+// point"): what piles up, how long the oldest job waits, whether the
+// workers keep up.
+func queuePanels(m *obs.Metrics) []obs.Panel {
+	const jobs, total, workers = "flickrkillr_queue_jobs", "flickrkillr_queue_jobs_total", "flickrkillr_queue_workers"
+	gauge := func(name, label, value string) func(s *obs.Sample) float64 {
+		return func(s *obs.Sample) float64 { return s.Gauge(name, obs.Label(label, value)) }
+	}
+	rate := func(outcome string) func(s *obs.Sample) float64 {
+		return func(s *obs.Sample) float64 { return s.Rate(total, obs.Label("outcome", outcome)) }
+	}
+	return []obs.Panel{
+		{ID: "queue", Title: "Image queue", Unit: "jobs", Note: "every process's queue, from Redis", Series: []obs.Series{
+			{Label: "waiting", Value: gauge(jobs, "state", "ready")},
+			{Label: "processing", Value: gauge(jobs, "state", "processing")},
+			{Label: "retrying", Value: gauge(jobs, "state", "delayed")},
+			{Label: "dead", Value: gauge(jobs, "state", "dead")},
+		}},
+		{ID: "queuewait", Title: "Oldest waiting job", Unit: "s", Series: []obs.Series{
+			{Label: "waited", Value: func(s *obs.Sample) float64 { return s.Gauge("flickrkillr_queue_oldest_job_seconds", nil) }},
+		}},
+		{ID: "workers", Title: "Image workers", Unit: "workers", Note: "all processes", Series: []obs.Series{
+			{Label: "busy", Value: gauge(workers, "state", "busy")},
+			{Label: "total", Value: gauge(workers, "state", "total")},
+		}},
+		{ID: "jobrate", Title: "Image jobs per second", Unit: "jobs/s", Series: []obs.Series{
+			{Label: "done", Value: rate("done")}, {Label: "retried", Value: rate("retried")}, {Label: "reaped", Value: rate("reaped")}, {Label: "dead", Value: rate("dead")},
+		}},
+	}
 }
 
 // queuedUploads keeps uploads for the workers.

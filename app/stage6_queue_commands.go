@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"text/tabwriter"
@@ -19,7 +20,48 @@ import (
 	"flickrkillr/models"
 )
 
-// Stage 6: `flickrkillr worker` and `flickrkillr queue`.
+// Stage 6: `flickrkillr worker` and `flickrkillr queue` (Stage.Commands).
+
+// cmdWorker is `flickrkillr worker`: workers make upload images from the
+// queue in their own process.
+func cmdWorker(ctx context.Context, args []string, log *slog.Logger) error {
+	cfg, fs, err := CommandConfig("worker", "db", "redis", "data", "stage", "workers", "admin")
+	if err != nil {
+		return err
+	}
+	if _, set := os.LookupEnv("ADMIN_ADDR"); !set {
+		cfg.AdminAddr = "127.0.0.1:6061" // beside a serve's 6060
+	}
+	drain := fs.Bool("drain", false, "run the jobs that wait, print how long they took, and exit")
+	if err := ParseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.Validate("db", "redis", "data", "stage", "workers", "admin"); err != nil {
+		return err
+	}
+	return RunWorkers(ctx, *cfg, *drain, os.Stdout, log)
+}
+
+// cmdQueue is `flickrkillr queue`: the queue's figures; retry or drop dead jobs.
+func cmdQueue(ctx context.Context, args []string, log *slog.Logger) error {
+	cfg, fs, err := CommandConfig("queue", "redis", "data")
+	if err != nil {
+		return err
+	}
+	var op QueueOp
+	fs.StringVar(&op.Retry, "retry", "", "put a dead job (its id, or all) back in the queue")
+	fs.StringVar(&op.Drop, "drop", "", "forget a dead job (its id, or all) and its kept upload; the photo stays failed")
+	if err := ParseFlags(fs, args); err != nil {
+		return err
+	}
+	if op.Retry != "" && op.Drop != "" {
+		return &UsageError{Msg: "--retry and --drop go one at a time"}
+	}
+	if err := cfg.Validate("redis", "data"); err != nil {
+		return err
+	}
+	return QueueCommand(ctx, *cfg, op, os.Stdout)
+}
 
 // queueRedisURL is the Redis of the queue for a command run beside serve
 // (worker, queue): REDIS_URL, or else the embedded miniredis of the serve
@@ -139,9 +181,7 @@ func startWorkerOperator(ctx context.Context, cfg Config, s Stage, d *Deps, u *i
 		m := obs.NewMetrics(sqlDB)
 		m.Registry().MustRegister(jobqueue.Collector(u.queue))
 		o.Metrics = m.Registry()
-		for _, fn := range stagePanels[6] { // the queue's panels: the stage that brought workers
-			o.Panels = append(o.Panels, fn(m)...)
-		}
+		o.Panels = append(o.Panels, queuePanels(m)...) // the queue's: the stage that brought workers
 		o.Panels = append(o.Panels, processPanels()...)
 		o.Info = dashboardInfo(s, fmt.Sprintf("migration %d expected", s.Schema), "A worker process: it makes upload images from the queue and answers no requests.")
 	}
@@ -257,11 +297,6 @@ func reviveDead(ctx context.Context, q *jobqueue.Queue, cfg Config, op QueueOp, 
 	return nil
 }
 
-// workerGalleries are what later stages wrap a worker process's gallery
-// in (stage 8: a finished photo deletes its front-cache pages), as an
-// instance's gallery is wrapped.
-var workerGalleries []func(d *Deps, gallery models.Gallery) (models.Gallery, error)
-
 // newImageJobs is what a worker process makes images with: the photo files,
 // stage s's gallery as the photos' states, and a decode budget of its own.
 func newImageJobs(s Stage, d *Deps) (imageJobs, error) {
@@ -269,14 +304,15 @@ func newImageJobs(s Stage, d *Deps) (imageJobs, error) {
 	if err != nil {
 		return imageJobs{}, err
 	}
-	gallery, err := galleryFor(s, d, models.Sequential{})
+	db, err := storesDB(s, d)
 	if err != nil {
 		return imageJobs{}, err
 	}
-	for _, wrap := range workerGalleries {
-		if gallery, err = wrap(d, gallery); err != nil {
-			return imageJobs{}, err
-		}
+	// The stages' Gallery hooks wrap it as an instance's: its writes
+	// invalidate stage 3's cache and delete stage 8's front pages.
+	gallery, err := galleryFor(s, d, db, models.Sequential{})
+	if err != nil {
+		return imageJobs{}, err
 	}
 	states, ok := gallery.(models.PhotoStates)
 	if !ok {

@@ -131,7 +131,7 @@ func TestStage6PoisonImageEndsFailedWithoutBlockingTheQueue(t *testing.T) {
 		mustMetric(t, m, `flickrkillr_queue_jobs_total{outcome="dead"}`, 1)
 		mustMetric(t, m, `flickrkillr_queue_oldest_job_seconds`, 0)
 		ids := map[string]bool{}
-		for _, p := range panelsFor(6, ta.metrics) {
+		for _, p := range panelsFor(ta.stage, ta.metrics) {
 			ids[p.ID] = true
 		}
 		for _, id := range []string{"queue", "queuewait", "workers", "jobrate"} {

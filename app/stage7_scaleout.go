@@ -39,6 +39,7 @@ func init() {
 		Number:  scaleOutStage,
 		Name:    "scale-out",
 		Summary: "N app instances behind nginx, sharing nothing; nginx serves the stylesheet and photo files",
+		Note:    "**Buys:** instances that can be killed or replaced without a failed GET or a lost session, and photo files served by nginx from disk. **Shows:** on the image routes (`thumb`, `image`: nginx's sendfile, a p99 of milliseconds) and in the CPU table (the server side counts nginx, the instances and the supervisor); on one shared machine the pages pay nginx's hop, so the aggregate moves little (docs/stages/07-scale-out.md).",
 		Serve:   serveTopology,
 		Front:   behindNginx,
 		// The instances count log-in and sign-up failures together in the
@@ -54,93 +55,109 @@ func init() {
 				guard.NewSharedThrottle(rdb, "throttle:addr:", maxAddrFailures, failureWindow), nil
 		},
 		Topology: true, // `serve --stage 7`: never the default
+		Flags:    scaleOutFlags(),
+		Panels:   scaleOutPanels,
 	})
-	registerFlag("instances", intFlag("instances", "INSTANCES", func(c *Config) *int { return &c.Instances },
-		func() int { return 2 }, 1, 32, "instances", "stage 7: app instances behind nginx (env INSTANCES)", "serve"))
-	registerFlag("worker-procs", intFlag("worker-procs", "WORKER_PROCS", func(c *Config) *int { return &c.WorkerProcs },
-		func() int { return 0 }, 0, 32, "worker processes",
-		"stage 7: `flickrkillr worker` processes beside the instances, supervised and on the dashboard, each with --workers;\n0: the instances make the images (env WORKER_PROCS)", "serve"))
-	registerFlag("upstream", stageFlag{
-		commands: []string{"serve"},
-		env: func(c *Config) error {
-			if v := os.Getenv("UPSTREAMS"); v != "" {
-				c.Upstreams = strings.Split(v, ",")
-			}
-			return nil
-		},
-		flag: func(c *Config, fs *flag.FlagSet) {
-			fs.Func("upstream", "stage 7: an instance on another host (host:port) to front instead of starting instances; repeatable\n(env UPSTREAMS, comma-separated). It runs `flickrkillr instance` with STAGE=7, DATABASE_URL and REDIS_URL\nof the shared servers, and TRUSTED_PROXIES naming this host", func(s string) error {
-				c.Upstreams = append(c.Upstreams, s)
-				return nil
-			})
-		},
-		validate: func(c Config) error {
-			for _, u := range c.Upstreams {
-				if _, _, err := net.SplitHostPort(u); err != nil {
-					return &ConfigError{"UPSTREAMS", fmt.Sprintf("%q is not host:port", u)}
+}
+
+// scaleOutFlags are the stage's variables and flags: the topology's shape
+// (instances, worker processes, remote instances), whom an instance trusts
+// for the client's address, PgBouncer on or off, the cache Redis's memory.
+func scaleOutFlags() []Flag {
+	return []Flag{
+		intFlag("instances", "INSTANCES", func(c *Config) *int { return &c.Instances },
+			func() int { return 2 }, 1, 32, "instances", "stage 7: app instances behind nginx (env INSTANCES)", "serve"),
+		intFlag("worker-procs", "WORKER_PROCS", func(c *Config) *int { return &c.WorkerProcs },
+			func() int { return 0 }, 0, 32, "worker processes",
+			"stage 7: `flickrkillr worker` processes beside the instances, supervised and on the dashboard, each with --workers;\n0: the instances make the images (env WORKER_PROCS)", "serve"),
+		{
+			Name:     "upstream",
+			Commands: []string{"serve"},
+			env: func(c *Config) error {
+				if v := os.Getenv("UPSTREAMS"); v != "" {
+					c.Upstreams = strings.Split(v, ",")
 				}
-			}
-			return nil
-		},
-	})
-	registerFlag("trusted-proxies", stageFlag{
-		commands: []string{"serve"},
-		env: func(c *Config) error {
-			v := os.Getenv("TRUSTED_PROXIES")
-			if v == "" {
 				return nil
-			}
-			nets, err := parseProxies(v)
-			if err != nil {
-				return &ConfigError{"TRUSTED_PROXIES", err.Error()}
-			}
-			c.TrustedProxies = nets
-			return nil
+			},
+			flag: func(c *Config, fs *flag.FlagSet) {
+				fs.Func("upstream", "stage 7: an instance on another host (host:port) to front instead of starting instances; repeatable\n(env UPSTREAMS, comma-separated). It runs `flickrkillr instance` with STAGE=7, DATABASE_URL and REDIS_URL\nof the shared servers, and TRUSTED_PROXIES naming this host", func(s string) error {
+					c.Upstreams = append(c.Upstreams, s)
+					return nil
+				})
+			},
+			validate: func(c Config) error {
+				for _, u := range c.Upstreams {
+					if _, _, err := net.SplitHostPort(u); err != nil {
+						return &ConfigError{"UPSTREAMS", fmt.Sprintf("%q is not host:port", u)}
+					}
+				}
+				return nil
+			},
 		},
-		flag: func(c *Config, fs *flag.FlagSet) {
-			fs.Func("trusted-proxies", "stage 7: addresses (IPs or CIDRs, comma-separated) whose X-Forwarded-For an instance believes,\nbesides loopback: nginx's as the instances see it (env TRUSTED_PROXIES)", func(s string) error {
-				nets, err := parseProxies(s)
+		{
+			Name:     "trusted-proxies",
+			Commands: []string{"serve"},
+			env: func(c *Config) error {
+				v := os.Getenv("TRUSTED_PROXIES")
+				if v == "" {
+					return nil
+				}
+				nets, err := parseProxies(v)
+				if err != nil {
+					return &ConfigError{"TRUSTED_PROXIES", err.Error()}
+				}
 				c.TrustedProxies = nets
-				return err
-			})
+				return nil
+			},
+			flag: func(c *Config, fs *flag.FlagSet) {
+				fs.Func("trusted-proxies", "stage 7: addresses (IPs or CIDRs, comma-separated) whose X-Forwarded-For an instance believes,\nbesides loopback: nginx's as the instances see it (env TRUSTED_PROXIES)", func(s string) error {
+					nets, err := parseProxies(s)
+					c.TrustedProxies = nets
+					return err
+				})
+			},
+			validate: func(Config) error { return nil },
 		},
-		validate: func(Config) error { return nil },
-	})
-	registerFlag("pgbouncer", stageFlag{
-		commands: []string{"serve"},
-		env: func(c *Config) error {
-			return envValue("PGBOUNCER", strconv.ParseBool, "%q is not a boolean (1 or 0)", func(on bool) { c.NoPgBouncer = !on })
+		{
+			Name:     "pgbouncer",
+			Commands: []string{"serve"},
+			env: func(c *Config) error {
+				return envValue("PGBOUNCER", strconv.ParseBool, "%q is not a boolean (1 or 0)", func(on bool) { c.NoPgBouncer = !on })
+			},
+			flag: func(c *Config, fs *flag.FlagSet) {
+				fs.BoolFunc("pgbouncer", "stage 7: the instances reach PostgreSQL through one PgBouncer (transaction pooling), on by default;\n--pgbouncer=false connects each instance's pool directly, to compare (env PGBOUNCER)", func(s string) error {
+					on, err := strconv.ParseBool(s)
+					c.NoPgBouncer = !on
+					return err
+				})
+			},
+			validate: func(Config) error { return nil },
 		},
-		flag: func(c *Config, fs *flag.FlagSet) {
-			fs.BoolFunc("pgbouncer", "stage 7: the instances reach PostgreSQL through one PgBouncer (transaction pooling), on by default;\n--pgbouncer=false connects each instance's pool directly, to compare (env PGBOUNCER)", func(s string) error {
-				on, err := strconv.ParseBool(s)
-				c.NoPgBouncer = !on
-				return err
-			})
+		{
+			Name:     "cache-maxmemory",
+			Commands: []string{"serve"},
+			env:      func(c *Config) error { c.CacheMaxMemory = os.Getenv("REDIS_CACHE_MAXMEMORY"); return nil },
+			flag: func(c *Config, fs *flag.FlagSet) {
+				fs.StringVar(&c.CacheMaxMemory, "cache-maxmemory", c.CacheMaxMemory, "stage 7: the maxmemory of the topology's cache Redis, which evicts past it (volatile-lru;\ndefault "+topology.DefaultCacheMaxMemory+"; env REDIS_CACHE_MAXMEMORY)")
+			},
+			validate: func(c Config) error {
+				if c.CacheMaxMemory != "" && !redisMemory.MatchString(c.CacheMaxMemory) {
+					return &ConfigError{"REDIS_CACHE_MAXMEMORY", fmt.Sprintf("%q is not a Redis memory size such as 256mb", c.CacheMaxMemory)}
+				}
+				return nil
+			},
 		},
-		validate: func(Config) error { return nil },
-	})
-	registerFlag("cache-maxmemory", stageFlag{
-		commands: []string{"serve"},
-		env:      func(c *Config) error { c.CacheMaxMemory = os.Getenv("REDIS_CACHE_MAXMEMORY"); return nil },
-		flag: func(c *Config, fs *flag.FlagSet) {
-			fs.StringVar(&c.CacheMaxMemory, "cache-maxmemory", c.CacheMaxMemory, "stage 7: the maxmemory of the topology's cache Redis, which evicts past it (volatile-lru;\ndefault "+topology.DefaultCacheMaxMemory+"; env REDIS_CACHE_MAXMEMORY)")
-		},
-		validate: func(c Config) error {
-			if c.CacheMaxMemory != "" && !redisMemory.MatchString(c.CacheMaxMemory) {
-				return &ConfigError{"REDIS_CACHE_MAXMEMORY", fmt.Sprintf("%q is not a Redis memory size such as 256mb", c.CacheMaxMemory)}
-			}
-			return nil
-		},
-	})
-	registerPanels(scaleOutStage, func(m *obs.Metrics) []obs.Panel {
-		return []obs.Panel{
-			{ID: "instances", Title: "Instances", Unit: "instances, restarts", Note: "the supervisor's view (its ADMIN_ADDR); empty on an instance's own dashboard", Series: []obs.Series{
-				{Label: "up", Value: func(s *obs.Sample) float64 { return s.Gauge("flickrkillr_instance_up", nil) }},
-				{Label: "restarts (total)", Value: func(s *obs.Sample) float64 { return s.Gauge("flickrkillr_instance_restarts_total", nil) }},
-			}},
-		}
-	})
+	}
+}
+
+// scaleOutPanels: the instances the supervisor watches.
+func scaleOutPanels(m *obs.Metrics) []obs.Panel {
+	return []obs.Panel{
+		{ID: "instances", Title: "Instances", Unit: "instances, restarts", Note: "the supervisor's view (its ADMIN_ADDR); empty on an instance's own dashboard", Series: []obs.Series{
+			{Label: "up", Value: func(s *obs.Sample) float64 { return s.Gauge("flickrkillr_instance_up", nil) }},
+			{Label: "restarts (total)", Value: func(s *obs.Sample) float64 { return s.Gauge("flickrkillr_instance_restarts_total", nil) }},
+		}},
+	}
 }
 
 const scaleOutStage = 7
@@ -222,24 +239,43 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if _, err := exec.LookPath("nginx"); err != nil {
 		return NginxMissingError{}
 	}
+	o, err := supervisorOptions(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	err = topology.Run(ctx, o)
+	switch {
+	case errors.Is(err, topology.ErrNoNginx):
+		return NginxMissingError{}
+	case errors.Is(err, topology.ErrNoRedisServer):
+		return &ConfigError{"REDIS_URL", "is empty and redis-server is not installed: stage 7's instances need one Redis they all share " +
+			"(an embedded miniredis lives inside one process): `sudo apt-get install redis-server`, or set REDIS_URL"}
+	}
+	return err
+}
+
+// supervisorOptions are the topology's options for cfg: the instances and
+// worker processes of this binary, PgBouncer, the model's hosts, the
+// dashboard, and what later stages add (their topologyParts).
+func supervisorOptions(ctx context.Context, cfg Config, log *slog.Logger) (topology.Options, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("app: find own binary: %w", err)
+		return topology.Options{}, fmt.Errorf("app: find own binary: %w", err)
 	}
 	cpus, err := instanceCPUs()
 	if err != nil {
-		return err
+		return topology.Options{}, err
 	}
 	dataDir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
-		return err
+		return topology.Options{}, err
 	}
 	static, _ := fs.Sub(templates.Static, "static")
 	srv := newServer("", nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	s, _ := resolve(cfg.Stage)
 	tooLarge, err := tooLargePage(s) // nginx's 413 is the app's page
 	if err != nil {
-		return err
+		return topology.Options{}, err
 	}
 	o := topology.Options{
 		Addr: cfg.Addr, AdminAddr: cfg.AdminAddr, Instances: cfg.Instances, Upstreams: cfg.Upstreams, Log: log,
@@ -295,19 +331,19 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	if !cfg.NoMetrics {
-		o.Panels = append(corePanels(), panelsFor(cfg.Stage, obs.NewMetrics(nil))...)
+		o.Panels = append(corePanels(), panelsFor(s, obs.NewMetrics(nil))...)
 		o.Info = dashboardInfo(s, fmt.Sprintf("migration %d expected", s.Schema), topologyNote)
 	}
 	if !cfg.NoPgBouncer && len(cfg.Upstreams) == 0 { // remote instances bring their own DATABASE_URL
 		if _, err := exec.LookPath("pgbouncer"); err != nil {
-			return &ConfigError{"PGBOUNCER", "stage 7 puts PgBouncer between the instances and PostgreSQL, and pgbouncer is not installed: " +
+			return topology.Options{}, &ConfigError{"PGBOUNCER", "stage 7 puts PgBouncer between the instances and PostgreSQL, and pgbouncer is not installed: " +
 				"`sudo apt-get install pgbouncer`, or run without it with --pgbouncer=false (PGBOUNCER=0)"}
 		}
 		// Through PgBouncer the timeout cannot be a startup parameter (1.18
 		// refuses it): it is the role's default in the database, which
 		// PostgreSQL applies to every server connection PgBouncer opens.
 		if err := models.SetRoleStatementTimeout(ctx, cfg.DatabaseURL, requestTimeout); err != nil {
-			return err
+			return topology.Options{}, err
 		}
 		o.PgBouncer = &topology.PgBouncer{DatabaseURL: cfg.DatabaseURL}
 	}
@@ -316,23 +352,15 @@ func serveTopology(ctx context.Context, cfg Config, log *slog.Logger) error {
 		o.Metrics = modelMetrics(cfg.model)
 		o.Panels = append(o.Panels, modelPanels(cfg.model.Spec(), topologyHostNames(cmp.Or(cfg.Instances, 2), cfg.WorkerProcs))...)
 	}
-	for _, add := range topologyOptions { // later stages' parts (stage 8: the front cache)
+	for _, add := range partsOf[topologyPart](s) { // later stages' parts (stage 8: the front cache)
 		add(cfg, &o)
 	}
-	err = topology.Run(ctx, o)
-	switch {
-	case errors.Is(err, topology.ErrNoNginx):
-		return NginxMissingError{}
-	case errors.Is(err, topology.ErrNoRedisServer):
-		return &ConfigError{"REDIS_URL", "is empty and redis-server is not installed: stage 7's instances need one Redis they all share " +
-			"(an embedded miniredis lives inside one process): `sudo apt-get install redis-server`, or set REDIS_URL"}
-	}
-	return err
+	return o, nil
 }
 
-// topologyOptions are what later topology stages add to the supervisor's
-// options, registered from their own files (stage 8: the front cache).
-var topologyOptions []func(cfg Config, o *topology.Options)
+// topologyPart is what a later topology stage adds to the supervisor's
+// options, a part of its Stage (stage 8: the front cache).
+type topologyPart func(cfg Config, o *topology.Options)
 
 // instanceCPUs reads INSTANCE_CPUS ("0,1"): instance i runs pinned to the
 // i-th entry (taskset), for measuring one instance per core.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -25,6 +26,8 @@ import (
 	"time"
 
 	"flickrkillr/app/guard"
+	"flickrkillr/app/obs"
+	"flickrkillr/app/topology"
 	"flickrkillr/models"
 	"flickrkillr/models/modeltest"
 )
@@ -684,4 +687,33 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// A later stage adds to the topology by registration alone: a stage N+1
+// registered here with a topologyPart and a panel finds both in the options
+// the supervisor runs with, and stage N's options have neither.
+func TestATopologyPartReachesTheSupervisor(t *testing.T) {
+	top := Stages()[len(Stages())-1]
+	n := top.Number + 1
+	registerForTest(t, Stage{
+		Number: n, Name: "test-topology", Summary: "a stage a test registers", Topology: true,
+		Parts: []any{topologyPart(func(cfg Config, o *topology.Options) {
+			o.Attrs = append(o.Attrs, "test_part", cfg.Stage)
+		})},
+		Panels: func(*obs.Metrics) []obs.Panel { return []obs.Panel{{ID: "testtopology", Title: "A test's panel"}} },
+	})
+	for _, stage := range []int{top.Number, n} {
+		cfg := Config{Stage: stage, DataDir: t.TempDir(), Addr: "127.0.0.1:0", Instances: 2, NoPgBouncer: true}
+		o, err := supervisorOptions(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		attrs := fmt.Sprint(o.Attrs...)
+		if has := strings.Contains(attrs, "test_part"); has != (stage == n) {
+			t.Errorf("stage %d: the options' attrs %q; the part belongs to stage %d alone", stage, attrs, n)
+		}
+		if has := hasPanel(o.Panels, "testtopology"); has != (stage == n) {
+			t.Errorf("stage %d: the supervisor's dashboard has the new stage's panel: %v", stage, has)
+		}
+	}
 }

@@ -30,54 +30,61 @@ func init() {
 		Number:     frontCacheStage,
 		Name:       "front-cache",
 		Summary:    "nginx answers anonymous visitors' pages from memcached; the instances fill it and delete what a write changes",
+		Note:       "**Buys:** anonymous visitors' pages from memcached through nginx, no instance reached. **Shows:** with anonymous visitors (`--anonymous 0.9`), in the front cache's hit ratio per route and the p99 of the listings it answers; the aggregate is bound by what misses (photo pages spread over 1.5M photos) and by the CPU the load tool and nginx share with everything else on one machine. The logged-in mix goes through as at stage 7 (docs/stages/08-front-cache.md).",
 		Serve:      serveFrontCache,
 		Front:      behindNginx,
 		FrontPages: memcachedPages,
-		Topology:   true, // `serve --stage 8`: never the default
-	})
-	registerFlag("front-cache", stageFlag{
-		commands: []string{"serve"},
-		env: func(c *Config) error {
-			c.FrontCache = os.Getenv("FRONT_CACHE")
-			c.MemcachedAddr = os.Getenv(topology.MemcachedEnv)
-			c.FrontCacheTTL = frontcache.DefaultTTL
-			return envValue("FRONT_CACHE_TTL", time.ParseDuration, "%q is not a duration (like 30s)", func(d time.Duration) { c.FrontCacheTTL = d })
-		},
-		flag: func(c *Config, fs *flag.FlagSet) {
-			fs.StringVar(&c.FrontCache, "front-cache", c.FrontCache, "stage 8: memcached (default) or proxy (nginx's proxy_cache, a 1 s microcache) (env FRONT_CACHE)")
-		},
-		validate: func(c Config) error {
-			switch c.FrontCache {
-			case "", topology.FrontMemcached, topology.FrontProxy:
-			default:
-				return &ConfigError{"FRONT_CACHE", fmt.Sprintf("%q is not a front cache (memcached or proxy)", c.FrontCache)}
+		// An instance's gallery and a worker process's alike: a write, or
+		// a photo that becomes ready, deletes the pages it changes, or they
+		// would show the old page (or the placeholder) until their TTL.
+		Gallery: func(d *Deps, inner models.Gallery) (models.Gallery, error) {
+			s, err := frontStore(d)
+			if s == nil || err != nil {
+				return inner, err
 			}
-			if c.FrontCacheTTL < time.Second || c.FrontCacheTTL > time.Hour {
-				return &ConfigError{"FRONT_CACHE_TTL", fmt.Sprintf("%s is out of range (1s to 1h)", c.FrontCacheTTL)}
-			}
-			return nil
+			return withFrontPages(d.Log, inner, s), nil
 		},
+		Topology: true, // `serve --stage 8`: never the default
+		Flags:    []Flag{frontCacheFlag},
+		Parts:    []any{topologyPart(frontCacheTopology)},
+		Panels:   frontCachePanels,
 	})
-	topologyOptions = append(topologyOptions, func(cfg Config, o *topology.Options) {
-		if cfg.Stage < frontCacheStage {
-			return
+}
+
+// frontCacheFlag is --front-cache, with FRONT_CACHE_TTL and the
+// MEMCACHED_ADDR that the supervisor gives its instances.
+var frontCacheFlag = Flag{
+	Name:     "front-cache",
+	Commands: []string{"serve"},
+	env: func(c *Config) error {
+		c.FrontCache = os.Getenv("FRONT_CACHE")
+		c.MemcachedAddr = os.Getenv(topology.MemcachedEnv)
+		c.FrontCacheTTL = frontcache.DefaultTTL
+		return envValue("FRONT_CACHE_TTL", time.ParseDuration, "%q is not a duration (like 30s)", func(d time.Duration) { c.FrontCacheTTL = d })
+	},
+	flag: func(c *Config, fs *flag.FlagSet) {
+		fs.StringVar(&c.FrontCache, "front-cache", c.FrontCache, "stage 8: memcached (default) or proxy (nginx's proxy_cache, a 1 s microcache) (env FRONT_CACHE)")
+	},
+	validate: func(c Config) error {
+		switch c.FrontCache {
+		case "", topology.FrontMemcached, topology.FrontProxy:
+		default:
+			return &ConfigError{"FRONT_CACHE", fmt.Sprintf("%q is not a front cache (memcached or proxy)", c.FrontCache)}
 		}
-		o.FrontCache = cmpOrString(cfg.FrontCache, topology.FrontMemcached)
-		o.SessionCookie = sessionCookieName
-		o.FrontMaxName, o.FrontMaxCursor = frontcache.MaxName, frontcache.MaxCursor // nginx looks up only keys Key gives
-		o.Attrs = append(o.Attrs, "front_cache", o.FrontCache)
-	})
-	// A worker process (--worker-procs) finishes photos too: its gallery
-	// deletes the pages a finished photo changes, as an instance's does, or
-	// they would show the placeholder until their TTL.
-	workerGalleries = append(workerGalleries, func(d *Deps, gallery models.Gallery) (models.Gallery, error) {
-		s := frontStore(d)
-		if s == nil {
-			return gallery, nil
+		if c.FrontCacheTTL < time.Second || c.FrontCacheTTL > time.Hour {
+			return &ConfigError{"FRONT_CACHE_TTL", fmt.Sprintf("%s is out of range (1s to 1h)", c.FrontCacheTTL)}
 		}
-		return withFrontPages(d.Log, gallery, s), nil
-	})
-	registerPanels(frontCacheStage, frontCachePanels)
+		return nil
+	},
+}
+
+// frontCacheTopology is what the stage adds to stage 7's topology:
+// memcached, and nginx looking up the pages of visitors without a session.
+func frontCacheTopology(cfg Config, o *topology.Options) {
+	o.FrontCache = cmpOrString(cfg.FrontCache, topology.FrontMemcached)
+	o.SessionCookie = sessionCookieName
+	o.FrontMaxName, o.FrontMaxCursor = frontcache.MaxName, frontcache.MaxCursor // nginx looks up only keys Key gives
+	o.Attrs = append(o.Attrs, "front_cache", o.FrontCache)
 }
 
 const frontCacheStage = 8
@@ -100,30 +107,33 @@ func serveFrontCache(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // memcachedPages is an instance's front cache: memcached at MEMCACHED_ADDR
 // (the supervisor's), none without one (the proxy front cache, or the app
-// run on its own).
-// gallery comes back wrapped so that its writes delete the pages they change.
-func memcachedPages(a *App, d *Deps, gallery models.Gallery) (FrontPages, models.Gallery, error) {
-	s := frontStore(d)
-	if s == nil {
-		return nil, gallery, nil
+// run on its own), with its fills and deletes on the instance's /metrics.
+func memcachedPages(a *App, d *Deps) (FrontPages, error) {
+	s, err := frontStore(d)
+	if s == nil || err != nil {
+		return nil, err
 	}
 	if a.metrics != nil {
 		a.metrics.Registry().MustRegister(frontCacheCollector{s})
 	}
-	return s, withFrontPages(a.log, gallery, s), nil
+	return s, nil
 }
 
-// frontStore is the process's client of the memcached at MEMCACHED_ADDR
+// frontStore is the process's one client of the memcached at MEMCACHED_ADDR
 // (which the supervisor gives its instances and its worker processes), nil
-// without one.
-func frontStore(d *Deps) *frontcache.Store {
+// without one; the gallery's deletes and the pages' fills share it.
+func frontStore(d *Deps) (*frontcache.Store, error) {
 	if d.Config.MemcachedAddr == "" {
-		return nil
+		return nil, nil
 	}
-	s := frontcache.New(frontcache.Options{Addr: d.Config.MemcachedAddr, TTL: d.Config.FrontCacheTTL})
-	d.OnClose(s.Close)
-	return s
+	return theFrontStore.get(d, func() (*frontcache.Store, error) {
+		s := frontcache.New(frontcache.Options{Addr: d.Config.MemcachedAddr, TTL: d.Config.FrontCacheTTL})
+		d.OnClose(s.Close)
+		return s, nil
+	})
 }
+
+var theFrontStore = &resource[*frontcache.Store]{"stage 8's front cache"}
 
 // frontCacheCollector exports an instance's fills and deletes.
 type frontCacheCollector struct{ s *frontcache.Store }

@@ -6,31 +6,55 @@ import (
 	"testing"
 )
 
-// resolve folds every hook the same way, new ones included: the hook of
-// the highest stage up to n that sets it.
-func TestResolveTakesTheLastHookOfEveryKind(t *testing.T) {
-	typ := reflect.TypeFor[Stage]()
+// resolve folds the stages up to n: each maker is the last one set, the
+// wrappers and parts stay with their stages (steps, in order), the pool is
+// the largest asked for.
+func TestResolveFoldsMakersAndKeepsTheStagesInOrder(t *testing.T) {
+	makers := []string{"Serve", "Sessions", "Views", "Lookups", "Uploads", "Front", "Throttles", "FrontPages"}
 	for _, top := range Stages() {
 		r, err := resolve(top.Number)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rv := reflect.ValueOf(r)
-		for i := range typ.NumField() {
-			if typ.Field(i).Type.Kind() != reflect.Func {
-				continue
+		var steps []int
+		pool := 0
+		for _, s := range r.steps {
+			steps = append(steps, s.Number)
+			pool = max(pool, s.Pool)
+		}
+		for i, n := range steps {
+			if n > top.Number || (i > 0 && n <= steps[i-1]) {
+				t.Fatalf("stage %d runs the stages %v, not 0..%d in order", top.Number, steps, top.Number)
 			}
+		}
+		if len(steps) != len(stagesUpTo(top.Number)) {
+			t.Errorf("stage %d runs %v, want every stage up to it", top.Number, steps)
+		}
+		if r.Pool != pool {
+			t.Errorf("stage %d: pool %d, want the largest asked for, %d", top.Number, r.Pool, pool)
+		}
+		for _, name := range makers {
 			var want uintptr
-			for _, s := range Stages() {
-				if f := reflect.ValueOf(s).Field(i); s.Number <= top.Number && !f.IsNil() {
+			for _, s := range r.steps {
+				if f := reflect.ValueOf(s).FieldByName(name); !f.IsNil() {
 					want = f.Pointer()
 				}
 			}
-			if got := rv.Field(i); (got.IsNil() && want != 0) || (!got.IsNil() && got.Pointer() != want) {
-				t.Errorf("stage %d: %s is not the last one set", top.Number, typ.Field(i).Name)
+			if got := reflect.ValueOf(r).FieldByName(name); (got.IsNil() && want != 0) || (!got.IsNil() && got.Pointer() != want) {
+				t.Errorf("stage %d: %s is not the last one set", top.Number, name)
 			}
 		}
 	}
+}
+
+func stagesUpTo(n int) []Stage {
+	var list []Stage
+	for _, s := range Stages() {
+		if s.Number <= n {
+			list = append(list, s)
+		}
+	}
+	return list
 }
 
 // A stage's flags come with the stage: serve takes --workers where stage 6

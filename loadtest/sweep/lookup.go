@@ -73,6 +73,16 @@ func stageName(sr *Result, stage int) string {
 	return ""
 }
 
+// stageNote is the note of a stage's step (StageSchemas.Note), "" without one.
+func stageNote(sr *Result, stage int) string {
+	for _, r := range sr.Runs {
+		if r.Stage == stage && r.Note != "" {
+			return r.Note
+		}
+	}
+	return ""
+}
+
 func rps(r *Run) (float64, bool) {
 	if r == nil || r.Result == nil {
 		return 0, false

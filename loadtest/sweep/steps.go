@@ -20,7 +20,7 @@ func writeSteps(w io.Writer, sr *Result) {
 	fmt.Fprintln(w)
 	for i := 1; i < len(stages); i++ {
 		fmt.Fprintf(w, "### Step %d: %s\n\n", stages[i], stageName(sr, stages[i]))
-		if note, ok := stepNotes[stages[i]]; ok && stages[i-1] == stages[i]-1 {
+		if note := stageNote(sr, stages[i]); note != "" && stages[i-1] == stages[i]-1 {
 			fmt.Fprintf(w, "%s\n\n", note)
 		}
 		writeStep(w, sr, stages[i-1], stages[i])

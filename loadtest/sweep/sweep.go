@@ -24,6 +24,9 @@ type StageSchemas struct {
 	Name    string `json:"name"`
 	Own     int64  `json:"own_schema"`
 	Indexed int64  `json:"indexed_schema,omitempty"`
+	// Note is the stage's note (app's Stage.Note): what its step buys and
+	// where it shows; the report prints it with the step.
+	Note string `json:"note,omitempty"`
 	// Mixes are further mixes to measure the stage on, as --anonymous
 	// shares, beside the sweep's own (the topology stages, 7 and 8, are also
 	// measured with most visitors anonymous: stage 8's front cache serves
@@ -68,7 +71,8 @@ type Result struct {
 type Run struct {
 	Stage   int      `json:"stage"`
 	Name    string   `json:"name"`
-	Indexes bool     `json:"indexes"` // served with --indexes
+	Note    string   `json:"note,omitempty"` // StageSchemas.Note
+	Indexes bool     `json:"indexes"`        // served with --indexes
 	Schema  int64    `json:"schema"`
 	Ladders []string `json:"ladders"`
 	// Anonymous is the run's --anonymous share; SecondMix marks a run on a
@@ -167,7 +171,7 @@ func planSweep(stages []StageSchemas, ladder string, current int64) ([]*Run, []L
 				k.mix = mix
 				r := byKey[k]
 				if r == nil {
-					r = &Run{Stage: st.Stage, Name: st.Name, Indexes: k.indexes, Schema: schema}
+					r = &Run{Stage: st.Stage, Name: st.Name, Note: st.Note, Indexes: k.indexes, Schema: schema}
 					if mix > 0 {
 						r.Anonymous, r.SecondMix = st.Mixes[mix-1], true
 					}

@@ -7,7 +7,7 @@ import (
 
 // fiveStages are stages 0-4 of the design: the indexes come with stage 4.
 var fiveStages = []StageSchemas{
-	{Stage: 0, Name: "cgi", Own: 1, Indexed: 2}, {Stage: 1, Name: "db-sessions", Own: 1, Indexed: 2}, {Stage: 2, Name: "mem-sessions", Own: 1, Indexed: 2}, {Stage: 3, Name: "cache", Own: 1, Indexed: 2}, {Stage: 4, Name: "indexes", Own: 2, Indexed: 2},
+	{Stage: 0, Name: "cgi", Own: 1, Indexed: 2}, {Stage: 1, Name: "db-sessions", Own: 1, Indexed: 2}, {Stage: 2, Name: "mem-sessions", Own: 1, Indexed: 2, Note: "**Buys:** sessions stop loading the database. **Shows:** on the aggregate."}, {Stage: 3, Name: "cache", Own: 1, Indexed: 2}, {Stage: 4, Name: "indexes", Own: 2, Indexed: 2},
 }
 
 func TestSweepPlan(t *testing.T) {
