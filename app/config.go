@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -45,35 +46,11 @@ type Config struct {
 	DrainDelay time.Duration
 	AdminAddr  string // ADMIN_ADDR: the operator listener (dashboard, metrics, pprof); empty: none
 	NoMetrics  bool   // METRICS=0: no per-request instrumentation (metrics, Server-Timing), to measure its cost
-	// The fields below belong to later stages, whose files register their
-	// variables and flags (Stage.Flags): a build without the stage leaves
-	// them zero and neither reads nor offers them.
-	Instances int // INSTANCES: stage 7's app instances behind nginx (default 2)
-	// UPSTREAMS (--upstream, repeatable): stage 7's instances on other
-	// hosts, host:port, which the supervisor fronts and does not start.
-	Upstreams []string
-	// TRUSTED_PROXIES (--trusted-proxies): the addresses whose
-	// X-Forwarded-For a stage-7 instance believes (IPs or CIDRs; loopback
-	// always): nginx's, as the instance sees it.
-	TrustedProxies []*net.IPNet
-	// WORKER_PROCS: stage 7's image-worker processes beside the instances
-	// (0: the instances make the images themselves).
-	WorkerProcs int
-	// REDIS_CACHE_MAXMEMORY (--cache-maxmemory): the maxmemory of stage 7's
-	// cache Redis (empty: topology.DefaultCacheMaxMemory).
-	CacheMaxMemory string
-	// PGBOUNCER=0 (--pgbouncer=false): stage 7's instances connect to
-	// PostgreSQL directly, each with its own pool, to compare.
-	NoPgBouncer bool
-	// WORKERS (stage 6): how many workers make upload images in this
-	// process; 0 leaves them to `flickrkillr worker` processes.
-	Workers int
-	// Stage 8's front cache: FRONT_CACHE / --front-cache (memcached, the
-	// default, or proxy), MEMCACHED_ADDR (set by the supervisor for its
-	// instances) and FRONT_CACHE_TTL (a filled page's life, default 30s).
-	FrontCache    string
-	MemcachedAddr string
-	FrontCacheTTL time.Duration
+	// settings are the stages' own settings (setting[T]: stage 6's
+	// workers, stage 7's instances, …), declared in each stage's file and
+	// read and set through its Flags: a build without the stage has
+	// neither the type nor the value, and this struct names none of them.
+	settings map[any]any
 
 	// MODEL (--model): the scale model's spec (app/model.go); model is the
 	// running one, which serve hands the operator listener.
@@ -273,6 +250,48 @@ func (c Config) Validate(which ...string) error {
 	return nil
 }
 
+// setting is a stage's own settings, of type T, under a handle its file
+// declares (var scaleOut = &setting[scaleOutSettings]{"stage 7"}); a Config
+// carries them.
+type setting[T any] struct{ name string }
+
+// of is cfg's value of the setting: T's zero value where nothing set it.
+func (s *setting[T]) of(cfg Config) T {
+	v, _ := cfg.settings[s].(T)
+	return v
+}
+
+// set changes cfg's value of the setting. The values are kept by value and
+// the map is copied first: a Config is a value, and a copy made before
+// keeps what it had.
+func (s *setting[T]) set(cfg *Config, change func(*T)) {
+	v := s.of(*cfg)
+	change(&v)
+	m := maps.Clone(cfg.settings)
+	if m == nil {
+		m = map[any]any{}
+	}
+	m[s] = v
+	cfg.settings = m
+}
+
+// settingValue is a flag whose value is a stage's setting in a Config:
+// Set parses into it, String shows it (--help's default).
+type settingValue struct {
+	get     func() string
+	set     func(string) error
+	boolean bool
+}
+
+func (v settingValue) String() string {
+	if v.get == nil { // the zero value flag.PrintDefaults compares with
+		return ""
+	}
+	return v.get()
+}
+func (v settingValue) Set(s string) error { return v.set(s) }
+func (v settingValue) IsBoolFlag() bool   { return v.boolean }
+
 // Flag is a variable and flag that a stage brings (Stage.Flags): a build
 // without the stage (an early workshop tag) neither reads the variable nor
 // offers the flag. Name is the flag's name and its key in Flags and
@@ -291,20 +310,34 @@ var coreFlags = []string{"db", "redis", "data", "addr", "drain", "stage", "index
 
 func coreFlag(name string) bool { return slices.Contains(coreFlags, name) }
 
-// intFlag is a stage's number: NAME in the environment and --name (both
-// default to def()), which Validate keeps within lo..hi; what names its
-// unit in the messages ("workers").
-func intFlag(name, env string, field func(c *Config) *int, def func() int, lo, hi int, what, usage string, commands ...string) Flag {
+// intFlag is a stage's number, a field of its setting s: NAME in the
+// environment and --name (both default to def()), which Validate keeps
+// within lo..hi; what names its unit in the messages ("workers").
+func intFlag[T any](s *setting[T], field func(*T) *int, name, env string, def func() int, lo, hi int, what, usage string, commands ...string) Flag {
+	get := func(c Config) int { v := s.of(c); return *field(&v) }
+	put := func(c *Config, n int) { s.set(c, func(v *T) { *field(v) = n }) }
 	return Flag{
 		Name:     name,
 		Commands: commands,
 		env: func(c *Config) error {
-			*field(c) = def()
-			return envValue(env, strconv.Atoi, "%q is not a number of "+what, func(n int) { *field(c) = n })
+			put(c, def())
+			return envValue(env, strconv.Atoi, "%q is not a number of "+what, func(n int) { put(c, n) })
 		},
-		flag: func(c *Config, fs *flag.FlagSet) { fs.IntVar(field(c), name, *field(c), usage) },
+		flag: func(c *Config, fs *flag.FlagSet) {
+			fs.Var(settingValue{
+				get: func() string { return strconv.Itoa(get(*c)) },
+				set: func(text string) error {
+					n, err := strconv.Atoi(text)
+					if err != nil {
+						return errors.New("not a number")
+					}
+					put(c, n)
+					return nil
+				},
+			}, name, usage)
+		},
 		validate: func(c Config) error {
-			if n := *field(&c); n < lo || n > hi {
+			if n := get(c); n < lo || n > hi {
 				return &ConfigError{env, fmt.Sprintf("%d is out of range (%d to %d)", n, lo, hi)}
 			}
 			return nil

@@ -98,7 +98,8 @@ func newTestAppServing(t *testing.T, cfg Config, runQueued bool) *testApp {
 	var h http.Handler = a
 	if q, ok := a.uploads.(interface {
 		RunQueued(context.Context) (int, error)
-	}); ok && runQueued && cfg.Workers == 0 {
+		Workers() int
+	}); ok && runQueued && q.Workers() == 0 {
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			a.ServeHTTP(w, r)
 			if r.Method == http.MethodPost && r.URL.Path == "/upload" {

@@ -44,9 +44,6 @@ func modelSpec(cfg Config) (*scalemodel.Spec, error) {
 	if err != nil {
 		return nil, &ConfigError{"MODEL", strings.TrimPrefix(err.Error(), "scalemodel: ")}
 	}
-	if len(cfg.Upstreams) > 0 {
-		return nil, &ConfigError{"MODEL", "the instances of --upstream run on other machines, which the model cannot place: run them without --model"}
-	}
 	return &spec, nil
 }
 

@@ -20,9 +20,9 @@ import (
 )
 
 // --model names a spec, and refuses what it cannot place, before anything
-// runs: one line naming MODEL. Every stage takes it; remote instances
-// (--upstream) cannot be placed.
-func TestModelFlagRefusesBadSpecsAndRemoteInstances(t *testing.T) {
+// runs: one line naming MODEL. Every stage takes it (stage 7's test file:
+// remote instances, --upstream, cannot be placed).
+func TestModelFlagRefusesBadSpecs(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		cfg  Config
@@ -30,7 +30,6 @@ func TestModelFlagRefusesBadSpecsAndRemoteInstances(t *testing.T) {
 	}{
 		{"an unknown role", Config{Model: "cache=0.2", Stage: 2}, `spec key "cache"`},
 		{"a period CFS refuses", Config{Model: "period=5s", Stage: 2}, "1ms to 1s"},
-		{"remote instances", Config{Model: "default", Stage: 7, Upstreams: []string{"10.0.0.2:8080"}}, "--upstream"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := modelSpec(tc.cfg)

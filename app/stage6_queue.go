@@ -35,7 +35,7 @@ func init() {
 		Schema:  4, // migrations/00003_photo_states.sql, 00004_photo_jobs.sql
 		Uploads: newQueuedUploads,
 		Panels:  queuePanels,
-		Flags: []Flag{intFlag("workers", "WORKERS", func(c *Config) *int { return &c.Workers },
+		Flags: []Flag{intFlag(queueConfig, func(s *queueSettings) *int { return &s.Workers }, "workers", "WORKERS",
 			func() int { return runtime.GOMAXPROCS(0) }, 0, 256, "workers",
 			"stage 6: workers that make upload images in this process; 0: none, run `flickrkillr worker` (env WORKERS)", "serve", "worker")},
 		Commands: []Command{
@@ -44,6 +44,15 @@ func init() {
 		},
 	})
 }
+
+// queueSettings are the stage's own settings.
+type queueSettings struct {
+	// Workers (WORKERS, --workers): how many workers make upload images in
+	// this process; 0 leaves them to `flickrkillr worker` processes.
+	Workers int
+}
+
+var queueConfig = &setting[queueSettings]{"stage 6"}
 
 // queuePanels are the stage's dashboard panels ("the dashboard: turning
 // point"): what piles up, how long the oldest job waits, whether the
@@ -87,7 +96,7 @@ func newQueuedUploads(a *App, d *Deps) (Uploads, error) {
 	if !ok {
 		return nil, fmt.Errorf("app: the gallery %T has no photo states", a.gallery)
 	}
-	w, err := startImageWorkers(d, imageJobs{files: a.files, states: states, budget: a.lim.decode, log: a.log}, d.Config.Workers)
+	w, err := startImageWorkers(d, imageJobs{files: a.files, states: states, budget: a.lim.decode, log: a.log}, queueConfig.of(d.Config).Workers)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +162,7 @@ type imageWorkers struct {
 	handle func(ctx context.Context, j jobqueue.Job) error
 
 	recoverGrace time.Duration // recoverUploads
+	running      int           // the workers started in this process (--workers)
 }
 
 // startImageWorkers makes the queue in d's Redis and starts n workers on it
@@ -163,7 +173,7 @@ func startImageWorkers(d *Deps, jobs imageJobs, n int) (*imageWorkers, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &imageWorkers{imageJobs: jobs, queue: jobqueue.New(rdb, "images"), recoverGrace: recoverGrace}
+	w := &imageWorkers{imageJobs: jobs, queue: jobqueue.New(rdb, "images"), recoverGrace: recoverGrace, running: n}
 	w.handle = w.makeImages
 	if d.Config.RedisURL == "" || embeddedRedisAt(d.Config.DataDir, d.Config.RedisURL) {
 		w.queue.Poll = 250 * time.Millisecond // the embedded miniredis (ours, or serve's for a worker): see Queue.Poll
@@ -208,6 +218,9 @@ func startImageWorkers(d *Deps, jobs imageJobs, n int) (*imageWorkers, error) {
 // says how many ran (`flickrkillr worker --drain`; the tests run uploads'
 // jobs with it).
 func (w *imageWorkers) RunQueued(ctx context.Context) (int, error) { return w.pool.RunQueued(ctx) }
+
+// Workers is how many workers run in this process (--workers).
+func (w *imageWorkers) Workers() int { return w.running }
 
 // imageJobs is what a worker makes images with: the photo files, the
 // photos' states and the decode budget.

@@ -100,7 +100,7 @@ func embeddedRedisAt(dataDir, url string) bool {
 	return err == nil && embedded == url
 }
 
-// RunWorkers runs cfg.Workers workers in this process until ctx ends (then
+// RunWorkers runs --workers workers in this process until ctx ends (then
 // running jobs finish or go back to the queue); with drain it runs the jobs
 // that wait, reports how long they took, and returns. It builds no web App:
 // the database, the stage's gallery (whose writes invalidate stage 3's
@@ -120,7 +120,7 @@ func RunWorkers(ctx context.Context, cfg Config, drain bool, out io.Writer, log 
 	if err != nil || s.Uploads == nil {
 		return &ConfigError{"STAGE", fmt.Sprintf("%d makes upload images in the request; workers run from stage 6 on (stages: %s)", cfg.Stage, StageList())}
 	}
-	if cfg.Workers == 0 {
+	if queueConfig.of(cfg).Workers == 0 {
 		return &ConfigError{"WORKERS", "is 0: a worker process with no workers would do nothing"}
 	}
 	d, done, err := Bootstrap(ctx, cfg, log, models.Options{})
@@ -132,7 +132,8 @@ func RunWorkers(ctx context.Context, cfg Config, drain bool, out io.Writer, log 
 	if err != nil {
 		return err
 	}
-	workers, n := cfg.Workers, cfg.Workers
+	workers := queueConfig.of(cfg).Workers
+	n := workers
 	if drain {
 		n = 0 // the drain runs its own
 	}

@@ -24,6 +24,22 @@ import (
 
 // newQueueTestApp is a stage 6 App with no workers whose uploads stay queued
 // until the test runs them (RunQueued).
+// A gallery wrapper keeps the photo states (TestOneRegistrationMakesAStage).
+func init() {
+	keepStates = func(g countingGallery, inner models.Gallery) models.Gallery {
+		if states, ok := inner.(models.PhotoStates); ok {
+			return countingStates{g, states}
+		}
+		return g
+	}
+}
+
+// countingStates is countingGallery over a gallery with photo states.
+type countingStates struct {
+	countingGallery
+	models.PhotoStates
+}
+
 func newQueueTestApp(t *testing.T) (*testApp, *queuedUploads) {
 	t.Helper()
 	need, _ := SchemaFor(6)
@@ -281,7 +297,8 @@ func TestWorkerFindsTheEmbeddedRedis(t *testing.T) {
 	photo := b.upload(map[string]string{"title": "Found"}, "a.jpg", testJPEG(t, 300, 200)).Header.Get("Location")
 	mustContain(t, b.get(photo), "/static/photo-processing.svg")
 	var out bytes.Buffer
-	cfg := Config{DatabaseURL: dsn, DataDir: dataDir, Stage: 6, Workers: 1}
+	cfg := Config{DatabaseURL: dsn, DataDir: dataDir, Stage: 6}
+	queueConfig.set(&cfg, func(s *queueSettings) { s.Workers = 1 })
 	if err := RunWorkers(context.Background(), cfg, true, &out, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}

@@ -106,7 +106,8 @@ func TestStage6ChildServer(t *testing.T) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	cfg := Config{DatabaseURL: dsn, RedisURL: os.Getenv("RECOVER_CHILD_REDIS_URL"), DataDir: os.Getenv("RECOVER_CHILD_DATA_DIR"),
-		Addr: os.Getenv("RECOVER_CHILD_ADDR"), Stage: 6, Workers: workers}
+		Addr: os.Getenv("RECOVER_CHILD_ADDR"), Stage: 6}
+	queueConfig.set(&cfg, func(s *queueSettings) { s.Workers = workers })
 	if err := Serve(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
 		t.Fatal(err)
 	}

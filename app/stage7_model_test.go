@@ -193,3 +193,14 @@ func hostOf(p topologyProcFile) string {
 	}
 	return "front"
 }
+
+// Remote instances (--upstream) run on other machines, which the model
+// cannot place: serve refuses the pair in one line naming MODEL.
+func TestModelRefusesRemoteInstances(t *testing.T) {
+	cfg := Config{Model: "default", Stage: scaleOutStage}
+	scaleOut.set(&cfg, func(s *scaleOutSettings) { s.Instances, s.Upstreams = 2, []string{"10.0.0.2:8080"} })
+	err := cfg.Validate(append([]string{"model"}, StageFlags("serve")...)...)
+	if !IsConfigError(err) || !strings.HasPrefix(err.Error(), "MODEL: ") || !strings.Contains(err.Error(), "--upstream") {
+		t.Fatalf("error = %v, want a MODEL ConfigError naming --upstream", err)
+	}
+}

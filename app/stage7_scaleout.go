@@ -60,14 +60,38 @@ func init() {
 	})
 }
 
+// scaleOutSettings are the stage's own settings.
+type scaleOutSettings struct {
+	Instances int // INSTANCES: the app instances behind nginx (default 2)
+	// UPSTREAMS (--upstream, repeatable): instances on other hosts,
+	// host:port, which the supervisor fronts and does not start.
+	Upstreams []string
+	// TRUSTED_PROXIES (--trusted-proxies): the addresses whose
+	// X-Forwarded-For an instance believes (IPs or CIDRs; loopback
+	// always): nginx's, as the instance sees it.
+	TrustedProxies []*net.IPNet
+	// WORKER_PROCS: image-worker processes beside the instances (0: the
+	// instances make the images themselves).
+	WorkerProcs int
+	// PGBOUNCER=0 (--pgbouncer=false): the instances connect to PostgreSQL
+	// directly, each with its own pool, to compare.
+	NoPgBouncer bool
+	// REDIS_CACHE_MAXMEMORY (--cache-maxmemory): the maxmemory of the cache
+	// Redis (empty: topology.DefaultCacheMaxMemory).
+	CacheMaxMemory string
+}
+
+var scaleOut = &setting[scaleOutSettings]{"stage 7"}
+
 // scaleOutFlags are the stage's variables and flags: the topology's shape
 // (instances, worker processes, remote instances), whom an instance trusts
 // for the client's address, PgBouncer on or off, the cache Redis's memory.
 func scaleOutFlags() []Flag {
+	set := func(c *Config, change func(*scaleOutSettings)) { scaleOut.set(c, change) }
 	return []Flag{
-		intFlag("instances", "INSTANCES", func(c *Config) *int { return &c.Instances },
+		intFlag(scaleOut, func(s *scaleOutSettings) *int { return &s.Instances }, "instances", "INSTANCES",
 			func() int { return 2 }, 1, 32, "instances", "stage 7: app instances behind nginx (env INSTANCES)", "serve"),
-		intFlag("worker-procs", "WORKER_PROCS", func(c *Config) *int { return &c.WorkerProcs },
+		intFlag(scaleOut, func(s *scaleOutSettings) *int { return &s.WorkerProcs }, "worker-procs", "WORKER_PROCS",
 			func() int { return 0 }, 0, 32, "worker processes",
 			"stage 7: `flickrkillr worker` processes beside the instances, supervised and on the dashboard, each with --workers;\n0: the instances make the images (env WORKER_PROCS)", "serve"),
 		{
@@ -75,21 +99,25 @@ func scaleOutFlags() []Flag {
 			Commands: []string{"serve"},
 			env: func(c *Config) error {
 				if v := os.Getenv("UPSTREAMS"); v != "" {
-					c.Upstreams = strings.Split(v, ",")
+					set(c, func(s *scaleOutSettings) { s.Upstreams = strings.Split(v, ",") })
 				}
 				return nil
 			},
 			flag: func(c *Config, fs *flag.FlagSet) {
-				fs.Func("upstream", "stage 7: an instance on another host (host:port) to front instead of starting instances; repeatable\n(env UPSTREAMS, comma-separated). It runs `flickrkillr instance` with STAGE=7, DATABASE_URL and REDIS_URL\nof the shared servers, and TRUSTED_PROXIES naming this host", func(s string) error {
-					c.Upstreams = append(c.Upstreams, s)
+				fs.Func("upstream", "stage 7: an instance on another host (host:port) to front instead of starting instances; repeatable\n(env UPSTREAMS, comma-separated). It runs `flickrkillr instance` with STAGE=7, DATABASE_URL and REDIS_URL\nof the shared servers, and TRUSTED_PROXIES naming this host", func(u string) error {
+					set(c, func(s *scaleOutSettings) { s.Upstreams = append(s.Upstreams, u) })
 					return nil
 				})
 			},
 			validate: func(c Config) error {
-				for _, u := range c.Upstreams {
+				upstreams := scaleOut.of(c).Upstreams
+				for _, u := range upstreams {
 					if _, _, err := net.SplitHostPort(u); err != nil {
 						return &ConfigError{"UPSTREAMS", fmt.Sprintf("%q is not host:port", u)}
 					}
+				}
+				if c.Model != "" && len(upstreams) > 0 {
+					return &ConfigError{"MODEL", "the instances of --upstream run on other machines, which the model cannot place: run them without --model"}
 				}
 				return nil
 			},
@@ -106,13 +134,13 @@ func scaleOutFlags() []Flag {
 				if err != nil {
 					return &ConfigError{"TRUSTED_PROXIES", err.Error()}
 				}
-				c.TrustedProxies = nets
+				set(c, func(s *scaleOutSettings) { s.TrustedProxies = nets })
 				return nil
 			},
 			flag: func(c *Config, fs *flag.FlagSet) {
-				fs.Func("trusted-proxies", "stage 7: addresses (IPs or CIDRs, comma-separated) whose X-Forwarded-For an instance believes,\nbesides loopback: nginx's as the instances see it (env TRUSTED_PROXIES)", func(s string) error {
-					nets, err := parseProxies(s)
-					c.TrustedProxies = nets
+				fs.Func("trusted-proxies", "stage 7: addresses (IPs or CIDRs, comma-separated) whose X-Forwarded-For an instance believes,\nbesides loopback: nginx's as the instances see it (env TRUSTED_PROXIES)", func(v string) error {
+					nets, err := parseProxies(v)
+					set(c, func(s *scaleOutSettings) { s.TrustedProxies = nets })
 					return err
 				})
 			},
@@ -122,12 +150,14 @@ func scaleOutFlags() []Flag {
 			Name:     "pgbouncer",
 			Commands: []string{"serve"},
 			env: func(c *Config) error {
-				return envValue("PGBOUNCER", strconv.ParseBool, "%q is not a boolean (1 or 0)", func(on bool) { c.NoPgBouncer = !on })
+				return envValue("PGBOUNCER", strconv.ParseBool, "%q is not a boolean (1 or 0)", func(on bool) {
+					set(c, func(s *scaleOutSettings) { s.NoPgBouncer = !on })
+				})
 			},
 			flag: func(c *Config, fs *flag.FlagSet) {
-				fs.BoolFunc("pgbouncer", "stage 7: the instances reach PostgreSQL through one PgBouncer (transaction pooling), on by default;\n--pgbouncer=false connects each instance's pool directly, to compare (env PGBOUNCER)", func(s string) error {
-					on, err := strconv.ParseBool(s)
-					c.NoPgBouncer = !on
+				fs.BoolFunc("pgbouncer", "stage 7: the instances reach PostgreSQL through one PgBouncer (transaction pooling), on by default;\n--pgbouncer=false connects each instance's pool directly, to compare (env PGBOUNCER)", func(v string) error {
+					on, err := strconv.ParseBool(v)
+					set(c, func(s *scaleOutSettings) { s.NoPgBouncer = !on })
 					return err
 				})
 			},
@@ -136,13 +166,19 @@ func scaleOutFlags() []Flag {
 		{
 			Name:     "cache-maxmemory",
 			Commands: []string{"serve"},
-			env:      func(c *Config) error { c.CacheMaxMemory = os.Getenv("REDIS_CACHE_MAXMEMORY"); return nil },
+			env: func(c *Config) error {
+				set(c, func(s *scaleOutSettings) { s.CacheMaxMemory = os.Getenv("REDIS_CACHE_MAXMEMORY") })
+				return nil
+			},
 			flag: func(c *Config, fs *flag.FlagSet) {
-				fs.StringVar(&c.CacheMaxMemory, "cache-maxmemory", c.CacheMaxMemory, "stage 7: the maxmemory of the topology's cache Redis, which evicts past it (volatile-lru;\ndefault "+topology.DefaultCacheMaxMemory+"; env REDIS_CACHE_MAXMEMORY)")
+				fs.Var(settingValue{
+					get: func() string { return scaleOut.of(*c).CacheMaxMemory },
+					set: func(v string) error { set(c, func(s *scaleOutSettings) { s.CacheMaxMemory = v }); return nil },
+				}, "cache-maxmemory", "stage 7: the maxmemory of the topology's cache Redis, which evicts past it (volatile-lru;\ndefault "+topology.DefaultCacheMaxMemory+"; env REDIS_CACHE_MAXMEMORY)")
 			},
 			validate: func(c Config) error {
-				if c.CacheMaxMemory != "" && !redisMemory.MatchString(c.CacheMaxMemory) {
-					return &ConfigError{"REDIS_CACHE_MAXMEMORY", fmt.Sprintf("%q is not a Redis memory size such as 256mb", c.CacheMaxMemory)}
+				if m := scaleOut.of(c).CacheMaxMemory; m != "" && !redisMemory.MatchString(m) {
+					return &ConfigError{"REDIS_CACHE_MAXMEMORY", fmt.Sprintf("%q is not a Redis memory size such as 256mb", m)}
 				}
 				return nil
 			},
@@ -171,13 +207,13 @@ const filesPrefix = "/files/"
 // behindNginx is the app as an instance sees it: the TCP peer is nginx,
 // whose X-Forwarded-For (the client's address, set by nginx, never the
 // client's own header) is trusted from loopback and from the addresses of
-// cfg.TrustedProxies only (TRUSTED_PROXIES: nginx on another host, as this
+// --trusted-proxies only (TRUSTED_PROXIES: nginx on another host, as this
 // instance sees it); pages link photo files by key, which nginx serves
 // from disk. Trusting every private address instead would let any host on
 // the network pick its own address, and the throttle's key with it.
 func behindNginx(cfg Config) Front {
 	trust := []echo.TrustOption{echo.TrustLoopback(true), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
-	for _, n := range cfg.TrustedProxies {
+	for _, n := range scaleOut.of(cfg).TrustedProxies {
 		trust = append(trust, echo.TrustIPRange(n))
 	}
 	return Front{
@@ -277,9 +313,10 @@ func supervisorOptions(ctx context.Context, cfg Config, log *slog.Logger) (topol
 	if err != nil {
 		return topology.Options{}, err
 	}
+	so := scaleOut.of(cfg)
 	o := topology.Options{
-		Addr: cfg.Addr, AdminAddr: cfg.AdminAddr, Instances: cfg.Instances, Upstreams: cfg.Upstreams, Log: log,
-		RedisURL: cfg.RedisURL, CacheRedisURL: cfg.RedisCacheURL, CacheMaxMemory: cfg.CacheMaxMemory, DataDir: dataDir, Static: static, CPUs: cpus,
+		Addr: cfg.Addr, AdminAddr: cfg.AdminAddr, Instances: so.Instances, Upstreams: so.Upstreams, Log: log,
+		RedisURL: cfg.RedisURL, CacheRedisURL: cfg.RedisCacheURL, CacheMaxMemory: so.CacheMaxMemory, DataDir: dataDir, Static: static, CPUs: cpus,
 		Limits: topology.Limits{
 			MaxBody:    maxUploadBody, // upload.go's MaxBytesReader
 			MaxHeader:  maxHeaderBytes,
@@ -303,15 +340,15 @@ func supervisorOptions(ctx context.Context, cfg Config, log *slog.Logger) (topol
 				"DB_LATENCY=" + cfg.DBLatency.String(), // its Redis; the database is already behind our proxy
 				"DRAIN_DELAY=0",                        // nginx does not ask /readyz: a refused connect moves it on
 				"INSTANCE=" + name,
-				"TRUSTED_PROXIES=" + proxiesString(cfg.TrustedProxies),
+				"TRUSTED_PROXIES=" + proxiesString(so.TrustedProxies),
 			}, modelEnv(cfg, scalemodel.RoleApp)...)
 		},
 		Attrs: []any{"stage", fmt.Sprintf("%d (%s)", s.Number, s.Name), "indexes", cfg.Indexes || s.Indexes},
 	}
 	o.Limits.TooLargePage = tooLarge
 
-	if cfg.WorkerProcs > 0 {
-		o.WorkerProcs, o.WorkerCommand = cfg.WorkerProcs, []string{exe, "worker"}
+	if so.WorkerProcs > 0 {
+		o.WorkerProcs, o.WorkerCommand = so.WorkerProcs, []string{exe, "worker"}
 		o.WorkerEnv = func(name, admin, redisURL string) []string {
 			return append([]string{
 				"DATABASE_URL=" + cfg.DatabaseURL,
@@ -321,7 +358,7 @@ func supervisorOptions(ctx context.Context, cfg Config, log *slog.Logger) (topol
 				fmt.Sprintf("STAGE=%d", cfg.Stage),
 				fmt.Sprintf("INDEXES=%t", cfg.Indexes),
 				fmt.Sprintf("METRICS=%t", !cfg.NoMetrics),
-				fmt.Sprintf("WORKERS=%d", max(cfg.Workers, 1)),
+				fmt.Sprintf("WORKERS=%d", max(queueConfig.of(cfg).Workers, 1)),
 				"INSTANCE=" + name,
 			}, modelEnv(cfg, scalemodel.RoleWorker)...)
 		}
@@ -334,7 +371,7 @@ func supervisorOptions(ctx context.Context, cfg Config, log *slog.Logger) (topol
 		o.Panels = append(corePanels(), panelsFor(s, obs.NewMetrics(nil))...)
 		o.Info = dashboardInfo(s, fmt.Sprintf("migration %d expected", s.Schema), topologyNote)
 	}
-	if !cfg.NoPgBouncer && len(cfg.Upstreams) == 0 { // remote instances bring their own DATABASE_URL
+	if !so.NoPgBouncer && len(so.Upstreams) == 0 { // remote instances bring their own DATABASE_URL
 		if _, err := exec.LookPath("pgbouncer"); err != nil {
 			return topology.Options{}, &ConfigError{"PGBOUNCER", "stage 7 puts PgBouncer between the instances and PostgreSQL, and pgbouncer is not installed: " +
 				"`sudo apt-get install pgbouncer`, or run without it with --pgbouncer=false (PGBOUNCER=0)"}
@@ -350,7 +387,7 @@ func supervisorOptions(ctx context.Context, cfg Config, log *slog.Logger) (topol
 	o.Place, o.Hosts = modelHosts(cfg) // --model (model.go)
 	if cfg.model != nil && len(o.Panels) > 0 {
 		o.Metrics = modelMetrics(cfg.model)
-		o.Panels = append(o.Panels, modelPanels(cfg.model.Spec(), topologyHostNames(cmp.Or(cfg.Instances, 2), cfg.WorkerProcs))...)
+		o.Panels = append(o.Panels, modelPanels(cfg.model.Spec(), topologyHostNames(cmp.Or(so.Instances, 2), so.WorkerProcs))...)
 	}
 	for _, add := range partsOf[topologyPart](s) { // later stages' parts (stage 8: the front cache)
 		add(cfg, &o)

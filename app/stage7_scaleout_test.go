@@ -82,7 +82,9 @@ func TestStage7TrustsForwardedForFromLoopbackOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	remote := behindNginx(Config{TrustedProxies: proxies}).IPExtractor
+	var cfg Config
+	scaleOut.set(&cfg, func(s *scaleOutSettings) { s.TrustedProxies = proxies })
+	remote := behindNginx(cfg).IPExtractor
 	for _, tt := range []struct{ peer, want string }{
 		{"10.231.1.1", "203.0.113.9"}, {"192.0.2.14", "203.0.113.9"}, {"127.0.0.1", "203.0.113.9"},
 		{"10.231.1.2", "10.231.1.2"}, {"192.0.2.16", "192.0.2.16"},
@@ -132,7 +134,9 @@ func TestStage7LinksImagesByKey(t *testing.T) {
 
 func TestStage7RefusesToStartWithoutNginx(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	err := serveTopology(context.Background(), Config{Stage: scaleOutStage, Addr: "127.0.0.1:0", Instances: 2}, nil)
+	cfg := Config{Stage: scaleOutStage, Addr: "127.0.0.1:0"}
+	scaleOut.set(&cfg, func(s *scaleOutSettings) { s.Instances = 2 })
+	err := serveTopology(context.Background(), cfg, nil)
 	var missing NginxMissingError
 	if !errors.As(err, &missing) || !strings.Contains(err.Error(), "apt-get install nginx-light") {
 		t.Fatalf("got %v, want the refusal that says how to install nginx", err)
@@ -703,7 +707,8 @@ func TestATopologyPartReachesTheSupervisor(t *testing.T) {
 		Panels: func(*obs.Metrics) []obs.Panel { return []obs.Panel{{ID: "testtopology", Title: "A test's panel"}} },
 	})
 	for _, stage := range []int{top.Number, n} {
-		cfg := Config{Stage: stage, DataDir: t.TempDir(), Addr: "127.0.0.1:0", Instances: 2, NoPgBouncer: true}
+		cfg := Config{Stage: stage, DataDir: t.TempDir(), Addr: "127.0.0.1:0"}
+		scaleOut.set(&cfg, func(s *scaleOutSettings) { s.Instances, s.NoPgBouncer = 2, true })
 		o, err := supervisorOptions(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			t.Fatal(err)

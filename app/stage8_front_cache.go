@@ -51,28 +51,45 @@ func init() {
 	})
 }
 
+// frontCacheSettings are the stage's own settings.
+type frontCacheSettings struct {
+	Mode string        // FRONT_CACHE, --front-cache: memcached (the default) or proxy
+	TTL  time.Duration // FRONT_CACHE_TTL: a filled page's life (default frontcache.DefaultTTL)
+	// MemcachedAddr (topology.MemcachedEnv) is set by the supervisor for
+	// its instances and worker processes.
+	MemcachedAddr string
+}
+
+var frontCacheConfig = &setting[frontCacheSettings]{"stage 8"}
+
 // frontCacheFlag is --front-cache, with FRONT_CACHE_TTL and the
 // MEMCACHED_ADDR that the supervisor gives its instances.
 var frontCacheFlag = Flag{
 	Name:     "front-cache",
 	Commands: []string{"serve"},
 	env: func(c *Config) error {
-		c.FrontCache = os.Getenv("FRONT_CACHE")
-		c.MemcachedAddr = os.Getenv(topology.MemcachedEnv)
-		c.FrontCacheTTL = frontcache.DefaultTTL
-		return envValue("FRONT_CACHE_TTL", time.ParseDuration, "%q is not a duration (like 30s)", func(d time.Duration) { c.FrontCacheTTL = d })
+		frontCacheConfig.set(c, func(s *frontCacheSettings) {
+			s.Mode, s.MemcachedAddr, s.TTL = os.Getenv("FRONT_CACHE"), os.Getenv(topology.MemcachedEnv), frontcache.DefaultTTL
+		})
+		return envValue("FRONT_CACHE_TTL", time.ParseDuration, "%q is not a duration (like 30s)", func(d time.Duration) {
+			frontCacheConfig.set(c, func(s *frontCacheSettings) { s.TTL = d })
+		})
 	},
 	flag: func(c *Config, fs *flag.FlagSet) {
-		fs.StringVar(&c.FrontCache, "front-cache", c.FrontCache, "stage 8: memcached (default) or proxy (nginx's proxy_cache, a 1 s microcache) (env FRONT_CACHE)")
+		fs.Var(settingValue{
+			get: func() string { return frontCacheConfig.of(*c).Mode },
+			set: func(v string) error { frontCacheConfig.set(c, func(s *frontCacheSettings) { s.Mode = v }); return nil },
+		}, "front-cache", "stage 8: memcached (default) or proxy (nginx's proxy_cache, a 1 s microcache) (env FRONT_CACHE)")
 	},
 	validate: func(c Config) error {
-		switch c.FrontCache {
+		s := frontCacheConfig.of(c)
+		switch s.Mode {
 		case "", topology.FrontMemcached, topology.FrontProxy:
 		default:
-			return &ConfigError{"FRONT_CACHE", fmt.Sprintf("%q is not a front cache (memcached or proxy)", c.FrontCache)}
+			return &ConfigError{"FRONT_CACHE", fmt.Sprintf("%q is not a front cache (memcached or proxy)", s.Mode)}
 		}
-		if c.FrontCacheTTL < time.Second || c.FrontCacheTTL > time.Hour {
-			return &ConfigError{"FRONT_CACHE_TTL", fmt.Sprintf("%s is out of range (1s to 1h)", c.FrontCacheTTL)}
+		if s.TTL < time.Second || s.TTL > time.Hour {
+			return &ConfigError{"FRONT_CACHE_TTL", fmt.Sprintf("%s is out of range (1s to 1h)", s.TTL)}
 		}
 		return nil
 	},
@@ -81,7 +98,7 @@ var frontCacheFlag = Flag{
 // frontCacheTopology is what the stage adds to stage 7's topology:
 // memcached, and nginx looking up the pages of visitors without a session.
 func frontCacheTopology(cfg Config, o *topology.Options) {
-	o.FrontCache = cmpOrString(cfg.FrontCache, topology.FrontMemcached)
+	o.FrontCache = cmpOrString(frontCacheConfig.of(cfg).Mode, topology.FrontMemcached)
 	o.SessionCookie = sessionCookieName
 	o.FrontMaxName, o.FrontMaxCursor = frontcache.MaxName, frontcache.MaxCursor // nginx looks up only keys Key gives
 	o.Attrs = append(o.Attrs, "front_cache", o.FrontCache)
@@ -123,11 +140,12 @@ func memcachedPages(a *App, d *Deps) (FrontPages, error) {
 // (which the supervisor gives its instances and its worker processes), nil
 // without one; the gallery's deletes and the pages' fills share it.
 func frontStore(d *Deps) (*frontcache.Store, error) {
-	if d.Config.MemcachedAddr == "" {
+	fc := frontCacheConfig.of(d.Config)
+	if fc.MemcachedAddr == "" {
 		return nil, nil
 	}
 	return theFrontStore.get(d, func() (*frontcache.Store, error) {
-		s := frontcache.New(frontcache.Options{Addr: d.Config.MemcachedAddr, TTL: d.Config.FrontCacheTTL})
+		s := frontcache.New(frontcache.Options{Addr: fc.MemcachedAddr, TTL: fc.TTL})
 		d.OnClose(s.Close)
 		return s, nil
 	})

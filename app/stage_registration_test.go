@@ -36,7 +36,6 @@ func registerForTest(t *testing.T, s Stage) {
 func TestOneRegistrationMakesAStage(t *testing.T) {
 	top := Stages()[len(Stages())-1]
 	n := top.Number + 1
-	var knob string
 	type part string
 	var galleryCalls, dbQueries atomic.Int64
 	var innerGallery string
@@ -46,13 +45,21 @@ func TestOneRegistrationMakesAStage(t *testing.T) {
 		Summary:  "a stage a test registers",
 		Note:     "**Buys:** a proof. **Shows:** in this test.",
 		Topology: top.Topology, // the default stage stays what it was
-		Flags: []Flag{{
+		Flags: []Flag{{ // its setting is its own: Config has no field for it
 			Name:     "test-knob",
 			Commands: []string{"serve"},
-			env:      func(c *Config) error { knob = os.Getenv("TEST_KNOB"); return nil },
-			flag:     func(c *Config, fs *flag.FlagSet) { fs.StringVar(&knob, "test-knob", knob, "a test's knob") },
-			validate: func(Config) error {
-				if knob == "bad" {
+			env: func(c *Config) error {
+				testKnob.set(c, func(s *knobSettings) { s.Knob = os.Getenv("TEST_KNOB") })
+				return nil
+			},
+			flag: func(c *Config, fs *flag.FlagSet) {
+				fs.Var(settingValue{
+					get: func() string { return testKnob.of(*c).Knob },
+					set: func(v string) error { testKnob.set(c, func(s *knobSettings) { s.Knob = v }); return nil },
+				}, "test-knob", "a test's knob")
+			},
+			validate: func(c Config) error {
+				if testKnob.of(c).Knob == "bad" {
 					return &ConfigError{"TEST_KNOB", "is bad"}
 				}
 				return nil
@@ -72,11 +79,7 @@ func TestOneRegistrationMakesAStage(t *testing.T) {
 		},
 		Gallery: func(d *Deps, inner models.Gallery) (models.Gallery, error) {
 			innerGallery = fmt.Sprintf("%T", inner)
-			g := countingGallery{inner, &galleryCalls}
-			if states, ok := inner.(models.PhotoStates); ok { // stage 6's workers finish photos through it
-				return countingStates{g, states}, nil
-			}
-			return g, nil
+			return keepStates(countingGallery{inner, &galleryCalls}, inner), nil
 		},
 	})
 
@@ -87,11 +90,15 @@ func TestOneRegistrationMakesAStage(t *testing.T) {
 	}
 	t.Setenv("TEST_KNOB", "from-env")
 	cfg, fs, err := CommandConfig("serve", StageFlags("serve")...)
-	if err != nil || knob != "from-env" {
+	if knob := testKnob.of(*cfg).Knob; err != nil || knob != "from-env" {
 		t.Fatalf("TEST_KNOB not read: %q, %v", knob, err)
 	}
-	if err := ParseFlags(fs, []string{"--test-knob=bad"}); err != nil || knob != "bad" {
-		t.Fatalf("--test-knob not parsed: %q, %v", knob, err)
+	before := *cfg // a copy keeps its settings when the original's change
+	if err := ParseFlags(fs, []string{"--test-knob=bad"}); err != nil || testKnob.of(*cfg).Knob != "bad" {
+		t.Fatalf("--test-knob not parsed: %q, %v", testKnob.of(*cfg).Knob, err)
+	}
+	if knob := testKnob.of(before).Knob; knob != "from-env" {
+		t.Fatalf("a copy of the Config saw the flag's change: %q", knob)
 	}
 	if err := cfg.Validate(StageFlags("serve")...); !IsConfigError(err) {
 		t.Fatalf("a bad --test-knob validates: %v", err)
@@ -102,15 +109,15 @@ func TestOneRegistrationMakesAStage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, _ := resolve(top.Number)
+	prev, _ := resolve(top.Number)
 	m := obs.NewMetrics(nil)
-	if !hasPanel(panelsFor(s, m), "testpanel") || hasPanel(panelsFor(before, m), "testpanel") {
+	if !hasPanel(panelsFor(s, m), "testpanel") || hasPanel(panelsFor(prev, m), "testpanel") {
 		t.Error("the new stage's panel is not on its dashboard alone")
 	}
 	if got := partsOf[part](s); !reflect.DeepEqual(got, []part{"added by stage N+1"}) {
 		t.Errorf("parts of stage N+1: %v", got)
 	}
-	if got := partsOf[part](before); len(got) != 0 {
+	if got := partsOf[part](prev); len(got) != 0 {
 		t.Errorf("stage N has stage N+1's parts: %v", got)
 	}
 
@@ -133,6 +140,11 @@ func TestOneRegistrationMakesAStage(t *testing.T) {
 	}
 }
 
+// knobSettings are the test stage's own settings.
+type knobSettings struct{ Knob string }
+
+var testKnob = &setting[knobSettings]{"the test stage"}
+
 // countingGallery counts the home page's reads.
 type countingGallery struct {
 	models.Gallery
@@ -144,12 +156,10 @@ func (g countingGallery) Home(ctx context.Context) (models.HomePage, error) {
 	return g.Gallery.Home(ctx)
 }
 
-// countingStates is countingGallery over a gallery with photo states: a
-// wrapper keeps what it wraps can do (as stage 8's forgetStates does).
-type countingStates struct {
-	countingGallery
-	models.PhotoStates
-}
+// keepStates gives the wrapper g what inner can do beyond models.Gallery:
+// nothing before stage 6; stage 6's test file sets it to keep the photo
+// states its workers finish photos through (as stage 8's forgetStates does).
+var keepStates = func(g countingGallery, inner models.Gallery) models.Gallery { return g }
 
 func hasPanel(panels []obs.Panel, id string) bool {
 	return slices.ContainsFunc(panels, func(p obs.Panel) bool { return p.ID == id })
