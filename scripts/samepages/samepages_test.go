@@ -30,7 +30,7 @@ func changedClone(t *testing.T) string {
 	}
 	head, err := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output()
 	if err != nil {
-		t.Fatal(err)
+		t.Skipf("not a git checkout (%v): nothing to build a revision from", err)
 	}
 	clone := filepath.Join(t.TempDir(), "clone")
 	git := func(args ...string) {
