@@ -36,11 +36,13 @@ func writeModelRuns(w io.Writer, sr *Result) {
 		m := r.Model
 		ratio, ok := m.explained(r.Result.Total.RPS)
 		verdict := "yes"
-		if m.Invalid != "" {
+		switch {
+		case m.Invalid != "" && m.Discarded != "":
+			verdict = "**INVALID**, measured twice: " + m.Invalid + " (the first: " + m.Discarded + ")"
+		case m.Invalid != "":
 			verdict = "**INVALID**: " + m.Invalid
-		}
-		if m.Discarded != "" {
-			verdict += " (measured again: the first was invalid: " + m.Discarded + ")"
+		case m.Discarded != "":
+			verdict = "yes, measured again (the first was invalid: " + m.Discarded + ")"
 		}
 		mark := ""
 		if ratio > 0 && !ok {
@@ -182,12 +184,13 @@ func hostsSVG(sr *Result) string {
 	colors := map[string]string{"db": "#d32f2f", "redis": "#7b1fa2", "front": "#f57c00", "app": "#0063dc", "worker": "#388e3c"}
 	const H, left, right, top, bottom = 420, 60, 20, 70, 90
 	slot := math.Max(70, float64(len(names))*12+20)
-	W := left + right + int(slot*float64(max(1, len(runs))))
+	W := max(760, left+right+int(slot*float64(max(1, len(runs)))))
 	plotH := float64(H - top - bottom)
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", W, H, W, H)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", W, H)
-	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" font-weight="bold">FlickrKillr scale model: each host's CPU used, share of its quota (%s)</text>`+"\n", left, xmlEscape(sr.Model))
+	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" font-weight="bold">FlickrKillr scale model: each host's CPU used, share of its quota</text>`+"\n", left)
+	fmt.Fprintf(&b, `<text x="%d" y="62" fill="#555">--model %s</text>`+"\n", left, xmlEscape(sr.Model))
 	x := float64(left)
 	for _, role := range []string{"db", "redis", "front", "app", "worker"} {
 		fmt.Fprintf(&b, `<rect x="%.1f" y="34" width="12" height="12" fill="%s"/><text x="%.1f" y="45">%s</text>`+"\n", x, colors[role], x+16, role)
