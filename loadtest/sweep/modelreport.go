@@ -171,7 +171,19 @@ func orDash(s string) string {
 // hostsSVG draws each run's hosts, used CPU as a share of quota (a bar per
 // host, grouped by run, a line at the quota), the bottleneck outlined.
 func hostsSVG(sr *Result) string {
+	// By stage, as the ladder reads (a stage's further mix after it); the
+	// control pair's repeat stays last.
 	runs := modelRuns(sr)
+	n := len(runs)
+	if c := sr.Control; c != nil && n > 0 && runs[n-1] == c.Repeat {
+		n--
+	}
+	slices.SortStableFunc(runs[:n], func(a, b *Run) int {
+		if a.Stage != b.Stage {
+			return a.Stage - b.Stage
+		}
+		return boolInt(a.SecondMix) - boolInt(b.SecondMix)
+	})
 	var names []string
 	for _, r := range runs {
 		for _, h := range r.Model.Hosts {
@@ -182,7 +194,7 @@ func hostsSVG(sr *Result) string {
 	}
 	slices.SortFunc(names, func(a, b string) int { return strings.Compare(hostOrder(a), hostOrder(b)) })
 	colors := map[string]string{"db": "#d32f2f", "redis": "#7b1fa2", "front": "#f57c00", "app": "#0063dc", "worker": "#388e3c"}
-	const H, left, right, top, bottom = 420, 60, 20, 70, 90
+	const H, left, right, top, bottom = 460, 60, 20, 70, 130
 	slot := math.Max(70, float64(len(names))*12+20)
 	W := max(760, left+right+int(slot*float64(max(1, len(runs)))))
 	plotH := float64(H - top - bottom)
@@ -232,4 +244,11 @@ func hostsSVG(sr *Result) string {
 	fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#555">per run over its measured window; 1 is a host at its quota</text>`+"\n", left, H-8)
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
