@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"flickrkillr/app"
@@ -108,5 +109,16 @@ func TestSweepInModelModeWritesHostsQuotasAndBottleneck(t *testing.T) {
 	}
 	if svg, err := os.ReadFile(filepath.Join(out, "hosts.svg")); err != nil || !bytes.Contains(svg, []byte("app-1")) {
 		t.Errorf("hosts.svg: %v, %.200s", err, svg)
+	}
+}
+
+// A bad spec is one line naming --model and exit status 2, before the sweep
+// touches the database or starts a server.
+func TestSweepModelRefusesABadSpecInOneLine(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://x@127.0.0.1:1/x")
+	var stderr bytes.Buffer
+	code := run([]string{"loadtest", "sweep", "--model", "cpu=2"}, &stderr)
+	if out := strings.TrimSpace(stderr.String()); code != 2 || strings.Count(out, "\n") != 0 || !strings.Contains(out, "--model") {
+		t.Fatalf("exit %d, stderr %q; want 2 and one line naming --model", code, out)
 	}
 }
