@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"flickrkillr/app"
+	"flickrkillr/app/scalemodel"
 	"flickrkillr/loadtest"
 	"flickrkillr/loadtest/sweep"
 	"flickrkillr/seed"
@@ -152,6 +153,10 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.BoolVar(&so.RedisServer, "redis-server", false, "run the servers against a private redis-server (Debian's), emptied before each run, instead of each server's embedded miniredis")
 	fs.StringVar(&from, "from", "", "measure nothing: write the report (and --docs) again from this sweep.json")
 	fs.StringVar(&so.Note, "note", "", "a note for the report (say, what else ran on the machine)")
+	var model string
+	var instances int
+	fs.StringVar(&model, "model", "", "run every server as a scale model with this spec (default, or e.g. app=0.15,db=0.6; the same for every stage;\nneeds root; docs/scale-model.md): the report (--out results/model unless given) adds each host's use and the bottleneck")
+	fs.IntVar(&instances, "instances", 4, "with --model: the app hosts (instances) of the topology stages (7, 8)")
 	var topologyMix float64
 	fs.Float64Var(&topologyMix, "topology-anonymous", 0.9, "measure the topology stages (7, 8: a front server) once more with this share of anonymous visitors\n(as loadtest --anonymous); the same share as --anonymous measures them once")
 	fs.Usage = func() {
@@ -163,6 +168,11 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	if docs != "" {
 		so.Docs = strings.Split(docs, ",")
+	}
+	outSet := false
+	fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
+	if model != "" && !outSet {
+		so.Out = filepath.Join("results", "model") // beside the unconstrained results/: what one box does
 	}
 	if from != "" {
 		sr, err := sweep.ReadResult(from)
@@ -192,6 +202,15 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	if _, err := exec.LookPath("redis-server"); so.RedisServer && err != nil {
 		return &app.ConfigError{Name: "--redis-server", Msg: "redis-server is not installed (apt-get install redis-server)"}
 	}
+	if model != "" {
+		if so.ModelSpec, err = sweepModel(model); err != nil {
+			return err
+		}
+		so.Model = so.ModelSpec.String()
+		if instances < 1 || instances > 32 {
+			return &app.UsageError{Msg: fmt.Sprintf("--instances must be 1 to 32 (got %d)", instances)}
+		}
+	}
 	numbers, err := parseStages(stages)
 	if err != nil {
 		return err
@@ -200,8 +219,12 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	for i, st := range so.Stages {
-		if lookup, _ := app.LookupStage(st.Stage); lookup.Topology && topologyMix != so.Run.Anonymous {
+		lookup, _ := app.LookupStage(st.Stage)
+		if lookup.Topology && topologyMix != so.Run.Anonymous {
 			so.Stages[i].Mixes = []float64{topologyMix}
+		}
+		if lookup.Topology && model != "" {
+			so.Stages[i].Instances = instances
 		}
 	}
 	if so.Exe, err = os.Executable(); err != nil {
@@ -215,6 +238,22 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	so.Run.Progress = progressLine(so.Run.Duration)
 	so.Log, so.Quiet = log, clearProgress
 	return sweep.Measure(ctx, so)
+}
+
+// sweepModel reads --model and checks, before anything runs, that this
+// machine can make the hosts (a trial model, made and removed): without the
+// rights or the controller the sweep refuses in one line, as serve would,
+// rather than measure servers that never start.
+func sweepModel(text string) (scalemodel.Spec, error) {
+	spec, err := scalemodel.ParseSpec(text)
+	if err != nil {
+		return spec, &app.ConfigError{Name: "--model", Msg: strings.TrimPrefix(err.Error(), "scalemodel: ")}
+	}
+	m, err := scalemodel.New(spec, scalemodel.Options{Prefix: fmt.Sprintf("flickrkillr-model-sweepcheck-%d", os.Getpid())})
+	if err != nil {
+		return spec, &app.ConfigError{Name: "--model", Msg: strings.TrimPrefix(err.Error(), "scalemodel: ")}
+	}
+	return spec, m.Close()
 }
 
 // stageSchemas reads, for each stage to measure, the schema versions it runs

@@ -39,7 +39,13 @@ func RunWithCPU(ctx context.Context, o Options, serverPID, postgresPID int) (*Re
 	var before cpuReading
 	var cpu *CPU
 	var cpuErr error
+	// A caller's own hook (the sweep's model mode reads its hosts) runs at
+	// the same two moments, right after the CPU readings.
+	outer := o.OnWindow
 	o.OnWindow = func(open bool) {
+		if outer != nil {
+			defer outer(open)
+		}
 		r, err := readCPU(serverPID, postgresPID)
 		if err != nil {
 			cpuErr = err

@@ -214,6 +214,11 @@ type CPU struct {
 	OthersS float64 `json:"others_s"`
 	// MachineS is the CPU time the machine had in the window (cores × seconds).
 	MachineS float64 `json:"machine_s"`
+	// MachineBusyS is the machine's busy CPU time in the window (/proc/stat:
+	// all but idle and iowait), whoever took it; MachineS minus it is what
+	// stayed idle (the model mode's check that the machine was not the limit).
+	MachineBusyS float64 `json:"machine_busy_s,omitempty"`
+	MachineOK    bool    `json:"machine_measured,omitempty"`
 	// ToolOverServer: the tool took more CPU than the server it measured,
 	// so on a shared machine it may be what limits the figures.
 	ToolOverServer bool `json:"tool_over_server"`
@@ -226,6 +231,7 @@ func cpuBetween(a, b cpuReading, seconds float64, requests int64) *CPU {
 		c.PostgresS = b.postgres - a.postgres
 	}
 	if a.machineOK && b.machineOK {
+		c.MachineBusyS, c.MachineOK = b.machine-a.machine, true
 		c.OthersS = max(0, (b.machine-a.machine)-c.ToolS-c.ServerS-c.PostgresS)
 	}
 	c.ToolOverServer = c.ToolS > c.ServerS

@@ -10,7 +10,11 @@ import (
 )
 
 func writeSweepMarkdown(w io.Writer, sr *Result) error {
-	fmt.Fprintln(w, "# Stage sweep: both ladders")
+	if sr.Model != "" {
+		fmt.Fprintln(w, "# Stage sweep in model mode: a datacenter in a box")
+	} else {
+		fmt.Fprintln(w, "# Stage sweep: both ladders")
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Measured %s with:\n\n    %s\n\n", sr.Started.Format("2006-01-02 15:04 MST"), sr.Command)
 	if sr.Rerun != "" {
@@ -35,9 +39,11 @@ func writeSweepMarkdown(w io.Writer, sr *Result) error {
 		fmt.Fprintf(w, "Data: %s. Scenario %s, %s, %s per run after a %s warm-up; each run is a fresh server. Redis (stages 2 and later): %s.\n\n",
 			loadtest.DataSize(r.Server.Rows), r.Settings.Scenario, load, r.Settings.Duration, orUnknown(sr.Warmup), orUnknown(sr.Redis))
 	}
+	writeModelIntro(w, sr)
 	fmt.Fprintln(w, "![req/s per stage on both ladders, with the talk's figures](chart.svg)")
 	fmt.Fprintln(w)
 	writeLadderTable(w, sr)
+	writeModelRuns(w, sr)
 	writeSteps(w, sr)
 	for _, l := range sr.Ladders {
 		fmt.Fprintf(w, "## Per route, %s: req/s (p99 ms)\n\n", l.Title)

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"flickrkillr/app/scalemodel"
 	"flickrkillr/loadtest"
 )
 
@@ -37,7 +38,12 @@ type Options struct {
 	// RedisServer runs the servers against a private redis-server, emptied
 	// before each run, instead of each server's embedded miniredis.
 	RedisServer bool
-	Log         *slog.Logger
+	// Model, when set, is the scale model's spec (its canonical text) that
+	// every server runs with (`serve --model`), and ModelSpec the same
+	// parsed: the sweep reads each host over each measured window.
+	Model     string
+	ModelSpec scalemodel.Spec
+	Log       *slog.Logger
 	// Quiet, when set, clears the live progress line before a log line.
 	Quiet func()
 }
@@ -87,6 +93,7 @@ func Measure(ctx context.Context, o Options) error {
 	}
 	s.env = []string{"DATABASE_URL=" + o.DatabaseURL, "REDIS_URL=" + redisURL, "DATA_DIR=" + o.DataDir, "STAGE=", "ADDR=", "INDEXES="}
 	s.env = append(s.env, "DB_LATENCY="+o.DBLatency) // every server it starts: a simulation
+	s.env = append(s.env, "MODEL=", "INSTANCES=")    // --model and --instances are passed per run
 	sr, err := s.measure(ctx)
 	quiet()
 	if sr != nil && len(sr.Runs) > 0 {
@@ -117,7 +124,7 @@ func (s *sweeper) measure(ctx context.Context) (*Result, error) {
 		}
 	}
 	sr := &Result{Command: s.Command, Rerun: s.Rerun, Note: s.Note, Warmup: s.Warmup.String(), Redis: s.redis, Host: hostInfo(), Started: time.Now().UTC(),
-		PostgresNote: s.postgresNote, Runs: runs, Ladders: ladders}
+		PostgresNote: s.postgresNote, Runs: runs, Ladders: ladders, Model: s.Model}
 	for _, run := range runs {
 		s.measureRun(ctx, run)
 		if ctx.Err() != nil {
@@ -159,7 +166,7 @@ func (s *sweeper) measureRun(ctx context.Context, run *Run) error {
 		if !sleep(ctx, s.RetryPause) {
 			break
 		}
-		run.Result, run.CPU = nil, nil
+		run.Result, run.CPU, run.Model = nil, nil, nil
 		err = s.runOne(ctx, run)
 	}
 	if ctx.Err() != nil {
@@ -169,6 +176,29 @@ func (s *sweeper) measureRun(ctx context.Context, run *Run) error {
 		s.logf("%s failed: %v", run.Label(), err)
 		run.Error = err.Error()
 		return err
+	}
+	if m := run.Model; m != nil && m.Invalid != "" {
+		// The machine or the tool, not a host, may have been the limit:
+		// measured again once; a second invalid one stays marked so.
+		s.logf("%s: invalid (%s): measuring it once more", run.Label(), m.Invalid)
+		run.Result, run.CPU, run.Model = nil, nil, nil
+		if err := s.runOne(ctx, run); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.logf("%s failed: %v", run.Label(), err)
+			run.Error = err.Error()
+			return err
+		}
+		run.Model.Discarded = m.Invalid
+	}
+	if m := run.Model; m != nil {
+		verdict := "valid"
+		if m.Invalid != "" {
+			verdict = "INVALID: " + m.Invalid
+		}
+		s.logf("%s: model: bottleneck %s, predicted %.1f req/s; tool %.2f CPU, machine %.0f%% idle; %s", run.Label(), m.Bottleneck, m.PredictedRPS,
+			m.ToolCPUs, 100*m.IdleShare, verdict)
 	}
 	s.logf("%s: %.1f req/s, p99 %.1f ms, %d errors%s; CPU s: tool %.1f, server %.1f, PostgreSQL %.1f",
 		run.Label(), run.Result.Total.RPS, run.Result.Total.P99, run.Result.Total.Errors, shedText(run.Result.SignIn), run.CPU.ToolS, run.CPU.ServerS, run.CPU.PostgresS)
@@ -242,7 +272,14 @@ func (s *sweeper) runOne(ctx context.Context, run *Run) error {
 		return err
 	}
 	defer logFile.Close()
-	srv := exec.Command(s.Exe, append([]string{"serve", "--addr", s.Addr}, args...)...)
+	serveArgs := append([]string{"serve", "--addr", s.Addr}, args...)
+	if s.Model != "" {
+		serveArgs = append(serveArgs, "--model", s.Model)
+		if n := s.instances(run.Stage); n > 0 {
+			serveArgs = append(serveArgs, "--instances", fmt.Sprint(n))
+		}
+	}
+	srv := exec.Command(s.Exe, serveArgs...)
 	srv.Env = append(os.Environ(), s.env...)
 	srv.Stdout, srv.Stderr = logFile, logFile
 	if err := srv.Start(); err != nil {
@@ -269,10 +306,20 @@ func (s *sweeper) runOne(ctx context.Context, run *Run) error {
 		return fmt.Errorf("after the warm-up: %w (server log: %s)", err, logPath)
 	}
 	s.logf("%s: measuring for %s", run.Label(), o.Duration)
+	var hosts *hostsWindow
+	if s.Model != "" {
+		hosts = &hostsWindow{prefix: modelPrefix(s.Addr)}
+		o.OnWindow = hosts.onWindow
+	}
 	res, cpu, err := loadtest.RunWithCPU(ctx, o, srv.Process.Pid, s.postgresPID)
 	run.CPU = cpu
 	if err != nil {
 		return err
+	}
+	if hosts != nil {
+		if run.Model, err = modelRun(s.ModelSpec, hosts, cpu, res.Total.Requests); err != nil {
+			return err
+		}
 	}
 	run.Result = res
 	return nil
@@ -313,4 +360,15 @@ func hostInfo() HostInfo {
 		h.Kernel = "Linux " + strings.TrimSpace(string(b))
 	}
 	return h
+}
+
+// instances is the number of app hosts the sweep gives a stage in model
+// mode (its StageSchemas.Instances; 0: the stage's own default).
+func (s *sweeper) instances(stage int) int {
+	for _, st := range s.Stages {
+		if st.Stage == stage {
+			return st.Instances
+		}
+	}
+	return 0
 }

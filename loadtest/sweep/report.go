@@ -33,7 +33,13 @@ func WriteReport(dir string, sr *Result) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "chart.svg"), []byte(sweepSVG(sr)), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "chart.svg"), []byte(sweepSVG(sr)), 0o644); err != nil {
+		return err
+	}
+	if sr.Model == "" {
+		return nil
+	}
+	return os.WriteFile(filepath.Join(dir, "hosts.svg"), []byte(hostsSVG(sr)), 0o644)
 }
 
 // Write writes the report into out and, when docs names any, refreshes

@@ -56,6 +56,9 @@ func writeStep(w io.Writer, sr *Result, p, n int) {
 			fmt.Fprintf(w, "- the talk, 2007: %g%s → %g req/s (%.2f×)\n", before, note, f.RPS, f.RPS/before)
 		}
 	}
+	for _, l := range sr.Ladders { // model mode: which host bounds, before and after
+		writeModelStep(w, sr, l.Title, sr.step(l, p), sr.step(l, n), p, n)
+	}
 	if c := sr.Control; c.measured() && c.SpreadPercent > readableSpread {
 		fmt.Fprintf(w, "- %s: a ratio within it of 1× is unreadable\n", c.text(sr))
 	}
@@ -73,11 +76,13 @@ func writeSecondMixStep(w io.Writer, sr *Result, p, n int) {
 		fmt.Fprintf(w, "With anonymous visitors (`--anonymous %g`, the topology stages' second mix; routes `anon-…`):\n\n", now.Anonymous)
 		cols, heads := []*Run{now}, []string{now.Label()}
 		if before := sr.sameMix(p, now); before != nil {
-			fmt.Fprintf(w, "- %s → %s: %s → %s req/s (**%s**), p99 %s → %s ms; CPU per request: server %s, PostgreSQL %s, tool %s ms\n\n",
+			fmt.Fprintf(w, "- %s → %s: %s → %s req/s (**%s**), p99 %s → %s ms; CPU per request: server %s, PostgreSQL %s, tool %s ms\n",
 				before.Label(), now.Label(), rpsText(before), rpsText(now), sr.ratio(now, before), p99Text(before), p99Text(now),
 				cpuStep(before, now, func(c *loadtest.CPU) (float64, bool) { return c.ServerS, true }),
 				cpuStep(before, now, func(c *loadtest.CPU) (float64, bool) { return c.PostgresS, c.PostgresOK }),
 				cpuStep(before, now, func(c *loadtest.CPU) (float64, bool) { return c.ToolS, true }))
+			writeModelStep(w, sr, "this mix", before, now, p, n)
+			fmt.Fprintln(w)
 			cols, heads = []*Run{before, now}, []string{before.Label(), now.Label()}
 		} else {
 			fmt.Fprintf(w, "- %s: %s req/s, p99 %s ms%s (the stage before was not measured on this mix)\n\n", now.Label(), rpsText(now), p99Text(now), cpuPerRequest(now))

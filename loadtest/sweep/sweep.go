@@ -32,6 +32,9 @@ type StageSchemas struct {
 	// measured with most visitors anonymous: stage 8's front cache serves
 	// only them). Each is a run of its own, outside the ladders' steps.
 	Mixes []float64 `json:"mixes,omitempty"`
+	// Instances are the app hosts of a topology stage in model mode
+	// (serve --instances); 0 leaves the stage's default.
+	Instances int `json:"instances,omitempty"`
 }
 
 // The two ladders.
@@ -64,6 +67,9 @@ type Result struct {
 	// Control is the control pair: the first run measured again at the
 	// sweep's end (nil in a sweep recorded before there was one).
 	Control *Control `json:"control,omitempty"`
+	// Model is the scale model's spec every server ran with (model mode;
+	// docs/scale-model.md), "" for a sweep of the unconstrained machine.
+	Model string `json:"model,omitempty"`
 }
 
 // Run is one server measured: a stage's code on one schema. A run can
@@ -86,6 +92,8 @@ type Run struct {
 	// Retried says why each earlier attempt failed, when the run was
 	// measured again.
 	Retried []string `json:"retried,omitempty"`
+	// Model is the run's hosts over its measured window (model mode).
+	Model *ModelRun `json:"model,omitempty"`
 }
 
 // Label names the run: "3 cache", "3 cache --indexes" or
