@@ -118,15 +118,15 @@ func usage(w io.Writer) {
 }
 
 func cmdServe(ctx context.Context, args []string, log *slog.Logger) error {
-	stageFlags := app.StageFlags("serve") // --workers (stage 6), --instances (stage 7), where this build has them
-	cfg, fs, err := app.CommandConfig("serve", append([]string{"db", "redis", "data", "addr", "stage", "indexes", "latency", "drain", "admin", "model"}, stageFlags...)...)
+	ownFlags := app.StageFlags("serve") // --workers (stage 6), --instances (stage 7), where this build has them
+	cfg, fs, err := app.CommandConfig("serve", append([]string{"db", "redis", "data", "addr", "stage", "indexes", "latency", "drain", "admin", "model"}, ownFlags...)...)
 	if err != nil {
 		return err
 	}
 	if err := app.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := cfg.Validate(append([]string{"db", "redis", "data", "addr", "stage", "indexes", "latency", "admin", "model"}, stageFlags...)...); err != nil {
+	if err := cfg.Validate(append([]string{"db", "redis", "data", "addr", "stage", "indexes", "latency", "admin", "model"}, ownFlags...)...); err != nil {
 		return err
 	}
 	return app.Serve(ctx, *cfg, log)

@@ -97,7 +97,7 @@ func ConfigFromEnv() (Config, error) {
 		}
 	}
 	cfg.Model = os.Getenv("MODEL")
-	for _, f := range stageFlags() {
+	for _, f := range flagsOfStages() {
 		if err := f.env(&cfg); err != nil {
 			return cfg, err
 		}
@@ -345,8 +345,8 @@ func intFlag[T any](s *setting[T], field func(*T) *int, name, env string, def fu
 	}
 }
 
-// stageFlags are the flags of every stage of this build, in stage order.
-func stageFlags() []Flag {
+// flagsOfStages are the flags of every stage of this build, in stage order.
+func flagsOfStages() []Flag {
 	var flags []Flag
 	for _, s := range Stages() {
 		flags = append(flags, s.Flags...)
@@ -355,7 +355,7 @@ func stageFlags() []Flag {
 }
 
 func lookupFlag(name string) (Flag, bool) {
-	for _, f := range stageFlags() {
+	for _, f := range flagsOfStages() {
 		if f.Name == name {
 			return f, true
 		}
@@ -368,7 +368,7 @@ func lookupFlag(name string) (Flag, bool) {
 // --instances only where stage 7 is.
 func StageFlags(command string) []string {
 	var names []string
-	for _, f := range stageFlags() {
+	for _, f := range flagsOfStages() {
 		if slices.Contains(f.Commands, command) {
 			names = append(names, f.Name)
 		}
