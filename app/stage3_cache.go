@@ -111,6 +111,13 @@ func sharedCache(d *Deps) (*models.Cache, error) {
 		}
 		// Entries live 10 minutes; the last 64 MB read are also kept in this process.
 		c := models.NewCache(rdb, 10*time.Minute, 64<<20, d.Log)
+		// A page's generations ride with the session's load only where the
+		// sessions are in the cache's Redis (one Redis for all, not stage 7's
+		// two roles): they must be read where they are bumped.
+		// Without a cache Redis of its own, the cache's is the sessions'.
+		if d.Config.RedisCacheURL == "" {
+			c.RideWithSessions(rdb)
+		}
 		if s, err := resolveRun(d.Config); err == nil {
 			for _, opt := range partsOf[cacheOption](s) {
 				opt(c)

@@ -45,6 +45,7 @@ type Cache struct {
 	lastLog atomic.Int64
 	near    *LRU // the values last read; their keys carry their generations, so an entry is never stale
 	beside  bool // StoreBeside
+	ride    bool // RideWithSessions: Expect's reads go with the session's load
 }
 
 // NewCache keeps values in Redis for ttl, and up to nearBytes of them in
@@ -66,6 +67,18 @@ func NewCache(rdb redis.UniversalClient, ttl time.Duration, nearBytes int64, log
 // process that misses in the meantime computes it again, as it would have
 // a moment earlier. Call it before the first Load.
 func (c *Cache) StoreBeside() { c.beside = true }
+
+// RideWithSessions lets Expect's read of a page's generations ride in the
+// session's round trip (redissessions.WithPiggyback), if the session store's
+// Redis, sessions, is this cache's own. Generations are bumped in the
+// cache's Redis only, so they may be read there only: read from another
+// Redis (stage 7 keeps sessions in a durable Redis and the cache in one of
+// its own) they are "0" for ever, and a logged-in page is served from its
+// first copy long after a write (issue 36: a comment not on its writer's
+// next read). Not called, or another Redis: the expected generations are
+// read from the cache's Redis in one MGET as the page begins (Prefetch).
+// Call it before the first Load.
+func (c *Cache) RideWithSessions(sessions redis.UniversalClient) { c.ride = sessions == c.rdb }
 
 // Load is cache-aside for one value named name that depends on deps: look it
 // up under the current generations and, on a miss, compute it once with load
@@ -295,8 +308,9 @@ func (c *Cache) newEpoch(ctx context.Context) (string, error) {
 
 // Expect returns a context in which this request reads each generation at
 // most once, and in which deps (what the page is expected to need) wait to
-// be read: by the session's load, in its round trip (WithPiggyback), or
-// else by the page's Prefetch.
+// be read: by the session's load, in its round trip (WithPiggyback), where
+// the sessions share the cache's Redis (RideWithSessions), or else by the
+// page's Prefetch.
 func (c *Cache) Expect(ctx context.Context, deps []string) context.Context {
 	if len(deps) == 0 {
 		return ctx
@@ -309,6 +323,9 @@ func (c *Cache) Expect(ctx context.Context, deps []string) context.Context {
 	m.mu.Lock()
 	m.pending = append(m.pending, withEpoch(deps)...)
 	m.mu.Unlock()
+	if !c.ride {
+		return ctx
+	}
 	pctx := ctx
 	return redissessions.WithPiggyback(ctx, func(p redis.Pipeliner) func() { return m.piggyback(pctx, p) })
 }

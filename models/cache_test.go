@@ -12,6 +12,7 @@ import (
 	"gorm.io/gorm"
 
 	"flickrkillr/models"
+	"flickrkillr/models/redissessions"
 )
 
 // Stage 3: the cached gallery must answer like the PostgreSQL one.
@@ -124,5 +125,50 @@ func TestCacheForgetsNothingStaleWhenRedisRestartsEmpty(t *testing.T) {
 	}
 	if v := get(); v != "v3" {
 		t.Fatalf("the fresh value was not kept: %q", v)
+	}
+}
+
+// Issue 36: a logged-in page's generations ride with the session's load
+// (Expect) only when the sessions are in the cache's Redis. With the cache
+// in a Redis of its own (stage 7's two roles), generations read beside the
+// session would come from a Redis where no write bumps them: the page would
+// keep its first copy after every write. Each round is a request: the
+// session is loaded with the page's generations expected, then the page
+// is read; a write between two rounds must show in the next one.
+func TestCacheReadsGenerationsWhereTheyAreBumped(t *testing.T) {
+	for _, apart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cache Redis apart: %v", apart), func(t *testing.T) {
+			cacheRdb := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
+			t.Cleanup(func() { cacheRdb.Close() })
+			sessionRdb := cacheRdb
+			if apart {
+				sessionRdb = redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
+				t.Cleanup(func() { sessionRdb.Close() })
+			}
+			sessions := redissessions.New(sessionRdb)
+			c := models.NewCache(cacheRdb, time.Minute, 1<<20, nil)
+			c.RideWithSessions(sessionRdb)
+			deps := []string{models.DepPhoto(1)}
+			version := 0
+			load := func(context.Context) ([]byte, bool, error) {
+				return []byte(fmt.Sprint("v", version)), true, nil
+			}
+			for round := range 5 {
+				ctx := c.Expect(context.Background(), deps)
+				if _, _, err := sessions.FindCtx(ctx, "token"); err != nil {
+					t.Fatal(err)
+				}
+				ctx = c.Prefetch(ctx, deps)
+				v, err := c.Load(ctx, "photo", deps, load)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := fmt.Sprint("v", version); string(v) != want {
+					t.Fatalf("round %d: read %q after the write, want %q", round, v, want)
+				}
+				version++
+				c.Bump(context.Background(), deps...) // a write, committed
+			}
+		})
 	}
 }
