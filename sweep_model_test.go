@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 
 	"flickrkillr/app"
 	"flickrkillr/app/scalemodel"
-	"flickrkillr/loadtest/sweep"
 )
 
 // A two-stage sweep in model mode on a tiny seed (issue 33): every server
@@ -43,22 +41,10 @@ func TestSweepInModelModeWritesHostsQuotasAndBottleneck(t *testing.T) {
 		}
 	}
 	out := t.TempDir()
-	var stderr bytes.Buffer
 	// "3 cache --indexes" and "4 indexes" run on the same schema: no
 	// migration between them.
-	args := []string{"loadtest", "sweep", "--model", "default", "--stages", "3-4", "--ladder", "alone", "--duration", "2s", "--warmup", "0s",
-		"--concurrency", "4", "--addr", addr, "--out", out}
-	if code := run(args, &stderr); code != 0 {
-		t.Fatalf("sweep: exit %d\n%s", code, stderr.String())
-	}
-	var sr sweep.Result
-	b, err := os.ReadFile(filepath.Join(out, "sweep.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &sr); err != nil {
-		t.Fatal(err)
-	}
+	sr := runSweep(t, out, "--model", "default", "--stages", "3-4", "--ladder", "alone", "--duration", "2s", "--warmup", "0s",
+		"--concurrency", "4", "--addr", addr, "--out", out)
 	if want := scalemodel.DefaultSpec().String(); sr.Model != want {
 		t.Fatalf("sweep.json's model %q, want %q", sr.Model, want)
 	}

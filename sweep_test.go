@@ -45,26 +45,12 @@ func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 		t.Skip("a build without the index migration has one ladder")
 	}
 	dsn, idx, addr := tinySeed(t)
-	var stderr bytes.Buffer
 	out, docs := t.TempDir(), t.TempDir()
 	doc := filepath.Join(docs, "03-cache.md")
 	os.WriteFile(doc, []byte("# Stage 3\n<!-- sweep: step 3 -->\n<!-- /sweep -->\n"), 0o644)
 	// As `make loadtest-sweep SWEEP_FLAGS="… --out …"` calls it: --out twice.
-	args := []string{"loadtest", "sweep", "--out", "results", "--stages", "2-4", "--duration", "1s", "--warmup", "0s",
-		"--concurrency", "2", "--addr", addr, "--note", "a test", "--docs", docs, "--out", out}
-	stderr.Reset()
-	if code := run(args, &stderr); code != 0 {
-		t.Fatalf("sweep: exit %d\n%s", code, stderr.String())
-	}
-
-	var sr sweep.Result
-	b, err := os.ReadFile(filepath.Join(out, "sweep.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &sr); err != nil {
-		t.Fatal(err)
-	}
+	sr := runSweep(t, out, "--out", "results", "--stages", "2-4", "--duration", "1s", "--warmup", "0s",
+		"--concurrency", "2", "--addr", addr, "--note", "a test", "--docs", docs, "--out", out)
 	var order []string
 	for _, r := range sr.Runs {
 		order = append(order, r.Label())
@@ -174,6 +160,25 @@ func TestLoadtestAnonymousMustBeAShare(t *testing.T) {
 // tinySeed makes a database at the index schema (a later stage's migration,
 // stage 6's photo states, would come first in the sweep's order) with a tiny
 // seed, points the environment at it, and finds a free address to serve on.
+// runSweep runs `flickrkillr loadtest sweep` with args (which name --out
+// out) and reads the sweep.json it wrote.
+func runSweep(t *testing.T, out string, args ...string) sweep.Result {
+	t.Helper()
+	var stderr bytes.Buffer
+	if code := run(append([]string{"loadtest", "sweep"}, args...), &stderr); code != 0 {
+		t.Fatalf("sweep: exit %d\n%s", code, stderr.String())
+	}
+	var sr sweep.Result
+	b, err := os.ReadFile(filepath.Join(out, "sweep.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &sr); err != nil {
+		t.Fatal(err)
+	}
+	return sr
+}
+
 func tinySeed(t *testing.T) (dsn string, schema int64, addr string) {
 	t.Helper()
 	schema, err := app.IndexSchema()
@@ -210,20 +215,8 @@ func TestSweepMeasuresAMixWithAnonymousVisitors(t *testing.T) {
 	}
 	_, _, addr := tinySeed(t)
 	out := t.TempDir()
-	var stderr bytes.Buffer
-	args := []string{"loadtest", "sweep", "--stages", "4", "--ladder", "tagged", "--anonymous", "0.5", "--duration", "1s", "--warmup", "0s",
-		"--concurrency", "24", "--addr", addr, "--out", out}
-	if code := run(args, &stderr); code != 0 {
-		t.Fatalf("sweep: exit %d\n%s", code, stderr.String())
-	}
-	var sr sweep.Result
-	b, err := os.ReadFile(filepath.Join(out, "sweep.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &sr); err != nil {
-		t.Fatal(err)
-	}
+	sr := runSweep(t, out, "--stages", "4", "--ladder", "tagged", "--anonymous", "0.5", "--duration", "1s", "--warmup", "0s",
+		"--concurrency", "24", "--addr", addr, "--out", out)
 	if len(sr.Runs) != 1 || sr.Runs[0].Result == nil {
 		t.Fatalf("runs %+v", sr.Runs)
 	}
