@@ -346,13 +346,7 @@ func intFlag[T any](s *setting[T], field func(*T) *int, name, env string, def fu
 }
 
 // flagsOfStages are the flags of every stage of this build, in stage order.
-func flagsOfStages() []Flag {
-	var flags []Flag
-	for _, s := range Stages() {
-		flags = append(flags, s.Flags...)
-	}
-	return flags
-}
+func flagsOfStages() []Flag { return fromStages(func(s Stage) []Flag { return s.Flags }) }
 
 func lookupFlag(name string) (Flag, bool) {
 	for _, f := range flagsOfStages() {

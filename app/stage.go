@@ -175,10 +175,14 @@ func register(s Stage) {
 }
 
 // Commands lists the subcommands the stages of this build bring, in stage order.
-func Commands() []Command {
-	var list []Command
+func Commands() []Command { return fromStages(func(s Stage) []Command { return s.Commands }) }
+
+// fromStages gathers what pick gives of every stage of this build (its
+// flags, its commands), in stage order.
+func fromStages[T any](pick func(Stage) []T) []T {
+	var list []T
 	for _, s := range Stages() {
-		list = append(list, s.Commands...)
+		list = append(list, pick(s)...)
 	}
 	return list
 }
