@@ -142,7 +142,11 @@ func (r *Router) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPoo
 	case gorm.ConnPoolBeginner:
 		return b.BeginTx(ctx, opts)
 	case gorm.TxBeginner:
-		return b.BeginTx(ctx, opts)
+		tx, err := b.BeginTx(ctx, opts)
+		if err != nil {
+			return nil, err // not a typed nil *sql.Tx inside the interface
+		}
+		return tx, nil
 	}
 	return nil, errors.New("replicas: the primary's pool cannot begin transactions")
 }
@@ -157,6 +161,10 @@ func (r *Router) QueryContext(ctx context.Context, query string, args ...any) (*
 	qctx, cancel := rep.readContext(ctx, r.o.ReadTimeout)
 	rows, err := rep.pool.QueryContext(qctx, query, args...)
 	if err == nil {
+		// cancel is not called here: the rows still read through qctx.
+		// Its timer releases it after ReadTimeout at the latest. Rows still
+		// being scanned when the replica leaves the rotation fail (not
+		// retried: gorm has started filling the result).
 		return rows, nil
 	}
 	cancel()

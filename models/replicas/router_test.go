@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 	"gorm.io/gorm"
 
 	"flickrkillr/models"
@@ -183,7 +185,12 @@ func TestStoresOnTheRoutedHandle(t *testing.T) {
 	e.waitInRotation(t, true, "test_replicas_delayed")
 	users, photos := models.NewUserStore(e.routed), models.NewPhotoStore(e.routed, models.Sequential{})
 
-	req := Track(ctx)
+	// The request layer's calls: ForUser before, Keep after.
+	sticky := NewRedisSticky(redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()}), "lsn:")
+	req, err := ForUser(ctx, sticky, "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
 	u, err := users.Create(req, "ann", "Ann", []byte("x"))
 	if err != nil {
 		t.Fatal(err)
@@ -196,11 +203,13 @@ func TestStoresOnTheRoutedHandle(t *testing.T) {
 	if err := photos.AddComment(req, id, u.ID, "hello"); err != nil {
 		t.Fatal(err)
 	}
-	lsn, ok, err := e.router.WriteLSN(req)
-	if err != nil || !ok {
-		t.Fatalf("WriteLSN: %v %v", ok, err)
+	if err := e.router.Keep(req, sticky, "ann", 30*time.Second); err != nil {
+		t.Fatal(err)
 	}
-	next := WithMinLSN(ctx, lsn)
+	next, err := ForUser(ctx, sticky, "ann")
+	if err != nil || minLSN(next) == 0 {
+		t.Fatalf("no position kept for the user: %v", err)
+	}
 	if _, err := users.ByName(next, "ann"); err != nil {
 		t.Fatal(err)
 	}

@@ -69,3 +69,33 @@ func (s *RedisSticky) Set(ctx context.Context, user string, lsn LSN, ttl time.Du
 	}
 	return nil
 }
+
+// ForUser is the context for one request of user (empty: anonymous): it
+// is tracked (Track), and carries the position kept for the user after
+// their last write (WithMinLSN). When the kept position cannot be read,
+// the request reads from the primary (OnPrimary) rather than risk a stale
+// page, and the error says so for the log.
+func ForUser(ctx context.Context, s Sticky, user string) (context.Context, error) {
+	ctx = Track(ctx)
+	if user == "" {
+		return ctx, nil
+	}
+	lsn, err := s.Get(ctx, user)
+	if err != nil {
+		return OnPrimary(ctx), err
+	}
+	return WithMinLSN(ctx, lsn), nil
+}
+
+// Keep stores, after the request of ctx (ForUser), the primary's WAL
+// position for user when the request wrote, for ttl.
+func (r *Router) Keep(ctx context.Context, s Sticky, user string, ttl time.Duration) error {
+	if user == "" {
+		return nil
+	}
+	lsn, ok, err := r.WriteLSN(ctx)
+	if err != nil || !ok {
+		return err
+	}
+	return s.Set(ctx, user, lsn, ttl)
+}
