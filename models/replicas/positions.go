@@ -140,18 +140,24 @@ func (r *Router) Start(ctx context.Context) {
 		go func() { defer wg.Done(); r.pollReplica(ctx, rep) }()
 	}
 	wg.Wait()
-	go r.every(ctx, r.pollPrimary)
+	go r.every(ctx, r.pollPrimary, &r.pos.conn)
 	for _, rep := range r.replicas {
-		go r.every(ctx, func(ctx context.Context) { r.pollReplica(ctx, rep) })
+		go r.every(ctx, func(ctx context.Context) { r.pollReplica(ctx, rep) }, &rep.conn)
 	}
 }
 
-func (r *Router) every(ctx context.Context, f func(context.Context)) {
+// every runs f each Poll until ctx ends, then closes f's connection: a
+// poller left connected would keep its database from being dropped.
+func (r *Router) every(ctx context.Context, f func(context.Context), conn **pgx.Conn) {
 	t := time.NewTicker(r.o.Poll)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			if *conn != nil {
+				(*conn).Close(context.Background())
+				*conn = nil
+			}
 			return
 		case <-t.C:
 			f(ctx)
