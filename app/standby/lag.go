@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -129,7 +131,7 @@ func (s *Standby) WaitReady(ctx context.Context, limit time.Duration) error {
 		case <-ctx.Done():
 			return fmt.Errorf("standby: on port %d not ready after %s: %w", s.Port, limit, err)
 		case <-s.exitedOrNever():
-			return fmt.Errorf("standby: on port %d exited while starting (see %s/standby.log): %w", s.Port, s.Dir, err)
+			return fmt.Errorf("standby: on port %d exited while starting; %s/standby.log ends: %s", s.Port, s.Dir, s.logTail())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -154,4 +156,11 @@ func queryRow(ctx context.Context, url, q string, dest ...any) error {
 		return fmt.Errorf("standby: %s: %w", strings.Fields(q)[1], err)
 	}
 	return nil
+}
+
+// logTail is the last lines of the log Start writes, for its error.
+func (s *Standby) logTail() string {
+	b, _ := os.ReadFile(filepath.Join(s.Dir, "standby.log"))
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-3):], " | ")
 }

@@ -267,9 +267,22 @@ func TestRestartAfterAKillCatchesUp(t *testing.T) {
 	exec1(t, url, `INSERT INTO standby_restart VALUES (1)`) // written while it is down
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	// The postmaster's children notice its death and exit on their own;
+	// until they have, a new postmaster refuses the data directory
+	// ("pre-existing shared memory block is still in use"). A supervisor
+	// retries after a backoff (app/topology's proc: 200 ms, doubling), and
+	// so does this test.
 	start := time.Now()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
+	for attempt, backoff := 1, 200*time.Millisecond; ; attempt, backoff = attempt+1, backoff*2 {
+		err := s.Start(ctx)
+		if err == nil {
+			break
+		}
+		if attempt == 4 {
+			t.Fatal(err)
+		}
+		t.Logf("start %d failed (retrying after %s): %v", attempt, backoff, err)
+		time.Sleep(backoff)
 	}
 	waitFor(t, s.URL("postgres"), "standby_restart", 1, 10*time.Second)
 	t.Logf("restarted after SIGKILL: ready and caught up in %s", time.Since(start).Round(time.Millisecond))
