@@ -1,0 +1,94 @@
+package replicas
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+)
+
+// LSN is a WAL position (PostgreSQL's pg_lsn) as a byte count; 0 is "no
+// position needed".
+type LSN uint64
+
+// ParseLSN reads PostgreSQL's "X/Y" text form.
+func ParseLSN(s string) (LSN, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, fmt.Errorf("replicas: bad LSN %q", s)
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("replicas: bad LSN %q", s)
+	}
+	return LSN(h<<32 | l), nil
+}
+
+func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint64(l)&0xFFFFFFFF) }
+
+type (
+	stateKey   struct{}
+	minLSNKey  struct{}
+	primaryKey struct{}
+)
+
+// state is what the Router learns about a request while it runs.
+type state struct{ wrote atomic.Bool }
+
+// Track marks ctx as one request's: the Router notes whether it wrote, so
+// its later reads go to the primary and WriteLSN knows to read the
+// position to keep for the user.
+func Track(ctx context.Context) context.Context {
+	return context.WithValue(ctx, stateKey{}, &state{})
+}
+
+// WithMinLSN says the reads under ctx must see the WAL up to lsn (the
+// position kept for the user after their last write): they go to a
+// replica that has replayed past it, else to the primary.
+func WithMinLSN(ctx context.Context, lsn LSN) context.Context {
+	if lsn == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, minLSNKey{}, lsn)
+}
+
+// OnPrimary sends every statement under ctx to the primary: for the raw
+// SELECTs that write (nextval), and for reads that must not be stale.
+func OnPrimary(ctx context.Context) context.Context {
+	return context.WithValue(ctx, primaryKey{}, true)
+}
+
+func minLSN(ctx context.Context) LSN {
+	l, _ := ctx.Value(minLSNKey{}).(LSN)
+	return l
+}
+
+func markWrote(ctx context.Context) {
+	if st, ok := ctx.Value(stateKey{}).(*state); ok {
+		st.wrote.Store(true)
+	}
+}
+
+// Wrote says whether the request tracked by ctx (Track) sent a write.
+func Wrote(ctx context.Context) bool {
+	st, ok := ctx.Value(stateKey{}).(*state)
+	return ok && st.wrote.Load()
+}
+
+// WriteLSN is the primary's pg_current_wal_insert_lsn() after a request
+// that wrote (Wrote), for the caller to keep for the user (Sticky.Set):
+// every WAL record of that request's commits ends at or before it. ok is
+// false, with no query, when the request did not write.
+func (r *Router) WriteLSN(ctx context.Context) (lsn LSN, ok bool, err error) {
+	if !Wrote(ctx) {
+		return 0, false, nil
+	}
+	var s string
+	if err := r.primary.QueryRowContext(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&s); err != nil {
+		return 0, false, fmt.Errorf("replicas: read the primary's WAL position: %w", err)
+	}
+	lsn, err = ParseLSN(s)
+	return lsn, err == nil, err
+}

@@ -1,0 +1,233 @@
+package replicas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"gorm.io/gorm"
+)
+
+// replica is one standby: its pool for reads, and what the poller knows.
+type replica struct {
+	name, url string
+	pool      gorm.ConnPool
+
+	// The request path reads these two without a lock.
+	in  atomic.Bool   // in the rotation
+	pos atomic.Uint64 // its replay position at the last poll
+
+	reads, errors, left atomic.Int64
+
+	mu         sync.Mutex
+	alive      context.Context // cancelled when it leaves the rotation
+	kill       context.CancelFunc
+	lagBytes   int64
+	lagSeconds float64
+	lastErr    string
+	conn       *pgx.Conn // the poller's own
+}
+
+func newReplica(r Replica) *replica {
+	rep := &replica{name: r.Name, url: r.URL, pool: r.DB.ConnPool}
+	rep.alive, rep.kill = context.WithCancel(context.Background())
+	rep.kill() // out of the rotation until its first good poll
+	return rep
+}
+
+func (rep *replica) position() (LSN, bool) {
+	if !rep.in.Load() {
+		return 0, false
+	}
+	return LSN(rep.pos.Load()), true
+}
+
+// readContext bounds a read on the replica by timeout and by its stay in
+// the rotation: when the poller takes it out (paused, dead, lagging), its
+// in-flight reads end at once and are retried on the primary instead of
+// waiting on a server that may never answer. Both registrations end when
+// the read's context does, at the latest after timeout.
+func (rep *replica) readContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	rep.mu.Lock()
+	alive := rep.alive
+	rep.mu.Unlock()
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	stop := context.AfterFunc(alive, cancel)
+	context.AfterFunc(qctx, func() { stop() })
+	return qctx, cancel
+}
+
+func (rep *replica) leave() {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	if rep.in.Swap(false) {
+		rep.left.Add(1)
+	}
+	rep.kill()
+}
+
+func (rep *replica) join(pos LSN) {
+	rep.pos.Store(uint64(pos))
+	if rep.in.Load() {
+		return
+	}
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	rep.alive, rep.kill = context.WithCancel(context.Background())
+	rep.in.Store(true)
+}
+
+// positions is the primary's WAL position over the last moments: a
+// replica's lag in seconds is how long ago the primary first went past
+// the replica's replay position. Unlike now() -
+// pg_last_xact_replay_timestamp() it does not count the time the primary
+// was idle before a write (which took a 500 ms-delayed standby that had
+// seen no write for a minute out of the rotation), and it needs no clock
+// shared with the servers.
+type positions struct {
+	mu      sync.Mutex
+	samples []sample // increasing LSNs
+	conn    *pgx.Conn
+}
+
+type sample struct {
+	at  time.Time
+	lsn LSN
+}
+
+func (p *positions) add(now time.Time, lsn LSN, keep time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.samples); n == 0 || lsn > p.samples[n-1].lsn {
+		p.samples = append(p.samples, sample{now, lsn})
+	}
+	drop := 0
+	for drop < len(p.samples)-1 && now.Sub(p.samples[drop].at) > keep {
+		drop++
+	}
+	p.samples = p.samples[drop:]
+}
+
+// lag is how far replay is behind: bytes behind the primary's newest
+// known position, and since when the primary has been past it.
+func (p *positions) lag(now time.Time, replay LSN) (int64, time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.samples)
+	if n == 0 || replay >= p.samples[n-1].lsn {
+		return 0, 0
+	}
+	for _, s := range p.samples {
+		if s.lsn > replay {
+			return int64(p.samples[n-1].lsn - replay), now.Sub(s.at)
+		}
+	}
+	return 0, 0
+}
+
+// Start polls the primary's position and each replica's until ctx ends.
+// It returns after a first round, so the replicas that answer are in the
+// rotation when it does.
+func (r *Router) Start(ctx context.Context) {
+	r.pollPrimary(ctx)
+	var wg sync.WaitGroup
+	for _, rep := range r.replicas {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.pollReplica(ctx, rep) }()
+	}
+	wg.Wait()
+	go r.every(ctx, r.pollPrimary, &r.pos.conn)
+	for _, rep := range r.replicas {
+		go r.every(ctx, func(ctx context.Context) { r.pollReplica(ctx, rep) }, &rep.conn)
+	}
+}
+
+// every runs f each Poll until ctx ends, then closes f's connection: a
+// poller left connected would keep its database from being dropped.
+func (r *Router) every(ctx context.Context, f func(context.Context), conn **pgx.Conn) {
+	t := time.NewTicker(r.o.Poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if *conn != nil {
+				(*conn).Close(context.Background())
+				*conn = nil
+			}
+			return
+		case <-t.C:
+			f(ctx)
+		}
+	}
+}
+
+func (r *Router) pollPrimary(ctx context.Context) {
+	var s string
+	if err := pollRow(ctx, &r.pos.conn, r.primaryURL, r.o.PollTimeout, `SELECT pg_current_wal_lsn()::text`, &s); err != nil {
+		return // the replicas' lag stays what it was; writes will fail anyway
+	}
+	if lsn, err := ParseLSN(s); err == nil {
+		r.pos.add(time.Now(), lsn, 2*r.o.MaxLag)
+	}
+}
+
+func (r *Router) pollReplica(ctx context.Context, rep *replica) {
+	var recovering bool
+	var s string
+	err := pollRow(ctx, &rep.conn, rep.url, r.o.PollTimeout,
+		`SELECT pg_is_in_recovery(), COALESCE(pg_last_wal_replay_lsn()::text, '0/0')`, &recovering, &s)
+	if ctx.Err() != nil {
+		return
+	}
+	var replay LSN
+	if err == nil && !recovering {
+		err = errors.New("not in recovery: promoted, it no longer follows the primary")
+	}
+	if err == nil {
+		replay, err = ParseLSN(s)
+	}
+	var bytes int64
+	var late time.Duration
+	if err == nil {
+		bytes, late = r.pos.lag(time.Now(), replay)
+		if late > r.o.MaxLag {
+			err = fmt.Errorf("lags %s behind the primary (MaxLag %s)", late.Round(time.Millisecond), r.o.MaxLag)
+		}
+	}
+	rep.mu.Lock()
+	rep.lagBytes, rep.lagSeconds = bytes, late.Seconds()
+	if err != nil {
+		rep.lastErr = err.Error()
+	}
+	rep.mu.Unlock()
+	if err != nil {
+		rep.leave()
+		return
+	}
+	rep.join(replay)
+}
+
+// pollRow runs q on the poller's own connection *conn (connecting when
+// there is none), bounded by timeout; a failure closes the connection so
+// the next poll starts afresh.
+func pollRow(ctx context.Context, conn **pgx.Conn, url string, timeout time.Duration, q string, dest ...any) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if *conn == nil {
+		c, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return err
+		}
+		*conn = c
+	}
+	if err := (*conn).QueryRow(ctx, q).Scan(dest...); err != nil {
+		(*conn).Close(context.Background())
+		*conn = nil
+		return err
+	}
+	return nil
+}
