@@ -43,8 +43,9 @@ type App struct {
 	lim            *limits
 	metrics        *obs.Metrics // nil with METRICS=0 and in a CGI child
 	front          Front
-	pg             *postgresWatch // nil: no breaker in front of PostgreSQL (tests, stage 0)
-	pages          FrontPages     // nil: no front cache (before stage 8)
+	pg             *postgresWatch      // nil: no breaker in front of PostgreSQL (tests, stage 0)
+	pages          FrontPages          // nil: no front cache (before stage 8)
+	requests       echo.MiddlewareFunc // what a page runs after loading its session (Stage.Requests)
 }
 
 // New builds the App for cfg.Stage from the opened dependencies; the stage
@@ -138,6 +139,16 @@ func New(cfg Config, d *Deps) (*App, error) {
 	if stage.Uploads != nil {
 		if a.uploads, err = stage.Uploads(a, d); err != nil {
 			return nil, fmt.Errorf("app: uploads: %w", err)
+		}
+	}
+	a.requests = func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+	if stage.Requests != nil {
+		mw, err := stage.Requests(a, d)
+		if err != nil {
+			return nil, fmt.Errorf("app: requests: %w", err)
+		}
+		if mw != nil {
+			a.requests = mw
 		}
 	}
 	a.echo = a.routes()

@@ -310,6 +310,38 @@ var coreFlags = []string{"db", "redis", "data", "addr", "drain", "stage", "index
 
 func coreFlag(name string) bool { return slices.Contains(coreFlags, name) }
 
+// durationFlag is a stage's duration, a field of its setting s: NAME in
+// the environment and --name, which Validate keeps within lo..hi when set
+// (zero: the stage's default).
+func durationFlag[T any](s *setting[T], field func(*T) *time.Duration, name, env string, lo, hi time.Duration, usage string, commands ...string) Flag {
+	put := func(c *Config, d time.Duration) { s.set(c, func(v *T) { *field(v) = d }) }
+	const bad = "%q is not a duration (like 500ms)"
+	return Flag{
+		Name:     name,
+		Commands: commands,
+		env: func(c *Config) error {
+			return envValue(env, time.ParseDuration, bad, func(d time.Duration) { put(c, d) })
+		},
+		flag: func(c *Config, fs *flag.FlagSet) {
+			fs.Func(name, usage+" (env "+env+")", func(text string) error {
+				d, err := time.ParseDuration(text)
+				if err != nil {
+					return fmt.Errorf(bad, text)
+				}
+				put(c, d)
+				return nil
+			})
+		},
+		validate: func(c Config) error {
+			v := s.of(c)
+			if d := *field(&v); d != 0 && (d < lo || d > hi) {
+				return &ConfigError{env, fmt.Sprintf("%s is out of range (%s to %s)", d, lo, hi)}
+			}
+			return nil
+		},
+	}
+}
+
 // intFlag is a stage's number, a field of its setting s: NAME in the
 // environment and --name (both default to def()), which Validate keeps
 // within lo..hi; what names its unit in the messages ("workers").

@@ -46,7 +46,8 @@ func (a *App) fillFront(canonical func(c echo.Context) bool) echo.MiddlewareFunc
 			h := res.Header()
 			if err == nil && res.Status == http.StatusOK && !rec.overflow && len(h.Values("Set-Cookie")) == 0 &&
 				strings.HasPrefix(h.Get(echo.HeaderContentType), "text/html") && canonical(c) {
-				a.pages.Fill(context.WithoutCancel(req.Context()), req.URL.Path, req.URL.RawQuery, rec.buf.Bytes())
+				// The handler's context: what the request learnt on its way (stage 9: how old its reads were).
+				a.pages.Fill(context.WithoutCancel(c.Request().Context()), req.URL.Path, req.URL.RawQuery, rec.buf.Bytes())
 			}
 			return err
 		}

@@ -33,8 +33,8 @@ func (a *App) routes() *echo.Echo {
 	}
 
 	// public pages load the session; authed ones also require a logged-in user.
-	public := []echo.MiddlewareFunc{a.loadSession}
-	authed := []echo.MiddlewareFunc{a.loadSession, a.requireLogin}
+	public := []echo.MiddlewareFunc{a.loadSession, a.requests}
+	authed := []echo.MiddlewareFunc{a.loadSession, a.requests, a.requireLogin}
 
 	// Operations and assets: no session.
 	get("/healthz", a.healthz)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+	"github.com/labstack/echo/v4"
 	"gorm.io/gorm"
 
 	"flickrkillr/models"
@@ -29,7 +30,8 @@ import (
 // the stages before it built and returns it wrapped: stage 3's cache wraps
 // the photo store, stage 8's page deletion wraps stage 3's cache, and a
 // stage that routes reads wraps the database handle under both. A maker
-// (Serve, Sessions, Views, Lookups, Uploads, Front, Throttles, FrontPages)
+// (Serve, Sessions, Views, Lookups, Uploads, Front, Throttles, FrontPages,
+// Requests)
 // makes the one part it names; the last stage up to the one running that
 // sets it decides, because the new part replaces the old one (Redis
 // sessions do not wrap PostgreSQL's).
@@ -110,6 +112,10 @@ type Stage struct {
 	// (stage 8: memcached, read by nginx): nil keeps none. The stage's
 	// Gallery hook deletes the pages a write changes.
 	FrontPages func(a *App, d *Deps) (FrontPages, error)
+	// Requests makes a middleware that every page which loads a session
+	// runs right after loading it, around the handler (stage 9: a user who
+	// wrote reads their write on the next page): nil runs none.
+	Requests func(a *App, d *Deps) (echo.MiddlewareFunc, error)
 
 	steps []Stage // in a resolved Stage: the stages it folds, 0..Number
 }
@@ -291,6 +297,9 @@ func resolve(n int) (Stage, error) {
 		}
 		if s.FrontPages != nil {
 			r.FrontPages = s.FrontPages
+		}
+		if s.Requests != nil {
+			r.Requests = s.Requests
 		}
 	}
 	return r, nil

@@ -120,7 +120,9 @@ func sharedCache(d *Deps) (*models.Cache, error) {
 		}
 		if s, err := resolveRun(d.Config); err == nil {
 			for _, opt := range partsOf[cacheOption](s) {
-				opt(c)
+				if err := opt(d, c); err != nil {
+					return nil, err
+				}
 			}
 		}
 		return c, nil
@@ -128,8 +130,9 @@ func sharedCache(d *Deps) (*models.Cache, error) {
 }
 
 // cacheOption is what a later stage changes in how the cache works (a
-// Stage part: stage 5 stores a miss beside the rest of the page).
-type cacheOption func(*models.Cache)
+// Stage part: stage 5 stores a miss beside the rest of the page, stage 9
+// fences the fills from replicas).
+type cacheOption func(d *Deps, c *models.Cache) error
 
 var theCache = &resource[*models.Cache]{"stage 3's cache"}
 

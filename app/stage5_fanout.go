@@ -33,7 +33,7 @@ func init() {
 		Lookups: func(d *Deps) (models.Lookups, error) { return fanOut{limit: fanOutLimit}, nil },
 		// A miss hands its value back without waiting for Redis to store
 		// it: the SET runs beside the rest of the page.
-		Parts: []any{cacheOption((*models.Cache).StoreBeside)},
+		Parts: []any{cacheOption(func(_ *Deps, c *models.Cache) error { c.StoreBeside(); return nil })},
 	})
 }
 

@@ -38,11 +38,11 @@ func init() {
 		// a photo that becomes ready, deletes the pages it changes, or they
 		// would show the old page (or the placeholder) until their TTL.
 		Gallery: func(d *Deps, inner models.Gallery) (models.Gallery, error) {
-			s, err := frontStore(d)
-			if s == nil || err != nil {
+			p, err := frontPagesOf(d)
+			if p == nil || err != nil {
 				return inner, err
 			}
-			return withFrontPages(d.Log, inner, s), nil
+			return withFrontPages(d.Log, inner, p), nil
 		},
 		Topology: true, // `serve --stage 8`: never the default
 		Flags:    []Flag{frontCacheFlag},
@@ -133,8 +133,33 @@ func memcachedPages(a *App, d *Deps) (FrontPages, error) {
 	if a.metrics != nil {
 		a.metrics.Registry().MustRegister(frontCacheCollector{s})
 	}
-	return s, nil
+	return frontPagesOf(d)
 }
+
+// frontPagesOf is the front store as the pages and the writes use it: the
+// memcached client, wrapped by what later stages add (their frontPart:
+// stage 9 fences the fills), nil without a front cache.
+func frontPagesOf(d *Deps) (FrontPages, error) {
+	s, err := frontStore(d)
+	if s == nil || err != nil {
+		return nil, err
+	}
+	var p FrontPages = s
+	st, err := resolveRun(d.Config)
+	if err != nil {
+		return nil, err
+	}
+	for _, wrap := range partsOf[frontPart](st) {
+		if p, err = wrap(d, p); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// frontPart is what a later stage wraps around the front store (a Stage
+// part: stage 9's fence).
+type frontPart func(d *Deps, p FrontPages) (FrontPages, error)
 
 // frontStore is the process's one client of the memcached at MEMCACHED_ADDR
 // (which the supervisor gives its instances and its worker processes), nil

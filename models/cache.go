@@ -43,10 +43,32 @@ type Cache struct {
 	log     *slog.Logger
 	flight  singleflight.Group
 	lastLog atomic.Int64
-	near    *LRU // the values last read; their keys carry their generations, so an entry is never stale
-	beside  bool // StoreBeside
-	ride    bool // RideWithSessions: Expect's reads go with the session's load
+	near    *LRU  // the values last read; their keys carry their generations, so an entry is never stale
+	beside  bool  // StoreBeside
+	ride    bool  // RideWithSessions: Expect's reads go with the session's load
+	fence   Fence // FenceWith: nil, reads are never older than the last commit
 }
+
+// A Fence keeps a miss from computing its value from data older than the
+// write that invalidated it, where reads may be served late (stage 9's
+// replicas replay the primary's commits a little after them). A write's
+// Bump first has the fence note how far the writes have got (Invalidate),
+// then increments the generations; a miss's load runs in the context
+// Require gives, whose reads see at least that far. Without a fence the
+// generations alone suffice: every read sees every commit that returned.
+//
+// need names what Require's context needs (a position, "" for nothing):
+// concurrent misses of one key share one load only when they need the
+// same, or a user who must see their own write could be handed the value
+// of a visitor's load from a standby that has not replayed it.
+type Fence interface {
+	Invalidate(ctx context.Context, deps []string) error
+	Require(ctx context.Context, deps []string) (fenced context.Context, need string, err error)
+}
+
+// FenceWith makes the cache's bumps and misses go through f. Call it
+// before the first Load.
+func (c *Cache) FenceWith(f Fence) { c.fence = f }
 
 // NewCache keeps values in Redis for ttl, and up to nearBytes of them in
 // this process too (0: none).
@@ -109,10 +131,22 @@ func (c *Cache) Load(ctx context.Context, name string, deps []string, load func(
 		return v, err
 	}
 	timing.CountLookup(ctx, timing.Miss)
+	flight := key
+	if c.fence != nil {
+		// A write bumped these generations: the value must be read at
+		// least as late as that write (the key is the new generations').
+		fenced, need, err := c.fence.Require(ctx, deps)
+		if err != nil {
+			c.failOpen(err)
+			v, _, err := load(ctx) // and not stored: nobody knows how old it is
+			return v, err
+		}
+		ctx, flight = fenced, key+" "+need
+	}
 	// A miss. Concurrent misses on one key share one computation; it runs
 	// without the first caller's cancellation so that one impatient client
 	// cannot fail the others.
-	ch := c.flight.DoChan(key, func() (any, error) {
+	ch := c.flight.DoChan(flight, func() (any, error) {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		v, store, err := load(lctx)
@@ -157,6 +191,11 @@ func (c *Cache) Bump(ctx context.Context, deps ...string) {
 			delete(m.gens, d)
 		}
 		m.mu.Unlock()
+	}
+	if c.fence != nil { // before the increments: a miss that sees them sees the fence too
+		if err := c.fence.Invalidate(context.WithoutCancel(ctx), deps); err != nil {
+			c.log.Error("cache fence failed; a fill may keep a value read before this write until its TTL", "deps", deps, "err", err)
+		}
 	}
 	_, err := c.rdb.Pipelined(context.WithoutCancel(ctx), func(p redis.Pipeliner) error {
 		for _, d := range deps {

@@ -5,6 +5,9 @@
 #   scripts/pg.sh stop  dev|test   stop the cluster (its data stays)
 #   scripts/pg.sh url   dev|test   print the URL without starting anything
 #   scripts/pg.sh status dev|test  exit 0 when running
+#   scripts/pg.sh replication dev|test
+#                                  start it able to feed streaming standbys
+#                                  (stage 9: wal_level replica; a restart, once)
 #
 # "dev" (port 54329) holds the data of `make run`, `make seed` and the load tests.
 # "test" (port 54330) is for `make test`: throw-away databases, fsync off.
@@ -95,15 +98,19 @@ start() {
       echo "listen_addresses = '127.0.0.1'"
       echo "unix_socket_directories = ''"
       echo "max_connections = 200"
-      # No replication here: minimal WAL lets the seed's COPY skip writing WAL.
-      echo "wal_level = minimal"
-      echo "max_wal_senders = 0"
       echo "max_wal_size = 4GB"
       if [ "$which" = dev ]; then
+        # No replication until stage 9 asks (`pg.sh replication dev`):
+        # minimal WAL lets the seed's COPY skip writing WAL.
+        echo "wal_level = minimal"
+        echo "max_wal_senders = 0"
         echo "shared_buffers = 512MB"
         echo "maintenance_work_mem = 512MB"
         echo "work_mem = 16MB"
       else
+        # Stage 9's tests make streaming standbys of this cluster.
+        echo "wal_level = replica"
+        echo "max_wal_senders = 10"
         # Test databases are thrown away: durability buys nothing.
         echo "shared_buffers = 128MB"
         echo "fsync = off"
@@ -127,6 +134,20 @@ start() {
   url
 }
 
+# replication makes the running cluster able to feed streaming standbys
+# (stage 9): wal_level replica and WAL senders, which take a restart. A
+# cluster made before stage 9 (or the dev cluster, minimal for the seed's
+# COPY) is changed once, with ALTER SYSTEM (postgresql.auto.conf).
+replication() {
+  local psql level; psql="$(find_bin psql)"
+  level="$("$psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc "SHOW wal_level")"
+  [ "$level" = minimal ] || return 0
+  say "turning on replication in the $which cluster (wal_level replica, max_wal_senders 10): a restart"
+  "$psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qc "ALTER SYSTEM SET wal_level = replica" -c "ALTER SYSTEM SET max_wal_senders = 10" >&2
+  as_owner "$(find_bin pg_ctl)" -D "$data" -l "$root/.pgdata/$which.log" -o "-p $port" -m fast -w -t 60 restart >/dev/null \
+    || { say "PostgreSQL did not restart; the end of .pgdata/$which.log says:"; tail -n 20 "$root/.pgdata/$which.log" >&2; exit 1; }
+}
+
 stop() {
   if running; then
     as_owner "$(find_bin pg_ctl)" -D "$data" -m fast -w stop >/dev/null
@@ -135,9 +156,11 @@ stop() {
 }
 
 case "$cmd" in
-  start) start ;;
+  start)
+    if [ "$which" = test ]; then start >/dev/null; replication; url; else start; fi ;;
+  replication) start >/dev/null; replication; url ;;
   stop) stop ;;
   url) url ;;
   status) running ;;
-  *) echo "usage: scripts/pg.sh start|stop|url|status dev|test" >&2; exit 2 ;;
+  *) echo "usage: scripts/pg.sh start|stop|url|status|replication dev|test" >&2; exit 2 ;;
 esac

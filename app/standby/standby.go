@@ -352,3 +352,45 @@ func versionOf(binDir string) int {
 	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
 	return n
 }
+
+// Supervised is a standby for a supervisor that starts, restarts and stops
+// its server itself (package topology's services): made by Prepare, its
+// server's output appended to Dir/standby.log, removed with its slot by
+// Remove.
+type Supervised struct {
+	o Options
+	s *Standby
+}
+
+// Supervise is the standby o describes, made when Prepare runs.
+func Supervise(o Options) *Supervised { return &Supervised{o: o} }
+
+// Prepare makes the standby (Make).
+func (v *Supervised) Prepare(ctx context.Context) (err error) {
+	v.s, err = Make(ctx, v.o)
+	return err
+}
+
+// Command is the server in the foreground, its output in Dir/standby.log.
+func (v *Supervised) Command() *exec.Cmd {
+	cmd := v.s.Command()
+	if f, err := os.OpenFile(filepath.Join(v.s.Dir, "standby.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
+		cmd.Stdout, cmd.Stderr = f, f // the child has its own descriptor; ours is closed when collected
+	}
+	return cmd
+}
+
+// Cred is the user the server runs as (after Prepare).
+func (v *Supervised) Cred() *syscall.Credential { return v.s.Cred() }
+
+// Ready waits until the server accepts queries in recovery.
+func (v *Supervised) Ready(ctx context.Context) error { return v.s.WaitReady(ctx, time.Minute) }
+
+// Remove drops the slot and the directory once the server is stopped; a
+// standby never made leaves nothing to remove.
+func (v *Supervised) Remove(ctx context.Context) error {
+	if v.s == nil {
+		return nil
+	}
+	return v.s.Remove(ctx)
+}

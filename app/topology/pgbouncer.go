@@ -36,6 +36,11 @@ var ErrNoPgBouncer = errors.New("topology: pgbouncer is not installed")
 type PgBouncer struct {
 	// DatabaseURL is PostgreSQL's, as the instances would use it directly.
 	DatabaseURL string
+	// Replicas are more servers of the same database (stage 9's streaming
+	// standbys, libpq URLs), each pooled under a name of its own with the
+	// same pool size; the instances get their pooled URLs, in this order,
+	// in ReplicaPoolEnv.
+	Replicas []string
 	// PoolSize is the server connections PgBouncer opens to the database
 	// (0: half of what max_connections leaves after the superuser's
 	// reserve, at most 40; the other half stays for migrate, psql and any
@@ -46,9 +51,10 @@ type PgBouncer struct {
 // pgbouncer is the running pooler.
 type pgbouncer struct {
 	*proc
-	Addr     string // its listener
-	URL      string // what the instances connect to
-	Admin    string // its admin console's URL (SHOW POOLS, SHOW STATS)
+	Addr     string   // its listener
+	URL      string   // what the instances connect to
+	Admin    string   // its admin console's URL (SHOW POOLS, SHOW STATS)
+	Replicas []string // the pooled URLs of PgBouncer.Replicas
 	PoolSize int
 	MaxConns int // PostgreSQL's max_connections
 }
@@ -59,7 +65,9 @@ var pgbouncerIni = template.Must(template.New("pgbouncer.ini").Parse(`; Stage 7:
 ; The server connections log in as DATABASE_URL's user, with its password
 ; (if any): a client's own credentials are PgBouncer's, not PostgreSQL's.
 {{.DBName}} = host={{.Host}} port={{.Port}} dbname={{.DBName}} user={{.User}}{{if .Password}} password='{{.Password}}'{{end}}
-
+{{range .Replicas}}; Stage 9: a streaming standby, for reads only.
+{{.Name}} = host={{.Host}} port={{.Port}} dbname={{$.DBName}} user={{$.User}}{{if $.Password}} password='{{$.Password}}'{{end}}
+{{end}}
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = {{.Port2}}
@@ -171,11 +179,23 @@ func (t *topology) startPgBouncer(ctx context.Context) error {
 		t.log.Warn("pgbouncer: the file-descriptor limit is below its max_client_conn plus the pool; raise ulimit -n",
 			"limit", lim.Cur, "max_client_conn", maxClients, "pool", b.PoolSize)
 	}
+	type replicaDB struct {
+		Name, Host string
+		Port       uint16
+	}
+	var replicas []replicaDB
+	for i, r := range o.Replicas {
+		rc, err := pgconn.ParseConfig(r)
+		if err != nil {
+			return fmt.Errorf("topology: pgbouncer: parse replica %d's URL: %w", i+1, err)
+		}
+		replicas = append(replicas, replicaDB{Name: fmt.Sprintf("%s_replica%d", be.Database, i+1), Host: rc.Host, Port: rc.Port})
+	}
 	var ini strings.Builder
 	if err := pgbouncerIni.Execute(&ini, map[string]any{
 		"DBName": be.Database, "Host": be.Host, "Port": be.Port, "Port2": port, "AuthFile": auth, "User": be.User,
 		"Password": be.Password, "Console": consoleUser,
-		"Pool": b.PoolSize, "MaxClients": maxClients,
+		"Pool": b.PoolSize, "MaxClients": maxClients, "Replicas": replicas,
 	}); err != nil {
 		return err
 	}
@@ -198,6 +218,9 @@ func (t *topology) startPgBouncer(ctx context.Context) error {
 	}), "db", "db") // beside PostgreSQL, as in the deployment of 07-scale-out.md
 	q := url.Values{"sslmode": {"disable"}}
 	b.URL = (&url.URL{Scheme: "postgres", User: url.UserPassword(be.User, appPass), Host: b.Addr, Path: "/" + be.Database, RawQuery: q.Encode()}).String()
+	for _, r := range replicas {
+		b.Replicas = append(b.Replicas, (&url.URL{Scheme: "postgres", User: url.UserPassword(be.User, appPass), Host: b.Addr, Path: "/" + r.Name, RawQuery: q.Encode()}).String())
+	}
 	b.Admin = (&url.URL{Scheme: "postgres", User: url.UserPassword(consoleUser, consolePass), Host: b.Addr, Path: "/pgbouncer", RawQuery: q.Encode()}).String()
 	t.ports.release(b.Addr)
 	if err := b.start(ctx); err != nil {
@@ -216,6 +239,20 @@ func (t *topology) startPgBouncer(ctx context.Context) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("topology: pgbouncer did not start on %s (%s; its configuration: %s)", b.Addr, b.status().LastExit, conf)
+}
+
+// ReplicaPoolEnv names, in an instance's environment, the pooled URLs of
+// PgBouncer.Replicas (comma-separated, in their order).
+const ReplicaPoolEnv = "REPLICA_POOL_URLS"
+
+// env is what an instance or a worker process gets to reach PostgreSQL
+// through PgBouncer.
+func (b *pgbouncer) env() []string {
+	env := []string{"DATABASE_URL=" + b.URL, "DATABASE_POOLER=transaction"}
+	if len(b.Replicas) > 0 {
+		env = append(env, ReplicaPoolEnv+"="+strings.Join(b.Replicas, ","))
+	}
+	return env
 }
 
 func (t *topology) nInstances() int {

@@ -107,6 +107,9 @@ type Options struct {
 	// Metrics are served on the supervisor's /metrics beside what it
 	// gathers from the instances (the scale model's hosts), unlabelled.
 	Metrics prometheus.Gatherer
+	// Services are processes a later stage brings (services.go; stage 9:
+	// the streaming standbys), started before PgBouncer and the instances.
+	Services []Service
 }
 
 // topology is what the supervisor runs and owns.
@@ -129,6 +132,9 @@ type topology struct {
 	// Stage 8 (memcached.go): nil unless Options.FrontCache is FrontMemcached.
 	memcached     *proc
 	memcachedAddr string
+	// Options.Services, as started (services.go).
+	services    []*service
+	servicesCtx context.Context
 }
 
 // inHost makes p's processes land in the scale model's host (Options.Place).
@@ -167,6 +173,8 @@ func Run(ctx context.Context, o Options) error {
 
 	// Each kind of process has its own context, cancelled in order at the end.
 	redisCtx, stopRedis := context.WithCancel(context.Background())
+	servicesCtx, stopServices := context.WithCancel(context.Background())
+	t.servicesCtx = servicesCtx
 	poolerCtx, stopPooler := context.WithCancel(context.Background())
 	instCtx, stopInstances := context.WithCancel(context.Background())
 	nginxCtx, stopNginx := context.WithCancel(context.Background())
@@ -185,6 +193,8 @@ func Run(ctx context.Context, o Options) error {
 		if t.pgbouncer != nil {
 			<-t.pgbouncer.done
 		}
+		stopServices()
+		t.stopServices()
 		stopRedis()
 		for _, r := range []*proc{t.redis, t.cacheRedis} {
 			if r != nil {
@@ -212,6 +222,9 @@ func Run(ctx context.Context, o Options) error {
 		if err := t.startMemcached(redisCtx); err != nil {
 			return err
 		}
+	}
+	if err := t.startServices(ctx); err != nil {
+		return err
 	}
 	if o.PgBouncer != nil {
 		if err := t.startPgBouncer(poolerCtx); err != nil {
@@ -249,7 +262,7 @@ func Run(ctx context.Context, o Options) error {
 			env = append(env, CacheRedisEnv+"="+t.cacheRedisURL)
 		}
 		if t.pgbouncer != nil { // after Env's: exec.Cmd keeps the last of a name
-			env = append(env, "DATABASE_URL="+t.pgbouncer.URL, "DATABASE_POOLER=transaction")
+			env = append(env, t.pgbouncer.env()...)
 		}
 		args := o.Command
 		if len(o.CPUs) > 0 { // pinned before exec, so GOMAXPROCS follows
@@ -341,7 +354,7 @@ func (t *topology) startWorkers(ctx context.Context) error {
 			env = append(env, MemcachedEnv+"="+t.memcachedAddr)
 		}
 		if t.pgbouncer != nil {
-			env = append(env, "DATABASE_URL="+t.pgbouncer.URL, "DATABASE_POOLER=transaction")
+			env = append(env, t.pgbouncer.env()...)
 		}
 		args := t.o.WorkerCommand
 		w.proc = t.inHost(newProc(w.Name, t.log, syscall.SIGTERM, func() *exec.Cmd {

@@ -101,6 +101,15 @@ func (t *topology) view() topologyView {
 	if t.pgbouncer != nil {
 		v.Processes = append(v.Processes, topologyProc{procStatus: t.pgbouncer.status(), Role: "PostgreSQL pooler", Addr: t.pgbouncer.Addr})
 	}
+	for _, sv := range t.services {
+		role := sv.Role
+		if sv.Status != nil && sv.status().Up {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			role += ": " + sv.Status(ctx)
+			cancel()
+		}
+		v.Processes = append(v.Processes, topologyProc{procStatus: sv.status(), Role: role, Addr: sv.Addr})
+	}
 	if t.redis != nil {
 		v.Processes = append(v.Processes, topologyProc{procStatus: t.redis.status(), Role: durableRedis.role, Addr: t.redisURL})
 	}

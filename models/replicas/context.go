@@ -35,20 +35,51 @@ type (
 )
 
 // state is what the Router learns about a request while it runs.
-type state struct{ wrote atomic.Bool }
+type state struct {
+	wrote atomic.Bool
+	// oldest is the lowest polled position of the replicas its reads went
+	// to (noReplicaRead: none did); a replica read there had replayed at
+	// least that much.
+	oldest atomic.Uint64
+}
+
+const noReplicaRead = ^uint64(0)
 
 // Track marks ctx as one request's: the Router notes whether it wrote, so
 // its later reads go to the primary and WriteLSN knows to read the
-// position to keep for the user.
+// position to keep for the user, and how old the data it read may be
+// (ReadAtLeast).
 func Track(ctx context.Context) context.Context {
-	return context.WithValue(ctx, stateKey{}, &state{})
+	st := &state{}
+	st.oldest.Store(noReplicaRead)
+	return context.WithValue(ctx, stateKey{}, st)
+}
+
+// readFrom notes that a read of the request went to a replica polled at pos.
+func (st *state) readFrom(pos LSN) {
+	for {
+		cur := st.oldest.Load()
+		if uint64(pos) >= cur || st.oldest.CompareAndSwap(cur, uint64(pos)) {
+			return
+		}
+	}
+}
+
+// ReadAtLeast says whether every read so far of the request tracked by ctx
+// saw the WAL up to lsn: it read only the primary, or replicas that had
+// replayed past lsn. A caller that is about to keep what it read for others
+// (a cache fill) asks this first. Untracked, nobody knows: false.
+func ReadAtLeast(ctx context.Context, lsn LSN) bool {
+	st, ok := ctx.Value(stateKey{}).(*state)
+	return ok && st.oldest.Load() >= uint64(lsn)
 }
 
 // WithMinLSN says the reads under ctx must see the WAL up to lsn (the
 // position kept for the user after their last write): they go to a
-// replica that has replayed past it, else to the primary.
+// replica that has replayed past it, else to the primary. A lower lsn than
+// ctx already needs changes nothing.
 func WithMinLSN(ctx context.Context, lsn LSN) context.Context {
-	if lsn == 0 {
+	if lsn <= minLSN(ctx) {
 		return ctx
 	}
 	return context.WithValue(ctx, minLSNKey{}, lsn)
@@ -58,6 +89,19 @@ func WithMinLSN(ctx context.Context, lsn LSN) context.Context {
 // SELECTs that write (nextval), and for reads that must not be stale.
 func OnPrimary(ctx context.Context) context.Context {
 	return context.WithValue(ctx, primaryKey{}, true)
+}
+
+// Needs says what the reads under ctx need, as text: "primary" (OnPrimary,
+// or the request wrote), a position, or "" for any replica in the
+// rotation. Two loads that need the same may share their result.
+func Needs(ctx context.Context) string {
+	if ctx.Value(primaryKey{}) != nil || Wrote(ctx) {
+		return "primary"
+	}
+	if l := minLSN(ctx); l > 0 {
+		return l.String()
+	}
+	return ""
 }
 
 func minLSN(ctx context.Context) LSN {
@@ -85,10 +129,18 @@ func (r *Router) WriteLSN(ctx context.Context) (lsn LSN, ok bool, err error) {
 	if !Wrote(ctx) {
 		return 0, false, nil
 	}
+	lsn, err = r.PrimaryLSN(ctx)
+	return lsn, err == nil, err
+}
+
+// PrimaryLSN is the primary's pg_current_wal_insert_lsn() now: every
+// commit that has returned ends at or before it. A write's invalidation
+// (a cache generation, a front page) records it, so that a later fill reads
+// at least that far.
+func (r *Router) PrimaryLSN(ctx context.Context) (LSN, error) {
 	var s string
 	if err := r.primary.QueryRowContext(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&s); err != nil {
-		return 0, false, fmt.Errorf("replicas: read the primary's WAL position: %w", err)
+		return 0, fmt.Errorf("replicas: read the primary's WAL position: %w", err)
 	}
-	lsn, err = ParseLSN(s)
-	return lsn, err == nil, err
+	return ParseLSN(s)
 }

@@ -240,6 +240,9 @@ func (r *Router) route(ctx context.Context, query string) *replica {
 		// replica caught up" is GitLab's bug 413203 (stale reads).
 		if pos >= need {
 			rep.reads.Add(1)
+			if st != nil {
+				st.readFrom(pos)
+			}
 			return rep
 		}
 	}

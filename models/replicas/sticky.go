@@ -99,3 +99,49 @@ func (r *Router) Keep(ctx context.Context, s Sticky, user string, ttl time.Durat
 	}
 	return s.Set(ctx, user, lsn, ttl)
 }
+
+// Marks are positions kept by name rather than by user (RedisSticky under
+// another prefix): a write's invalidation keeps the primary's position for
+// each thing it invalidated, and a fill needs the highest of them.
+type Marks struct{ *RedisSticky }
+
+// SetAll keeps lsn under every name for ttl, in one round trip (unless a
+// later position is kept there already). EVAL, not EVALSHA: a pipeline
+// cannot fall back when the script is not loaded yet.
+func (m Marks) SetAll(ctx context.Context, names []string, lsn LSN, ttl time.Duration) error {
+	_, err := m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, n := range names {
+			raise.Eval(ctx, p, []string{m.prefix + n}, strconv.FormatUint(uint64(lsn), 10), ttl.Milliseconds())
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("replicas: keep the positions: %w", err)
+	}
+	return nil
+}
+
+// Max is the highest position kept under names (0: none), in one MGET.
+func (m Marks) Max(ctx context.Context, names []string) (LSN, error) {
+	keys := make([]string, len(names))
+	for i, n := range names {
+		keys[i] = m.prefix + n
+	}
+	vals, err := m.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return 0, fmt.Errorf("replicas: read the kept positions: %w", err)
+	}
+	var highest LSN
+	for _, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("replicas: kept position %q: %w", s, err)
+		}
+		highest = max(highest, LSN(n))
+	}
+	return highest, nil
+}
