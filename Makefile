@@ -3,6 +3,9 @@
 
 BIN := bin/flickrkillr
 DB_URL = $${DATABASE_URL:-$$(scripts/pg.sh start dev)}
+# Stage 9 makes streaming standbys of the database: the project-local
+# cluster turns replication on first (once, a restart; docs/stages/09-replicas.md).
+DB_URL_REPLICATING = $${DATABASE_URL:-$$(scripts/pg.sh replication dev)}
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -33,7 +36,8 @@ seed: build ## the full demo data set: 100k users, 10-20 photos each (replaces t
 	@DATABASE_URL=$(DB_URL) $(BIN) seed --reset $(SEED_FLAGS)
 
 serve: build ## serve STAGE against the existing data (no seeding; INDEXES=1: on the indexed schema)
-	@DATABASE_URL=$(DB_URL) $(BIN) serve $${STAGE:+--stage $$STAGE}
+	@if [ "$${STAGE:-0}" -ge 9 ]; then DATABASE_URL=$(DB_URL_REPLICATING) $(BIN) serve --stage $$STAGE; \
+	  else DATABASE_URL=$(DB_URL) $(BIN) serve $${STAGE:+--stage $$STAGE}; fi
 
 loadtest: build ## load-test a running server (URL, DURATION, CONCURRENCY, SCENARIO=upload …)
 	@$(BIN) loadtest --url $${URL:-http://127.0.0.1:8080} $${DURATION:+--duration $$DURATION} $${CONCURRENCY:+--concurrency $$CONCURRENCY} $${SCENARIO:+--scenario $$SCENARIO}
@@ -41,7 +45,7 @@ loadtest: build ## load-test a running server (URL, DURATION, CONCURRENCY, SCENA
 # The servers of the sweep share a private redis-server when Debian's is installed: an in-process
 # miniredis starves into timeouts on a busy machine (docs/loadtest.md).
 loadtest-sweep: build ## measure both ladders on the current data into results/ (and the docs' figures)
-	@DATABASE_URL=$(DB_URL) $(BIN) loadtest sweep --out results --docs docs/stages,README.md \
+	@DATABASE_URL=$(DB_URL_REPLICATING) $(BIN) loadtest sweep --out results --docs docs/stages,README.md \
 	  $$(command -v redis-server >/dev/null && echo --redis-server) $(SWEEP_FLAGS)
 
 loadtest-report: build ## write results/ and the docs' figures again from results/sweep.json (no measuring)

@@ -74,15 +74,36 @@ func TestStage9ReadYourWritesWithADelayedStandby(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("STAGE9_PROBES")); err == nil && n > 0 {
 		probes = n // the target: STAGE9_PROBES=1000
 	}
-	var misses int
+	// The browse mix beside the probes: another user reading (and
+	// favoriting) and anonymous visitors, who read the delayed standby.
+	bob := newTopologyBrowser(t, base)
+	bob.signup("bob")
+	browsing := startTraffic(base, bob.c.Jar, photo, true)
+	anonymous := startAnonymousTraffic(base, []string{"/", "/users/alice", "/tags/sea"})
+	var misses, kinds int
 	start := time.Now()
 	for i := range probes {
+		if i%100 == 50 { // a sign-up and an upload: the new user's page, the new photo's
+			kinds += 2
+			name := fmt.Sprintf("probe%d", i)
+			newcomer := newTopologyBrowser(t, base)
+			newcomer.signup(name)
+			if r := newcomer.get("/users/" + name); r.Status != http.StatusOK {
+				misses++
+			}
+			res := newcomer.upload(map[string]string{"title": "Probe " + name, "tags": "sea"}, "p.jpg", testJPEG(t, 32, 24))
+			mustStatus(t, res, http.StatusSeeOther)
+			if r := newcomer.get(res.Header.Get("Location")); r.Status != http.StatusOK || !strings.Contains(r.Body, "Probe "+name) {
+				misses++
+			}
+		}
 		body := fmt.Sprintf("probe %d of %d", i, probes)
 		mustStatus(t, alice.post(photo+"/comments", url.Values{"body": {body}}), http.StatusSeeOther)
 		if r := alice.get(photo); !strings.Contains(r.Body, body) {
 			misses++
 		}
 		if i%10 == 0 { // and a favorite, which changes the star and the count
+			kinds++
 			action := []string{"add", "remove"}[i/10%2]
 			mustStatus(t, alice.post(photo+"/favorite", url.Values{"action": {action}}), http.StatusSeeOther)
 			r := alice.get(photo)
@@ -92,9 +113,16 @@ func TestStage9ReadYourWritesWithADelayedStandby(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("read-your-writes: %d probes (and %d favorites) in %s, %d missed", probes, (probes+9)/10, time.Since(start).Round(time.Millisecond), misses)
+	took := time.Since(start)
+	n1, f1, first1 := browsing.stop()
+	n2, f2, first2 := anonymous.stop()
+	t.Logf("read-your-writes: %d comments and %d favorites, sign-ups and uploads in %s, %d missed; beside them %d logged-in and %d anonymous requests, %d and %d failed",
+		probes, kinds, took.Round(time.Millisecond), misses, n1, n2, f1, f2)
 	if misses > 0 {
-		t.Errorf("%d of the writer's next reads missed the write", misses)
+		t.Errorf("%d of the writers' next reads missed the write", misses)
+	}
+	if f1 > 0 || f2 > 0 {
+		t.Errorf("the browse mix failed: %d logged-in (first: %v), %d anonymous (first: %v)", f1, first1, f2, first2)
 	}
 
 	// An anonymous visitor reads the standby (or the front cache): the
