@@ -19,7 +19,7 @@ import (
 func TestImportsPointOneWay(t *testing.T) {
 	const app = "flickrkillr/app"
 	const models, leaf = "flickrkillr/models", "flickrkillr/models/timing"
-	mechanisms := []string{app + "/obs", app + "/guard", app + "/netdelay", app + "/jobqueue", app + "/topology", app + "/frontcache", app + "/scalemodel"}
+	mechanisms := []string{app + "/obs", app + "/guard", app + "/netdelay", app + "/jobqueue", app + "/topology", app + "/frontcache", app + "/scalemodel", app + "/standby"}
 	may := map[string][]string{ // the mechanisms each mechanism may use
 		app + "/obs":        nil,
 		app + "/guard":      nil,
@@ -28,6 +28,7 @@ func TestImportsPointOneWay(t *testing.T) {
 		app + "/topology":   {app + "/obs", app + "/guard"},
 		app + "/frontcache": {app + "/guard"}, // stage 8
 		app + "/scalemodel": nil,              // the scale model's hosts (every stage)
+		app + "/standby":    nil,              // stage 9's streaming standbys
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {

@@ -16,7 +16,7 @@ func TestBadConfigurationExits2WithOneLine(t *testing.T) {
 	}{
 		{"no database", map[string]string{"DATABASE_URL": ""}, []string{"serve"}, "DATABASE_URL"},
 		{"stage not a number", map[string]string{"STAGE": "two"}, []string{"serve"}, "STAGE"},
-		{"stage unknown", map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x"}, []string{"serve", "--stage", "9"}, "STAGE"},
+		{"stage unknown", map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x"}, []string{"serve", "--stage", "99"}, "STAGE"},
 		{"bad redis url", map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x", "REDIS_URL": "nope://"}, []string{"serve"}, "REDIS_URL"},
 		{"indexes not a boolean", map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/x", "INDEXES": "please"}, []string{"migrate"}, "INDEXES"},
 		{"unknown flag", nil, []string{"migrate", "--bogus"}, "bogus"},

@@ -154,8 +154,10 @@ func replicasTopology(cfg Config, o *topology.Options) {
 			return append(instanceEnv(name, addr, admin, redisURL), env...)
 		}
 	}
-	if workerEnv := o.WorkerEnv; workerEnv != nil {
-		o.WorkerEnv = func(name, admin, redisURL string) []string { return append(workerEnv(name, admin, redisURL), env...) }
+	if workerEnv := o.WorkerEnv; workerEnv != nil { // PostgreSQL itself for the primary's position, as an instance has
+		o.WorkerEnv = func(name, admin, redisURL string) []string {
+			return append(workerEnv(name, admin, redisURL), append(env, "WATCHDOG_DATABASE_URL="+cfg.DatabaseURL)...)
+		}
 	}
 	o.Attrs = append(o.Attrs, "replicas", len(urls), "replica_max_lag", maxLagOf(cfg))
 }
@@ -239,7 +241,9 @@ func replicaRouter(d *Deps, primary *gorm.DB) (*replicas.Router, error) {
 			d.OnClose(func() error { models.Close(db); return nil })
 			list = append(list, replicas.Replica{Name: fmt.Sprintf("replica-%d", i+1), URL: u, DB: db})
 		}
-		r := replicas.New(primary, primaryURL(d.Config), list, replicas.Options{MaxLag: maxLagOf(d.Config)})
+		// Only the requests the Requests hook tracks read the standbys: a
+		// worker's job (a photo it was just handed) reads the primary.
+		r := replicas.New(primary, primaryURL(d.Config), list, replicas.Options{MaxLag: maxLagOf(d.Config), TrackedOnly: true})
 		r.Start(ctx) // returns after a first round of positions
 		d.OnClose(func() error { stop(); return nil })
 		return r, nil
@@ -287,7 +291,9 @@ func readYourWrites(a *App, d *Deps) (echo.MiddlewareFunc, error) {
 				if id == 0 {
 					return
 				}
-				if err := r.Keep(ctx, sticky, strconv.FormatInt(id, 10), ttl); err != nil {
+				// Not cancelled with the request: a client gone after its write
+				// still has the write to see when it comes back.
+				if err := r.Keep(context.WithoutCancel(ctx), sticky, strconv.FormatInt(id, 10), ttl); err != nil {
 					a.log.Error("app: could not keep the user's write position; their next page may miss it for up to the max lag", "err", err)
 				}
 			})
@@ -296,19 +302,22 @@ func readYourWrites(a *App, d *Deps) (echo.MiddlewareFunc, error) {
 	}, nil
 }
 
-// theFence is the process's fence over the cache Redis (where the cache's
-// generations are bumped), nil without replicas.
+// theFence is the process's fence, nil without replicas. Its marks live in
+// the durable Redis: in the cache Redis, which evicts, a mark evicted
+// before its time would let a fill from a lagging standby be stored. A
+// mark lives until every standby in the rotation has the write, plus the
+// longest a request may take between its reads and its fill.
 func theFence(d *Deps) (*replicas.Fence, error) {
 	r, err := replicaRouter(d, d.DB)
 	if r == nil || err != nil {
 		return nil, err
 	}
 	return fenceOf.get(d, func() (*replicas.Fence, error) {
-		rdb, err := d.CacheRedis()
+		rdb, err := d.Redis()
 		if err != nil {
 			return nil, err
 		}
-		return replicas.NewFence(r, rdb, "fence:", stickyFor(d.Config)), nil
+		return replicas.NewFence(r, rdb, "fence:", stickyFor(d.Config)+requestTimeout), nil
 	})
 }
 

@@ -356,27 +356,29 @@ func versionOf(binDir string) int {
 // Supervised is a standby for a supervisor that starts, restarts and stops
 // its server itself (package topology's services): made by Prepare, its
 // server's output appended to Dir/standby.log, removed with its slot by
-// Remove.
+// Remove, which also undoes a Prepare that failed half-way.
 type Supervised struct {
-	o Options
-	s *Standby
+	o   Options
+	s   *Standby
+	log *os.File // Dir/standby.log, open from Prepare to Remove
 }
 
 // Supervise is the standby o describes, made when Prepare runs.
 func Supervise(o Options) *Supervised { return &Supervised{o: o} }
 
-// Prepare makes the standby (Make).
+// Prepare makes the standby (Make) and opens its log.
 func (v *Supervised) Prepare(ctx context.Context) (err error) {
-	v.s, err = Make(ctx, v.o)
+	if v.s, err = Make(ctx, v.o); err != nil {
+		return err
+	}
+	v.log, err = os.OpenFile(filepath.Join(v.s.Dir, "standby.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	return err
 }
 
 // Command is the server in the foreground, its output in Dir/standby.log.
 func (v *Supervised) Command() *exec.Cmd {
 	cmd := v.s.Command()
-	if f, err := os.OpenFile(filepath.Join(v.s.Dir, "standby.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
-		cmd.Stdout, cmd.Stderr = f, f // the child has its own descriptor; ours is closed when collected
-	}
+	cmd.Stdout, cmd.Stderr = v.log, v.log
 	return cmd
 }
 
@@ -386,11 +388,18 @@ func (v *Supervised) Cred() *syscall.Credential { return v.s.Cred() }
 // Ready waits until the server accepts queries in recovery.
 func (v *Supervised) Ready(ctx context.Context) error { return v.s.WaitReady(ctx, time.Minute) }
 
-// Remove drops the slot and the directory once the server is stopped; a
-// standby never made leaves nothing to remove.
+// Remove drops the slot and the directory once the server is stopped.
+// After a Prepare that failed (pg_basebackup makes the slot first), or
+// was interrupted, it drops what there is.
 func (v *Supervised) Remove(ctx context.Context) error {
-	if v.s == nil {
-		return nil
+	if v.log != nil {
+		v.log.Close()
 	}
-	return v.s.Remove(ctx)
+	if v.s != nil {
+		return v.s.Remove(ctx)
+	}
+	if err := DropSlot(ctx, v.o.PrimaryURL, v.o.Slot); err != nil {
+		return err
+	}
+	return os.RemoveAll(v.o.Dir)
 }

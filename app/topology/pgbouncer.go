@@ -171,11 +171,12 @@ func (t *topology) startPgBouncer(ctx context.Context) error {
 	if err := os.WriteFile(auth, []byte(fmt.Sprintf("%q %q\n%q %q\n", be.User, appPass, consoleUser, consolePass)), 0o600); err != nil {
 		return err
 	}
-	maxClients := max(t.nInstances()*100+100, 500)
+	// Every process opens a pool to the primary and one to each replica.
+	maxClients := max(t.nInstances()*100+100, 500) * (1 + len(o.Replicas))
 	// PgBouncer keeps the file-descriptor limit it starts with (with -u; runuser's PAM lowered it to 1024):
 	// every client and server connection is one.
 	var lim syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < uint64(maxClients+b.PoolSize+50) {
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < uint64(maxClients+b.PoolSize*(1+len(o.Replicas))+50) {
 		t.log.Warn("pgbouncer: the file-descriptor limit is below its max_client_conn plus the pool; raise ulimit -n",
 			"limit", lim.Cur, "max_client_conn", maxClients, "pool", b.PoolSize)
 	}

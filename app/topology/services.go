@@ -39,7 +39,8 @@ type Service struct {
 	Status func(ctx context.Context) string
 	// Remove undoes Prepare after the process has stopped for good (a
 	// standby's replication slot, which would keep WAL on the primary for
-	// ever); nil: nothing. It runs on every exit path once Prepare ran.
+	// ever); nil: nothing. It runs on every exit path once Prepare began,
+	// also after a Prepare that failed half-way.
 	Remove func(ctx context.Context) error
 }
 
@@ -54,14 +55,14 @@ type service struct {
 // its instances would not find what they were told to use.
 func (t *topology) startServices(ctx context.Context) error {
 	for _, s := range t.o.Services {
+		sv := &service{Service: s}
+		t.services = append(t.services, sv) // removed at the end, even when Prepare fails half-way
 		if s.Prepare != nil {
 			t.log.Info("preparing "+s.Name, "role", s.Role)
 			if err := s.Prepare(ctx); err != nil {
 				return fmt.Errorf("topology: prepare %s: %w", s.Name, err)
 			}
 		}
-		sv := &service{Service: s}
-		t.services = append(t.services, sv) // removed at the end even if it never starts
 		sig := s.StopSignal
 		if sig == 0 {
 			sig = syscall.SIGTERM
@@ -95,7 +96,9 @@ func (t *topology) startServices(ctx context.Context) error {
 // context) and removes what their Prepare made, each bounded in time.
 func (t *topology) stopServices() {
 	for _, s := range t.services {
-		<-s.done // closed also when it never started
+		if s.proc != nil {
+			<-s.done // closed also when it never started
+		}
 		if s.Remove == nil {
 			continue
 		}

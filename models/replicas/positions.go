@@ -61,6 +61,8 @@ func (rep *replica) readContext(ctx context.Context, timeout time.Duration) (con
 	return qctx, cancel
 }
 
+// leave takes a standby that is down out of the rotation and ends its
+// reads in flight (they run again on the primary).
 func (rep *replica) leave() {
 	rep.mu.Lock()
 	defer rep.mu.Unlock()
@@ -70,6 +72,14 @@ func (rep *replica) leave() {
 	rep.kill()
 }
 
+// lagBehind takes a standby that answers but lags too far out of the
+// rotation: no new reads, and the reads in flight finish there.
+func (rep *replica) lagBehind() {
+	if rep.in.Swap(false) {
+		rep.left.Add(1)
+	}
+}
+
 func (rep *replica) join(pos LSN) {
 	rep.pos.Store(uint64(pos))
 	if rep.in.Load() {
@@ -77,7 +87,9 @@ func (rep *replica) join(pos LSN) {
 	}
 	rep.mu.Lock()
 	defer rep.mu.Unlock()
-	rep.alive, rep.kill = context.WithCancel(context.Background())
+	if rep.alive.Err() != nil { // it left down: a new life for its reads
+		rep.alive, rep.kill = context.WithCancel(context.Background())
+	}
 	rep.in.Store(true)
 }
 
@@ -192,10 +204,11 @@ func (r *Router) pollReplica(ctx context.Context, rep *replica) {
 	}
 	var bytes int64
 	var late time.Duration
+	lagging := false
 	if err == nil {
 		bytes, late = r.pos.lag(time.Now(), replay)
 		if late > r.o.MaxLag {
-			err = fmt.Errorf("lags %s behind the primary (MaxLag %s)", late.Round(time.Millisecond), r.o.MaxLag)
+			err, lagging = fmt.Errorf("lags %s behind the primary (MaxLag %s)", late.Round(time.Millisecond), r.o.MaxLag), true
 		}
 	}
 	rep.mu.Lock()
@@ -204,7 +217,11 @@ func (r *Router) pollReplica(ctx context.Context, rep *replica) {
 		rep.lastErr = err.Error()
 	}
 	rep.mu.Unlock()
-	if err != nil {
+	switch {
+	case lagging:
+		rep.lagBehind()
+		return
+	case err != nil:
 		rep.leave()
 		return
 	}

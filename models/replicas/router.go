@@ -52,6 +52,11 @@ type Options struct {
 	// MaxLag is the lag past which a replica leaves the rotation (5 s):
 	// the most a visitor without a position may see a write late.
 	MaxLag time.Duration
+	// TrackedOnly sends the reads of a context no request tracked (Track,
+	// ForUser) to the primary: a background job (an image worker reading a
+	// photo it was just handed) knows no position to need, and a standby
+	// that has not replayed the upload would say the photo is not there.
+	TrackedOnly bool
 	// ReadTimeout bounds a read on a replica (5 s) before it is retried on
 	// the primary: a paused server answers nothing, and its in-flight reads
 	// would wait forever. Reads on a replica that leaves the rotation are
@@ -172,7 +177,7 @@ func (r *Router) QueryContext(ctx context.Context, query string, args ...any) (*
 		rep.errors.Add(1)
 		return nil, err
 	}
-	r.fellBack(rep)
+	r.fellBack(rep, err)
 	return r.primary.QueryContext(ctx, query, args...)
 }
 
@@ -193,16 +198,33 @@ func (r *Router) QueryRowContext(ctx context.Context, query string, args ...any)
 		return row
 	}
 	cancel()
-	r.fellBack(rep)
+	r.fellBack(rep, err)
 	return r.primary.QueryRowContext(ctx, query, args...)
 }
 
-func (r *Router) fellBack(rep *replica) {
+func (r *Router) fellBack(rep *replica, err error) {
 	r.fallbacks.Add(1)
 	rep.errors.Add(1)
 	r.primaryReads.Add(1)
-	// Do not wait for the poller to notice: the next reads skip it.
-	rep.leave()
+	// A standby that is down: do not wait for the poller to notice, the
+	// next reads skip it. A statement it refused (a recovery conflict, a
+	// write that looked like a read) says nothing of the others' reads,
+	// which leaving would cancel.
+	if down(err) {
+		rep.leave()
+	}
+}
+
+// down says whether a failed read means the standby is down or unreachable
+// (its connection failed, it timed out, it is shutting down), not that it
+// refused one statement.
+func down(err error) bool {
+	var pgErr interface{ SQLState() string }
+	if !errors.As(err, &pgErr) {
+		return true // connection refused, EOF, timeout, bad connection
+	}
+	code := pgErr.SQLState()
+	return strings.HasPrefix(code, "08") || strings.HasPrefix(code, "57") || strings.HasPrefix(code, "58")
 }
 
 // route picks the replica for a statement, or nil for the primary.
@@ -214,7 +236,7 @@ func (r *Router) route(ctx context.Context, query string) *replica {
 		return nil
 	}
 	switch {
-	case ctx.Value(primaryKey{}) != nil:
+	case ctx.Value(primaryKey{}) != nil, st == nil && r.o.TrackedOnly:
 		r.forced.Add(1)
 		r.primaryReads.Add(1)
 		return nil
