@@ -156,53 +156,65 @@ func isSignIn(r *http.Request) bool {
 // wait for one.
 func (a *App) readBody(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		req := c.Request()
-		if req.Method == http.MethodPost && !isSignIn(req) && !a.hasSessionCookie(req) {
-			dropBody(c)
-			return echo.NewHTTPError(http.StatusUnauthorized, "Please log in first.")
-		}
-		if isUpload(req) || req.Body == nil || req.Body == http.NoBody {
+		// A request without a body (every GET) passes through this small
+		// frame: the form's work is in a frame of its own, not on the stack
+		// under every handler (docs/concurrency.md, C10K: the stack an idle
+		// connection keeps).
+		if req := c.Request(); req.Method != http.MethodPost && (req.Body == nil || req.Body == http.NoBody) {
 			return next(c)
 		}
-		if mt, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType)); strings.HasPrefix(mt, "multipart/") {
-			return echo.NewHTTPError(http.StatusUnsupportedMediaType, "This form does not take file uploads.")
-		}
-		if req.ContentLength > maxFormBytes {
-			dropBody(c)
-			return echo.NewHTTPError(http.StatusRequestEntityTooLarge, "That form is too large.")
-		}
-		req.Body = http.MaxBytesReader(c.Response(), req.Body, maxFormBytes)
-		if req.Method != http.MethodPost {
-			return next(c)
-		}
-		size := int64(maxFormBytes) // a chunked body may be up to the cap
-		if req.ContentLength >= 0 {
-			size = req.ContentLength
-		}
-		if !a.lim.bodies.TryAcquire(size) {
-			return unavailable(c, 1, "The site has more visitors than it can serve right now. Please try again in a few seconds.", nil)
-		}
-		defer a.lim.bodies.Release(size)
-		// A read deadline for the body alone; the connection's next request
-		// gets the server's own again. A writer that cannot set one (a
-		// test recorder, CGI) reads without.
-		rc := http.NewResponseController(c.Response())
-		if rc.SetReadDeadline(time.Now().Add(a.lim.bodyWait)) == nil {
-			defer rc.SetReadDeadline(time.Time{})
-		}
-		if err := req.ParseForm(); err != nil {
-			var ne net.Error
-			switch {
-			case isTooLarge(err):
-				return echo.NewHTTPError(http.StatusRequestEntityTooLarge, "That form is too large.")
-			case errors.As(err, &ne) && ne.Timeout():
-				dropBody(c)
-				return echo.NewHTTPError(http.StatusRequestTimeout, "The form took too long to arrive; please try again.")
-			}
-			return echo.NewHTTPError(http.StatusBadRequest, "The form could not be read; please try again.")
-		}
+		return a.readForm(c, next)
+	}
+}
+
+// readForm is readBody for a request that may carry a body.
+func (a *App) readForm(c echo.Context, next echo.HandlerFunc) error {
+	req := c.Request()
+	if req.Method == http.MethodPost && !isSignIn(req) && !a.hasSessionCookie(req) {
+		dropBody(c)
+		return echo.NewHTTPError(http.StatusUnauthorized, "Please log in first.")
+	}
+	if isUpload(req) || req.Body == nil || req.Body == http.NoBody {
 		return next(c)
 	}
+	if mt, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType)); strings.HasPrefix(mt, "multipart/") {
+		return echo.NewHTTPError(http.StatusUnsupportedMediaType, "This form does not take file uploads.")
+	}
+	if req.ContentLength > maxFormBytes {
+		dropBody(c)
+		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, "That form is too large.")
+	}
+	req.Body = http.MaxBytesReader(c.Response(), req.Body, maxFormBytes)
+	if req.Method != http.MethodPost {
+		return next(c)
+	}
+	size := int64(maxFormBytes) // a chunked body may be up to the cap
+	if req.ContentLength >= 0 {
+		size = req.ContentLength
+	}
+	if !a.lim.bodies.TryAcquire(size) {
+		return unavailable(c, 1, "The site has more visitors than it can serve right now. Please try again in a few seconds.", nil)
+	}
+	defer a.lim.bodies.Release(size)
+	// A read deadline for the body alone; the connection's next request
+	// gets the server's own again. A writer that cannot set one (a
+	// test recorder, CGI) reads without.
+	rc := http.NewResponseController(c.Response())
+	if rc.SetReadDeadline(time.Now().Add(a.lim.bodyWait)) == nil {
+		defer rc.SetReadDeadline(time.Time{})
+	}
+	if err := req.ParseForm(); err != nil {
+		var ne net.Error
+		switch {
+		case isTooLarge(err):
+			return echo.NewHTTPError(http.StatusRequestEntityTooLarge, "That form is too large.")
+		case errors.As(err, &ne) && ne.Timeout():
+			dropBody(c)
+			return echo.NewHTTPError(http.StatusRequestTimeout, "The form took too long to arrive; please try again.")
+		}
+		return echo.NewHTTPError(http.StatusBadRequest, "The form could not be read; please try again.")
+	}
+	return next(c)
 }
 
 // dropBody makes the answer to a request whose body is not wanted the
@@ -256,22 +268,29 @@ func (a *App) admit(next echo.HandlerFunc) echo.HandlerFunc {
 		if p == "/healthz" || p == "/readyz" || strings.HasPrefix(p, "/static/") || isUpload(req) {
 			return next(c)
 		}
-		gate := a.lim.admission
-		if isSignIn(req) {
-			gate = a.lim.signIns
-		}
-		release, ok := gate.Enter(req.Context())
-		switch {
-		case !ok && req.Context().Err() != nil:
-			return req.Context().Err() // the client went away while in line
-		case !ok && gate == a.lim.signIns:
-			return shedSignIn(c)
-		case !ok:
-			return unavailable(c, 5, "The site has more visitors than it can serve right now. Please try again in a few seconds.", nil)
-		}
-		defer release()
-		return next(c)
+		return a.admitInLine(c, next)
 	}
+}
+
+// admitInLine is admit for a request that takes a turn; in a frame of its
+// own, as readForm is.
+func (a *App) admitInLine(c echo.Context, next echo.HandlerFunc) error {
+	req := c.Request()
+	gate := a.lim.admission
+	if isSignIn(req) {
+		gate = a.lim.signIns
+	}
+	release, ok := gate.Enter(req.Context())
+	switch {
+	case !ok && req.Context().Err() != nil:
+		return req.Context().Err() // the client went away while in line
+	case !ok && gate == a.lim.signIns:
+		return shedSignIn(c)
+	case !ok:
+		return unavailable(c, 5, "The site has more visitors than it can serve right now. Please try again in a few seconds.", nil)
+	}
+	defer release()
+	return next(c)
 }
 
 // requestDeadline gives every request a deadline (longer for uploads): a

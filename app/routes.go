@@ -3,8 +3,6 @@ package app
 import (
 	"io/fs"
 	"net/http"
-	"path"
-	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -40,7 +38,7 @@ func (a *App) routes() *echo.Echo {
 	get("/healthz", a.healthz)
 	get("/readyz", a.readyz)
 	static, _ := fs.Sub(templates.Static, "static")
-	get("/static/*", echo.WrapHandler(http.StripPrefix("/static/", staticHandler(static))))
+	get("/static/*", staticFiles(static))
 
 	// The pages a front cache may keep (stage 8): filled for visitors without a session.
 	front := func(canonical func(echo.Context) bool) []echo.MiddlewareFunc {
@@ -73,24 +71,4 @@ func (a *App) routes() *echo.Echo {
 	e.POST("/login", a.loginPost, public...)
 	e.POST("/logout", a.logoutPost, authed...)
 	return e
-}
-
-// staticHandler serves the embedded stylesheet with a modest cache
-// lifetime. Only files: a directory, an invalid path (not UTF-8, "..",
-// control characters) or a missing file is a 404, and nothing is listed.
-func staticHandler(fsys fs.FS) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name := r.URL.Path
-		if !utf8.ValidString(name) || textProblem(name, false) != "" || !fs.ValidPath(name) || path.Clean(name) != name {
-			http.NotFound(w, r)
-			return
-		}
-		st, err := fs.Stat(fsys, name)
-		if err != nil || !st.Mode().IsRegular() {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Cache-Control", "public, max-age=3600")
-		http.ServeFileFS(w, r, fsys, name)
-	})
 }

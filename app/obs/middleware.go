@@ -24,17 +24,12 @@ func routeLabel(c echo.Context) string {
 // also names its route in RouteHeader, for the parent to count.
 func Middleware(m *Metrics, tellRoute bool) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		// The work before and after the chain is in frames of their own:
+		// this one stays on the stack under every handler, and the deepest
+		// point of a request is what its connection's goroutine stack grows
+		// to, and keeps while idle (docs/concurrency.md, C10K).
 		return func(c echo.Context) error {
-			start := time.Now()
-			req := c.Request()
-			ctx, t := timing.With(req.Context())
-			c.SetRequest(req.WithContext(ctx))
-			res := c.Response()
-			tw := &timingWriter{ResponseWriter: res.Writer, t: t, start: start}
-			if tellRoute {
-				tw.route = func() string { return routeLabel(c) }
-			}
-			res.Writer = tw
+			tw := begin(c, tellRoute)
 			if m != nil {
 				m.inFlight.Inc()
 				defer m.inFlight.Dec() // even when a handler aborts with a panic
@@ -45,17 +40,43 @@ func Middleware(m *Metrics, tellRoute bool) echo.MiddlewareFunc {
 				c.Error(err)
 			}
 			if m != nil {
-				code := res.Status
-				if code >= 500 && ctx.Err() != nil {
-					// The client went away (a load test ending): not a server
-					// error. 499 is nginx's name for it.
-					code = 499
-				}
-				m.Observe(routeLabel(c), req.Method, code, time.Since(start), t)
+				m.finish(c, tw)
 			}
 			return nil
 		}
 	}
+}
+
+// begin gives the request its Timings and puts the timingWriter in front of
+// the response.
+//
+//go:noinline
+func begin(c echo.Context, tellRoute bool) *timingWriter {
+	start := time.Now()
+	req := c.Request()
+	ctx, t := timing.With(req.Context())
+	req = req.WithContext(ctx)
+	c.SetRequest(req)
+	res := c.Response()
+	tw := &timingWriter{ResponseWriter: res.Writer, t: t, start: start, req: req}
+	if tellRoute {
+		tw.route = func() string { return routeLabel(c) }
+	}
+	res.Writer = tw
+	return tw
+}
+
+// finish counts the request in m.
+//
+//go:noinline
+func (m *Metrics) finish(c echo.Context, tw *timingWriter) {
+	code := c.Response().Status
+	if code >= 500 && tw.req.Context().Err() != nil {
+		// The client went away (a load test ending): not a server
+		// error. 499 is nginx's name for it.
+		code = 499
+	}
+	m.Observe(routeLabel(c), tw.req.Method, code, time.Since(tw.start), tw.t)
 }
 
 // timingWriter adds the Server-Timing header when the status is written:
@@ -67,6 +88,8 @@ type timingWriter struct {
 	start time.Time
 	route func() string // stage 0: tell the CGI parent the route
 	wrote bool
+	req   *http.Request // as the chain got it: its context ends when the client goes away
+
 }
 
 func (w *timingWriter) WriteHeader(code int) {
