@@ -146,7 +146,9 @@ func replicasTopology(cfg Config, o *topology.Options) {
 		}
 	}
 	if o.PgBouncer != nil {
-		o.PgBouncer.Replicas = urls
+		for i, u := range urls { // each in its standby's host (a given one's: a host of that name)
+			o.PgBouncer.Replicas = append(o.PgBouncer.Replicas, topology.PooledServer{URL: u, Host: fmt.Sprintf("replica-%d", i+1)})
+		}
 	}
 	env := []string{"REPLICA_URLS=" + strings.Join(urls, ","), "REPLICA_MAX_LAG=" + maxLagOf(cfg).String()}
 	if instanceEnv := o.Env; instanceEnv != nil {

@@ -37,16 +37,21 @@ type PgBouncer struct {
 	// DatabaseURL is PostgreSQL's, as the instances would use it directly.
 	DatabaseURL string
 	// Replicas are more servers of the same database (stage 9's streaming
-	// standbys, libpq URLs), each pooled under a name of its own with the
-	// same pool size; the instances get their pooled URLs, in this order,
-	// in ReplicaPoolEnv.
-	Replicas []string
+	// standbys), each pooled by a PgBouncer of its own placed in the
+	// standby's host, as a datacenter runs one beside each server: the
+	// reads sent to a standby never pass through the primary's host. The
+	// instances get the pooled URLs, in this order, in ReplicaPoolEnv.
+	Replicas []PooledServer
 	// PoolSize is the server connections PgBouncer opens to the database
 	// (0: half of what max_connections leaves after the superuser's
 	// reserve, at most 40; the other half stays for migrate, psql and any
 	// other client).
 	PoolSize int
 }
+
+// PooledServer is a database server a PgBouncer of its own pools: its
+// libpq URL, and the scale-model host the pooler runs in.
+type PooledServer struct{ URL, Host string }
 
 // pgbouncer is the running pooler.
 type pgbouncer struct {
@@ -65,9 +70,7 @@ var pgbouncerIni = template.Must(template.New("pgbouncer.ini").Parse(`; Stage 7:
 ; The server connections log in as DATABASE_URL's user, with its password
 ; (if any): a client's own credentials are PgBouncer's, not PostgreSQL's.
 {{.DBName}} = host={{.Host}} port={{.Port}} dbname={{.DBName}} user={{.User}}{{if .Password}} password='{{.Password}}'{{end}}
-{{range .Replicas}}; Stage 9: a streaming standby, for reads only.
-{{.Name}} = host={{.Host}} port={{.Port}} dbname={{$.DBName}} user={{$.User}}{{if $.Password}} password='{{$.Password}}'{{end}}
-{{end}}
+
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = {{.Port2}}
@@ -121,40 +124,59 @@ func newSecret() string {
 // auth_file. Its graceful stop is SIGINT (it waits for the transactions in
 // flight; SIGTERM is its fast exit).
 func (t *topology) startPgBouncer(ctx context.Context) error {
+	o := t.o.PgBouncer
+	b, err := t.startPooler(ctx, "pgbouncer", "db", o.DatabaseURL, o.PoolSize)
+	if err != nil {
+		return err
+	}
+	t.pgbouncer = b
+	for i, r := range o.Replicas { // stage 9: one beside each standby
+		rb, err := t.startPooler(ctx, fmt.Sprintf("pgbouncer-replica%d", i+1), r.Host, r.URL, b.PoolSize)
+		if err != nil {
+			return err
+		}
+		t.replicaPoolers = append(t.replicaPoolers, rb)
+	}
+	return nil
+}
+
+// startPooler starts the PgBouncer called name, in the scale-model host
+// host, pooling the server at dsn with pool server connections (0: sized
+// from its max_connections), in a folder of its own.
+func (t *topology) startPooler(ctx context.Context, name, host, dsn string, pool int) (*pgbouncer, error) {
 	exe, err := exec.LookPath("pgbouncer")
 	if err != nil {
-		return ErrNoPgBouncer
+		return nil, ErrNoPgBouncer
 	}
-	o := t.o.PgBouncer
-	be, err := pgconn.ParseConfig(o.DatabaseURL)
+	be, err := pgconn.ParseConfig(dsn)
 	if err != nil {
-		return fmt.Errorf("topology: pgbouncer: parse DATABASE_URL: %w", err)
+		return nil, fmt.Errorf("topology: %s: parse the server's URL: %w", name, err)
 	}
 	if !plainName.MatchString(be.Database) || !plainName.MatchString(be.User) || be.User == consoleUser {
-		return fmt.Errorf("topology: pgbouncer: database %q or user %q has characters the generated configuration does not quote", be.Database, be.User)
+		return nil, fmt.Errorf("topology: %s: database %q or user %q has characters the generated configuration does not quote", name, be.Database, be.User)
 	}
 	if strings.ContainsAny(be.Password, "'\\\n") {
-		return errors.New("topology: pgbouncer: DATABASE_URL's password has a quote, a backslash or a line break, which the generated configuration does not quote")
+		return nil, fmt.Errorf("topology: %s: the server's password has a quote, a backslash or a line break, which the generated configuration does not quote", name)
 	}
-	b := &pgbouncer{PoolSize: o.PoolSize}
-	if b.MaxConns, b.PoolSize, err = poolSize(ctx, o.DatabaseURL, o.PoolSize); err != nil {
-		return err
+	b := &pgbouncer{PoolSize: pool}
+	if b.MaxConns, b.PoolSize, err = poolSize(ctx, dsn, pool); err != nil {
+		return nil, err
 	}
-	dir := filepath.Join(t.dir, "pgbouncer")
+	dir := filepath.Join(t.dir, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	var args []string
 	uid, gid := -1, -1
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			return fmt.Errorf("topology: pgbouncer refuses to run as root and there is no postgres user to run it as: %w", err)
+			return nil, fmt.Errorf("topology: pgbouncer refuses to run as root and there is no postgres user to run it as: %w", err)
 		}
 		uid, _ = strconv.Atoi(u.Uid)
 		gid, _ = strconv.Atoi(u.Gid)
 		if err := os.Chown(dir, uid, gid); err != nil {
-			return err
+			return nil, err
 		}
 		// -u, not proc.cred: PgBouncer reads its configuration as root
 		// (the run folder's parents may be closed to postgres) and then
@@ -163,95 +185,82 @@ func (t *topology) startPgBouncer(ctx context.Context) error {
 		args = append(args, "-u", "postgres")
 	}
 	if b.Addr, err = t.ports.take(); err != nil {
-		return err
+		return nil, err
 	}
 	_, port, _ := net.SplitHostPort(b.Addr)
 	appPass, consolePass := newSecret(), newSecret()
 	auth := filepath.Join(dir, "userlist.txt")
 	if err := os.WriteFile(auth, []byte(fmt.Sprintf("%q %q\n%q %q\n", be.User, appPass, consoleUser, consolePass)), 0o600); err != nil {
-		return err
+		return nil, err
 	}
-	// Every process opens a pool to the primary and one to each replica.
-	maxClients := max(t.nInstances()*100+100, 500) * (1 + len(o.Replicas))
+	maxClients := max(t.nInstances()*100+100, 500)
 	// PgBouncer keeps the file-descriptor limit it starts with (with -u; runuser's PAM lowered it to 1024):
 	// every client and server connection is one.
 	var lim syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < uint64(maxClients+b.PoolSize*(1+len(o.Replicas))+50) {
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < uint64(maxClients+b.PoolSize+50) {
 		t.log.Warn("pgbouncer: the file-descriptor limit is below its max_client_conn plus the pool; raise ulimit -n",
 			"limit", lim.Cur, "max_client_conn", maxClients, "pool", b.PoolSize)
-	}
-	type replicaDB struct {
-		Name, Host string
-		Port       uint16
-	}
-	var replicas []replicaDB
-	for i, r := range o.Replicas {
-		rc, err := pgconn.ParseConfig(r)
-		if err != nil {
-			return fmt.Errorf("topology: pgbouncer: parse replica %d's URL: %w", i+1, err)
-		}
-		replicas = append(replicas, replicaDB{Name: fmt.Sprintf("%s_replica%d", be.Database, i+1), Host: rc.Host, Port: rc.Port})
 	}
 	var ini strings.Builder
 	if err := pgbouncerIni.Execute(&ini, map[string]any{
 		"DBName": be.Database, "Host": be.Host, "Port": be.Port, "Port2": port, "AuthFile": auth, "User": be.User,
 		"Password": be.Password, "Console": consoleUser,
-		"Pool": b.PoolSize, "MaxClients": maxClients, "Replicas": replicas,
+		"Pool": b.PoolSize, "MaxClients": maxClients,
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	conf := filepath.Join(dir, "pgbouncer.ini")
 	if err := os.WriteFile(conf, []byte(ini.String()), 0o600); err != nil {
-		return err
+		return nil, err
 	}
 	if uid >= 0 {
 		for _, f := range []string{auth, conf} {
 			if err := os.Chown(f, uid, gid); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
 	args = append(args, conf)
-	b.proc = t.inHost(newProc("pgbouncer", t.log, syscall.SIGINT, func() *exec.Cmd {
+	b.proc = t.inHost(newProc(name, t.log, syscall.SIGINT, func() *exec.Cmd {
 		cmd := exec.Command(exe, args...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		return cmd
-	}), "db", "db") // beside PostgreSQL, as in the deployment of 07-scale-out.md
+	}), host, "db") // beside PostgreSQL, as in the deployment of 07-scale-out.md
 	q := url.Values{"sslmode": {"disable"}}
 	b.URL = (&url.URL{Scheme: "postgres", User: url.UserPassword(be.User, appPass), Host: b.Addr, Path: "/" + be.Database, RawQuery: q.Encode()}).String()
-	for _, r := range replicas {
-		b.Replicas = append(b.Replicas, (&url.URL{Scheme: "postgres", User: url.UserPassword(be.User, appPass), Host: b.Addr, Path: "/" + r.Name, RawQuery: q.Encode()}).String())
-	}
 	b.Admin = (&url.URL{Scheme: "postgres", User: url.UserPassword(consoleUser, consolePass), Host: b.Addr, Path: "/pgbouncer", RawQuery: q.Encode()}).String()
 	t.ports.release(b.Addr)
 	if err := b.start(ctx); err != nil {
-		return err
+		return nil, err
 	}
-	t.pgbouncer = b
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.DialTimeout("tcp", b.Addr, time.Second); err == nil {
 			c.Close()
-			return nil
+			return b, nil
 		}
 		if !b.status().Up {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("topology: pgbouncer did not start on %s (%s; its configuration: %s)", b.Addr, b.status().LastExit, conf)
+	return nil, fmt.Errorf("topology: %s did not start on %s (%s; its configuration: %s)", name, b.Addr, b.status().LastExit, conf)
 }
 
 // ReplicaPoolEnv names, in an instance's environment, the pooled URLs of
 // PgBouncer.Replicas (comma-separated, in their order).
 const ReplicaPoolEnv = "REPLICA_POOL_URLS"
 
-// env is what an instance or a worker process gets to reach PostgreSQL
-// through PgBouncer.
-func (b *pgbouncer) env() []string {
-	env := []string{"DATABASE_URL=" + b.URL, "DATABASE_POOLER=transaction"}
-	if len(b.Replicas) > 0 {
-		env = append(env, ReplicaPoolEnv+"="+strings.Join(b.Replicas, ","))
+// poolerEnv is what an instance or a worker process gets to reach
+// PostgreSQL (and stage 9's standbys) through PgBouncer.
+func (t *topology) poolerEnv() []string {
+	env := []string{"DATABASE_URL=" + t.pgbouncer.URL, "DATABASE_POOLER=transaction"}
+	if len(t.replicaPoolers) > 0 {
+		var urls []string
+		for _, b := range t.replicaPoolers {
+			urls = append(urls, b.URL)
+		}
+		env = append(env, ReplicaPoolEnv+"="+strings.Join(urls, ","))
 	}
 	return env
 }

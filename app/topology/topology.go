@@ -120,15 +120,16 @@ type topology struct {
 	redis    *proc  // nil when RedisURL names a Redis
 	redisURL string
 	// The cache Redis (redis.go): nil when the options name the Redis.
-	cacheRedis    *proc
-	cacheRedisURL string
-	instances     []*instance
-	workers       []*instance // image-worker processes (no Addr: they answer no requests)
-	nginx         *proc
-	ports         *ports     // the loopback addresses of this start, held until used
-	pgbouncer     *pgbouncer // nil without Options.PgBouncer
-	nginxExe      string
-	started       time.Time
+	cacheRedis     *proc
+	cacheRedisURL  string
+	instances      []*instance
+	workers        []*instance // image-worker processes (no Addr: they answer no requests)
+	nginx          *proc
+	ports          *ports       // the loopback addresses of this start, held until used
+	pgbouncer      *pgbouncer   // nil without Options.PgBouncer
+	replicaPoolers []*pgbouncer // one per PgBouncer.Replicas (stage 9)
+	nginxExe       string
+	started        time.Time
 	// Stage 8 (memcached.go): nil unless Options.FrontCache is FrontMemcached.
 	memcached     *proc
 	memcachedAddr string
@@ -190,8 +191,10 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}
 		stopPooler()
-		if t.pgbouncer != nil {
-			<-t.pgbouncer.done
+		for _, b := range append([]*pgbouncer{t.pgbouncer}, t.replicaPoolers...) {
+			if b != nil {
+				<-b.done
+			}
 		}
 		stopServices()
 		t.stopServices()
@@ -262,7 +265,7 @@ func Run(ctx context.Context, o Options) error {
 			env = append(env, CacheRedisEnv+"="+t.cacheRedisURL)
 		}
 		if t.pgbouncer != nil { // after Env's: exec.Cmd keeps the last of a name
-			env = append(env, t.pgbouncer.env()...)
+			env = append(env, t.poolerEnv()...)
 		}
 		args := o.Command
 		if len(o.CPUs) > 0 { // pinned before exec, so GOMAXPROCS follows
@@ -354,7 +357,7 @@ func (t *topology) startWorkers(ctx context.Context) error {
 			env = append(env, MemcachedEnv+"="+t.memcachedAddr)
 		}
 		if t.pgbouncer != nil {
-			env = append(env, t.pgbouncer.env()...)
+			env = append(env, t.poolerEnv()...)
 		}
 		args := t.o.WorkerCommand
 		w.proc = t.inHost(newProc(w.Name, t.log, syscall.SIGTERM, func() *exec.Cmd {

@@ -101,6 +101,9 @@ func (t *topology) view() topologyView {
 	if t.pgbouncer != nil {
 		v.Processes = append(v.Processes, topologyProc{procStatus: t.pgbouncer.status(), Role: "PostgreSQL pooler", Addr: t.pgbouncer.Addr})
 	}
+	for _, b := range t.replicaPoolers {
+		v.Processes = append(v.Processes, topologyProc{procStatus: b.status(), Role: "standby pooler", Addr: b.Addr})
+	}
 	for _, sv := range t.services {
 		role := sv.Role
 		if sv.Status != nil && sv.status().Up {
