@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -56,6 +57,11 @@ func init() {
 
 const replicasStage = 9
 
+// replicaPool is an instance's most connections to one standby: each costs
+// a SCRAM handshake with its PgBouncer when it opens, and three pools of 80
+// per instance made a storm of them at start on the scale model's hosts.
+const replicaPool = 16
+
 // replicaSettings are the stage's own settings.
 type replicaSettings struct {
 	Count    int           // REPLICAS, --replicas: the standbys the supervisor makes (default 2)
@@ -110,12 +116,7 @@ func replicaFlags() []Flag {
 	}
 }
 
-func maxLagOf(cfg Config) time.Duration {
-	if d := replicaConfig.of(cfg).MaxLag; d > 0 {
-		return d
-	}
-	return defaultMaxLag
-}
+func maxLagOf(cfg Config) time.Duration { return cmp.Or(replicaConfig.of(cfg).MaxLag, defaultMaxLag) }
 
 // serveReplicas is stage 8's supervisor with the standbys; a primary that
 // cannot feed them is a configuration error with its fix.
@@ -147,7 +148,7 @@ func replicasTopology(cfg Config, o *topology.Options) {
 	}
 	if o.PgBouncer != nil {
 		for i, u := range urls { // each in its standby's host (a given one's: a host of that name)
-			o.PgBouncer.Replicas = append(o.PgBouncer.Replicas, topology.PooledServer{URL: u, Host: fmt.Sprintf("replica-%d", i+1)})
+			o.PgBouncer.Replicas = append(o.PgBouncer.Replicas, topology.PooledServer{URL: u, Host: replicaHost(i + 1)})
 		}
 	}
 	env := []string{"REPLICA_URLS=" + strings.Join(urls, ","), "REPLICA_MAX_LAG=" + maxLagOf(cfg).String()}
@@ -164,11 +165,9 @@ func replicasTopology(cfg Config, o *topology.Options) {
 	o.Attrs = append(o.Attrs, "replicas", len(urls), "replica_max_lag", maxLagOf(cfg))
 }
 
-// standbyService is the i-th standby of the topology at nginx's addr: made
-// from the primary when the topology starts (slot flickrkillr_<port>_<i>,
-// data under .run/), each a database host of its own in the scale model,
-// removed with its slot when the topology stops. A standby that dies is
-// restarted and catches up from its slot.
+// standbyService is the i-th standby of the topology at nginx's addr, made
+// when the topology starts (slot flickrkillr_<port>_replica<i>), restarted
+// when it dies (it catches up from its slot), removed with its slot.
 func standbyService(cfg Config, addr string, i int, delay time.Duration) (topology.Service, string) {
 	_, nginxPort, _ := net.SplitHostPort(addr)
 	port := freePort()
@@ -180,7 +179,7 @@ func standbyService(cfg Config, addr string, i int, delay time.Duration) (topolo
 	u.Host = fmt.Sprintf("127.0.0.1:%d", port)
 	s := standby.Supervise(o)
 	return topology.Service{
-		Name: name, Role: "PostgreSQL standby (reads)", Addr: u.Host, Host: name, HostRole: "db",
+		Name: name, Role: "PostgreSQL standby (reads)", Addr: u.Host, Host: replicaHost(i), HostRole: "db",
 		Prepare: s.Prepare, Command: s.Command, Cred: s.Cred, StopSignal: standby.StopSignal, Ready: s.Ready, Remove: s.Remove,
 		Status: func(ctx context.Context) string {
 			lag, err := standby.ReadLag(ctx, u.String(), o.PrimaryURL)
@@ -195,6 +194,9 @@ func standbyService(cfg Config, addr string, i int, delay time.Duration) (topolo
 // primaryURL is PostgreSQL itself, not PgBouncer: where the standbys are
 // copied from and the poller reads the primary's position.
 func primaryURL(cfg Config) string { return cmpOrString(cfg.WatchdogURL, cfg.DatabaseURL) }
+
+// replicaHost is standby i's scale-model host, a database ("db-…") host.
+func replicaHost(i int) string { return fmt.Sprintf("db-replica%d", i) }
 
 // freePort is a loopback port free at this moment.
 func freePort() int {
@@ -228,7 +230,8 @@ func replicaRouter(d *Deps, primary *gorm.DB) (*replicas.Router, error) {
 	}
 	return theRouter.get(d, func() (*replicas.Router, error) {
 		pooled := rs.PoolURLs
-		opts := models.Options{MaxOpenConns: models.PoolSize(primary), Pooler: len(pooled) > 0, StatementTimeout: requestTimeout}
+		// A small pool per standby (replicaPool): its PgBouncer queues the rest.
+		opts := models.Options{MaxOpenConns: min(models.PoolSize(primary), replicaPool), Pooler: len(pooled) > 0, StatementTimeout: requestTimeout}
 		if len(pooled) == 0 {
 			pooled = rs.URLs
 		}
@@ -325,8 +328,7 @@ func theFence(d *Deps) (*replicas.Fence, error) {
 
 var fenceOf = &resource[*replicas.Fence]{"stage 9's fence"}
 
-// fencedFills counts the front pages not filled because their reads were
-// older than a write's mark (one per process, on its /metrics).
+// fencedFills counts the front pages whose reads were older than a mark.
 var fencedFills atomic.Int64
 
 // fenceCache is the stage's part of stage 3's cache: a miss after a

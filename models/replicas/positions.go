@@ -29,7 +29,7 @@ type replica struct {
 	lagBytes   int64
 	lagSeconds float64
 	lastErr    string
-	conn       *pgx.Conn // the poller's own
+	conn       pollConn // the poller's own
 }
 
 func newReplica(r Replica) *replica {
@@ -103,7 +103,7 @@ func (rep *replica) join(pos LSN) {
 type positions struct {
 	mu      sync.Mutex
 	samples []sample // increasing LSNs
-	conn    *pgx.Conn
+	conn    pollConn
 }
 
 type sample struct {
@@ -160,16 +160,13 @@ func (r *Router) Start(ctx context.Context) {
 
 // every runs f each Poll until ctx ends, then closes f's connection: a
 // poller left connected would keep its database from being dropped.
-func (r *Router) every(ctx context.Context, f func(context.Context), conn **pgx.Conn) {
+func (r *Router) every(ctx context.Context, f func(context.Context), conn *pollConn) {
 	t := time.NewTicker(r.o.Poll)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			if *conn != nil {
-				(*conn).Close(context.Background())
-				*conn = nil
-			}
+			conn.close()
 			return
 		case <-t.C:
 			f(ctx)
@@ -179,7 +176,7 @@ func (r *Router) every(ctx context.Context, f func(context.Context), conn **pgx.
 
 func (r *Router) pollPrimary(ctx context.Context) {
 	var s string
-	if err := pollRow(ctx, &r.pos.conn, r.primaryURL, r.o.PollTimeout, `SELECT pg_current_wal_lsn()::text`, &s); err != nil {
+	if err := pollRow(ctx, &r.pos.conn, r.primaryURL, r.o.PollTimeout, r.o.Poll, `SELECT pg_current_wal_lsn()::text`, &s); err != nil {
 		return // the replicas' lag stays what it was; writes will fail anyway
 	}
 	if lsn, err := ParseLSN(s); err == nil {
@@ -190,7 +187,7 @@ func (r *Router) pollPrimary(ctx context.Context) {
 func (r *Router) pollReplica(ctx context.Context, rep *replica) {
 	var recovering bool
 	var s string
-	err := pollRow(ctx, &rep.conn, rep.url, r.o.PollTimeout,
+	err := pollRow(ctx, &rep.conn, rep.url, r.o.PollTimeout, r.o.Poll,
 		`SELECT pg_is_in_recovery(), COALESCE(pg_last_wal_replay_lsn()::text, '0/0')`, &recovering, &s)
 	if ctx.Err() != nil {
 		return
@@ -228,23 +225,56 @@ func (r *Router) pollReplica(ctx context.Context, rep *replica) {
 	rep.join(replay)
 }
 
-// pollRow runs q on the poller's own connection *conn (connecting when
-// there is none), bounded by timeout; a failure closes the connection so
-// the next poll starts afresh.
-func pollRow(ctx context.Context, conn **pgx.Conn, url string, timeout time.Duration, q string, dest ...any) error {
+// pollConn is a poller's own connection to one server, and when it may
+// connect again after a failure. A poll that times out closes its
+// connection (pgx cannot reuse one whose query was cancelled); connecting
+// again at once, every poll, is what a server starved of CPU cannot
+// afford: each attempt forks a backend that may outlive its client, until
+// "too many clients" (seen on the scale model's 0.25-CPU database host).
+// So a failure waits before the next attempt, doubling from one poll to
+// a second.
+type pollConn struct {
+	c       *pgx.Conn
+	next    time.Time     // no connection attempt before
+	backoff time.Duration // the wait after the next failure
+}
+
+func (pc *pollConn) close() {
+	if pc.c != nil {
+		pc.c.Close(context.Background())
+		pc.c = nil
+	}
+}
+
+func (pc *pollConn) failed(poll time.Duration) {
+	pc.close()
+	pc.backoff = min(max(2*pc.backoff, poll), time.Second)
+	pc.next = time.Now().Add(pc.backoff)
+}
+
+var errBackingOff = errors.New("replicas: waiting before connecting again")
+
+// pollRow runs q on the poller's own connection pc (connecting when there
+// is none and the backoff allows), bounded by timeout; a failure closes
+// the connection and backs off.
+func pollRow(ctx context.Context, pc *pollConn, url string, timeout, poll time.Duration, q string, dest ...any) error {
+	if pc.c == nil && time.Now().Before(pc.next) {
+		return errBackingOff
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if *conn == nil {
+	if pc.c == nil {
 		c, err := pgx.Connect(ctx, url)
 		if err != nil {
+			pc.failed(poll)
 			return err
 		}
-		*conn = c
+		pc.c = c
 	}
-	if err := (*conn).QueryRow(ctx, q).Scan(dest...); err != nil {
-		(*conn).Close(context.Background())
-		*conn = nil
+	if err := pc.c.QueryRow(ctx, q).Scan(dest...); err != nil {
+		pc.failed(poll)
 		return err
 	}
+	pc.backoff = 0
 	return nil
 }
