@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"flickrkillr/app/standby"
 	"flickrkillr/models/modeltest"
 )
 
@@ -275,4 +276,41 @@ func metricWhere(t *testing.T, admin, name string, labels ...string) float64 {
 		}
 	}
 	return sum
+}
+
+// A deployment's standbys (REPLICA_URLS): the supervisor makes none, and
+// the instances read from the one it is given.
+func TestStage9ReadsFromTheStandbysItIsGiven(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and starts a standby and the topology")
+	}
+	needCommands(t, "nginx", "memcached", "redis-server", "pgbouncer")
+	dsn := modeltest.NewDB(t, stageSchema(t, replicasStage))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	given, err := standby.Make(ctx, standby.Options{PrimaryURL: dsn, Dir: t.TempDir() + "/given", Port: freePort(), Slot: "test_stage9_given"})
+	if err != nil {
+		t.Skip(err) // a primary that cannot feed standbys: scripts/pg.sh replication test
+	}
+	t.Cleanup(func() { given.Remove(context.Background()) })
+	if err := given.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(dsn)
+	u.Host = fmt.Sprintf("127.0.0.1:%d", given.Port)
+	sup, addr, admin := serveCommand(t, dsn, []string{"--stage", "9", "--instances", "2"},
+		"REDIS_URL=", "FRONT_CACHE=", "REPLICAS=", "REPLICA_DELAY=", "REPLICA_MAX_LAG=", "REPLICA_URLS="+u.String())
+	runTopology(t, sup, admin, 2*time.Minute, "the topology on the given standby")
+	for _, p := range readTopology(t, admin).Processes {
+		if strings.HasPrefix(p.Name, "replica-") {
+			t.Errorf("the supervisor made a standby (%s) though it was given one", p.Name)
+		}
+	}
+	anon := newTopologyBrowser(t, "http://"+addr)
+	for range 20 {
+		mustStatus(t, anon.get("/users/nobody-yet"), http.StatusNotFound)
+	}
+	if reads := metricWhere(t, admin, "flickrkillr_db_statements_total", `db="replica-1"`); reads == 0 {
+		t.Error("the given standby served no reads")
+	}
 }
