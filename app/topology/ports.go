@@ -41,6 +41,24 @@ func (p *ports) take() (string, error) {
 	return addr, nil
 }
 
+// hold keeps addr (nginx's, the operator listener's: chosen by the caller)
+// from being handed out as a free port to the topology's other processes
+// until release: a test that picked it free and let it go saw an
+// instance's operator listener take it, and nginx fail to bind. An addr
+// that cannot be held (in use already) is left to its process's own error.
+func (p *ports) hold(addr string) {
+	if addr == "" {
+		return
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.held[addr] = ln
+}
+
 // release closes the listeners of addrs ("" skipped), just before the
 // process that binds them starts.
 func (p *ports) release(addrs ...string) {

@@ -171,6 +171,8 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer t.ports.releaseAll()
+	t.ports.hold(o.Addr)
+	t.ports.hold(o.AdminAddr)
 
 	// Each kind of process has its own context, cancelled in order at the end.
 	redisCtx, stopRedis := context.WithCancel(context.Background())
@@ -312,6 +314,7 @@ func Run(ctx context.Context, o Options) error {
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		return cmd
 	}), "front", "front")
+	t.ports.release(o.Addr)
 	if err := t.nginx.start(nginxCtx); err != nil {
 		return err
 	}
@@ -319,6 +322,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("nginx: %w (its log: %s)", err, filepath.Join(t.dir, "error.log"))
 	}
 
+	t.ports.release(o.AdminAddr)
 	stopAdmin := t.startAdmin(ctx)
 	defer stopAdmin()
 	attrs := append([]any{"url", "http://" + o.Addr}, o.Attrs...)
