@@ -6,36 +6,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// LSN is a WAL position (PostgreSQL's pg_lsn) as a number of bytes.
-type LSN uint64
-
-// ParseLSN reads PostgreSQL's "X/Y" text form.
-func ParseLSN(s string) (LSN, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, fmt.Errorf("standby: bad LSN %q", s)
-	}
-	h, err1 := strconv.ParseUint(hi, 16, 32)
-	l, err2 := strconv.ParseUint(lo, 16, 32)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("standby: bad LSN %q", s)
-	}
-	return LSN(h<<32 | l), nil
-}
-
-func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint64(l)&0xFFFFFFFF) }
-
 // Lag is how far a standby is behind its primary.
 type Lag struct {
-	ReplayLSN LSN   // pg_last_wal_replay_lsn() on the standby
-	Bytes     int64 // the primary's pg_current_wal_lsn() minus ReplayLSN (0 when caught up)
+	ReplayLSN string // pg_last_wal_replay_lsn() on the standby, PostgreSQL's "X/Y"
+	Bytes     int64  // the primary's pg_current_wal_lsn() minus ReplayLSN (0 when caught up)
 	// Seconds since the commit of the last transaction the standby
 	// replayed, when it is behind; 0 when it has replayed all the primary
 	// wrote (an idle primary makes no transactions, and a caught-up standby
@@ -47,26 +27,20 @@ type Lag struct {
 // primary's current one. For the operator view: it connects each time.
 func ReadLag(ctx context.Context, standbyURL, primaryURL string) (Lag, error) {
 	var lag Lag
-	var replay string
 	var since float64
 	err := queryRow(ctx, standbyURL, `SELECT pg_last_wal_replay_lsn()::text,
-		COALESCE(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)::float8`, &replay, &since)
+		COALESCE(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)::float8`, nil, &lag.ReplayLSN, &since)
 	if err != nil {
 		return lag, err
 	}
-	var current string
-	if err := queryRow(ctx, primaryURL, `SELECT pg_current_wal_lsn()::text`, &current); err != nil {
-		return lag, err
-	}
-	if lag.ReplayLSN, err = ParseLSN(replay); err != nil {
-		return lag, err
-	}
-	cur, err := ParseLSN(current)
+	// The primary subtracts: the positions are pg_lsn values there.
+	err = queryRow(ctx, primaryURL, `SELECT GREATEST(pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn), 0)::bigint`,
+		[]any{lag.ReplayLSN}, &lag.Bytes)
 	if err != nil {
 		return lag, err
 	}
-	if cur > lag.ReplayLSN {
-		lag.Bytes, lag.Seconds = int64(cur-lag.ReplayLSN), since
+	if lag.Bytes > 0 {
+		lag.Seconds = since
 	}
 	return lag, nil
 }
@@ -77,7 +51,7 @@ func ReadLag(ctx context.Context, standbyURL, primaryURL string) (Lag, error) {
 // WAL), and a base backup then fails with a less helpful message.
 func CheckPrimary(ctx context.Context, primaryURL string) error {
 	var level, senders string
-	err := queryRow(ctx, primaryURL, `SELECT current_setting('wal_level'), current_setting('max_wal_senders')`, &level, &senders)
+	err := queryRow(ctx, primaryURL, `SELECT current_setting('wal_level'), current_setting('max_wal_senders')`, nil, &level, &senders)
 	if err != nil {
 		return err
 	}
@@ -120,7 +94,7 @@ func (s *Standby) WaitReady(ctx context.Context, limit time.Duration) error {
 	defer cancel()
 	for {
 		var rec bool
-		err := queryRow(ctx, s.URL("postgres"), `SELECT pg_is_in_recovery()`, &rec)
+		err := queryRow(ctx, s.URL("postgres"), `SELECT pg_is_in_recovery()`, nil, &rec)
 		if err == nil && rec {
 			return nil
 		}
@@ -144,7 +118,9 @@ func (s *Standby) exitedOrNever() <-chan struct{} {
 	return s.exited
 }
 
-func queryRow(ctx context.Context, url, q string, dest ...any) error {
+// queryRow runs q with args on a connection of its own to url (the
+// operator view's and the checks' one-off questions) into dest.
+func queryRow(ctx context.Context, url, q string, args []any, dest ...any) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, url)
@@ -152,7 +128,7 @@ func queryRow(ctx context.Context, url, q string, dest ...any) error {
 		return fmt.Errorf("standby: connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if err := conn.QueryRow(ctx, q).Scan(dest...); err != nil {
+	if err := conn.QueryRow(ctx, q, args...).Scan(dest...); err != nil {
 		return fmt.Errorf("standby: %s: %w", strings.Fields(q)[1], err)
 	}
 	return nil
