@@ -224,20 +224,11 @@ func (s *Standby) Stop() error {
 // directory: what a teardown must do, or the primary keeps WAL forever.
 func (s *Standby) Remove(ctx context.Context) error {
 	s.Stop()
-	if err := s.stopStray(); err != nil {
-		return err
-	}
-	if err := DropSlot(ctx, s.PrimaryURL, s.Slot); err != nil {
-		return err
-	}
-	if err := os.RemoveAll(s.Dir); err != nil {
-		return fmt.Errorf("standby: remove %s: %w", s.Dir, err)
-	}
-	return nil
+	return s.cleanLeftovers(ctx)
 }
 
-// cleanLeftovers undoes what a killed run left: a server still running
-// from Dir, the slot, the directory.
+// cleanLeftovers undoes what a killed run (or a Make that failed half-way)
+// left: a server still running from Dir, the slot, the directory.
 func (s *Standby) cleanLeftovers(ctx context.Context) error {
 	if err := s.stopStray(); err != nil {
 		return err
@@ -246,7 +237,7 @@ func (s *Standby) cleanLeftovers(ctx context.Context) error {
 		return err
 	}
 	if err := os.RemoveAll(s.Dir); err != nil {
-		return fmt.Errorf("standby: remove leftover %s: %w", s.Dir, err)
+		return fmt.Errorf("standby: remove %s: %w", s.Dir, err)
 	}
 	return nil
 }
@@ -398,8 +389,5 @@ func (v *Supervised) Remove(ctx context.Context) error {
 	if v.s != nil {
 		return v.s.Remove(ctx)
 	}
-	if err := DropSlot(ctx, v.o.PrimaryURL, v.o.Slot); err != nil {
-		return err
-	}
-	return os.RemoveAll(v.o.Dir)
+	return (&Standby{Options: v.o}).cleanLeftovers(ctx)
 }
