@@ -322,6 +322,15 @@ func instanceRequests(t *testing.T, admin string) float64 {
 // metricSum sums the supervisor's /metrics lines that start with prefix.
 func metricSum(t *testing.T, admin, prefix string) float64 {
 	t.Helper()
+	return sumMetrics(t, admin, func(line string) bool {
+		return strings.HasPrefix(line, prefix) && !strings.Contains(line, `route="/metrics"`)
+	})
+}
+
+// sumMetrics sums the values of the supervisor's /metrics lines that keep
+// takes (the instances' series, gathered).
+func sumMetrics(t *testing.T, admin string, keep func(line string) bool) float64 {
+	t.Helper()
 	res, err := http.Get("http://" + admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -331,8 +340,7 @@ func metricSum(t *testing.T, admin, prefix string) float64 {
 	sc := bufio.NewScanner(res.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, prefix) && !strings.Contains(line, `route="/metrics"`) {
+		if line := sc.Text(); keep(line) {
 			f := strings.Fields(line)
 			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
 			sum += v

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -252,30 +251,17 @@ func procNamed(t *testing.T, admin, name string) topologyProcFile {
 // hold every one of labels (`db="replica-1"`), over the instances.
 func metricWhere(t *testing.T, admin, name string, labels ...string) float64 {
 	t.Helper()
-	res, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var sum float64
-	sc := bufio.NewScanner(res.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
+	return sumMetrics(t, admin, func(line string) bool {
 		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
+			return false
 		}
-		ok := true
 		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
+			if !strings.Contains(line, l) {
+				return false
+			}
 		}
-		if ok {
-			f := strings.Fields(line)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			sum += v
-		}
-	}
-	return sum
+		return true
+	})
 }
 
 // A deployment's standbys (REPLICA_URLS): the supervisor makes none, and
