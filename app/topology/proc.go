@@ -4,7 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -197,4 +201,40 @@ func describeExit(err error) string {
 		return "exit status 0"
 	}
 	return err.Error()
+}
+
+// childPIDs lists pid's children (/proc/<pid>/task/<pid>/children).
+func childPIDs(pid int) []int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// waitHTTP polls url until it answers 200, p's process exits, or limit passes.
+func waitHTTP(ctx context.Context, p *proc, url string, limit time.Duration) error {
+	c := &http.Client{Timeout: time.Second}
+	pid := p.status().PID
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if st := p.status(); st.PID != pid || !st.Up {
+			return fmt.Errorf("%s exited before it was ready (%s)", p.name, st.LastExit)
+		}
+		if res, err := c.Get(url); err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s did not answer %s within %s", p.name, url, limit)
 }

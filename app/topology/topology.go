@@ -15,13 +15,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -379,18 +376,6 @@ func (t *topology) startWorkers(ctx context.Context) error {
 	return nil
 }
 
-// childPIDs lists pid's children (/proc/<pid>/task/<pid>/children).
-func childPIDs(pid int) []int {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	var out []int
-	for _, f := range strings.Fields(string(b)) {
-		if n, err := strconv.Atoi(f); err == nil {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
 // state is the instance's process status; a remote instance has none the
 // supervisor knows, so it is "up" while it accepts a TCP connection.
 func (in *instance) state() procStatus {
@@ -408,30 +393,6 @@ func (in *instance) state() procStatus {
 // waitReady waits for the instance's current process to answer /readyz.
 func (in *instance) waitReady(ctx context.Context, limit time.Duration) error {
 	return waitHTTP(ctx, in.proc, "http://"+in.Addr+"/readyz", limit)
-}
-
-// waitHTTP polls url until it answers 200, p's process exits, or limit passes.
-func waitHTTP(ctx context.Context, p *proc, url string, limit time.Duration) error {
-	c := &http.Client{Timeout: time.Second}
-	pid := p.status().PID
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if st := p.status(); st.PID != pid || !st.Up {
-			return fmt.Errorf("%s exited before it was ready (%s)", p.name, st.LastExit)
-		}
-		if res, err := c.Get(url); err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("%s did not answer %s within %s", p.name, url, limit)
 }
 
 // runDir is the folder of one topology's generated files: .run/nginx-<port>
