@@ -129,7 +129,7 @@ func (q *Queue) Fetch(ctx context.Context, block time.Duration) (j Job, ok bool,
 	if errors.Is(err, redis.Nil) {
 		// Acked by a worker that finished after its job had been handed back
 		// (a slow shutdown): nothing left to do.
-		q.settle(ctx, id, nil)
+		q.settle(ctx, id, "")
 		return j, false, nil
 	}
 	if err == nil {
@@ -146,31 +146,40 @@ func (q *Queue) Renew(ctx context.Context, id string) error {
 	return q.rdb.ZAdd(ctx, q.key("leases"), redis.Z{Score: q.ms(q.Now().Add(q.Lease)), Member: id}).Err()
 }
 
-// settle takes id off processing and its lease, and runs then in the same transaction.
-func (q *Queue) settle(ctx context.Context, id string, then func(p redis.Pipeliner)) error {
-	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.LRem(ctx, q.key("processing"), 1, id)
-		p.ZRem(ctx, q.key("leases"), id)
-		if then != nil {
-			then(p)
-		}
-		return nil
-	})
-	if err != nil {
+// settleScript takes a job off processing and its lease, atomically, and
+// then, by ARGV[2]: "ack" forgets it and counts it done, "back" returns it to
+// the front of ready, "" nothing more. Each is safe to run twice: a settle
+// whose reply was lost (the connection broke after Redis ran it) is sent
+// again by the pool, and a second ack must not count the job done twice, nor
+// a second hand-back queue it twice. An ack counts only the body it removed;
+// a hand-back pushes only the id it took off processing.
+var settleScript = redis.NewScript(`
+local processing, leases, jobs, attempts, errors, ready, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local id, mode = ARGV[1], ARGV[2]
+local taken = redis.call('LREM', processing, 1, id)
+redis.call('ZREM', leases, id)
+if mode == 'ack' then
+  redis.call('HDEL', attempts, id)
+  redis.call('HDEL', errors, id)
+  if redis.call('HDEL', jobs, id) == 1 then redis.call('HINCRBY', stats, 'done', 1) end
+elseif mode == 'back' and taken == 1 then
+  redis.call('RPUSH', ready, id)
+end
+return taken
+`)
+
+// settle runs settleScript for id in mode.
+func (q *Queue) settle(ctx context.Context, id, mode string) error {
+	keys := []string{q.key("processing"), q.key("leases"), q.key("jobs"), q.key("attempts"),
+		q.key("errors"), q.key("ready"), q.key("stats")}
+	if err := settleScript.Run(ctx, q.rdb, keys, id, mode).Err(); err != nil {
 		return fmt.Errorf("jobqueue: settle job %s: %w", id, err)
 	}
 	return nil
 }
 
 // Ack forgets a job that is done.
-func (q *Queue) Ack(ctx context.Context, id string) error {
-	return q.settle(ctx, id, func(p redis.Pipeliner) {
-		p.HDel(ctx, q.key("jobs"), id)
-		p.HDel(ctx, q.key("attempts"), id)
-		p.HDel(ctx, q.key("errors"), id)
-		p.HIncrBy(ctx, q.key("stats"), "done", 1)
-	})
-}
+func (q *Queue) Ack(ctx context.Context, id string) error { return q.settle(ctx, id, "ack") }
 
 // Known says whether the queue holds the job: waiting, running, due for a
 // retry or dead (its body stays until it is done or dropped), or reserved
@@ -215,7 +224,7 @@ func (q *Queue) CountRecovered(ctx context.Context, n int) {
 // HandBack returns a job that was not finished (a shutdown) to the front of
 // the queue; it counts no attempt.
 func (q *Queue) HandBack(ctx context.Context, id string) error {
-	return q.settle(ctx, id, func(p redis.Pipeliner) { p.RPush(ctx, q.key("ready"), id) })
+	return q.settle(ctx, id, "back")
 }
 
 // Fail records a failed attempt: the job waits in delayed for its backoff,

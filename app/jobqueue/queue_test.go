@@ -107,6 +107,33 @@ func TestJobQueueIsFIFOAndAcksOnce(t *testing.T) {
 	}
 }
 
+// A settle whose reply was lost is sent again by the pool (untilRedisAnswers):
+// the second ack must not count the job done twice, nor a second hand-back
+// queue it twice. CI once saw Done 2 for one job in TestAnAckWaitsForRedis.
+func TestASettleSentTwiceCountsOnce(t *testing.T) {
+	q := newTestQueue(t)
+	ctx := context.Background()
+	a, b := q.enqueue(t, 1), q.enqueue(t, 2)
+	q.take(t)
+	for range 2 {
+		if err := q.Ack(ctx, a.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := q.stats(t); s.Done != 1 || s.Processing != 0 || s.Ready != 1 {
+		t.Fatalf("stats %+v after acking one job twice, want 1 done, 0 processing, 1 ready", s)
+	}
+	q.take(t)
+	for range 2 {
+		if err := q.HandBack(ctx, b.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := q.stats(t); s.Ready != 1 || s.Processing != 0 || s.Done != 1 {
+		t.Fatalf("stats %+v after handing one job back twice, want it ready once", s)
+	}
+}
+
 func TestJobQueueReapsTheJobsOfDeadWorkers(t *testing.T) {
 	q := newTestQueue(t)
 	j := q.enqueue(t, 7)
