@@ -115,11 +115,18 @@ func isUnavailable(err error) bool {
 // once at start for a front that refuses such a body before it reaches an
 // instance (stage 7's nginx), so that it names the limit as the app does.
 func tooLargePage(stage Stage) ([]byte, error) {
+	return frontPage(stage, http.StatusRequestEntityTooLarge,
+		"The file is larger than "+uploadLimit()+". Please choose a smaller photo.")
+}
+
+// frontPage is the app's error page for status with msg, rendered once at
+// start for something in front of the app that answers on its behalf (a
+// front's 413, stage 0's parent shedding a sign-in).
+func frontPage(stage Stage, status int, msg string) ([]byte, error) {
 	r, err := newRenderer(photoImagePath)
 	if err != nil {
 		return nil, err
 	}
-	p := errorPage{Status: http.StatusRequestEntityTooLarge, Heading: http.StatusText(http.StatusRequestEntityTooLarge),
-		Message: "The file is larger than " + uploadLimit() + ". Please choose a smaller photo."}
+	p := errorPage{Status: status, Heading: http.StatusText(status), Message: msg}
 	return r.execute(context.Background(), "error", "layout", pageData{Title: p.Heading, Stage: stage, Page: p})
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"flickrkillr/app/obs"
@@ -48,7 +49,11 @@ func serveCGI(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	s, _ := resolve(cfg.Stage)
-	handler, operator := cgiParent(cfg, log, s, h) // the operator listener sees the parent only
+	gated, err := cgiSignIns(s, h)
+	if err != nil {
+		return err
+	}
+	handler, operator := cgiParent(cfg, log, s, gated) // the operator listener sees the parent only
 	defer obs.StartOperator(ctx, operator)()
 	return runServer(ctx, newServer(cfg.Addr, handler, log), log, s, cfg.DrainDelay)
 }
@@ -76,6 +81,40 @@ func cgiHandler(cfg Config, log *slog.Logger, exe string, args ...string) (*cgi.
 		Logger:     slog.NewLogLogger(log.Handler(), slog.LevelError),
 		Stderr:     os.Stderr,
 	}, nil
+}
+
+// cgiSignIns gives the parent the sign-in budget a long-running server
+// keeps (admitInLine): a child's gates die with it, so each log-in of a
+// storm forked a process running bcrypt beside all the others. On the
+// scale model's 0.15-CPU app host the 32 log-ins of a load-tool run all
+// timed out, retried and kept the host busy until the health check gave
+// up (results/model, 7 Dec). Here log-ins and sign-ups wait for a turn of
+// the same size, and the rest are shed with the app's own 503 page.
+func cgiSignIns(s Stage, h http.Handler) (http.Handler, error) {
+	busy, err := frontPage(s, http.StatusServiceUnavailable, busyMessage)
+	if err != nil {
+		return nil, err
+	}
+	gate := newLimits().signIns
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isSignIn(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		release, ok := gate.Enter(r.Context())
+		if !ok {
+			hd := w.Header()
+			hd.Set(shedHeader, "sign-in")
+			hd.Set("Retry-After", "1")
+			hd.Set(echo.HeaderContentType, echo.MIMETextHTMLCharsetUTF8)
+			hd.Set(obs.RouteHeader, r.URL.Path) // the route, for the parent's metrics
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write(busy)
+			return
+		}
+		defer release()
+		h.ServeHTTP(w, r)
+	}), nil
 }
 
 // checkSchemaOnce checks the schema at the parent's start; the children trust it.

@@ -3,12 +3,14 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 
 	"flickrkillr/models/modeltest"
@@ -112,4 +114,67 @@ func TestStage0ThrottlesLoginsAcrossProcesses(t *testing.T) {
 	mustStatus(t, res, http.StatusTooManyRequests)
 	// Another account is not affected.
 	ta.browser(t).signup("bystander")
+}
+
+// Stage 0's parent keeps the sign-in budget of a long-running server: a
+// child's gate died with it, so every log-in of a storm ran bcrypt in a
+// process of its own, all at once (on the scale model's small app host,
+// until all of them timed out). Twenty log-ins at once: a turn of the
+// budget each is a 303, the rest the app's 503 page, shed with Retry-After.
+func TestStage0ParentShedsASignInStorm(t *testing.T) {
+	need, _ := SchemaFor(0)
+	cfg := Config{DatabaseURL: modeltest.NewDB(t, need), DataDir: t.TempDir(), Stage: 0}
+	h, err := cgiHandler(cfg, slog.Default(), os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Env = append(h.Env, "FLICKRKILLR_TEST_CGI=1")
+	s, _ := resolve(0)
+	gated, err := cgiSignIns(s, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gated)
+	defer srv.Close()
+	(&testApp{srv: srv}).browser(t).signup("stormy")
+
+	const n = 20
+	type answer struct {
+		status      int
+		shed, retry string
+		body        string
+		err         error
+	}
+	answers := make(chan answer, n)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for range n {
+		go func() {
+			res, err := noRedirect.PostForm(srv.URL+"/login", url.Values{"name": {"stormy"}, "password": {"correct horse battery"}})
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			defer res.Body.Close()
+			body, _ := io.ReadAll(res.Body)
+			answers <- answer{res.StatusCode, res.Header.Get(shedHeader), res.Header.Get("Retry-After"), string(body), nil}
+		}()
+	}
+	var in, shed int
+	for range n {
+		a := <-answers
+		switch {
+		case a.err != nil:
+			t.Fatal(a.err)
+		case a.status == http.StatusSeeOther:
+			in++
+		case a.status == http.StatusServiceUnavailable && a.shed == "sign-in" && a.retry == "1" && strings.Contains(a.body, busyMessage):
+			shed++
+		default:
+			t.Fatalf("a log-in answered %d (X-Shed %q, Retry-After %q), want 303 or the shed 503:\n%.1000s", a.status, a.shed, a.retry, a.body)
+		}
+	}
+	if in == 0 || shed == 0 {
+		t.Fatalf("%d log-ins got in and %d were shed, want some of each", in, shed)
+	}
+	t.Logf("%d of %d log-ins at once got in, %d shed", in, n, shed)
 }
