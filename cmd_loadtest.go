@@ -156,9 +156,9 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	var model string
 	var instances int
 	fs.StringVar(&model, "model", "", "run every server as a scale model with this spec (default, or e.g. app=0.15,db=0.6; the same for every stage;\nneeds root; docs/scale-model.md): the report (--out results/model unless given) adds each host's use and the bottleneck")
-	fs.IntVar(&instances, "instances", 4, "with --model: the app hosts (instances) of the topology stages (7, 8)")
+	fs.IntVar(&instances, "instances", 4, "with --model: the app hosts (`instances`) of the topology stages (7 and later)")
 	var topologyMix float64
-	fs.Float64Var(&topologyMix, "topology-anonymous", 0.9, "measure the topology stages (7, 8: a front server) once more with this share of anonymous visitors\n(as loadtest --anonymous); the same share as --anonymous measures them once")
+	fs.Float64Var(&topologyMix, "topology-anonymous", 0.9, "measure the topology stages (7 and later: a front server) once more with this share of anonymous visitors\n(as loadtest --anonymous); the same share as --anonymous measures them once")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: flickrkillr loadtest sweep [flags]\n\nFor each run (a stage, on its own schema or with --indexes): migrate, start the server, warm up,\nmeasure, stop. Then bring the schema back and write the report with both ladders.")
 		fs.PrintDefaults()

@@ -25,12 +25,13 @@ import (
 // single-process stages (0-6) the serve process is the app host app-1 (its
 // CGI children, its in-process workers and an embedded miniredis with it),
 // the PostgreSQL behind DATABASE_URL is the db host, and a redis-server
-// behind REDIS_URL the redis host. At the topology stages (7, 8) the serve
+// behind REDIS_URL the redis host. At the topology stages (7 and later) the serve
 // process is the supervisor and stays outside, as the load tool does (it
 // starts and watches the hosts); every process it starts is placed as it
 // starts (topology.Options.Place): instance N in app-N, nginx and memcached
 // in front, the redis-servers in redis, PgBouncer in db beside PostgreSQL,
-// worker process N in worker-N. Remote instances (--upstream) cannot be
+// worker process N in worker-N, stage 9's standby N and its PgBouncer in
+// db-replicaN. Remote instances (--upstream) cannot be
 // placed: --model refuses them rather than run unconstrained while claiming
 // a model.
 

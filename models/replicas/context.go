@@ -37,6 +37,12 @@ type (
 // state is what the Router learns about a request while it runs.
 type state struct {
 	wrote atomic.Bool
+	// writes counts the request's write statements; position is the
+	// primary's position read after the writes-th of them (PrimaryLSN's
+	// memo: while no write followed, it still covers every commit of the
+	// request, and the invalidations and WriteLSN of one request share it).
+	writes   atomic.Uint64
+	position atomic.Pointer[positionMemo]
 	// oldest is the lowest polled position of the replicas its reads went
 	// to (noReplicaRead: none did); a replica read there had replayed at
 	// least that much.
@@ -44,6 +50,11 @@ type state struct {
 }
 
 const noReplicaRead = ^uint64(0)
+
+type positionMemo struct {
+	writes uint64 // state.writes before the position was read
+	lsn    LSN
+}
 
 // Track marks ctx as one request's: the Router notes whether it wrote, so
 // its later reads go to the primary and WriteLSN knows to read the
@@ -112,6 +123,7 @@ func minLSN(ctx context.Context) LSN {
 func markWrote(ctx context.Context) {
 	if st, ok := ctx.Value(stateKey{}).(*state); ok {
 		st.wrote.Store(true)
+		st.writes.Add(1)
 	}
 }
 
@@ -136,11 +148,27 @@ func (r *Router) WriteLSN(ctx context.Context) (lsn LSN, ok bool, err error) {
 // PrimaryLSN is the primary's pg_current_wal_insert_lsn() now: every
 // commit that has returned ends at or before it. A write's invalidation
 // (a cache generation, a front page) records it, so that a later fill reads
-// at least that far.
+// at least that far. In a tracked request (Track) it is read once per
+// write: a request that writes a comment invalidates the photo's cache
+// generation and its front pages and keeps a position for its user, and
+// those three asked the primary the same question (issue 34).
 func (r *Router) PrimaryLSN(ctx context.Context) (LSN, error) {
+	st, _ := ctx.Value(stateKey{}).(*state)
+	var writes uint64
+	if st != nil {
+		writes = st.writes.Load()
+		if m := st.position.Load(); m != nil && m.writes == writes {
+			return m.lsn, nil
+		}
+	}
+	r.positionReads.Add(1)
 	var s string
 	if err := r.primary.QueryRowContext(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&s); err != nil {
 		return 0, fmt.Errorf("replicas: read the primary's WAL position: %w", err)
 	}
-	return ParseLSN(s)
+	lsn, err := ParseLSN(s)
+	if err == nil && st != nil {
+		st.position.Store(&positionMemo{writes: writes, lsn: lsn})
+	}
+	return lsn, err
 }

@@ -93,6 +93,7 @@ type Router struct {
 	noReplica                   atomic.Int64 // reads sent to the primary because no replica was in the rotation
 	forced                      atomic.Int64 // reads marked OnPrimary
 	fallbacks                   atomic.Int64 // reads that failed on a replica and were retried on the primary
+	positionReads               atomic.Int64 // PrimaryLSN's queries
 
 	pos positions
 }

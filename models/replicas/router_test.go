@@ -49,6 +49,30 @@ func TestReadsGoToAReplicaAndWritesToThePrimary(t *testing.T) {
 	if st.Replicas[0].Reads != 1 || st.ForcedReads != 1 || st.FreshnessReads != 1 || st.Primary.Writes < 2 {
 		t.Errorf("counters: %+v", st)
 	}
+
+	// The primary's position is read once per write of a request: the
+	// write's invalidations and the position kept for its user share it,
+	// and a later write of the same request reads it again, past the first.
+	first, err := e.router.PrimaryLSN(tctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, ok, err := e.router.WriteLSN(tctx)
+	if err != nil || !ok || kept != first {
+		t.Errorf("WriteLSN after PrimaryLSN: %s %v %v, want %s", kept, ok, err, first)
+	}
+	if n := e.router.Stats().PositionReads - st.PositionReads; n != 1 {
+		t.Errorf("the position was read %d times for one write, want 1", n)
+	}
+	if _, err := models.NewUserStore(e.routed).Create(tctx, "writer2", "W", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if second, err := e.router.PrimaryLSN(tctx); err != nil || second <= first {
+		t.Errorf("the position after a second write: %s (%v), want past %s", second, err, first)
+	}
+	if n := e.router.Stats().PositionReads - st.PositionReads; n != 2 {
+		t.Errorf("the position was read %d times for two writes, want 2", n)
+	}
 }
 
 func TestNextvalRunsOnThePrimary(t *testing.T) {

@@ -19,7 +19,10 @@ type Stats struct {
 	// Fallbacks failed on a replica (connection, timeout, recovery
 	// conflict) and were run again on the primary.
 	Fallbacks int64
-	MaxLag    time.Duration // the setting: the most a reader without a position sees a write late
+	// PositionReads asked the primary its WAL position (PrimaryLSN): at
+	// most once per write of a tracked request.
+	PositionReads int64
+	MaxLag        time.Duration // the setting: the most a reader without a position sees a write late
 }
 
 // DBStats are the statements one database served.
@@ -48,6 +51,7 @@ func (r *Router) Stats() Stats {
 		NoReplicaReads: r.noReplica.Load(),
 		ForcedReads:    r.forced.Load(),
 		Fallbacks:      r.fallbacks.Load(),
+		PositionReads:  r.positionReads.Load(),
 		MaxLag:         r.o.MaxLag,
 	}
 	for _, rep := range r.replicas {
