@@ -57,10 +57,11 @@ func init() {
 
 const replicasStage = 9
 
-// replicaPool is an instance's most connections to one standby: each costs
-// a SCRAM handshake with its PgBouncer when it opens, and three pools of 80
-// per instance made a storm of them at start on the scale model's hosts.
-const replicaPool = 16
+// replicaPool is an instance's most connections to one standby, opened at
+// start within replicaWarmWait (models.Warm): each costs a SCRAM handshake
+// with its PgBouncer, and three pools of 80 per instance, opened under load,
+// made a storm of them on the scale model's hosts.
+const replicaPool, replicaWarmWait = 16, 10 * time.Second
 
 // replicaSettings are the stage's own settings.
 type replicaSettings struct {
@@ -140,8 +141,9 @@ func replicasTopology(cfg Config, o *topology.Options) {
 	rs := replicaConfig.of(cfg)
 	urls := rs.URLs
 	if len(urls) == 0 {
-		for i := range max(rs.Count, 1) {
-			svc, url := standbyService(cfg, o.Addr, i+1, rs.Delay)
+		ports := topology.FreePorts(max(rs.Count, 1)) // held by the topology until each standby starts
+		for i, port := range ports {
+			svc, url := standbyService(cfg, o.Addr, i+1, port, rs.Delay)
 			o.Services = append(o.Services, svc)
 			urls = append(urls, url)
 		}
@@ -168,9 +170,8 @@ func replicasTopology(cfg Config, o *topology.Options) {
 // standbyService is the i-th standby of the topology at nginx's addr, made
 // when the topology starts (slot flickrkillr_<port>_replica<i>), restarted
 // when it dies (it catches up from its slot), removed with its slot.
-func standbyService(cfg Config, addr string, i int, delay time.Duration) (topology.Service, string) {
+func standbyService(cfg Config, addr string, i, port int, delay time.Duration) (topology.Service, string) {
 	_, nginxPort, _ := net.SplitHostPort(addr)
-	port := freePort()
 	dir, _ := filepath.Abs(filepath.Join(".run", "replicas-"+nginxPort, fmt.Sprintf("replica-%d", i)))
 	o := standby.Options{PrimaryURL: primaryURL(cfg), Dir: dir, Port: port,
 		Slot: fmt.Sprintf("flickrkillr_%s_replica%d", nginxPort, i), ApplyDelay: delay}
@@ -197,16 +198,6 @@ func primaryURL(cfg Config) string { return cmpOrString(cfg.WatchdogURL, cfg.Dat
 
 // replicaHost is standby i's scale-model host, a database ("db-…") host.
 func replicaHost(i int) string { return fmt.Sprintf("db-replica%d", i) }
-
-// freePort is a loopback port free at this moment.
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // routeReads is the stage's Database hook: with replicas (REPLICA_URLS),
 // the stores are built on a handle whose reads go to them.
@@ -244,6 +235,11 @@ func replicaRouter(d *Deps, primary *gorm.DB) (*replicas.Router, error) {
 				return nil, fmt.Errorf("app: replica %d: %w", i+1, err)
 			}
 			d.OnClose(func() error { models.Close(db); return nil })
+			wctx, cancel := context.WithTimeout(ctx, replicaWarmWait)
+			if err := models.Warm(wctx, db, opts.MaxOpenConns); err != nil {
+				d.Log.Warn("replica pool not warm; the rest open as requests need them", "replica", i+1, "err", err)
+			}
+			cancel()
 			list = append(list, replicas.Replica{Name: fmt.Sprintf("replica-%d", i+1), URL: u, DB: db})
 		}
 		// Only the requests the Requests hook tracks read the standbys: a

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"flickrkillr/app/standby"
+	"flickrkillr/app/topology"
 	"flickrkillr/models/modeltest"
 )
 
@@ -274,7 +275,7 @@ func TestStage9ReadsFromTheStandbysItIsGiven(t *testing.T) {
 	dsn := modeltest.NewDB(t, stageSchema(t, replicasStage))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	given, err := standby.Make(ctx, standby.Options{PrimaryURL: dsn, Dir: t.TempDir() + "/given", Port: freePort(), Slot: "test_stage9_given"})
+	given, err := standby.Make(ctx, standby.Options{PrimaryURL: dsn, Dir: t.TempDir() + "/given", Port: topology.FreePorts(1)[0], Slot: "test_stage9_given"})
 	if err != nil {
 		t.Skip(err) // a primary that cannot feed standbys: scripts/pg.sh replication test
 	}

@@ -5,10 +5,13 @@
 package models
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -170,6 +173,53 @@ func SetPoolSize(db *gorm.DB, n int) error {
 	}
 	sqlDB.SetMaxOpenConns(n)
 	sqlDB.SetMaxIdleConns(n)
+	return nil
+}
+
+// Warm opens n connections of the pool under db now, all at once, and
+// leaves them idle in it (Open keeps as many idle as open), so that the
+// first burst of requests does not pay for n handshakes. Through PgBouncer
+// each is a SCRAM exchange that costs both ends milliseconds of CPU: on the
+// scale model's small hosts, stage 9's standby pools opened under load
+// failed ("failed to connect … timeout") while the hosts were throttled. It
+// returns the first error; the connections that did open stay.
+func Warm(ctx context.Context, db *gorm.DB, n int) error {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	var (
+		mu    sync.Mutex
+		conns []*sql.Conn
+		first error
+		wg    sync.WaitGroup
+	)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := sqlDB.Conn(ctx)
+			if err == nil {
+				if err = c.PingContext(ctx); err != nil {
+					c.Close()
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				first = cmp.Or(first, err)
+				return
+			}
+			conns = append(conns, c)
+		}()
+	}
+	wg.Wait() // every connection is held until all are open: n distinct ones
+	for _, c := range conns {
+		c.Close() // back to the pool, idle
+	}
+	if first != nil {
+		return fmt.Errorf("models: warm the pool (%d of %d open): %w", len(conns), n, first)
+	}
 	return nil
 }
 

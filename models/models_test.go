@@ -220,3 +220,20 @@ func TestImageStoreRejectsPathsOutsideIt(t *testing.T) {
 		}
 	}
 }
+
+// Warm opens the pool's connections before any request needs them, and
+// they stay idle in it (stage 9's standby pools: a handshake under load
+// waited for a throttled host).
+func TestWarmOpensThePoolAtOnce(t *testing.T) {
+	db := openDB(t)
+	if err := models.SetPoolSize(db, 6); err != nil {
+		t.Fatal(err)
+	}
+	if err := models.Warm(context.Background(), db, 6); err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	if s := sqlDB.Stats(); s.OpenConnections != 6 || s.Idle != 6 {
+		t.Fatalf("after Warm(6): %d open, %d idle; want 6 and 6", s.OpenConnections, s.Idle)
+	}
+}

@@ -81,3 +81,22 @@ func (p *ports) releaseAll() {
 		delete(p.held, a)
 	}
 }
+
+// FreePorts are n distinct loopback ports free at this moment, for a
+// Service's Addr (chosen before the topology starts, since its URL goes
+// into the instances' environment): each listener stays open until all are
+// taken, so the kernel cannot hand one out twice. The topology then holds
+// each Service's Addr from its start until that Service starts. A port
+// that cannot be had is 0, and its Service fails to start, saying so.
+func FreePorts(n int) []int {
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			continue
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports
+}

@@ -18,7 +18,7 @@ import (
 type Service struct {
 	Name string // in /topology and the log: "replica-1"
 	Role string // what /topology calls it: "PostgreSQL standby"
-	Addr string // where it listens, for /topology
+	Addr string // where it listens, for /topology; held from the topology's start until it starts (FreePorts)
 	// Host is its scale-model host and HostRole that host's role
 	// (Options.Place): a standby is a database host of its own.
 	Host, HostRole string
@@ -71,6 +71,7 @@ func (t *topology) startServices(ctx context.Context) error {
 		if s.Cred != nil {
 			sv.proc.cred = s.Cred()
 		}
+		t.ports.release(s.Addr)
 		if err := sv.start(t.servicesCtx); err != nil {
 			return err
 		}

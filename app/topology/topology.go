@@ -170,6 +170,9 @@ func Run(ctx context.Context, o Options) error {
 	defer t.ports.releaseAll()
 	t.ports.hold(o.Addr)
 	t.ports.hold(o.AdminAddr)
+	for _, s := range o.Services {
+		t.ports.hold(s.Addr) // released just before it starts (startServices)
+	}
 
 	// Each kind of process has its own context, cancelled in order at the end.
 	redisCtx, stopRedis := context.WithCancel(context.Background())
