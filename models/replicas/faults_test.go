@@ -3,6 +3,7 @@ package replicas
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -219,4 +221,54 @@ func signalServer(t *testing.T, pid int, sig syscall.Signal) {
 		syscall.Kill(p, sig)
 	}
 	t.Logf("%s to the postmaster and %d children", sig, len(pids)-1)
+}
+
+// A poll that timed out (a server starved of CPU, or paused) keeps the
+// replica in the rotation until DownAfter has passed without an answer; a
+// refused or dropped connection (a dead server) takes it out at once. The
+// errors are the real ones: a connection to a port nobody listens on, and
+// a connection that cannot finish in time (a listener that never answers).
+func TestAPollThatTimesOutIsSlowNotDown(t *testing.T) {
+	ctx := context.Background()
+	dead := listenAndClose(t)
+	_, refused := pgx.Connect(ctx, "postgres://x@"+dead+"/x?connect_timeout=1")
+	if refused == nil || isTimeout(refused) {
+		t.Fatalf("a closed port: %v, want an error that is not a timeout", refused)
+	}
+	silent, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	tctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	_, slow := pgx.Connect(tctx, "postgres://x@"+silent.Addr().String()+"/x")
+	if slow == nil || !isTimeout(slow) {
+		t.Fatalf("a server that does not answer: %v, want a timeout", slow)
+	}
+	const downAfter = 500 * time.Millisecond
+	for _, c := range []struct {
+		err   error
+		since time.Duration
+		want  bool
+	}{
+		{refused, 0, true},
+		{slow, 100 * time.Millisecond, false},
+		{slow, downAfter, true},
+	} {
+		if got := pollDown(isTimeout(c.err), c.since, downAfter); got != c.want {
+			t.Errorf("pollDown(%v, %s since the last answer) = %v, want %v", c.err, c.since, got, c.want)
+		}
+	}
+}
+
+func listenAndClose(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }

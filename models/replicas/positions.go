@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 )
 
@@ -22,6 +24,7 @@ type replica struct {
 	pos atomic.Uint64 // its replay position at the last poll
 
 	reads, errors, left atomic.Int64
+	answered            atomic.Int64 // unix nanoseconds of its last good poll
 
 	mu         sync.Mutex
 	alive      context.Context // cancelled when it leaves the rotation
@@ -82,6 +85,7 @@ func (rep *replica) lagBehind() {
 
 func (rep *replica) join(pos LSN) {
 	rep.pos.Store(uint64(pos))
+	rep.answered.Store(time.Now().UnixNano())
 	if rep.in.Load() {
 		return
 	}
@@ -218,9 +222,11 @@ func (r *Router) pollReplica(ctx context.Context, rep *replica) {
 	case lagging:
 		rep.lagBehind()
 		return
-	case err != nil:
+	case err != nil && pollDown(rep.conn.timedOut, time.Since(time.Unix(0, rep.answered.Load())), r.o.DownAfter):
 		rep.leave()
 		return
+	case err != nil:
+		return // slow, not down: it keeps its reads at its last position
 	}
 	rep.join(replay)
 }
@@ -234,9 +240,24 @@ func (r *Router) pollReplica(ctx context.Context, rep *replica) {
 // So a failure waits before the next attempt, doubling from one poll to
 // a second.
 type pollConn struct {
-	c       *pgx.Conn
-	next    time.Time     // no connection attempt before
-	backoff time.Duration // the wait after the next failure
+	c        *pgx.Conn
+	next     time.Time     // no connection attempt before
+	backoff  time.Duration // the wait after the next failure
+	timedOut bool          // the last failure was a timeout (slow), not a refusal (down)
+}
+
+// pollDown says whether a replica whose poll failed leaves the rotation:
+// at once when its server refused or dropped the connection, and after
+// downAfter without an answer when its polls time out.
+func pollDown(timedOut bool, sinceAnswer, downAfter time.Duration) bool {
+	return !timedOut || sinceAnswer >= downAfter
+}
+
+// isTimeout says whether err is a poll that ran out of time, connecting or
+// querying, rather than a server that refused or dropped the connection.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 func (pc *pollConn) close() {
@@ -246,7 +267,8 @@ func (pc *pollConn) close() {
 	}
 }
 
-func (pc *pollConn) failed(poll time.Duration) {
+func (pc *pollConn) failed(poll time.Duration, err error) {
+	pc.timedOut = isTimeout(err)
 	pc.close()
 	pc.backoff = min(max(2*pc.backoff, poll), time.Second)
 	pc.next = time.Now().Add(pc.backoff)
@@ -266,15 +288,15 @@ func pollRow(ctx context.Context, pc *pollConn, url string, timeout, poll time.D
 	if pc.c == nil {
 		c, err := pgx.Connect(ctx, url)
 		if err != nil {
-			pc.failed(poll)
+			pc.failed(poll, err)
 			return err
 		}
 		pc.c = c
 	}
 	if err := pc.c.QueryRow(ctx, q).Scan(dest...); err != nil {
-		pc.failed(poll)
+		pc.failed(poll, err)
 		return err
 	}
-	pc.backoff = 0
+	pc.backoff, pc.timedOut = 0, false
 	return nil
 }
