@@ -49,10 +49,18 @@ func TestSweepWritesBothLaddersOnATinySeed(t *testing.T) {
 	doc := filepath.Join(docs, "03-cache.md")
 	os.WriteFile(doc, []byte("# Stage 3\n<!-- sweep: step 3 -->\n<!-- /sweep -->\n"), 0o644)
 	// As `make loadtest-sweep SWEEP_FLAGS="… --out …"` calls it: --out twice.
+	before := rowCounts(t, dsn)
 	sr := runSweep(t, out, "--out", "results", "--stages", "2-4", "--duration", "1s", "--warmup", "0s",
 		"--concurrency", "2", "--addr", addr, "--note", "a test", "--docs", docs, "--out", out)
+	// Every run starts from the same data: what a run adds goes after it.
+	if after := rowCounts(t, dsn); after != before {
+		t.Errorf("comments and favorites before the sweep %v, after %v: a run's writes stayed", before, after)
+	}
 	var order []string
 	for _, r := range sr.Runs {
+		if r.Removed == nil {
+			t.Errorf("%s: no restore after it", r.Label())
+		}
 		order = append(order, r.Label())
 		if r.Error != "" || r.Result == nil || r.CPU == nil {
 			t.Fatalf("%s: error %q, result %v, cpu %v", r.Label(), r.Error, r.Result != nil, r.CPU)
@@ -177,6 +185,21 @@ func runSweep(t *testing.T, out string, args ...string) sweep.Result {
 		t.Fatal(err)
 	}
 	return sr
+}
+
+// rowCounts is the number of comments and of favorites in dsn.
+func rowCounts(t *testing.T, dsn string) [2]int64 {
+	t.Helper()
+	db, err := models.Open(context.Background(), dsn, models.Options{MaxOpenConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer models.Close(db)
+	var n [2]int64
+	if err := db.Raw(`SELECT (SELECT count(*) FROM comments), (SELECT count(*) FROM favorites)`).Row().Scan(&n[0], &n[1]); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func tinySeed(t *testing.T) (dsn string, schema int64, addr string) {

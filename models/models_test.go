@@ -237,3 +237,40 @@ func TestWarmOpensThePoolAtOnce(t *testing.T) {
 		t.Fatalf("after Warm(6): %d open, %d idle; want 6 and 6", s.OpenConnections, s.Idle)
 	}
 }
+
+// A load run's comments and favorites go after it: the data set a sweep
+// measures is the same for every run.
+func TestRunMarkRestoresTheDataSet(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	owner, fan := createUser(t, db, "owner"), createUser(t, db, "fan")
+	g := models.NewPhotoStore(db, nil)
+	photo, err := g.CreatePhoto(ctx, models.NewPhoto{Owner: owner, Title: "t", ImageKey: "abcd", Width: 1, Height: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.AddComment(ctx, photo, owner.ID, "before the run"); err != nil {
+		t.Fatal(err)
+	}
+	mark, err := models.MarkRun(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := g.AddComment(ctx, photo, fan.ID, "during the run"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.SetFavorite(ctx, fan.ID, photo, true); err != nil {
+		t.Fatal(err)
+	}
+	comments, favorites, err := mark.Restore(ctx, db)
+	if err != nil || comments != 3 || favorites != 1 {
+		t.Fatalf("Restore: %d comments, %d favorites, %v; want 3 and 1", comments, favorites, err)
+	}
+	var left int64
+	db.Raw(`SELECT count(*) FROM comments`).Scan(&left)
+	if left != 1 {
+		t.Fatalf("%d comments after the restore, want the one from before the run", left)
+	}
+}

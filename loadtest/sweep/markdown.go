@@ -36,8 +36,8 @@ func writeSweepMarkdown(w io.Writer, sr *Result) error {
 		if mixes := secondMixRuns(sr); len(mixes) > 0 {
 			load += fmt.Sprintf(" (the topology stages also with --anonymous %g)", mixes[0].Anonymous)
 		}
-		fmt.Fprintf(w, "Data: %s. Scenario %s, %s, %s per run after a %s warm-up; each run is a fresh server. Redis (stages 2 and later): %s.\n\n",
-			loadtest.DataSize(r.Server.Rows), r.Settings.Scenario, load, r.Settings.Duration, orUnknown(sr.Warmup), orUnknown(sr.Redis))
+		fmt.Fprintf(w, "Data: %s. Scenario %s, %s, %s per run after a %s warm-up; each run is a fresh server%s. Redis (stages 2 and later): %s.\n\n",
+			loadtest.DataSize(r.Server.Rows), r.Settings.Scenario, load, r.Settings.Duration, orUnknown(sr.Warmup), removedNote(sr), orUnknown(sr.Redis))
 	}
 	writeModelIntro(w, sr)
 	fmt.Fprintln(w, "![req/s per stage on both ladders, with the talk's figures](chart.svg)")
@@ -270,4 +270,23 @@ func orUnknown(s string) string {
 		return "unknown"
 	}
 	return s
+}
+
+// removedNote says that each run started from the same data, when the
+// sweep took every run's writes back (Run.Removed).
+func removedNote(sr *Result) string {
+	var comments, favorites int64
+	for _, r := range sr.Runs {
+		if r.Removed == nil {
+			if r.Result != nil {
+				return "" // a sweep from before the restore, or one that failed
+			}
+			continue
+		}
+		comments, favorites = comments+r.Removed.Comments, favorites+r.Removed.Favorites
+	}
+	if comments+favorites == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" on the same data (the comments and favorites each run added were deleted after it: %d and %d in all)", comments, favorites)
 }

@@ -15,6 +15,7 @@ import (
 
 	"flickrkillr/app/scalemodel"
 	"flickrkillr/loadtest"
+	"flickrkillr/models"
 )
 
 // Options are the sweep's settings as the command reads them from its flags
@@ -251,6 +252,13 @@ func (s *sweeper) runOne(ctx context.Context, run *Run) error {
 			return err
 		}
 	}
+	// Every run reads the same data: what this one adds goes after it
+	// (models.RunMark), once its server has stopped.
+	restore, err := s.markData(ctx, run)
+	if err != nil {
+		return err
+	}
+	defer restore()
 	// Another server on the address (another checkout's sweep) would answer
 	// our health check and be measured in our server's place.
 	if ln, err := net.Listen("tcp", s.Addr); err != nil {
@@ -323,6 +331,29 @@ func (s *sweeper) runOne(ctx context.Context, run *Run) error {
 	}
 	run.Result = res
 	return nil
+}
+
+// markData marks the data set before run, and returns what takes it back
+// to the mark afterwards, noting on run what it removed.
+func (s *sweeper) markData(ctx context.Context, run *Run) (restore func(), err error) {
+	db, err := models.Open(ctx, s.DatabaseURL, models.Options{MaxOpenConns: 1})
+	if err != nil {
+		return nil, err
+	}
+	mark, err := models.MarkRun(ctx, db)
+	if err != nil {
+		models.Close(db)
+		return nil, err
+	}
+	return func() {
+		defer models.Close(db)
+		c, f, err := mark.Restore(context.WithoutCancel(ctx), db)
+		if err != nil {
+			s.logf("%s: %v", run.Label(), err)
+			return
+		}
+		run.Removed = &Removed{Comments: c, Favorites: f}
+	}, nil
 }
 
 func stopServer(cmd *exec.Cmd) {

@@ -94,6 +94,15 @@ type Run struct {
 	Retried []string `json:"retried,omitempty"`
 	// Model is the run's hosts over its measured window (model mode).
 	Model *ModelRun `json:"model,omitempty"`
+	// Removed is what the sweep deleted after the run to give the next one
+	// the same data (models.RunMark).
+	Removed *Removed `json:"removed,omitempty"`
+}
+
+// Removed counts the rows a run added, deleted after it.
+type Removed struct {
+	Comments  int64 `json:"comments"`
+	Favorites int64 `json:"favorites"`
 }
 
 // Label names the run: "3 cache", "3 cache --indexes" or
