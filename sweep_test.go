@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -350,5 +351,63 @@ func TestOverloadedRunFinishesWithShedSignInsApart(t *testing.T) {
 		} else {
 			t.Logf("%d page errors under overload (the server's part of issue 23; FLICKRKILLR_OVERLOAD_STRICT=1 fails on them)", pageErrors)
 		}
+	}
+}
+
+// An interrupted sweep (Ctrl-C) keeps what it measured apart and leaves
+// --out and the docs as they were: one stopped after a run wrote its
+// one-run report over results/ and every stage doc's figure block.
+func TestAnInterruptedSweepLeavesTheResultsAlone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server per run")
+	}
+	if !app.HasIndexSchema() {
+		t.Skip("a build without the index migration has one ladder")
+	}
+	_, _, addr := tinySeed(t)
+	out, docs := t.TempDir(), t.TempDir()
+	report, doc := filepath.Join(out, "README.md"), filepath.Join(docs, "03-cache.md")
+	os.WriteFile(report, []byte("the last full sweep\n"), 0o644)
+	docText := "# Stage 3\n<!-- sweep: step 3 -->\nits figures\n<!-- /sweep -->\n"
+	os.WriteFile(doc, []byte(docText), 0o644)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "loadtest", "sweep", "--stages", "2-4", "--ladder", "alone", "--duration", "2s",
+		"--warmup", "0s", "--concurrency", "2", "--addr", addr, "--docs", docs, "--out", out)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	lines := bufio.NewScanner(stderr)
+	measured := 0
+	for lines.Scan() {
+		log.WriteString(lines.Text() + "\n")
+		if strings.Contains(lines.Text(), "measuring for") {
+			if measured++; measured == 2 { // the first run is done: interrupt the second
+				cmd.Process.Signal(syscall.SIGINT)
+			}
+		}
+	}
+	cmd.Wait()
+	if b, _ := os.ReadFile(report); string(b) != "the last full sweep\n" {
+		t.Errorf("--out's report after the interrupt: %q, want it untouched\n%s", b, log.String())
+	}
+	if b, _ := os.ReadFile(doc); string(b) != docText {
+		t.Errorf("the doc's block after the interrupt: %q, want it untouched", b)
+	}
+	i := strings.Index(log.String(), "dir=")
+	if i < 0 {
+		t.Fatalf("the log names no directory for the partial report:\n%s", log.String())
+	}
+	dir := strings.Fields(log.String()[i+len("dir="):])[0]
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	var sr sweep.Result
+	if b, err := os.ReadFile(filepath.Join(dir, "sweep.json")); err != nil || json.Unmarshal(b, &sr) != nil || len(sr.Runs) == 0 || sr.Runs[0].Result == nil {
+		t.Fatalf("the partial report in %s: %v, runs %+v", dir, err, sr.Runs)
 	}
 }

@@ -67,7 +67,11 @@ type sweeper struct {
 }
 
 // Measure measures every run, writes the report (and the docs' blocks) of
-// what it measured, even when interrupted, and fails when a run did.
+// what it measured, and fails when a run did. Interrupted (Ctrl-C, a kill),
+// it writes what it measured into a directory of its own and leaves out
+// and the docs as they were: a sweep stopped after one run wrote its
+// one-run report over results/ and the figure blocks of every stage doc
+// (7 Dec), the full sweep they held lost but for git.
 func Measure(ctx context.Context, o Options) error {
 	quiet := o.Quiet
 	if quiet == nil {
@@ -98,7 +102,16 @@ func Measure(ctx context.Context, o Options) error {
 	sr, err := s.measure(ctx)
 	quiet()
 	if sr != nil && len(sr.Runs) > 0 {
-		if werr := Write(sr, o.Out, o.Docs, o.Log); werr != nil {
+		out, docs := o.Out, o.Docs
+		if ctx.Err() != nil {
+			var terr error
+			if out, terr = os.MkdirTemp("", "flickrkillr-sweep-interrupted-*"); terr != nil {
+				return terr
+			}
+			docs = nil
+			o.Log.Warn("interrupted: the report of what was measured is written apart; "+o.Out+" and the docs are left as they were", "dir", out)
+		}
+		if werr := Write(sr, out, docs, o.Log); werr != nil {
 			return werr
 		}
 	}
