@@ -20,6 +20,39 @@ type Control struct {
 	FirstRPS      float64 `json:"first_rps"`
 	SecondRPS     float64 `json:"second_rps"`
 	SpreadPercent float64 `json:"spread_percent"`
+	// The load tool's own CPU per request in each (ms): the same work in
+	// both, so their ratio is how much slower the machine ran one of them.
+	// CorrectedSpreadPercent is the pair's spread with each req/s scaled by
+	// it (req/s × the tool's ms per request): what is left once the
+	// machine's speed is taken out. On the shared machine of 7 Dec the
+	// tool's ms per request moved with the app host's, 0.23 to 0.39 ms
+	// between identical runs of stage 6: four pairs read 26.5, 6.9, 3.9
+	// and 14.9% apart, corrected 6.5, 15.1, 4.6 and 0.3%; all eight runs
+	// 55-100 req/s, corrected within 1.18× (docs/scale-model.md,
+	// "Identical runs"). Zero when the CPU was not read.
+	FirstToolMS            float64 `json:"first_tool_ms,omitempty"`
+	SecondToolMS           float64 `json:"second_tool_ms,omitempty"`
+	CorrectedSpreadPercent float64 `json:"corrected_spread_percent,omitempty"`
+}
+
+// spread is the higher of a and b over the lower, minus one, in percent.
+func spread(a, b float64) float64 { return (math.Max(a, b)/math.Min(a, b) - 1) * 100 }
+
+// toolMS is the load tool's CPU per request over r's window, in ms.
+func toolMS(r *Run) float64 {
+	if r.CPU == nil || r.CPU.Requests == 0 {
+		return 0
+	}
+	return 1000 * r.CPU.ToolS / float64(r.CPU.Requests)
+}
+
+// correct reads the tool's CPU per request of both and the spread without
+// the machine's speed.
+func (c *Control) correct(first, repeat *Run) {
+	c.FirstToolMS, c.SecondToolMS = toolMS(first), toolMS(repeat)
+	if c.FirstToolMS > 0 && c.SecondToolMS > 0 {
+		c.CorrectedSpreadPercent = spread(c.FirstRPS*c.FirstToolMS, c.SecondRPS*c.SecondToolMS)
+	}
 }
 
 // readableSpread is the control pair's spread (percent) above which the
@@ -40,7 +73,12 @@ func (c *Control) text(sr *Result) string {
 		}
 		return fmt.Sprintf("control pair (%s measured again at the sweep's end): no spread, %s", label, why)
 	}
-	return fmt.Sprintf("control pair (%s measured again at the sweep's end): %.1f and %.1f req/s, spread %.1f%%", label, c.FirstRPS, c.SecondRPS, c.SpreadPercent)
+	t := fmt.Sprintf("control pair (%s measured again at the sweep's end): %.1f and %.1f req/s, spread %.1f%%", label, c.FirstRPS, c.SecondRPS, c.SpreadPercent)
+	if c.CorrectedSpreadPercent > 0 {
+		t += fmt.Sprintf("; the load tool's own CPU per request, the same work in both, was %.3f and %.3f ms (the machine %.0f%% slower in one), and with each run's req/s scaled by it the pair is %.1f%% apart",
+			c.FirstToolMS, c.SecondToolMS, spread(c.FirstToolMS, c.SecondToolMS), c.CorrectedSpreadPercent)
+	}
+	return t
 }
 
 // unreadable says whether a ratio of the sweep is within the control pair's
@@ -95,7 +133,8 @@ func (s *sweeper) measureControl(ctx context.Context, sr *Result) {
 	a, b := first.Result.Total.RPS, repeat.Result.Total.RPS
 	sr.Control.FirstRPS, sr.Control.SecondRPS = a, b
 	if a > 0 && b > 0 {
-		sr.Control.SpreadPercent = (math.Max(a, b)/math.Min(a, b) - 1) * 100
+		sr.Control.SpreadPercent = spread(a, b)
+		sr.Control.correct(first, repeat)
 	}
 	s.logf("%s", sr.Control.text(sr))
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"flickrkillr/loadtest"
 )
 
 // The control pair is in the report and in sweep.json; over 5% of spread,
@@ -89,5 +91,28 @@ func TestControlRunIsTheFirstMeasured(t *testing.T) {
 		if got := controlRun(tt.runs); got != tt.want {
 			t.Errorf("controlRun = %d, want %d", got, tt.want)
 		}
+	}
+}
+
+// The control pair takes the machine's speed out: the load tool does the
+// same work per request in both runs, so its CPU per request says how much
+// slower the machine ran one of them (the figures of 7 Dec's pair: 79.0
+// and 99.9 req/s, the tool 0.279 and 0.235 ms per request).
+func TestControlPairCorrectsForTheMachinesSpeed(t *testing.T) {
+	run := func(rps, toolMS float64) *Run {
+		r := &Run{Stage: 6, Name: "queue", Result: fixedResult(6, "queue", true, rps, 1000)}
+		r.CPU = &loadtest.CPU{Requests: 1000, ToolS: toolMS}
+		return r
+	}
+	first, repeat := run(79.0, 0.279), run(99.9, 0.235)
+	c := &Control{Run: 0, Repeat: repeat, FirstRPS: 79.0, SecondRPS: 99.9, SpreadPercent: spread(79.0, 99.9)}
+	c.correct(first, repeat)
+	if c.FirstToolMS != 0.279 || c.SecondToolMS != 0.235 || c.CorrectedSpreadPercent < 6.4 || c.CorrectedSpreadPercent > 6.6 {
+		t.Fatalf("corrected %+v, want the tool's 0.279 and 0.235 ms and 6.5%% apart", c)
+	}
+	sr := &Result{Runs: []*Run{first}, Control: c}
+	want := "spread 26.5%; the load tool's own CPU per request, the same work in both, was 0.279 and 0.235 ms (the machine 19% slower in one), and with each run's req/s scaled by it the pair is 6.5% apart"
+	if got := c.text(sr); !strings.Contains(got, want) {
+		t.Fatalf("text %q, want it to say %q", got, want)
 	}
 }
