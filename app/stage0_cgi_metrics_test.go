@@ -1,24 +1,15 @@
 package app
 
 import (
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"testing"
 
 	"flickrkillr/app/obs"
-	"flickrkillr/models/modeltest"
 )
 
 func TestStage0ParentCountsWhatItSees(t *testing.T) {
-	need, _ := SchemaFor(0)
-	cfg := Config{DatabaseURL: modeltest.NewDB(t, need), DataDir: t.TempDir(), Stage: 0}
-	h, err := cgiHandler(cfg, slog.Default(), os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.Env = append(h.Env, "FLICKRKILLR_TEST_CGI=1") // TestMain answers as the child
+	h := testCGIHandler(t)
 	cm := newCGIMetrics()
 	srv := httptest.NewServer(cm.wrap(h))
 	defer srv.Close()

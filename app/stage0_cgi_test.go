@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/cgi"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -42,7 +43,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func TestStage0AnswersEachRequestFromANewProcess(t *testing.T) {
+// testCGIHandler is stage 0's CGI handler on a fresh database, running
+// this test binary as the child (TestMain answers as it).
+func testCGIHandler(t *testing.T) *cgi.Handler {
+	t.Helper()
 	need, _ := SchemaFor(0)
 	cfg := Config{DatabaseURL: modeltest.NewDB(t, need), DataDir: t.TempDir(), Stage: 0}
 	h, err := cgiHandler(cfg, slog.Default(), os.Args[0])
@@ -50,6 +54,11 @@ func TestStage0AnswersEachRequestFromANewProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.Env = append(h.Env, "FLICKRKILLR_TEST_CGI=1")
+	return h
+}
+
+func TestStage0AnswersEachRequestFromANewProcess(t *testing.T) {
+	h := testCGIHandler(t)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 
@@ -88,13 +97,7 @@ func TestStage0AnswersEachRequestFromANewProcess(t *testing.T) {
 // (issue 31: twelve wrong passwords, all 422). The 11th wrong password for
 // an account within a minute is a 429, and so is the right one after it.
 func TestStage0ThrottlesLoginsAcrossProcesses(t *testing.T) {
-	need, _ := SchemaFor(0)
-	cfg := Config{DatabaseURL: modeltest.NewDB(t, need), DataDir: t.TempDir(), Stage: 0}
-	h, err := cgiHandler(cfg, slog.Default(), os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.Env = append(h.Env, "FLICKRKILLR_TEST_CGI=1")
+	h := testCGIHandler(t)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	ta := &testApp{srv: srv}
@@ -122,13 +125,7 @@ func TestStage0ThrottlesLoginsAcrossProcesses(t *testing.T) {
 // until all of them timed out). Twenty log-ins at once: a turn of the
 // budget each is a 303, the rest the app's 503 page, shed with Retry-After.
 func TestStage0ParentShedsASignInStorm(t *testing.T) {
-	need, _ := SchemaFor(0)
-	cfg := Config{DatabaseURL: modeltest.NewDB(t, need), DataDir: t.TempDir(), Stage: 0}
-	h, err := cgiHandler(cfg, slog.Default(), os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.Env = append(h.Env, "FLICKRKILLR_TEST_CGI=1")
+	h := testCGIHandler(t)
 	s, _ := resolve(0)
 	gated, err := cgiSignIns(s, h)
 	if err != nil {
