@@ -1,0 +1,172 @@
+// Package tickets issues ids unique across every shard: Flickr's ticket
+// servers. Flickr ran `REPLACE INTO Tickets64 (stub) VALUES ('a'); SELECT
+// LAST_INSERT_ID();` on two MySQL servers with auto-increment step 2 and
+// offsets 1 and 2. PostgreSQL's sequence is that counter without the
+// table: each server keeps `flickrkillr_tickets` with INCREMENT 2, one
+// starting odd and one even, so the two never issue the same id and either
+// alone keeps issuing when the other is down. Ids stay small (bigint, not
+// GUIDs) and roughly follow time, which the pages' "newest first" needs.
+package tickets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"gorm.io/gorm"
+)
+
+// Sequence is the ticket sequence's name on each server.
+const Sequence = "flickrkillr_tickets"
+
+// Setup makes (or keeps) the ticket sequence on the server at dsn: INCREMENT
+// 2, its next id of parity offset (1: odd, 2: even) and above above (the
+// highest id already in use, so a server set up on seeded data never
+// issues one of the seed's ids). Run once per server; running it again
+// never moves the sequence back.
+func Setup(ctx context.Context, dsn string, offset int, above int64) error {
+	if offset != 1 && offset != 2 {
+		return fmt.Errorf("tickets: offset must be 1 (odd) or 2 (even), not %d", offset)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("tickets: connect: %w", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, fmt.Sprintf(`CREATE SEQUENCE IF NOT EXISTS %s INCREMENT BY 2 START WITH %d MINVALUE 1`, Sequence, offset)); err != nil {
+		return fmt.Errorf("tickets: create the sequence: %w", err)
+	}
+	// The next id: the first of the server's parity above both `above` and
+	// what it has issued already.
+	next := above + 1
+	if (next-int64(offset))%2 != 0 {
+		next++
+	}
+	_, err = conn.Exec(ctx, fmt.Sprintf(`SELECT setval('%[1]s', GREATEST($1::bigint, CASE WHEN s.is_called THEN s.last_value + 2 ELSE s.last_value END), false)
+		FROM %[1]s s`, Sequence), next)
+	if err != nil {
+		return fmt.Errorf("tickets: move the sequence past %d: %w", above, err)
+	}
+	return nil
+}
+
+// Server is one ticket server.
+type Server struct {
+	Name string
+	DB   *gorm.DB
+}
+
+// Options tune the Tickets; zero values take the defaults.
+type Options struct {
+	// Timeout bounds one ticket from one server (1 s) before the other is asked.
+	Timeout time.Duration
+	// Rest is how long a server that failed is not asked first (2 s): it is
+	// still asked when every other server fails.
+	Rest time.Duration
+}
+
+// Tickets hands out ids from its servers in turn, skipping a server that
+// failed for Rest.
+type Tickets struct {
+	o       Options
+	servers []*server
+	next    atomic.Uint64
+}
+
+type server struct {
+	Server
+	issued, failed atomic.Int64
+	mu             sync.Mutex
+	downUntil      time.Time
+}
+
+// Stats is what one server did.
+type Stats struct {
+	Name           string
+	Issued, Failed int64
+	Down           bool // failed within Rest
+}
+
+// New asks servers in turn.
+func New(servers []Server, o Options) *Tickets {
+	if o.Timeout <= 0 {
+		o.Timeout = time.Second
+	}
+	if o.Rest <= 0 {
+		o.Rest = 2 * time.Second
+	}
+	t := &Tickets{o: o}
+	for _, s := range servers {
+		t.servers = append(t.servers, &server{Server: s})
+	}
+	return t
+}
+
+// ErrNoServer: every ticket server failed.
+var ErrNoServer = errors.New("tickets: no ticket server answered")
+
+// Next is a new id. It asks the server whose turn it is, unless that one
+// failed within Rest; a server that fails is marked and the next is asked,
+// so one server down costs its timeout once per Rest, not per id.
+func (t *Tickets) Next(ctx context.Context) (int64, error) {
+	n := len(t.servers)
+	first := int(t.next.Add(1) % uint64(n))
+	var errs []error
+	// Two passes: first the servers not resting, then (all failed) the rest.
+	for pass := 0; pass < 2; pass++ {
+		for i := range n {
+			s := t.servers[(first+i)%n]
+			if s.resting(time.Now()) != (pass == 1) {
+				continue
+			}
+			id, err := t.ask(ctx, s)
+			if err == nil {
+				return id, nil
+			}
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", s.Name, err))
+		}
+	}
+	return 0, fmt.Errorf("%w: %w", ErrNoServer, errors.Join(errs...))
+}
+
+func (t *Tickets) ask(ctx context.Context, s *server) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.o.Timeout)
+	defer cancel()
+	var id int64
+	err := s.DB.WithContext(ctx).Raw(`SELECT nextval('` + Sequence + `')`).Scan(&id).Error
+	if err == nil && id == 0 {
+		err = errors.New("no id returned")
+	}
+	if err != nil {
+		s.failed.Add(1)
+		s.mu.Lock()
+		s.downUntil = time.Now().Add(t.o.Rest)
+		s.mu.Unlock()
+		return 0, err
+	}
+	s.issued.Add(1)
+	return id, nil
+}
+
+func (s *server) resting(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return now.Before(s.downUntil)
+}
+
+// Stats reports each server's counts.
+func (t *Tickets) Stats() []Stats {
+	now := time.Now()
+	var list []Stats
+	for _, s := range t.servers {
+		list = append(list, Stats{Name: s.Name, Issued: s.issued.Load(), Failed: s.failed.Load(), Down: s.resting(now)})
+	}
+	return list
+}
