@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"gorm.io/gorm"
 )
@@ -37,6 +38,10 @@ type PhotoStore struct {
 	// states: photos have a state (stage 6, schema 3; photo_states.go):
 	// grids read it and only a ready photo has an image key.
 	states bool
+	// ids, when set, gives the ids of new photos and comments (stage 10:
+	// the ticket servers, so ids are unique across shards); unset, the
+	// database's identity columns do.
+	ids func(context.Context) (int64, error)
 }
 
 // NewPhotoStore returns a PhotoStore on db whose pages run their independent
@@ -51,22 +56,48 @@ const cardColumns = "p.id, p.title, p.image_key, p.width, p.height, u.name AS ow
 // Home returns the newest photos and the most used tags: two independent queries.
 func (s *PhotoStore) Home(ctx context.Context) (HomePage, error) {
 	var page HomePage
-	err := s.run.Run(ctx, func(ctx context.Context) error {
-		err := s.db.WithContext(ctx).Raw(`SELECT `+cardColumns+s.stateColumn()+` FROM photos p JOIN users u ON u.id = p.user_id
-			ORDER BY p.id DESC LIMIT ?`, GridSize).Scan(&page.Recent).Error
-		if err != nil {
-			return fmt.Errorf("models: recent photos: %w", err)
-		}
-		return nil
-	}, func(ctx context.Context) error {
-		err := s.db.WithContext(ctx).Raw(`SELECT id, name, photo_count FROM tags WHERE photo_count > 0
-			ORDER BY photo_count DESC, name LIMIT 40`).Scan(&page.PopularTags).Error
-		if err != nil {
-			return fmt.Errorf("models: popular tags: %w", err)
-		}
-		return nil
+	err := s.run.Run(ctx, func(ctx context.Context) (err error) {
+		page.Recent, err = s.Recent(ctx)
+		return err
+	}, func(ctx context.Context) (err error) {
+		page.PopularTags, err = s.tagsByUse(ctx, PopularTags)
+		return err
 	})
 	return page, err
+}
+
+// PopularTags is how many tags the home page shows.
+const PopularTags = 40
+
+// Recent is the home page's newest photos.
+func (s *PhotoStore) Recent(ctx context.Context) ([]PhotoCard, error) {
+	var cards []PhotoCard
+	err := s.db.WithContext(ctx).Raw(`SELECT `+cardColumns+s.stateColumn()+` FROM photos p JOIN users u ON u.id = p.user_id
+		ORDER BY p.id DESC LIMIT ?`, GridSize).Scan(&cards).Error
+	if err != nil {
+		return nil, fmt.Errorf("models: recent photos: %w", err)
+	}
+	return cards, nil
+}
+
+// TagsInUse is every tag with photos, most used first (stage 10 adds up
+// each shard's counts to find the popular ones).
+func (s *PhotoStore) TagsInUse(ctx context.Context) ([]Tag, error) { return s.tagsByUse(ctx, 0) }
+
+// tagsByUse is the tags with photos, most used first, at most limit (0: all).
+func (s *PhotoStore) tagsByUse(ctx context.Context, limit int) ([]Tag, error) {
+	var tags []Tag
+	q := `SELECT id, name, photo_count FROM tags WHERE photo_count > 0
+		ORDER BY photo_count DESC, name`
+	args := []any{}
+	if limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, limit)
+	}
+	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&tags).Error; err != nil {
+		return nil, fmt.Errorf("models: popular tags: %w", err)
+	}
+	return tags, nil
 }
 
 // Photo returns a photo with its owner, tags, favorite count and comments:
@@ -207,15 +238,19 @@ func (s *PhotoStore) IsFavorite(ctx context.Context, userID, photoID int64) (boo
 // CreatePhoto inserts a photo and its tags (creating new tags) in one
 // transaction and returns the photo's id.
 func (s *PhotoStore) CreatePhoto(ctx context.Context, p NewPhoto) (int64, error) {
+	idCol, idArgs, err := s.newID(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("models: create photo for user %d: %w", p.Owner.ID, err)
+	}
 	var id int64
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		insert := tx.Raw(`INSERT INTO photos (user_id, title, description, image_key, width, height)
-			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-			p.Owner.ID, p.Title, p.Description, p.ImageKey, p.Width, p.Height)
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		insert := tx.Raw(`INSERT INTO photos (`+idCol+`user_id, title, description, image_key, width, height)
+			VALUES (`+placeholders(6+len(idArgs))+`) RETURNING id`,
+			append(idArgs, p.Owner.ID, p.Title, p.Description, p.ImageKey, p.Width, p.Height)...)
 		if p.State != "" { // Stage 6: a photo whose images a worker makes, and the job that makes them
-			insert = tx.Raw(`INSERT INTO photos (user_id, title, description, image_key, width, height, state, job_id)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-				p.Owner.ID, p.Title, p.Description, p.ImageKey, p.Width, p.Height, p.State, nullString(p.JobID))
+			insert = tx.Raw(`INSERT INTO photos (`+idCol+`user_id, title, description, image_key, width, height, state, job_id)
+				VALUES (`+placeholders(8+len(idArgs))+`) RETURNING id`,
+				append(idArgs, p.Owner.ID, p.Title, p.Description, p.ImageKey, p.Width, p.Height, p.State, nullString(p.JobID))...)
 		}
 		err := insert.Scan(&id).Error
 		if err != nil {
@@ -294,8 +329,12 @@ func (s *PhotoStore) SetFavorite(ctx context.Context, userID, photoID int64, on 
 
 // AddComment adds a comment by the user to the photo.
 func (s *PhotoStore) AddComment(ctx context.Context, photoID, userID int64, body string) error {
-	err := s.db.WithContext(ctx).Exec(`INSERT INTO comments (photo_id, user_id, body) VALUES (?, ?, ?)`,
-		photoID, userID, body).Error
+	idCol, idArgs, err := s.newID(ctx)
+	if err == nil {
+		err = s.db.WithContext(ctx).Exec(`INSERT INTO comments (`+idCol+`photo_id, user_id, body)
+			VALUES (`+placeholders(3+len(idArgs))+`)`,
+			append(idArgs, photoID, userID, body)...).Error
+	}
 	if pgCode(err) == foreignKeyViolation {
 		err = ErrNotFound
 	}
@@ -312,6 +351,30 @@ func (s *PhotoStore) WithStates() *PhotoStore {
 	c.states = true
 	return &c
 }
+
+// WithIDs is the store whose new photos and comments take their ids from
+// next (stage 10: the ticket servers).
+func (s *PhotoStore) WithIDs(next func(context.Context) (int64, error)) *PhotoStore {
+	c := *s
+	c.ids = next
+	return &c
+}
+
+// newID is the id column and value of a new row: none (the database's
+// identity column chooses), or "id, " and the id next gives.
+func (s *PhotoStore) newID(ctx context.Context) (col string, args []any, err error) {
+	if s.ids == nil {
+		return "", nil, nil
+	}
+	id, err := s.ids(ctx)
+	if err != nil {
+		return "", nil, fmt.Errorf("a new id: %w", err)
+	}
+	return "id, ", []any{id}, nil
+}
+
+// placeholders is n comma-separated "?".
+func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?, ", n), ", ") }
 
 // stateColumn is the grids' state column when photos have one (stage 6).
 func (s *PhotoStore) stateColumn() string {
