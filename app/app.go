@@ -15,6 +15,7 @@ import (
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"gorm.io/gorm"
 
 	"flickrkillr/app/obs"
@@ -27,7 +28,7 @@ type App struct {
 	stage    Stage
 	log      *slog.Logger
 	db       *gorm.DB
-	users    *models.UserStore
+	users    Accounts
 	gallery  models.Gallery
 	files    *models.ImageStore
 	images   ImageSource
@@ -84,12 +85,14 @@ func New(cfg Config, d *Deps) (*App, error) {
 		stage: stage,
 		log:   d.Log,
 		db:    d.DB,
-		users: models.NewUserStore(db),
 		files: files,
 		tmpl:  tmpl,
 		lim:   newLimits(),
 		front: front,
 		pg:    d.pg,
+	}
+	if a.users, err = accountsFor(stage, d, db); err != nil {
+		return nil, fmt.Errorf("app: accounts: %w", err)
 	}
 	if stage.Throttles != nil {
 		if a.lim.names, a.lim.addrs, err = stage.Throttles(d); err != nil {
@@ -151,9 +154,20 @@ func New(cfg Config, d *Deps) (*App, error) {
 			a.requests = mw
 		}
 	}
+	if a.metrics != nil {
+		for _, collect := range partsOf[metricsPart](stage) {
+			if err := collect(d, a.metrics.Registry()); err != nil {
+				return nil, fmt.Errorf("app: metrics: %w", err)
+			}
+		}
+	}
 	a.echo = a.routes()
 	return a, nil
 }
+
+// metricsPart is a Part that registers a stage's collectors in an
+// instance's metrics (stage 10: the shards' counts), once the stores exist.
+type metricsPart func(d *Deps, reg prometheus.Registerer) error
 
 // poolFor gives the database pool the size the stage's pages need
 // (Stage.Pool: stage 5's fan-out holds several connections per page).
@@ -176,11 +190,36 @@ func storesDB(stage Stage, d *Deps) (*gorm.DB, error) {
 // stages' Gallery hooks in stage order (stage 3's cache, stage 8's page
 // deletion).
 func galleryFor(stage Stage, d *Deps, db *gorm.DB, lookups models.Lookups) (models.Gallery, error) {
-	photos := models.NewPhotoStore(db, lookups)
-	if stage.Uploads != nil {
-		photos = photos.WithStates() // the images are made after the upload
+	states := stage.Uploads != nil // the images are made after the upload
+	var photos models.Gallery
+	if stage.Photos != nil { // stage 10: the shards behind the ring
+		var err error
+		if photos, err = stage.Photos(d, db, lookups, states); err != nil {
+			return nil, err
+		}
+	} else {
+		store := models.NewPhotoStore(db, lookups)
+		if states {
+			store = store.WithStates()
+		}
+		photos = store
 	}
-	return wrap(stage, d, models.Gallery(photos), func(s Stage) Wrap[models.Gallery] { return s.Gallery })
+	return wrap(stage, d, photos, func(s Stage) Wrap[models.Gallery] { return s.Gallery })
+}
+
+// Accounts are the users' sign-up and sign-in reads and writes.
+type Accounts interface {
+	Create(ctx context.Context, name, displayName string, passwordHash []byte) (models.User, error)
+	ByName(ctx context.Context, name string) (models.User, error)
+}
+
+// accountsFor is the stage's users' store: the PostgreSQL one on db unless
+// a stage makes another (stage 10: the ring's).
+func accountsFor(stage Stage, d *Deps, db *gorm.DB) (Accounts, error) {
+	if stage.Accounts != nil {
+		return stage.Accounts(d, db)
+	}
+	return models.NewUserStore(db), nil
 }
 
 // ServeHTTP makes the App an http.Handler.

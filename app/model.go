@@ -95,6 +95,19 @@ func (r *modelRun) place(cfg Config) error {
 	if err := r.adopt("db", scalemodel.RoleDB, "DATABASE_URL", network, addr); err != nil {
 		return err
 	}
+	if s, err := resolve(cfg.Stage); err == nil { // a later stage's servers (stage 10: the shards)
+		for _, servers := range partsOf[modelServers](s) {
+			for _, sv := range servers(cfg) {
+				network, addr, err := pgListener(sv.URL)
+				if err != nil {
+					return err
+				}
+				if err := r.adopt(sv.Name, scalemodel.RoleDB, sv.Variable, network, addr); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	if cfg.RedisURL == "" {
 		r.log.Info("scale model: the embedded miniredis runs inside the app host (REDIS_URL names none)")
 		return nil
@@ -112,6 +125,14 @@ func (r *modelRun) place(cfg Config) error {
 	}
 	return r.adopt("redis", scalemodel.RoleRedis, "REDIS_URL", "tcp", port)
 }
+
+// modelServers is a Part: the PostgreSQL servers of a stage's
+// configuration that the model puts in database hosts of their own, as it
+// does DATABASE_URL's (stage 10: the shards).
+type modelServers func(cfg Config) []modelServer
+
+// modelServer is one: its host's name, the variable that names it, its URL.
+type modelServer struct{ Name, Variable, URL string }
 
 // adopt puts the server listening at addr, with all its processes, into a
 // new host of role.

@@ -87,6 +87,14 @@ type Stage struct {
 	// replicas). Sessions (stages 0-1), migrations and the health checks
 	// keep the handle the process opened.
 	Database Wrap[*gorm.DB]
+	// Photos makes the photo store the Gallery hooks wrap, on the stores'
+	// handle (stage 10: a store per shard behind the ring); nil: the one
+	// PostgreSQL store. states: photos have a state (stage 6).
+	Photos func(d *Deps, db *gorm.DB, lookups models.Lookups, states bool) (models.Gallery, error)
+	// Accounts makes the users' store (sign-up, sign-in) on the stores'
+	// handle (stage 10: the ring's accounts, a new user's row on every
+	// shard); nil: the one PostgreSQL store.
+	Accounts func(d *Deps, db *gorm.DB) (Accounts, error)
 	// Gallery wraps the photo reads and writes (stage 3's cache, stage 8's
 	// page deletion), in an instance and in a worker process alike.
 	Gallery Wrap[models.Gallery]
@@ -279,6 +287,12 @@ func resolve(n int) (Stage, error) {
 		}
 		if s.Sessions != nil {
 			r.Sessions = s.Sessions
+		}
+		if s.Photos != nil {
+			r.Photos = s.Photos
+		}
+		if s.Accounts != nil {
+			r.Accounts = s.Accounts
 		}
 		if s.Views != nil {
 			r.Views = s.Views

@@ -49,7 +49,6 @@ CREATE TABLE favorite_outbox (
     user_id     bigint      NOT NULL,
     photo_id    bigint      NOT NULL,
     owner_id    bigint      NOT NULL,
-    faver_shard integer     NOT NULL,
     favorite    boolean     NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
