@@ -27,7 +27,9 @@ const Sequence = "flickrkillr_tickets"
 // 2, its next id of parity offset (1: odd, 2: even) and above above (the
 // highest id already in use, so a server set up on seeded data never
 // issues one of the seed's ids). Run once per server; running it again
-// never moves the sequence back.
+// never moves the sequence back. A sequence it would keep that steps by
+// other than 2, or issues the other parity, is an error: keeping it would
+// issue the other server's ids.
 func Setup(ctx context.Context, dsn string, offset int, above int64) error {
 	if offset != 1 && offset != 2 {
 		return fmt.Errorf("tickets: offset must be 1 (odd) or 2 (even), not %d", offset)
@@ -40,8 +42,21 @@ func Setup(ctx context.Context, dsn string, offset int, above int64) error {
 	if _, err := conn.Exec(ctx, fmt.Sprintf(`CREATE SEQUENCE IF NOT EXISTS %s INCREMENT BY 2 START WITH %d MINVALUE 1`, Sequence, offset)); err != nil {
 		return fmt.Errorf("tickets: create the sequence: %w", err)
 	}
+	var step, last int64
+	err = conn.QueryRow(ctx, fmt.Sprintf(`SELECT p.seqincrement, s.last_value
+		FROM %[1]s s, pg_sequence p WHERE p.seqrelid = '%[1]s'::regclass`, Sequence)).Scan(&step, &last)
+	if err != nil {
+		return fmt.Errorf("tickets: read the sequence: %w", err)
+	}
+	if step != 2 {
+		return fmt.Errorf("tickets: %s on this server steps by %d, not 2: drop it or set it up by hand", Sequence, step)
+	}
+	if (last-int64(offset))%2 != 0 {
+		return fmt.Errorf("tickets: %s on this server issues %s ids, not %s: is this the other ticket server?", Sequence, parity(3-offset), parity(offset))
+	}
 	// The next id: the first of the server's parity above both `above` and
-	// what it has issued already.
+	// what it has issued already (read in the statement that moves it, so
+	// that ids issued meanwhile on a live server are not issued again).
 	next := above + 1
 	if (next-int64(offset))%2 != 0 {
 		next++
@@ -52,6 +67,13 @@ func Setup(ctx context.Context, dsn string, offset int, above int64) error {
 		return fmt.Errorf("tickets: move the sequence past %d: %w", above, err)
 	}
 	return nil
+}
+
+func parity(offset int) string {
+	if offset == 1 {
+		return "odd"
+	}
+	return "even"
 }
 
 // Server is one ticket server.
