@@ -133,26 +133,45 @@ var ErrNoServer = errors.New("tickets: no ticket server answered")
 
 // Next is a new id. It asks the server whose turn it is, unless that one
 // failed within Rest; a server that fails is marked and the next is asked,
-// so one server down costs its timeout once per Rest, not per id.
+// so one server down costs its timeout once per Rest, not per id. When
+// every server not resting fails, the resting ones are asked: no server is
+// asked twice in one Next.
 func (t *Tickets) Next(ctx context.Context) (int64, error) {
 	n := len(t.servers)
+	if n == 0 {
+		return 0, fmt.Errorf("%w: none configured", ErrNoServer)
+	}
 	first := int(t.next.Add(1) % uint64(n))
 	var errs []error
-	// Two passes: first the servers not resting, then (all failed) the rest.
-	for pass := 0; pass < 2; pass++ {
-		for i := range n {
-			s := t.servers[(first+i)%n]
-			if s.resting(time.Now()) != (pass == 1) {
-				continue
-			}
-			id, err := t.ask(ctx, s)
-			if err == nil {
-				return id, nil
-			}
-			if ctx.Err() != nil {
-				return 0, ctx.Err()
-			}
-			errs = append(errs, fmt.Errorf("%s: %w", s.Name, err))
+	// try asks s: done when it answered or the caller gave up.
+	try := func(s *server) (id int64, done bool, err error) {
+		id, err = t.ask(ctx, s)
+		switch {
+		case err == nil:
+			return id, true, nil
+		case ctx.Err() != nil:
+			return 0, true, ctx.Err()
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", s.Name, err))
+		return 0, false, nil
+	}
+	// Whether a server rests is read once: in two passes that each read
+	// it, one that failed in the first would be asked again in the second,
+	// and one whose rest ended in between would be skipped by both.
+	var resting []*server
+	for i := range n {
+		s := t.servers[(first+i)%n]
+		if s.resting(time.Now()) {
+			resting = append(resting, s)
+			continue
+		}
+		if id, done, err := try(s); done {
+			return id, err
+		}
+	}
+	for _, s := range resting {
+		if id, done, err := try(s); done {
+			return id, err
 		}
 	}
 	return 0, fmt.Errorf("%w: %w", ErrNoServer, errors.Join(errs...))
