@@ -178,12 +178,17 @@ func (t *Tickets) Next(ctx context.Context) (int64, error) {
 }
 
 func (t *Tickets) ask(ctx context.Context, s *server) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, t.o.Timeout)
+	qctx, cancel := context.WithTimeout(ctx, t.o.Timeout)
 	defer cancel()
 	var id int64
-	err := s.DB.WithContext(ctx).Raw(`SELECT nextval('` + Sequence + `')`).Scan(&id).Error
+	err := s.DB.WithContext(qctx).Raw(`SELECT nextval('` + Sequence + `')`).Scan(&id).Error
 	if err == nil && id == 0 {
 		err = errors.New("no id returned")
+	}
+	if err != nil && ctx.Err() != nil {
+		// The caller gave up (its client went away), not the server:
+		// resting it would send every other caller elsewhere for Rest.
+		return 0, err
 	}
 	if err != nil {
 		s.failed.Add(1)

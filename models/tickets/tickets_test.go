@@ -144,3 +144,24 @@ func TestNextWithNoServers(t *testing.T) {
 		t.Errorf("error %v, want ErrNoServer", err)
 	}
 }
+
+func TestNextCancelledByItsCaller(t *testing.T) {
+	oddDSN, _ := testDB(t)
+	evenDSN, _ := testDB(t)
+	tk := tickets.New([]tickets.Server{
+		ticketServer(t, "odd", oddDSN, 1),
+		ticketServer(t, "even", evenDSN, 2),
+	}, tickets.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // a request whose client went away
+	if _, err := tk.Next(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("error %v, want context.Canceled", err)
+	}
+	// The caller gave up, not the server: resting it would send every
+	// other caller to the other server for Rest.
+	for _, s := range tk.Stats() {
+		if s.Failed != 0 || s.Down {
+			t.Errorf("%s: failed %d, down %v after a cancelled Next; want neither", s.Name, s.Failed, s.Down)
+		}
+	}
+}
