@@ -178,23 +178,54 @@ func (s *pgServer) kill() {
 
 // pause stops the server and its backends (SIGSTOP) without closing a
 // socket: connections open and queries go out, and nothing answers, like
-// a host that hangs or drops off the network. resume undoes it.
-func (s *pgServer) pause()  { s.signal(syscall.SIGSTOP) }
+// a host that hangs or drops off the network. It returns once every one of
+// them is stopped. resume undoes it.
+func (s *pgServer) pause() {
+	s.t.Helper()
+	for _, pid := range s.signal(syscall.SIGSTOP) {
+		for deadline := time.Now().Add(2 * time.Second); !stopped(pid); {
+			if time.Now().After(deadline) {
+				s.t.Fatalf("postgres process %d not stopped 2 s after SIGSTOP", pid)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
 func (s *pgServer) resume() { s.signal(syscall.SIGCONT) }
 
-// signal sends sig to the postmaster and its children. A process-group
-// signal is not enough: each child of the postmaster calls setsid. The
-// postmaster is stopped first, so that it forks no backend we miss.
-func (s *pgServer) signal(sig syscall.Signal) {
+// signal sends sig to the postmaster and its children, and returns their
+// pids. A process-group signal is not enough: each child of the postmaster
+// calls setsid. The postmaster is stopped first, so that it forks no
+// backend we miss.
+func (s *pgServer) signal(sig syscall.Signal) []int {
 	pid := s.cmd.Process.Pid
 	syscall.Kill(pid, syscall.SIGSTOP)
+	for deadline := time.Now().Add(2 * time.Second); !stopped(pid) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond) // a fork under way finishes before the stop
+	}
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	var pids []int
 	for _, f := range strings.Fields(string(b)) {
 		if child, err := strconv.Atoi(f); err == nil {
 			syscall.Kill(child, sig)
+			pids = append(pids, child)
 		}
 	}
 	syscall.Kill(pid, sig)
+	return append(pids, pid)
+}
+
+// stopped says whether process pid is stopped (or gone).
+func stopped(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	rest := string(b[bytes.LastIndexByte(b, ')')+1:])
+	f := strings.Fields(rest)
+	return len(f) > 0 && (f[0] == "T" || f[0] == "t" || f[0] == "Z" || f[0] == "X")
 }
 
 // remove kills the server if it runs and removes its directory.

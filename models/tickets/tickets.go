@@ -103,14 +103,14 @@ type server struct {
 	Server
 	issued, failed atomic.Int64
 	mu             sync.Mutex
-	downUntil      time.Time
+	downUntil      time.Time // zero while it answers
 }
 
 // Stats is what one server did.
 type Stats struct {
 	Name           string
 	Issued, Failed int64
-	Down           bool // failed within Rest
+	Down           bool // failed within Rest (or failed, and is being probed)
 }
 
 // New asks servers in turn.
@@ -133,7 +133,8 @@ var ErrNoServer = errors.New("tickets: no ticket server answered")
 
 // Next is a new id. It asks the server whose turn it is, unless that one
 // failed within Rest; a server that fails is marked and the next is asked,
-// so one server down costs its timeout once per Rest, not per id. When
+// so one server down costs its timeout once per Rest, not per id: when its
+// rest ends, one Next probes it while the others go on skipping it. When
 // every server not resting fails, the resting ones are asked: no server is
 // asked twice in one Next.
 func (t *Tickets) Next(ctx context.Context) (int64, error) {
@@ -161,7 +162,7 @@ func (t *Tickets) Next(ctx context.Context) (int64, error) {
 	var resting []*server
 	for i := range n {
 		s := t.servers[(first+i)%n]
-		if s.resting(time.Now()) {
+		if !s.take(t.o.Timeout, t.o.Rest) {
 			resting = append(resting, s)
 			continue
 		}
@@ -198,7 +199,31 @@ func (t *Tickets) ask(ctx context.Context, s *server) (int64, error) {
 		return 0, err
 	}
 	s.issued.Add(1)
+	s.mu.Lock()
+	s.downUntil = time.Time{}
+	s.mu.Unlock()
 	return id, nil
+}
+
+// take says whether s may be asked before the resting servers: it answered
+// last time, or its rest is over, and then this caller is its probe. Until
+// the probe ends s stays resting, so that the Next calls that come
+// meanwhile skip it instead of each waiting on a server that may still
+// hang: an answer ends the rest, a failure starts a new one, and a probe
+// whose caller gives up counts as a failure (the rest lasts its timeout
+// and Rest, as if it had failed).
+func (s *server) take(timeout, rest time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.downUntil.IsZero() {
+		return true
+	}
+	now := time.Now()
+	if now.Before(s.downUntil) {
+		return false
+	}
+	s.downUntil = now.Add(timeout + rest)
+	return true
 }
 
 func (s *server) resting(now time.Time) bool {

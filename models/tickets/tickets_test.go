@@ -84,6 +84,72 @@ func TestNextIsUniqueUnderConcurrency(t *testing.T) {
 	}
 }
 
+// call is one Next as a caller saw it.
+type call struct {
+	id         int64
+	err        error
+	start, end time.Time
+}
+
+func (c call) took() time.Duration { return c.end.Sub(c.start) }
+
+// callers call Next from goroutines until stopped, as the shards' inserts
+// do, each keeping what it saw.
+type callers struct {
+	stop  chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup
+	calls [][]call
+}
+
+// startCallers starts n callers; they stop when the test ends at the latest.
+func startCallers(t *testing.T, tk *tickets.Tickets, n int) *callers {
+	c := &callers{stop: make(chan struct{}), calls: make([][]call, n)}
+	for g := range n {
+		c.wg.Go(func() {
+			for {
+				select {
+				case <-c.stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				start := time.Now()
+				id, err := tk.Next(ctx)
+				cancel()
+				c.calls[g] = append(c.calls[g], call{id: id, err: err, start: start, end: time.Now()})
+				time.Sleep(time.Millisecond) // callers, not a benchmark: leave the two cores some room
+			}
+		})
+	}
+	t.Cleanup(func() { c.wait() })
+	return c
+}
+
+// wait stops the callers and returns every call they made.
+func (c *callers) wait() []call {
+	c.once.Do(func() { close(c.stop) })
+	c.wg.Wait()
+	var all []call
+	for _, list := range c.calls {
+		all = append(all, list...)
+	}
+	return all
+}
+
+// waitFor polls cond until it holds, or fails the test after limit.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not after %s", what, limit)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
 // ways a ticket server goes down, and comes back.
 var downs = []struct {
 	name     string
@@ -91,6 +157,100 @@ var downs = []struct {
 }{
 	{"killed: its connections reset, new ones refused", (*pgServer).kill, (*pgServer).start},
 	{"paused: connections open and nothing answers", (*pgServer).pause, (*pgServer).resume},
+}
+
+func TestNextWhileOneServerIsDown(t *testing.T) {
+	const timeout, rest, downFor = 200 * time.Millisecond, 500 * time.Millisecond, 1500 * time.Millisecond
+	for _, tc := range downs {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t) // the odd server: a process of the test's own, to take down
+			evenDSN, _ := testDB(t)
+			tk := tickets.New([]tickets.Server{
+				ticketServer(t, "odd", srv.url("postgres"), 1),
+				ticketServer(t, "even", evenDSN, 2),
+			}, tickets.Options{Timeout: timeout, Rest: rest})
+			const goroutines = 8
+			c := startCallers(t, tk, goroutines)
+			waitFor(t, 5*time.Second, "both servers issue", func() bool {
+				s := tk.Stats()
+				return s[0].Issued > 0 && s[1].Issued > 0
+			})
+
+			tc.down(srv)
+			downAt := time.Now() // down when down returns: the server killed, or every process of it stopped
+			time.Sleep(downFor)
+			failedWhileDown := tk.Stats()[0].Failed
+			upAt := time.Now()
+			issuedAtUp := tk.Stats()[0].Issued
+			tc.up(srv)
+			back := waitFor(t, 4*rest+5*time.Second, "the odd server issues again", func() bool {
+				return tk.Stats()[0].Issued > issuedAtUp
+			})
+			calls := c.wait()
+
+			seen := map[int64]bool{}
+			// Until a question to it times out, nothing tells the down
+			// server from a slow one: every caller may wait on it once.
+			// After that it rests, and costs one Next per Rest.
+			detected := downAt.Add(timeout + 100*time.Millisecond)
+			var down, slow, slowAfter, fromEvenWhileDown int
+			var longest time.Duration
+			for _, cl := range calls {
+				if cl.err != nil {
+					t.Errorf("Next at +%s: %v", cl.start.Sub(downAt).Round(time.Millisecond), cl.err)
+					continue
+				}
+				if seen[cl.id] {
+					t.Errorf("id %d issued twice", cl.id)
+				}
+				seen[cl.id] = true
+				if cl.start.Before(downAt) || cl.end.After(upAt) {
+					continue
+				}
+				down++
+				if cl.id%2 == 1 {
+					t.Errorf("odd id %d from a Next made while the odd server was down", cl.id)
+				} else {
+					fromEvenWhileDown++
+				}
+				longest = max(longest, cl.took())
+				if cl.took() >= timeout*9/10 { // waited on the down server, not on a busy core
+					slow++
+					if cl.start.After(detected) {
+						slowAfter++
+					}
+				}
+			}
+			t.Logf("%d calls, %d while down (%d ids from the even server); while down: longest Next %s, %d took >= %s (%d after the first %s), the odd server failed %d times; asked again %s after it came back",
+				len(calls), down, fromEvenWhileDown, longest.Round(time.Millisecond), slow, timeout*9/10, slowAfter, detected.Sub(downAt), failedWhileDown, back.Round(time.Millisecond))
+
+			if down < 100 {
+				t.Errorf("only %d Next calls while the odd server was down: the test measured nothing", down)
+			}
+			// One Next asks the down server at most once, then the other:
+			// its timeout, not more (with a second of slack for two busy cores).
+			if longest > timeout+time.Second {
+				t.Errorf("a Next took %s while one server was down; want about the timeout %s at most", longest, timeout)
+			}
+			// Then the down server costs its timeout once per Rest (one
+			// caller probes it; the others skip it meanwhile), not once
+			// per id, nor once per caller.
+			if limit := int(downFor/rest) + 1; slowAfter > limit {
+				t.Errorf("%d Next calls took >= %s once the down server was found out; want at most %d (one per Rest of %s)", slowAfter, timeout*9/10, limit, rest)
+			}
+			if limit := goroutines + int(downFor/rest) + 1; slow > limit {
+				t.Errorf("%d Next calls took >= %s while one server was down; want at most %d (one per caller, then one per Rest)", slow, timeout*9/10, limit)
+			}
+			// The failures at the moment it went down are one per caller at
+			// most (each may have had a question out); then one per Rest.
+			if limit := int64(goroutines) + int64(downFor/rest) + 2; failedWhileDown > limit {
+				t.Errorf("the down server failed %d times; want at most %d", failedWhileDown, limit)
+			}
+			if back > 3*rest+2*time.Second {
+				t.Errorf("the odd server was asked again %s after it came back; want about Rest (%s)", back, rest)
+			}
+		})
+	}
 }
 
 func TestNextWhenBothServersAreDown(t *testing.T) {
