@@ -23,10 +23,21 @@ import (
 	"flickrkillr/models/modeltest"
 )
 
+// need skips the test without a test cluster, saying how to get one (under
+// CI modeltest fails it instead).
+func need(t *testing.T) {
+	t.Helper()
+	if os.Getenv("TEST_DATABASE_URL") == "" && os.Getenv("CI") == "" {
+		t.Skip("TEST_DATABASE_URL is not set: export TEST_DATABASE_URL=$(scripts/pg.sh start test), or run `make test`")
+	}
+	modeltest.AdminURL(t)
+}
+
 // testDB is a fresh database on the test cluster (TEST_DATABASE_URL) and a
 // pool to it, closed when the test ends.
 func testDB(t *testing.T) (string, *gorm.DB) {
 	t.Helper()
+	need(t)
 	dsn := modeltest.NewDB(t, 0) // a ticket server needs no schema: Setup makes its sequence
 	return dsn, open(t, dsn)
 }
@@ -64,7 +75,7 @@ type pgServer struct {
 // whatever state the test left it in.
 func newServer(t *testing.T) *pgServer {
 	t.Helper()
-	modeltest.AdminURL(t) // the same switch as the other tests: no test database, no servers either
+	need(t) // no test cluster, no server of our own either: the same switch for every test
 	bin, err := standby.FindBin("initdb")
 	if err != nil {
 		t.Skip(err)
