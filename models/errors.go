@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"io"
 	"net"
 	"strings"
 
@@ -38,7 +39,9 @@ func IsUnavailable(err error) bool {
 		code == "57P01", code == "57P02", code == "57P03": // admin shutdown, crash shutdown, cannot connect now
 		return true
 	}
-	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone)
+	// A connection cut in the middle of a reply (the server or the network
+	// between went away): pgx reports the short read.
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // IsDataError reports whether PostgreSQL refused a value itself (SQLSTATE

@@ -56,6 +56,9 @@ type fed struct {
 	ring    *gorm.DB
 	handles []*gorm.DB
 	ids     *recorder
+	ringURL string
+	urls    []string
+	through func(i int, url string) string // a test's way to a shard (a proxy), or nil
 }
 
 func open(t *testing.T, url string) *gorm.DB {
@@ -70,15 +73,23 @@ func open(t *testing.T, url string) *gorm.DB {
 
 // newFed is a ring and n shards, each a database of the test cluster.
 func newFed(t *testing.T, n int, o shards.Options) *fed {
+	return newFedThrough(t, n, o, nil)
+}
+
+// newFedThrough is newFed whose shard i is reached at through(i, url).
+func newFedThrough(t *testing.T, n int, o shards.Options, through func(i int, url string) string) *fed {
 	t.Helper()
 	ctx := context.Background()
 	ringURL := modeltest.NewDB(t, schema)
-	f := &fed{ring: open(t, ringURL)}
+	f := &fed{ring: open(t, ringURL), ringURL: ringURL}
 	var hs []shards.Handle
 	var urls []string
-	for range n {
+	for i := range n {
 		u := modeltest.NewDB(t, schema)
 		urls = append(urls, u)
+		if through != nil {
+			u = through(i, u)
+		}
 		db := open(t, u)
 		f.handles = append(f.handles, db)
 		hs = append(hs, shards.Handle{DB: db})
@@ -89,6 +100,7 @@ func newFed(t *testing.T, n int, o shards.Options) *fed {
 	if err := tickets.Setup(ctx, urls[0], 2, 0); err != nil {
 		t.Fatal(err)
 	}
+	f.urls = urls
 	f.ids = &recorder{Tickets: tickets.New([]tickets.Server{{Name: "odd", DB: f.ring}, {Name: "even", DB: f.handles[0]}}, tickets.Options{})}
 	o.RingTTL = 50 * time.Millisecond
 	f.Federation = shards.New(f.ring, hs, f.ids, o)
@@ -174,7 +186,11 @@ func (b both) favorite(photo int64, by models.User, on bool) {
 // world makes users on every shard, photos with shared tags, comments and
 // favorites across shards, on both.
 func world(t *testing.T, n int) (both, []models.User, []int64) {
-	f := newFed(t, n, shards.Options{})
+	return worldThrough(t, n, nil)
+}
+
+func worldThrough(t *testing.T, n int, through func(i int, url string) string) (both, []models.User, []int64) {
+	f := newFedThrough(t, n, shards.Options{}, through)
 	b := both{t: t, f: f, one: newSingle(t, f.ids)}
 	var users []models.User
 	for i := range 12 {
