@@ -154,7 +154,7 @@ func Run(ctx context.Context, dsn string, o Options) (Report, error) {
 	if _, err := tx.Exec(ctx, `TRUNCATE `+strings.Join(tables, ", ")+` RESTART IDENTITY CASCADE`); err != nil {
 		return rep, fmt.Errorf("seed: truncate: %w", err)
 	}
-	saved, err := dropConstraints(ctx, tx)
+	saved, err := dropConstraints(ctx, tx, tables[:6])
 	if err != nil {
 		return rep, err
 	}
