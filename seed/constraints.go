@@ -3,7 +3,6 @@ package seed
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -89,7 +88,7 @@ func dropConstraints(ctx context.Context, tx pgx.Tx, loaded []string) (savedSche
 
 // restoreConstraints puts back keys, then indexes, then foreign keys (which
 // need the keys), timing each group.
-func restoreConstraints(ctx context.Context, tx pgx.Tx, s savedSchema, w io.Writer) ([]TableReport, error) {
+func restoreConstraints(ctx context.Context, tx pgx.Tx, s savedSchema, prog *progress, label string) ([]TableReport, error) {
 	var steps []TableReport
 	groups := []struct {
 		name string
@@ -109,13 +108,13 @@ func restoreConstraints(ctx context.Context, tx pgx.Tx, s savedSchema, w io.Writ
 			continue
 		}
 		t := time.Now()
-		fmt.Fprintf(w, "  %-11s rebuilding %d …\n", g.name, len(g.list))
+		prog.printf("  %s%-11s rebuilding %d …\n", label, g.name, len(g.list))
 		for _, d := range g.list {
 			if _, err := tx.Exec(ctx, g.stmt(d)); err != nil {
 				return steps, fmt.Errorf("seed: rebuild %s: %w", d.name, err)
 			}
 		}
-		steps = append(steps, TableReport{g.name, int64(len(g.list)), time.Since(t)})
+		steps = append(steps, TableReport{Table: g.name, Rows: int64(len(g.list)), Duration: time.Since(t)})
 	}
 	return steps, nil
 }
