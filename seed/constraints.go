@@ -108,7 +108,7 @@ func restoreConstraints(ctx context.Context, tx pgx.Tx, s savedSchema, prog *pro
 			continue
 		}
 		t := time.Now()
-		prog.printf("  %s%-11s rebuilding %d …\n", label, g.name, len(g.list))
+		prog.printf("  %s%-*s rebuilding %d …\n", label, prog.names, g.name, len(g.list))
 		for _, d := range g.list {
 			if _, err := tx.Exec(ctx, g.stmt(d)); err != nil {
 				return steps, fmt.Errorf("seed: rebuild %s: %w", d.name, err)

@@ -16,9 +16,10 @@ import (
 // databases at once: their tables report together, as plain lines (one
 // redrawn line cannot show them all), each written whole under mu.
 type progress struct {
-	mu  sync.Mutex
-	w   io.Writer
-	tty bool
+	mu    sync.Mutex
+	w     io.Writer
+	tty   bool
+	names int // the width of the tables' names: 11, 14 with user_favorites
 }
 
 // printf writes one whole line (or several) among the tables' reports.
@@ -85,8 +86,8 @@ func (p *progress) line(c *counter, n int64) string {
 	filled := int(pct / 100 * width)
 	el := time.Since(c.start)
 	rate := float64(n) / max(el.Seconds(), 1e-9)
-	return numbers.Sprintf("  %s%-11s [%s%s] %3.0f%%  %11d rows  %9d rows/s  %5.1fs",
-		c.db, c.name, strings.Repeat("#", filled), strings.Repeat(".", width-filled), pct,
+	return numbers.Sprintf("  %s%-*s [%s%s] %3.0f%%  %11d rows  %9d rows/s  %5.1fs",
+		c.db, p.names, c.name, strings.Repeat("#", filled), strings.Repeat(".", width-filled), pct,
 		n, int64(rate), el.Seconds())
 }
 

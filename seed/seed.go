@@ -153,6 +153,9 @@ func (t *target) open(ctx context.Context) error {
 	if err := conn.QueryRow(ctx, `SELECT to_regclass('public.users') IS NOT NULL`).Scan(&hasSchema); err != nil {
 		return t.errorf("%w", err)
 	}
+	if !hasSchema && t.share.shards > 0 {
+		return t.errorf("the schema is missing: run `flickrkillr migrate` with SHARD_URLS set first")
+	}
 	if !hasSchema {
 		return t.errorf("the schema is missing: run `go run . migrate` first")
 	}
@@ -217,7 +220,10 @@ func run(ctx context.Context, o Options, targets []*target) (Report, error) {
 	}
 
 	sharded := len(targets) > 1
-	prog := &progress{w: o.Progress, tty: o.IsTerminal && !sharded}
+	prog := &progress{w: o.Progress, tty: o.IsTerminal && !sharded, names: 11}
+	if sharded {
+		prog.names = len("user_favorites")
+	}
 	prog.printf("seeding %d users with %d-%d photos each (--seed %d)\n", o.Users, o.PhotosMin, o.PhotosMax, o.Seed)
 	if sharded {
 		prog.printf("  over %d shards and the ring, loading at the same time (stage 10)\n", len(targets)-1)
