@@ -6,6 +6,12 @@ DB_URL = $${DATABASE_URL:-$$(scripts/pg.sh start dev)}
 # Stage 9 makes streaming standbys of the database: the project-local
 # cluster turns replication on first (once, a restart; docs/stages/09-replicas.md).
 DB_URL_REPLICATING = $${DATABASE_URL:-$$(scripts/pg.sh replication dev)}
+# Stage 10's federation: the ring is a second database of the dev cluster
+# (flickrkillr_ring), so that `make seed`'s data in flickrkillr stays for the
+# other stages; the SHARDS shards (default 2) are clusters of their own.
+RING_URL = $${DATABASE_URL:-$$(scripts/pg.sh ring)}
+RING_URL_REPLICATING = $${DATABASE_URL:-$$(scripts/pg.sh replication dev >/dev/null && scripts/pg.sh ring)}
+SHARD_URLS_LOCAL = $${SHARD_URLS:-$$(scripts/pg.sh shards $(or $(SHARDS),2))}
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -31,12 +37,20 @@ build: ## build bin/flickrkillr
 migrate: build ## bring the schema to STAGE (default: the highest stage; INDEXES=1: with stage 4's indexes)
 	@DATABASE_URL=$(DB_URL) $(BIN) migrate $${STAGE:+--stage $$STAGE}
 
-seed: build ## the full demo data set: 100k users, 10-20 photos each (replaces the data)
+seed: build ## the full demo data set: 100k users, 10-20 photos each (replaces the data; SHARDS=N: stage 10's, over N shards)
+ifeq ($(SHARDS),)
 	@DATABASE_URL=$(DB_URL) $(BIN) migrate $${STAGE:+--stage $$STAGE}
 	@DATABASE_URL=$(DB_URL) $(BIN) seed --reset $(SEED_FLAGS)
+else
+	@ring=$(RING_URL) && shards=$(SHARD_URLS_LOCAL) && \
+	  DATABASE_URL="$$ring" SHARD_URLS="$$shards" $(BIN) migrate $${STAGE:+--stage $$STAGE} && \
+	  DATABASE_URL="$$ring" SHARD_URLS="$$shards" $(BIN) seed --reset --shards $(SHARDS) $(SEED_FLAGS) && \
+	  printf '\nStage 10 data (`make serve STAGE=10 SHARDS=%s` sets these):\n  export DATABASE_URL=%s\n  export SHARD_URLS=%s\n' "$(SHARDS)" "$$ring" "$$shards"
+endif
 
-serve: build ## serve STAGE against the existing data (no seeding; INDEXES=1: on the indexed schema)
-	@if [ "$${STAGE:-0}" -ge 9 ]; then DATABASE_URL=$(DB_URL_REPLICATING) $(BIN) serve --stage $$STAGE; \
+serve: build ## serve STAGE against the existing data (no seeding; INDEXES=1: on the indexed schema; STAGE=10: the ring and SHARDS shards)
+	@if [ "$${STAGE:-0}" -ge 10 ]; then DATABASE_URL=$(RING_URL_REPLICATING) SHARD_URLS=$(SHARD_URLS_LOCAL) $(BIN) serve --stage $$STAGE; \
+	  elif [ "$${STAGE:-0}" -ge 9 ]; then DATABASE_URL=$(DB_URL_REPLICATING) $(BIN) serve --stage $$STAGE; \
 	  else DATABASE_URL=$(DB_URL) $(BIN) serve $${STAGE:+--stage $$STAGE}; fi
 
 loadtest: build ## load-test a running server (URL, DURATION, CONCURRENCY, SCENARIO=upload …)
@@ -60,8 +74,9 @@ workshop-verify: ## create the tags, then build, test and compare each one in a 
 db-start: ## start the project-local PostgreSQL (prints its URL)
 	@scripts/pg.sh start dev
 
-db-stop: ## stop the project-local PostgreSQL clusters
+db-stop: ## stop the project-local PostgreSQL clusters (stage 10's shards too)
 	@scripts/pg.sh stop dev; scripts/pg.sh stop test
+	@for c in $$(cd .pgdata 2>/dev/null && ls -d shard? 2>/dev/null); do scripts/pg.sh stop $$c; done
 
 clean: ## remove the binary (keeps .pgdata and data/)
 	rm -rf bin

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -30,6 +32,8 @@ func cmdSeed(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.BoolVar(&o.Reset, "reset", false, "replace the data of a non-empty database")
 	fs.BoolVar(&o.IfEmpty, "if-empty", false, "seed only an empty database, otherwise do nothing (make run)")
 	fs.IntVar(&o.Images, "images", 0, "distinct images in the pool (default: users/100, 40 to 300)")
+	var shardCount int
+	fs.IntVar(&shardCount, "shards", 0, "stage 10: spread the same data over N shards, the databases of SHARD_URLS\n(DATABASE_URL is then the ring)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: flickrkillr seed [flags]\n\nGenerates the demo data set; every user's password is %q.\n\n", seed.Password)
 		fs.PrintDefaults()
@@ -56,9 +60,24 @@ func cmdSeed(ctx context.Context, args []string, log *slog.Logger) error {
 		return &app.UsageError{Msg: err.Error()}
 	}
 
-	rep, err := seed.Run(ctx, cfg.DatabaseURL, o)
+	if shardCount < 0 {
+		return &app.UsageError{Msg: fmt.Sprintf("--shards must be 0 (no shards) or more, not %d", shardCount)}
+	}
+	var rep seed.Report
+	if shardCount > 0 {
+		var urls []string
+		if urls, err = shardURLs(shardCount, cfg.DatabaseURL); err != nil {
+			return err
+		}
+		rep, err = seed.RunShards(ctx, cfg.DatabaseURL, urls, o)
+	} else {
+		if os.Getenv("SHARD_URLS") != "" {
+			log.Info("SHARD_URLS is set but --shards is not: seeding DATABASE_URL alone, unsharded")
+		}
+		rep, err = seed.Run(ctx, cfg.DatabaseURL, o)
+	}
 	if errors.Is(err, context.Canceled) {
-		return errors.New("interrupted: nothing was written (the seed runs in one transaction)")
+		return errors.New("interrupted: nothing was written (the seed runs in one transaction per database, committed once all have loaded)")
 	}
 	if err != nil {
 		return err
@@ -69,13 +88,46 @@ func cmdSeed(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	tw := tabwriter.NewWriter(os.Stderr, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "step\trows\tseconds\trows/s\t")
+	step := func(t seed.TableReport) string { return strings.TrimSpace(t.Database + " " + t.Table) }
 	for _, t := range rep.Tables {
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t\n", t.Table, t.Rows, t.Duration.Seconds(), float64(t.Rows)/max(t.Duration.Seconds(), 1e-9))
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t\n", step(t), t.Rows, t.Duration.Seconds(), float64(t.Rows)/max(t.Duration.Seconds(), 1e-9))
 	}
 	for _, t := range rep.Steps {
-		fmt.Fprintf(tw, "%s\t\t%.2f\t\t\n", t.Table, t.Duration.Seconds())
+		fmt.Fprintf(tw, "%s\t\t%.2f\t\t\n", step(t), t.Duration.Seconds())
 	}
 	fmt.Fprintf(tw, "total\t\t%.2f\t\t\n", rep.Total.Seconds())
 	tw.Flush()
 	return nil
+}
+
+// shardURLs reads SHARD_URLS, stage 10's shards: comma-separated
+// postgres:// URLs, shard 0 first, each its own database and none the ring.
+// want > 0 is how many there must be (seed --shards N); 0 takes any number,
+// none when the variable is empty (migrate).
+func shardURLs(want int, ring string) ([]string, error) {
+	v := os.Getenv("SHARD_URLS")
+	if v == "" {
+		if want > 0 {
+			return nil, &app.ConfigError{Name: "SHARD_URLS", Msg: fmt.Sprintf("is not set: --shards %d needs %d postgres:// URLs, comma-separated (`make seed SHARDS=%d` starts local ones)", want, want, want)}
+		}
+		return nil, nil
+	}
+	var urls []string
+	for i, u := range strings.Split(v, ",") {
+		u = strings.TrimSpace(u)
+		parsed, err := url.Parse(u)
+		switch {
+		case err != nil || (parsed.Scheme != "postgres" && parsed.Scheme != "postgresql"):
+			return nil, &app.ConfigError{Name: "SHARD_URLS", Msg: fmt.Sprintf("shard %d is not a postgres:// URL (comma-separated URLs, shard 0 first)", i)}
+		case u == ring:
+			return nil, &app.ConfigError{Name: "SHARD_URLS", Msg: fmt.Sprintf("shard %d is DATABASE_URL, the ring: each shard is a database of its own", i)}
+		case slices.Contains(urls, u):
+			return nil, &app.ConfigError{Name: "SHARD_URLS", Msg: fmt.Sprintf("shard %d is shard %d again: each shard is a database of its own", i, slices.Index(urls, u))}
+		}
+		urls = append(urls, u)
+	}
+	if want > 0 && len(urls) != want {
+		return nil, &app.ConfigError{Name: "SHARD_URLS", Msg: fmt.Sprintf("has %d URLs, but --shards is %d", len(urls), want)}
+	}
+	return urls, nil
 }

@@ -8,19 +8,53 @@
 #   scripts/pg.sh replication dev|test
 #                                  start it able to feed streaming standbys
 #                                  (stage 9: wal_level replica; a restart, once)
+#   scripts/pg.sh shards N         start shard0 … shardN-1 and print their URLs,
+#                                  comma-separated: stage 10's SHARD_URLS
+#   scripts/pg.sh ring             start dev, make its database flickrkillr_ring
+#                                  if missing, print its URL: stage 10's DATABASE_URL
 #
 # "dev" (port 54329) holds the data of `make run`, `make seed` and the load tests.
 # "test" (port 54330) is for `make test`: throw-away databases, fsync off.
+# "shard0" … "shard9" (ports 54341 …) are the shards of stage 10's dev data
+# (`make seed SHARDS=N`); the ring is a second database of dev, so that
+# `make seed`'s data in flickrkillr stays for the other stages.
 # Never docker, never a download: Debian's postgresql package, installed with
 # apt-get when we are root and it is missing.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cmd="${1:-}"; which="${2:-dev}"
+
+case "$cmd" in
+  shards)
+    n="$which"
+    if ! [[ "$n" =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt 10 ]; then
+      echo "scripts/pg.sh: shards takes a number of shards, 1 to 10, not '$n'" >&2; exit 2
+    fi
+    urls=()
+    for ((k = 0; k < n; k++)); do urls+=("$("$0" start "shard$k")"); done
+    (IFS=,; echo "${urls[*]}")
+    exit 0 ;;
+  ring)
+    dev="$("$0" start dev)"
+    ring="${dev/\/flickrkillr\?/\/flickrkillr_ring?}"
+    psql="$(command -v psql || ls /usr/lib/postgresql/*/bin/psql | sort -V | tail -n 1)"
+    if ! "$psql" "$dev" -tAc "SELECT 1 FROM pg_database WHERE datname = 'flickrkillr_ring'" | grep -q 1; then
+      echo "pg.sh: creating the ring database flickrkillr_ring in the dev cluster" >&2
+      "$psql" "$dev" -qc "CREATE DATABASE flickrkillr_ring" >&2
+    fi
+    echo "$ring"
+    exit 0 ;;
+esac
+
+# step is how far a cluster moves when its port is taken: dev and test
+# keep their parity; a shard moves by ten, past the other shards' ports.
+step=2
 case "$which" in
   dev)  port="${PGPORT_DEV:-54329}"; db="flickrkillr" ;;
   test) port="${PGPORT_TEST:-54330}"; db="postgres" ;;
-  *) echo "scripts/pg.sh: cluster must be dev or test, not '$which'" >&2; exit 2 ;;
+  shard[0-9]) port=$((${PGPORT_SHARD0:-54341} + ${which#shard})); db="flickrkillr"; step=10 ;;
+  *) echo "scripts/pg.sh: cluster must be dev, test or shard0 … shard9, not '$which'" >&2; exit 2 ;;
 esac
 data="$root/.pgdata/$which"
 portfile="$root/.pgdata/$which.port"
@@ -85,7 +119,7 @@ start() {
   if [ "$(id -u)" -eq 0 ]; then chown postgres: "$root/.pgdata"; ensure_reachable; fi
   if ! running && in_use "$port"; then
     local taken="$port"
-    while in_use "$port"; do port=$((port + 2)); done
+    while in_use "$port"; do port=$((port + step)); done
     say "port $taken is taken (another checkout's cluster?): the $which cluster uses $port"
   fi
   echo "$port" > "$portfile"
@@ -99,7 +133,16 @@ start() {
       echo "unix_socket_directories = ''"
       echo "max_connections = 200"
       echo "max_wal_size = 4GB"
-      if [ "$which" = dev ]; then
+      if [ "${which#shard}" != "$which" ]; then
+        # Stage 10's shards hold dev data (fsync on, as dev), and are made
+        # able to feed streaming standbys from the start, as stage 9 needs
+        # of dev: the seed's COPY then writes WAL (docs/seed.md, "Shards").
+        echo "wal_level = replica"
+        echo "max_wal_senders = 10"
+        echo "shared_buffers = 256MB"
+        echo "maintenance_work_mem = 512MB"
+        echo "work_mem = 16MB"
+      elif [ "$which" = dev ]; then
         # No replication until stage 9 asks (`pg.sh replication dev`):
         # minimal WAL lets the seed's COPY skip writing WAL.
         echo "wal_level = minimal"
@@ -162,5 +205,5 @@ case "$cmd" in
   stop) stop ;;
   url) url ;;
   status) running ;;
-  *) echo "usage: scripts/pg.sh start|stop|url|status|replication dev|test" >&2; exit 2 ;;
+  *) echo "usage: scripts/pg.sh start|stop|url|status|replication dev|test|shard0…shard9, or shards N, or ring" >&2; exit 2 ;;
 esac

@@ -3,7 +3,6 @@ package seed
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,13 +23,16 @@ type ddl struct {
 // building an index once over sorted data is far cheaper than updating it
 // row by row, and checking foreign keys in one join is cheaper than per row.
 // Whatever the schema has (stage 4's indexes or not) is put back as it was.
-func dropConstraints(ctx context.Context, tx pgx.Tx) (savedSchema, error) {
+// A foreign key that points into a loaded table goes too, even from a table
+// the seed does not load (stage 10's user_favorites -> users): the key it
+// needs is dropped.
+func dropConstraints(ctx context.Context, tx pgx.Tx, loaded []string) (savedSchema, error) {
 	var s savedSchema
 	rows, err := tx.Query(ctx, `SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), contype::text
 		FROM pg_constraint
 		WHERE connamespace = 'public'::regnamespace AND contype IN ('p', 'u', 'f')
-		  AND conrelid::regclass::text = ANY($1)
-		ORDER BY conname`, tables[:6])
+		  AND (conrelid::regclass::text = ANY($1) OR (contype = 'f' AND confrelid::regclass::text = ANY($1)))
+		ORDER BY conname`, loaded)
 	if err != nil {
 		return s, fmt.Errorf("seed: read constraints: %w", err)
 	}
@@ -52,7 +54,7 @@ func dropConstraints(ctx context.Context, tx pgx.Tx) (savedSchema, error) {
 	rows, err = tx.Query(ctx, `SELECT tablename, indexname, indexdef FROM pg_indexes
 		WHERE schemaname = 'public' AND tablename = ANY($1)
 		  AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE connamespace = 'public'::regnamespace)
-		ORDER BY indexname`, tables[:6])
+		ORDER BY indexname`, loaded)
 	if err != nil {
 		return s, fmt.Errorf("seed: read indexes: %w", err)
 	}
@@ -86,7 +88,7 @@ func dropConstraints(ctx context.Context, tx pgx.Tx) (savedSchema, error) {
 
 // restoreConstraints puts back keys, then indexes, then foreign keys (which
 // need the keys), timing each group.
-func restoreConstraints(ctx context.Context, tx pgx.Tx, s savedSchema, w io.Writer) ([]TableReport, error) {
+func restoreConstraints(ctx context.Context, tx pgx.Tx, s savedSchema, prog *progress, label string) ([]TableReport, error) {
 	var steps []TableReport
 	groups := []struct {
 		name string
@@ -106,13 +108,13 @@ func restoreConstraints(ctx context.Context, tx pgx.Tx, s savedSchema, w io.Writ
 			continue
 		}
 		t := time.Now()
-		fmt.Fprintf(w, "  %-11s rebuilding %d …\n", g.name, len(g.list))
+		prog.printf("  %s%-*s rebuilding %d …\n", label, prog.names, g.name, len(g.list))
 		for _, d := range g.list {
 			if _, err := tx.Exec(ctx, g.stmt(d)); err != nil {
 				return steps, fmt.Errorf("seed: rebuild %s: %w", d.name, err)
 			}
 		}
-		steps = append(steps, TableReport{g.name, int64(len(g.list)), time.Since(t)})
+		steps = append(steps, TableReport{Table: g.name, Rows: int64(len(g.list)), Duration: time.Since(t)})
 	}
 	return steps, nil
 }

@@ -44,7 +44,6 @@ type plan struct {
 	photoStep  int       // rank → photo id bijection: spreads hot photos over time
 	userStep   int       // rank → user id bijection
 	images     int
-	tagCounts  []int64 // filled while photo_tags is generated
 }
 
 func newPlan(seed uint64, users, minP, maxP, images int) *plan {
@@ -174,11 +173,17 @@ func (p *plan) userRow(id int64, hash []byte, row []any) {
 		joined = p.photoTime(int64(first)).Add(-time.Duration(r.IntN(90*24)) * time.Hour)
 	}
 	row[0] = id
-	row[1] = fmt.Sprintf("user%d", id)
+	row[1] = userName(id)
 	row[2] = displayFirst[r.IntN(len(displayFirst))] + " " + displayLast[r.IntN(len(displayLast))]
 	row[3] = hash
 	row[4] = joined
 }
+
+// userName is user id's log-in name.
+func userName(id int64) string { return fmt.Sprintf("user%d", id) }
+
+// owner is the user who uploaded photo id.
+func (p *plan) owner(photo int64) int64 { return int64(p.owners[photo-1]) }
 
 // photoRow fills photos(id, user_id, title, description, image_key, width, height, created_at).
 func (p *plan) photoRow(id int64, row []any) {
@@ -199,7 +204,7 @@ func (p *plan) photoRow(id int64, row []any) {
 	img := r.IntN(p.images)
 	w, h := imageDims(img)
 	row[0] = id
-	row[1] = int64(p.owners[id-1])
+	row[1] = p.owner(id)
 	row[2] = title
 	row[3] = desc
 	row[4] = poolKey(p.seed, img)
@@ -255,16 +260,17 @@ func (p *plan) userFavorites(rank int, out []int64) (int64, []int64) {
 
 const maxFavoritesPerUser = 5000
 
-// tagRow fills tags(id, name, photo_count); the counts come from photo_tags,
-// which is generated first.
-func (p *plan) tagRow(id int64, row []any) {
-	row[0], row[1], row[2] = id, p.tags[id-1], p.tagCounts[id-1]
+// tagRow fills tags(id, name, photo_count); counts come from the photo_tags
+// of the same database, which are generated first.
+func (p *plan) tagRow(id int64, counts []int64, row []any) {
+	row[0], row[1], row[2] = id, p.tags[id-1], counts[id-1]
 }
 
-// commentRow fills comments(id, photo_id, user_id, body, created_at).
-func (p *plan) commentRow(id int64, row []any) {
+// commentRow fills comments(id, photo_id, user_id, body, created_at) and
+// returns the photo, whose owner's shard keeps the comment.
+func (p *plan) commentRow(id int64, row []any) (photo int64) {
 	r := p.rng(saltComments, id)
-	photo := p.hotPhoto(r)
+	photo = p.hotPhoto(r)
 	body := commentPhrases[r.IntN(len(commentPhrases))]
 	if r.IntN(3) == 0 {
 		body += " " + commentPhrases[r.IntN(len(commentPhrases))]
@@ -274,6 +280,7 @@ func (p *plan) commentRow(id int64, row []any) {
 	row[2] = p.hotUser(r)
 	row[3] = body
 	row[4] = p.commentTime(id, photo)
+	return photo
 }
 
 // commentTime is after the photo's upload (within uploadSpread of photoTime) and

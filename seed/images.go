@@ -34,7 +34,7 @@ func imageDims(i int) (w, h int) {
 // under the store, skipping those already there: the pool is written once
 // and reused by later seeds with the same --seed.
 func writePool(store *models.ImageStore, seed uint64, n int, prog *progress) error {
-	counter := prog.start("images", int64(n))
+	counter := prog.start("", "images", int64(n))
 	defer prog.finish(counter)
 	work := make(chan int)
 	var wg sync.WaitGroup

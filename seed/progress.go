@@ -6,20 +6,33 @@ import (
 	"golang.org/x/text/message"
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // progress reports work per table: a redrawn bar on a terminal, a plain line
-// every 25% otherwise (CI logs, pipes).
+// every 25% otherwise (CI logs, pipes). A sharded seed loads several
+// databases at once: their tables report together, as plain lines (one
+// redrawn line cannot show them all), each written whole under mu.
 type progress struct {
-	w   io.Writer
-	tty bool
+	mu    sync.Mutex
+	w     io.Writer
+	tty   bool
+	names int // the width of the tables' names: 11, 14 with user_favorites
+}
+
+// printf writes one whole line (or several) among the tables' reports.
+func (p *progress) printf(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, format, args...)
 }
 
 // counter is one table's progress.
 type counter struct {
 	atomic.Int64
+	db    string // the database's label ("" when the seed writes one)
 	name  string
 	total int64
 	start time.Time
@@ -27,8 +40,8 @@ type counter struct {
 	quit  chan struct{}
 }
 
-func (p *progress) start(name string, total int64) *counter {
-	c := &counter{name: name, total: total, start: time.Now(), done: make(chan struct{}), quit: make(chan struct{})}
+func (p *progress) start(db, name string, total int64) *counter {
+	c := &counter{db: db, name: name, total: total, start: time.Now(), done: make(chan struct{}), quit: make(chan struct{})}
 	go func() {
 		defer close(c.done)
 		t := time.NewTicker(200 * time.Millisecond)
@@ -41,9 +54,9 @@ func (p *progress) start(name string, total int64) *counter {
 			case <-t.C:
 				n := c.Load()
 				if p.tty {
-					fmt.Fprintf(p.w, "\r%s", p.line(c, n))
+					p.printf("\r%s", p.line(c, n))
 				} else if c.total > 0 && n*4 >= nextQuarter*c.total && nextQuarter < 4 {
-					fmt.Fprintln(p.w, p.line(c, n))
+					p.printf("%s\n", p.line(c, n))
 					nextQuarter = n*4/c.total + 1
 				}
 			}
@@ -58,9 +71,9 @@ func (p *progress) finish(c *counter) {
 	<-c.done
 	n := c.Load()
 	if p.tty {
-		fmt.Fprintf(p.w, "\r%s\n", p.line(c, n))
+		p.printf("\r%s\n", p.line(c, n))
 	} else {
-		fmt.Fprintln(p.w, p.line(c, n))
+		p.printf("%s\n", p.line(c, n))
 	}
 }
 
@@ -73,8 +86,8 @@ func (p *progress) line(c *counter, n int64) string {
 	filled := int(pct / 100 * width)
 	el := time.Since(c.start)
 	rate := float64(n) / max(el.Seconds(), 1e-9)
-	return numbers.Sprintf("  %-11s [%s%s] %3.0f%%  %11d rows  %9d rows/s  %5.1fs",
-		c.name, strings.Repeat("#", filled), strings.Repeat(".", width-filled), pct,
+	return numbers.Sprintf("  %s%-*s [%s%s] %3.0f%%  %11d rows  %9d rows/s  %5.1fs",
+		c.db, p.names, c.name, strings.Repeat("#", filled), strings.Repeat(".", width-filled), pct,
 		n, int64(rate), el.Seconds())
 }
 
