@@ -28,6 +28,8 @@ type scenario struct {
 var scenarios = map[string]scenario{
 	"browse": {setup: browseSetup, login: browseLogin, step: browseStep},
 	"upload": {setup: uploadSetup, login: uploadLogin, step: uploadStep, teardown: uploadTeardown},
+	// writes: comments, favorite toggles and uploads (writes.go), stage 10's mix.
+	"writes": {setup: writesSetup, login: uploadLogin, step: writesStep, teardown: uploadTeardown},
 	// signin-storm: every user signs in in a loop (signin.go's stormStep),
 	// to run beside a browse run.
 	"signin-storm": {setup: browseSetup, step: stormStep},
