@@ -117,9 +117,9 @@ func isUploaded(res *response) error {
 // first waits (up to the teardown's deadline, teardownWait) until the photo
 // is no longer processing, so that the workers drain real jobs, as they
 // would with users who keep their photos, and the queue can be watched
-// draining (/metrics). The writes scenario deletes at once: the jobs of
-// deleted photos end without work (the upload is gone). The deletes
-// themselves do not stop at that deadline.
+// draining (/metrics). The writes scenario deletes at once: the job of a
+// deleted photo only removes its files. The deletes themselves do not stop
+// at that deadline.
 func uploadTeardown(ctx context.Context, vu *vuser) {
 	del := context.WithoutCancel(ctx)
 	drain := vu.shared.(*uploads).drain
