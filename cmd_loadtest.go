@@ -29,7 +29,7 @@ func loadtestFlags(fs *flag.FlagSet, o *loadtest.Options) {
 	fs.IntVar(&o.Concurrency, "concurrency", 32, "virtual users (closed loop) or requests in flight at most (open loop)")
 	fs.Float64Var(&o.Rate, "rate", 0, "open loop: actions per second on a fixed schedule (0: closed loop)")
 	fs.DurationVar(&o.ThinkTime, "think", 0, "closed loop: pause between a user's actions")
-	fs.StringVar(&o.Scenario, "scenario", "browse", "browse (the photo-site mix), static (a trivial endpoint, for comparing with wrk),\nupload (12-megapixel JPEG uploads by seeded users, deleted at the end), signin-storm (every user signs in\nin a loop: run it beside a browse run, scripts/signin-storm.sh), or connections (loadtest only, C10K: browse alone, beside --connections idle ones, alone again)")
+	fs.StringVar(&o.Scenario, "scenario", "browse", "browse (the photo-site mix), static (a trivial endpoint, for comparing with wrk),\nupload (12-megapixel JPEG uploads by seeded users, deleted at the end),\nwrites (the write-heavy mix: comments, favorite toggles and a few uploads, the uploads deleted at the end),\nsignin-storm (every user signs in in a loop: run it beside a browse run, scripts/signin-storm.sh), or connections (loadtest only, C10K: browse alone, beside --connections idle ones, alone again)")
 	fs.StringVar(&o.Password, "password", seed.Password, "password of the seeded users")
 	fs.Uint64Var(&o.Seed, "seed", 1, "random seed of the virtual users' choices")
 	fs.Float64Var(&o.Anonymous, "anonymous", 0, "the share of virtual users (0 to 1) who browse without an account: the browse mix's reads\n(home, photos, users, tags and their older pages; routes anon-…), no log-in, no writes")
@@ -188,6 +188,11 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := so.Run.Validate(); err != nil {
 		return &app.UsageError{Msg: err.Error()}
 	}
+	// The docs' figure blocks quote the browse mix; another scenario's sweep
+	// goes to its own --out.
+	if so.Run.Scenario != "browse" && len(so.Docs) > 0 {
+		return &app.UsageError{Msg: fmt.Sprintf("--docs refreshes the docs' figures, which are the browse mix's: leave it out with --scenario %s (and pass --out results/%s)", so.Run.Scenario, so.Run.Scenario)}
+	}
 	if !slices.Contains(sweep.Ladders, so.Ladder) {
 		return &app.UsageError{Msg: fmt.Sprintf("--ladder must be tagged, alone or both (got %q)", so.Ladder)}
 	}
@@ -220,7 +225,9 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	for i, st := range so.Stages {
 		lookup, _ := app.LookupStage(st.Stage)
-		if lookup.Topology && topologyMix != so.Run.Anonymous {
+		// The second mix is the browse mix's anonymous visitors: the other
+		// scenarios (writes, upload) have none and measure each stage once.
+		if lookup.Topology && topologyMix != so.Run.Anonymous && so.Run.Scenario == "browse" {
 			so.Stages[i].Mixes = []float64{topologyMix}
 		}
 		if lookup.Topology && model != "" {

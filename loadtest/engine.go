@@ -330,6 +330,7 @@ type vuser struct {
 	errs     *atomic.Int64
 	intended time.Time // open loop: when this action should have started
 	made     []string  // what the user created that the scenario's teardown removes
+	faves    []string  // the writes scenario: photos the user favorited in the run and holds
 	signIns  *signIns  // the run's sign-in state (signin.go)
 	// anonymous users browse without an account: no sign-in, no writes
 	// (anonymousMix).

@@ -261,6 +261,7 @@ func TestBadOptions(t *testing.T) {
 		{"a negative anonymous share", Options{URL: "http://x", Duration: time.Second, Concurrency: 1, Scenario: "browse", Anonymous: -0.1}, "--anonymous"},
 		{"an anonymous share that is not a number", Options{URL: "http://x", Duration: time.Second, Concurrency: 1, Scenario: "browse", Anonymous: math.NaN()}, "--anonymous"},
 		{"anonymous uploaders", Options{URL: "http://x", Duration: time.Second, Concurrency: 1, Scenario: "upload", Anonymous: 0.5}, "--anonymous"},
+		{"anonymous writers", Options{URL: "http://x", Duration: time.Second, Concurrency: 1, Scenario: "writes", Anonymous: 0.5}, "--anonymous"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -28,6 +28,8 @@ type scenario struct {
 var scenarios = map[string]scenario{
 	"browse": {setup: browseSetup, login: browseLogin, step: browseStep},
 	"upload": {setup: uploadSetup, login: uploadLogin, step: uploadStep, teardown: uploadTeardown},
+	// writes: comments, favorite toggles and uploads (writes.go), stage 10's mix.
+	"writes": {setup: writesSetup, login: uploadLogin, step: writesStep, teardown: uploadTeardown},
 	// signin-storm: every user signs in in a loop (signin.go's stormStep),
 	// to run beside a browse run.
 	"signin-storm": {setup: browseSetup, step: stormStep},
@@ -143,21 +145,25 @@ var browseMix = newMix(append(reads(reader{
 		}
 		vu.post(ctx, "favorite", "/photos/"+b.photo(vu.rng)+"/favorite", url.Values{"action": {act}}, isRedirect)
 	}},
-	action{"comment", 3, func(ctx context.Context, vu *vuser, b *browse) {
-		photo := "/photos/" + b.photo(vu.rng)
-		token := fmt.Sprintf("lt-%d-%d", vu.id, vu.rng.Uint64())
-		if _, err := vu.post(ctx, "comment", photo+"/comments", url.Values{"body": {"Nice one! " + token}}, isRedirect); err != nil {
-			return
-		}
-		// The comment must be visible on the very next read (stage 3's cache
-		// must have been invalidated); a miss is the comment's error.
-		body, err := vu.get(ctx, "photo", photo, isOK)
-		if err == nil && !strings.Contains(string(body), token) && ctx.Err() == nil {
-			vu.rec.record("comment", 0, 0, fmt.Errorf("posted comment not visible on the next read"))
-			vu.errs.Add(1)
-		}
-	}},
+	action{"comment", 3, comment},
 )...)
+
+// comment posts a comment on a photo and reads the photo page back: the
+// comment must be on the very next read (stage 3's cache must have been
+// invalidated, stage 9's replicas must read the user's own writes); a miss
+// is the comment's error. The browse and writes mixes both comment so.
+func comment(ctx context.Context, vu *vuser, b *browse) {
+	photo := "/photos/" + b.photo(vu.rng)
+	token := fmt.Sprintf("lt-%d-%d", vu.id, vu.rng.Uint64())
+	if _, err := vu.post(ctx, "comment", photo+"/comments", url.Values{"body": {"Nice one! " + token}}, isRedirect); err != nil {
+		return
+	}
+	body, err := vu.get(ctx, "photo", photo, isOK)
+	if err == nil && !strings.Contains(string(body), token) && ctx.Err() == nil {
+		vu.rec.record("comment", 0, 0, fmt.Errorf("posted comment not visible on the next read"))
+		vu.errs.Add(1)
+	}
+}
 
 // browse is what the virtual users share: the data's shape, learned at setup.
 type browse struct {

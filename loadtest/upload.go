@@ -26,6 +26,10 @@ type uploads struct {
 	*browse
 	body        []byte // the multipart form, the same for every upload
 	contentType string
+	// drain makes the teardown wait until the workers have made each
+	// upload's images before deleting it (the upload scenario, whose
+	// subject the queue is); the writes scenario deletes at once.
+	drain bool
 }
 
 // uploadWidth and uploadHeight are the upload scenario's image: 12 megapixels.
@@ -50,7 +54,7 @@ func uploadSetup(ctx context.Context, c *client, o Options, info ServerInfo) (an
 	}
 	fw.Write(img)
 	mw.Close()
-	return &uploads{browse: b.(*browse), body: body.Bytes(), contentType: mw.FormDataContentType()}, nil
+	return &uploads{browse: b.(*browse), body: body.Bytes(), contentType: mw.FormDataContentType(), drain: true}, nil
 }
 
 // uploadImage is the 12-megapixel JPEG, made once and kept in the temporary
@@ -85,11 +89,13 @@ func uploadLogin(ctx context.Context, vu *vuser) error {
 	return logIn(ctx, vu, vu.shared.(*uploads).browse)
 }
 
-// uploadStep uploads the image and remembers the new photo for the
-// teardown. An upload runs to its answer even when the run ends meanwhile,
-// so that every photo the server made is known (and deleted).
-func uploadStep(ctx context.Context, vu *vuser) {
-	u := vu.shared.(*uploads)
+func uploadStep(ctx context.Context, vu *vuser) { vu.shared.(*uploads).upload(ctx, vu) }
+
+// upload uploads the image and remembers the new photo for the teardown
+// (the upload scenario's step and the writes mix's upload). An upload runs
+// to its answer even when the run ends meanwhile, so that every photo the
+// server made is known (and deleted).
+func (u *uploads) upload(ctx context.Context, vu *vuser) {
 	_, err := vu.timed(ctx, "upload", isUploaded, func() error {
 		return vu.client.doBody(context.WithoutCancel(ctx), http.MethodPost, "/upload", u.contentType, u.body, &vu.res)
 	})
@@ -106,15 +112,19 @@ func isUploaded(res *response) error {
 	return nil
 }
 
-// uploadTeardown deletes the user's uploads. From stage 6 on it first waits
-// (up to the teardown's deadline, teardownWait) until the photo is no longer processing,
-// so that the workers drain real jobs, as they would with users who keep
-// their photos, and the queue can be watched draining (/metrics). The
-// deletes themselves do not stop at that deadline.
+// uploadTeardown deletes the user's uploads (the upload and writes
+// scenarios' teardown). In the upload scenario (drain), from stage 6 on, it
+// first waits (up to the teardown's deadline, teardownWait) until the photo
+// is no longer processing, so that the workers drain real jobs, as they
+// would with users who keep their photos, and the queue can be watched
+// draining (/metrics). The writes scenario deletes at once: the job of a
+// deleted photo only removes its files. The deletes themselves do not stop
+// at that deadline.
 func uploadTeardown(ctx context.Context, vu *vuser) {
 	del := context.WithoutCancel(ctx)
+	drain := vu.shared.(*uploads).drain
 	for _, photo := range vu.made {
-		for {
+		for drain {
 			body, err := fetch(ctx, vu.client, photo)
 			if err != nil || !strings.Contains(body, "/static/photo-processing.svg") {
 				break
