@@ -85,7 +85,7 @@ func shardFlags() []Flag {
 func shardURLs(c Config) ([]string, error) {
 	s := shardConfig.of(c)
 	if len(s.URLs) == 0 {
-		return nil, &ConfigError{"SHARD_URLS", "stage 10 keeps the users' data on shards: name them (comma-separated postgres:// URLs), or run `make serve STAGE=10`, which makes and seeds two (`make seed SHARDS=2`)"}
+		return nil, &ConfigError{"SHARD_URLS", "stage 10 keeps the users' data on shards: name them (comma-separated postgres:// URLs), or make and seed two project-local ones with `make seed SHARDS=2`, then `make serve STAGE=10`"}
 	}
 	for _, u := range s.URLs {
 		if !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {

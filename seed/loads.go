@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"flickrkillr/models/shards"
+	"flickrkillr/models"
 )
 
 // A share is which rows of the data set one database gets. Before stage 10
@@ -27,7 +27,7 @@ func (s share) ring() bool { return s.shards > 0 && s.shard == ringShard }
 // what hangs on them; the favorites they made): all of them when not
 // sharded, those of the users the rule places on this shard otherwise.
 func (s share) holds(user int64) bool {
-	return s.shards == 0 || shards.HomeOf(user, s.shards) == s.shard
+	return s.shards == 0 || models.HomeShard(user, s.shards) == s.shard
 }
 
 func everyone(int64) bool { return true }
@@ -52,7 +52,7 @@ func (p *plan) loads(s share, hash []byte) []load {
 		// where each user lives and whose each photo is.
 		return []load{users,
 			{"ring_users", []string{"user_id", "name", "shard"}, int64(p.users), numbered(p.users, func(id int64, row []any) bool {
-				row[0], row[1], row[2] = id, userName(id), int32(shards.HomeOf(id, s.shards))
+				row[0], row[1], row[2] = id, userName(id), int32(models.HomeShard(id, s.shards))
 				return true
 			})},
 			{"ring_photos", []string{"photo_id", "user_id"}, int64(p.photos), numbered(p.photos, func(id int64, row []any) bool {

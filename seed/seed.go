@@ -92,7 +92,7 @@ func Run(ctx context.Context, dsn string, o Options) (Report, error) {
 
 // RunShards seeds what Run seeds with the same options, spread over stage
 // 10's federation: ring is the ring database, shardURLs[k] is shard k, and
-// shards.HomeOf places every user. Each shard has every user, and the
+// models.HomeShard places every user. Each shard has every user, and the
 // photos of its users with their tags, comments and favorites, and the
 // favorites its users made (user_favorites); the ring has every user, where
 // each user and photo lives, and no content. The databases load at the same

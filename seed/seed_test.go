@@ -19,7 +19,6 @@ import (
 	"flickrkillr/migrations"
 	"flickrkillr/models"
 	"flickrkillr/models/modeltest"
-	"flickrkillr/models/shards"
 	"flickrkillr/models/tickets"
 	"flickrkillr/seed"
 )
@@ -352,10 +351,21 @@ func sameRows(t *testing.T, what string, got, want []string) {
 	}
 }
 
+// needFederation skips a test of the sharded seed in a build without stage
+// 10's tables (the workshop tags of stages 0-9 hold the seed, not the
+// migration).
+func needFederation(t *testing.T) {
+	t.Helper()
+	if migrations.Latest() < 5 {
+		t.Skip("this build has no migrations/00005_federation.sql (a workshop tag before stage 10)")
+	}
+}
+
 // shardedSeed seeds a ring and two shards, and one database with the same
 // options unsharded, to compare.
 func shardedSeed(t *testing.T) (whole, ring *pgx.Conn, shards []*pgx.Conn) {
 	t.Helper()
+	needFederation(t)
 	wholeURL, ringURL := modeltest.NewDB(t, migrations.Latest()), modeltest.NewDB(t, migrations.Latest())
 	shardURLs := []string{modeltest.NewDB(t, migrations.Latest()), modeltest.NewDB(t, migrations.Latest())}
 	dataDir := t.TempDir()
@@ -395,8 +405,8 @@ func TestShardedSeedSpreadsTheSameRows(t *testing.T) {
 				for _, id := range lines(t, c, `SELECT (`+home+`)::text FROM (`+sql+`) x`) {
 					var user int64
 					fmt.Sscan(id, &user)
-					if shards.HomeOf(user, len(dbs)) != k {
-						t.Fatalf("a row of %q is on shard %d, its user %d lives on shard %d", sql, k, user, shards.HomeOf(user, len(dbs)))
+					if models.HomeShard(user, len(dbs)) != k {
+						t.Fatalf("a row of %q is on shard %d, its user %d lives on shard %d", sql, k, user, models.HomeShard(user, len(dbs)))
 					}
 				}
 			}
@@ -477,7 +487,7 @@ func TestShardedSeedSpreadsTheSameRows(t *testing.T) {
 		for _, l := range lines(t, whole, `SELECT concat_ws('|', id, name) FROM users`) {
 			var id int64
 			fmt.Sscan(l[:strings.Index(l, "|")], &id)
-			want = append(want, fmt.Sprintf("%s|%d", l, shards.HomeOf(id, len(dbs))))
+			want = append(want, fmt.Sprintf("%s|%d", l, models.HomeShard(id, len(dbs))))
 		}
 		sameRows(t, "ring_users", lines(t, ring, `SELECT concat_ws('|', user_id, name, shard) FROM ring_users`), want)
 		sameRows(t, "ring_photos", lines(t, ring, `SELECT concat_ws('|', photo_id, user_id) FROM ring_photos`), lines(t, whole, `SELECT concat_ws('|', id, user_id) FROM photos`))
@@ -501,6 +511,7 @@ func TestShardedSeedSpreadsTheSameRows(t *testing.T) {
 }
 
 func TestShardedSeedRefusesAndReplaces(t *testing.T) {
+	needFederation(t)
 	ringURL := modeltest.NewDB(t, migrations.Latest())
 	shardURLs := []string{modeltest.NewDB(t, migrations.Latest()), modeltest.NewDB(t, migrations.Latest())}
 	dataDir := t.TempDir()

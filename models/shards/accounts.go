@@ -12,7 +12,7 @@ import (
 
 // Create signs a user up: an id from the ticket servers, the account and
 // its ring row on the ring (where a taken name is refused), then the
-// public row on the user's shard (HomeOf), then on every other shard. A
+// public row on the user's shard (models.HomeShard), then on every other shard. A
 // home shard that cannot take it undoes the sign-up (the page says try
 // again); another shard that cannot is copied to later, on the first
 // write there that needs the row (copyUserTo).
@@ -22,7 +22,7 @@ func (f *Federation) Create(ctx context.Context, name, displayName string, passw
 		return models.User{}, fmt.Errorf("shards: create user %q: %w", name, err)
 	}
 	u := models.User{ID: id, Name: name, DisplayName: displayName, PasswordHash: passwordHash}
-	home := HomeOf(id, len(f.shards))
+	home := models.HomeShard(id, len(f.shards))
 	err = f.ring.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		err := tx.Raw(`INSERT INTO users (id, name, display_name, password_hash) VALUES (?, ?, ?, ?) RETURNING created_at`,
 			id, name, displayName, passwordHash).Row().Scan(&u.CreatedAt)
