@@ -219,7 +219,7 @@ func run(ctx context.Context, o Options, targets []*target) (Report, error) {
 		}
 	}
 
-	sharded := len(targets) > 1
+	sharded := targets[0].share.shards > 0 // stage 10: a ring and its shards
 	prog := &progress{w: o.Progress, tty: o.IsTerminal && !sharded, names: 11}
 	if sharded {
 		prog.names = len("user_favorites")
