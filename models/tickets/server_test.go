@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,7 +19,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 
-	"flickrkillr/app/standby"
 	"flickrkillr/models"
 	"flickrkillr/models/modeltest"
 )
@@ -76,7 +76,7 @@ type pgServer struct {
 func newServer(t *testing.T) *pgServer {
 	t.Helper()
 	need(t) // no test cluster, no server of our own either: the same switch for every test
-	bin, err := standby.FindBin("initdb")
+	bin, err := findBin("initdb")
 	if err != nil {
 		t.Skip(err)
 	}
@@ -269,4 +269,31 @@ func (s *pgServer) createDB(name string) string {
 		s.t.Fatal(err)
 	}
 	return s.url(name)
+}
+
+// findBin finds a PostgreSQL server tool: on PATH, or where Debian keeps
+// them (/usr/lib/postgresql/<major>/bin, the newest first). The tests of
+// models/tickets are in every workshop tag, and app/standby (which has the
+// same search) only in stage 9's and later.
+func findBin(tool string) (string, error) {
+	if p, err := exec.LookPath(tool); err == nil {
+		return p, nil
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	slices.SortFunc(dirs, func(a, b string) int {
+		va, _ := strconv.Atoi(filepath.Base(filepath.Dir(a)))
+		vb, _ := strconv.Atoi(filepath.Base(filepath.Dir(b)))
+		return vb - va
+	})
+	for _, d := range dirs {
+		if p := filepath.Join(d, tool); fileExists(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found: PostgreSQL's server tools are not installed (apt-get install postgresql)", tool)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
