@@ -271,13 +271,18 @@ func (s *pgServer) createDB(name string) string {
 	return s.url(name)
 }
 
-// findBin finds a PostgreSQL server tool: on PATH, or where Debian keeps
-// them (/usr/lib/postgresql/<major>/bin, the newest first). The tests of
-// models/tickets are in every workshop tag, and app/standby (which has the
-// same search) only in stage 9's and later.
+// findBin is the directory holding a PostgreSQL server tool, found like
+// scripts/pg.sh and app/standby.FindBin do: PATH first (a symlink there
+// points at the directory of the other tools), then Debian's
+// /usr/lib/postgresql/<major>/bin, the newest first. The tests of
+// models/tickets are in every workshop tag, app/standby only in stage 9's
+// and later.
 func findBin(tool string) (string, error) {
 	if p, err := exec.LookPath(tool); err == nil {
-		return p, nil
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			p = real
+		}
+		return filepath.Dir(p), nil
 	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	slices.SortFunc(dirs, func(a, b string) int {
@@ -286,8 +291,8 @@ func findBin(tool string) (string, error) {
 		return vb - va
 	})
 	for _, d := range dirs {
-		if p := filepath.Join(d, tool); fileExists(p) {
-			return p, nil
+		if fileExists(filepath.Join(d, tool)) {
+			return d, nil
 		}
 	}
 	return "", fmt.Errorf("%s not found: PostgreSQL's server tools are not installed (apt-get install postgresql)", tool)
