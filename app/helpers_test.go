@@ -77,10 +77,18 @@ func newTestAppWith(t *testing.T, cfg Config) *testApp {
 	return newTestAppServing(t, cfg, true)
 }
 
+// testAppConfigs complete a test App's configuration with what a stage
+// needs beside its database (stage 10: its shards), each added by the
+// stage's test file, so that a tag without the stage has none.
+var testAppConfigs []func(t *testing.T, cfg *Config)
+
 // newTestAppServing is newTestAppWith; runQueued false leaves queued jobs
 // in the queue (the stage 6 tests run them).
 func newTestAppServing(t *testing.T, cfg Config, runQueued bool) *testApp {
 	t.Helper()
+	for _, prepare := range testAppConfigs {
+		prepare(t, &cfg)
+	}
 	n := &atomic.Int64{}
 	db, err := models.Open(context.Background(), cfg.DatabaseURL, models.Options{Tracer: queryCounter{n}})
 	if err != nil {

@@ -9,8 +9,30 @@ import (
 	"testing"
 
 	"flickrkillr/models/modeltest"
+	"flickrkillr/models/tickets"
 	"flickrkillr/seed"
 )
+
+// A test App at stage 10 (or above) that names no shards gets two fresh
+// ones beside its database, which is the ring, and the ticket servers set
+// up on the ring and shard 0.
+func init() {
+	testAppConfigs = append(testAppConfigs, func(t *testing.T, cfg *Config) {
+		if cfg.Stage < federationStage || len(shardConfig.of(*cfg).URLs) > 0 {
+			return
+		}
+		schema := stageSchema(t, federationStage)
+		urls := []string{modeltest.NewDB(t, schema), modeltest.NewDB(t, schema)}
+		ctx := context.Background()
+		if err := tickets.Setup(ctx, cfg.DatabaseURL, 1, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := tickets.Setup(ctx, urls[0], 2, 0); err != nil {
+			t.Fatal(err)
+		}
+		shardConfig.set(cfg, func(s *shardSettings) { s.URLs = urls })
+	})
+}
 
 // shardedTestApp is stage 10 on a ring and n shards seeded with o, and the
 // single database of the same seed.

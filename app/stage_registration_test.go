@@ -129,6 +129,10 @@ func TestOneRegistrationMakesAStage(t *testing.T) {
 	if galleryCalls.Load() == 0 {
 		t.Error("the home page did not read through the new stage's gallery")
 	}
+	// A user page asks the stores' handle at every stage (from stage 10
+	// on, the ring says where the user lives; the home page asks only the
+	// shards).
+	mustStatus(t, ta.browser(t).get("/users/nobody-by-that-name"), http.StatusNotFound)
 	if dbQueries.Load() == 0 {
 		t.Error("the stores did not query through the new stage's database handle")
 	}
