@@ -172,7 +172,7 @@ func federation(d *Deps, ring *gorm.DB, lookups models.Lookups, states bool) (*s
 		// The ticket servers: the ring's PostgreSQL itself (not the stores'
 		// handle, which stage 9 may route) for the odd ids, shard 0 for the even.
 		ids := tickets.New([]tickets.Server{{Name: "ring (odd)", DB: d.DB}, {Name: "shard-0 (even)", DB: handles[0].DB}}, tickets.Options{})
-		f := shards.New(ring, handles, ids, shards.Options{Lookups: lookups, States: states})
+		f := shards.New(ring, handles, ids, shards.Options{Lookups: lookups, States: states, Log: d.Log.Warn})
 		go f.KeepRepairing(ctx, 30*time.Second, func(n int, err error) {
 			if err != nil {
 				d.Log.Warn("stage 10: favorites' repair", "applied", n, "err", err)

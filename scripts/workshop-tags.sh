@@ -120,8 +120,23 @@ fetch_all() { # base-url out-dir: anonymous pages, pid and timing-free
 # verify) made the server exit at once and the verify fail.
 port=18181
 while (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+# Stage 10 and later serve the users' data from shards: a ring and two
+# shards of the same seed (seed --shards 2), made once, on the test cluster.
+stage_env=()
+sharded() {
+  [ -n "${shard_urls:-}" ] && return 0
+  local urls=() name
+  for name in ring shard0 shard1; do
+    psql "$admin" -qc "DROP DATABASE IF EXISTS ${db}_$name" -c "CREATE DATABASE ${db}_$name" 2>/dev/null \
+      || "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)/psql" "$admin" -qc "DROP DATABASE IF EXISTS ${db}_$name" -c "CREATE DATABASE ${db}_$name"
+    urls+=("${admin%/postgres*}/${db}_$name?sslmode=disable")
+  done
+  ring_dsn="${urls[0]}"; shard_urls="${urls[1]},${urls[2]}"
+  DATABASE_URL="$ring_dsn" SHARD_URLS="$shard_urls" "$tmp/bin/main" migrate >/dev/null 2>&1
+  DATABASE_URL="$ring_dsn" SHARD_URLS="$shard_urls" "$tmp/bin/main" seed --shards 2 --users 200 --photos-per-user 3-5 >/dev/null 2>&1
+}
 serve_and_fetch() { # binary stage-flag out-dir
-  "$1" serve --addr "127.0.0.1:$port" --admin-addr "" $2 >"$3.log" 2>&1 &
+  env "${stage_env[@]}" "$1" serve --addr "127.0.0.1:$port" --admin-addr "" $2 >"$3.log" 2>&1 &
   local pid=$!
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   if ! kill -0 "$pid" 2>/dev/null; then
@@ -140,6 +155,11 @@ for tag in "${tags[@]}"; do
   (cd "$tmp/$tag" && go build -o "$tmp/bin/$tag" . && go vet ./... && go test -count=1 $(go list ./... | grep -v /scripts/samepages) | grep -v 'no test files')
   echo "== $tag: compare with main's serve --stage $n"
   "$tmp/bin/main" migrate --stage "$n" >/dev/null 2>&1
+  stage_env=()
+  if [ "$n" -ge 10 ]; then
+    sharded
+    stage_env=(DATABASE_URL="$ring_dsn" SHARD_URLS="$shard_urls")
+  fi
   serve_and_fetch "$tmp/bin/$tag" "--stage $n" "$tmp/out-$tag"
   serve_and_fetch "$tmp/bin/main" "--stage $n" "$tmp/out-main-$n"
   if ! grep -q "Recent photos" "$tmp/out-$tag/_" || ! grep -q "\"stage\":$n," "$tmp/out-$tag/healthz"; then
@@ -152,5 +172,5 @@ for tag in "${tags[@]}"; do
     exit 1
   fi
 done
-psql "$admin" -qc "DROP DATABASE IF EXISTS $db" 2>/dev/null || true
+for name in "" _ring _shard0 _shard1; do psql "$admin" -qc "DROP DATABASE IF EXISTS $db$name" 2>/dev/null || true; done
 echo "workshop tags verified: ${tags[*]}"

@@ -63,10 +63,14 @@ func (f *Federation) SetFavorite(ctx context.Context, userID, photoID int64, on 
 	if f.o.BetweenFavoriteWrites != nil {
 		f.o.BetweenFavoriteWrites()
 	}
-	// The favorite is made (the owner's side is the one pages show): a
-	// failure on the faver's side leaves the outbox row to the repair.
-	if err := f.syncFavorite(ctx, boxShard, box, userID, photoID, owner); err != nil {
+	// The favorite is made (the owner's side is the one pages show): the
+	// faver's side is written even if the client has gone, and a failure
+	// there leaves the outbox row to the repair.
+	if err := f.syncFavorite(context.WithoutCancel(ctx), boxShard, box, userID, photoID, owner); err != nil {
 		f.outboxLeft.Add(1)
+		if f.o.Log != nil {
+			f.o.Log("shards: a favorite's faver's side is left to the repair", "user", userID, "photo", photoID, "err", err)
+		}
 	}
 	return nil
 }

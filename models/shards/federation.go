@@ -66,7 +66,7 @@ type Options struct {
 	// States: photos have a state (stage 6): the shards' stores read it.
 	States bool
 	// RingTTL is how long a process trusts what the ring said of a user's
-	// shard (2 s). A move waits RingTTL after its switch before it
+	// shard (10 s; Flickr kept the ring in memcached for about 30 minutes). A move waits RingTTL after its switch before it
 	// deletes the old copies, so a page read from a stale answer still
 	// finds its rows; writes never use it (they read the ring row they hold).
 	RingTTL time.Duration
@@ -76,6 +76,9 @@ type Options struct {
 	// OutboxAge is how old a favorite's outbox row must be before the
 	// repair applies it (10 s): younger ones are their request's to apply.
 	OutboxAge time.Duration
+	// Log, when set, is told what the Federation repaired or left to repair
+	// (slog.Logger.Warn's arguments).
+	Log func(msg string, args ...any)
 	// BetweenFavoriteWrites, when set, runs after the owner's side of a
 	// favorite has committed and before the faver's side is written: the
 	// crash test kills the process there.
@@ -87,7 +90,7 @@ func (o *Options) defaults() {
 		o.Lookups = models.Sequential{}
 	}
 	if o.RingTTL <= 0 {
-		o.RingTTL = 2 * time.Second
+		o.RingTTL = 10 * time.Second
 	}
 	if o.HoldWait <= 0 {
 		o.HoldWait = 5 * time.Second
@@ -308,7 +311,7 @@ func (f *Federation) withOwner(ctx context.Context, user int64, write func(ring 
 		if err := tx.Raw(`SELECT shard FROM ring_users WHERE user_id = ? FOR SHARE`, user).Scan(&shards).Error; err != nil {
 			return fmt.Errorf("shards: the ring: hold user %d: %w", user, err)
 		}
-		if waited := time.Since(start); waited > 50*time.Millisecond { // a switch held it (a ring round trip is ~1 ms)
+		if waited := time.Since(start); waited > 50*time.Millisecond && f.moving(tx, user) { // a switch held it
 			f.holdWaits.Add(1)
 			for {
 				old := f.holdWaitNanos.Load()
@@ -330,6 +333,13 @@ func (f *Federation) withOwner(ctx context.Context, user int64, write func(ring 
 		}
 		return nil
 	})
+}
+
+// moving reports whether a move of the user is in progress (asked only of
+// a write that waited for its ring row: a slow ring is not a held write).
+func (f *Federation) moving(tx *gorm.DB, user int64) bool {
+	var n int64
+	return tx.Raw(`SELECT count(*) FROM shard_moves WHERE user_id = ?`, user).Scan(&n).Error == nil && n > 0
 }
 
 // shardErr marks an error of a shard that did not answer (ErrShardDown),
