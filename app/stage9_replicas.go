@@ -65,7 +65,7 @@ const replicaPool, replicaWarmWait = 16, 10 * time.Second
 
 // replicaSettings are the stage's own settings.
 type replicaSettings struct {
-	Count    int           // REPLICAS, --replicas: the standbys the supervisor makes (default 2)
+	Count    int           // REPLICAS, --replicas: the standbys the supervisor makes (default 2; 0: none)
 	Delay    time.Duration // REPLICA_DELAY, --replica-delay: recovery_min_apply_delay of the made standbys (a fixed lag, to test with)
 	MaxLag   time.Duration // REPLICA_MAX_LAG, --replica-max-lag: a standby further behind leaves the rotation (default 5 s)
 	URLs     []string      // REPLICA_URLS: standbys given (a deployment's), or made by the supervisor for its instances
@@ -80,7 +80,7 @@ func replicaFlags() []Flag {
 	set := func(c *Config, change func(*replicaSettings)) { replicaConfig.set(c, change) }
 	return []Flag{
 		intFlag(replicaConfig, func(s *replicaSettings) *int { return &s.Count }, "replicas", "REPLICAS",
-			func() int { return 2 }, 1, 8, "replicas", "stage 9: streaming standbys of the primary that take the reads (env REPLICAS)", "serve"),
+			func() int { return 2 }, 0, 8, "replicas", "stage 9: streaming standbys of the primary that take the reads (env REPLICAS; 0: none, stage 8's reads)", "serve"),
 		durationFlag(replicaConfig, func(s *replicaSettings) *time.Duration { return &s.Delay }, "replica-delay", "REPLICA_DELAY",
 			time.Millisecond, time.Minute, "stage 9: hold each made standby this far behind the primary (recovery_min_apply_delay; a test of read-your-writes)", "serve"),
 		durationFlag(replicaConfig, func(s *replicaSettings) *time.Duration { return &s.MaxLag }, "replica-max-lag", "REPLICA_MAX_LAG",
@@ -140,8 +140,8 @@ func serveReplicas(ctx context.Context, cfg Config, log *slog.Logger) error {
 func replicasTopology(cfg Config, o *topology.Options) {
 	rs := replicaConfig.of(cfg)
 	urls := rs.URLs
-	if len(urls) == 0 {
-		ports := topology.FreePorts(max(rs.Count, 1)) // held by the topology until each standby starts
+	if len(urls) == 0 && rs.Count > 0 {
+		ports := topology.FreePorts(rs.Count) // held by the topology until each standby starts
 		for i, port := range ports {
 			svc, url := standbyService(cfg, o.Addr, i+1, port, rs.Delay)
 			o.Services = append(o.Services, svc)
