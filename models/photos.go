@@ -352,6 +352,14 @@ func (s *PhotoStore) WithStates() *PhotoStore {
 	return &c
 }
 
+// On is the store on another handle to the same database (stage 10: the
+// connection that holds the owner's lock while it writes).
+func (s *PhotoStore) On(db *gorm.DB) *PhotoStore {
+	c := *s
+	c.db = db
+	return &c
+}
+
 // WithIDs is the store whose new photos and comments take their ids from
 // next (stage 10: the ticket servers).
 func (s *PhotoStore) WithIDs(next func(context.Context) (int64, error)) *PhotoStore {

@@ -43,12 +43,12 @@ func (f *Federation) SetFavorite(ctx context.Context, userID, photoID int64, on 
 				VALUES (?, ?, ?, ?) RETURNING id`, userID, photoID, owner, on).Scan(&box).Error
 		})
 	}
-	err = f.withOwner(ctx, owner, func(_ *gorm.DB, s *Shard) error {
-		boxShard = s
+	err = f.withOwner(ctx, owner, func(s *Shard) error {
+		boxShard = s.shard()
 		err := write(s)
 		switch constraintOf(err) {
 		case "favorites_user_id_fkey": // the faver's row is not on this shard yet
-			if err := f.copyUserTo(ctx, userID, s); err != nil {
+			if err := f.copyUserTo(ctx, userID, s.shard()); err != nil {
 				return err
 			}
 			return write(s)
@@ -80,13 +80,13 @@ func (f *Federation) SetFavorite(ctx context.Context, userID, photoID int64, on 
 // that holds them. Both users' ring rows are held meanwhile, so neither
 // moves under it.
 func (f *Federation) syncFavorite(ctx context.Context, boxShard *Shard, box, user, photo, owner int64) error {
-	return f.withOwner(ctx, owner, func(_ *gorm.DB, os *Shard) error {
+	return f.withOwner(ctx, owner, func(os *Shard) error {
 		var since []time.Time
 		if err := os.DB.WithContext(ctx).Raw(`SELECT created_at FROM favorites WHERE user_id = ? AND photo_id = ?`, user, photo).Scan(&since).Error; err != nil {
 			return err
 		}
-		err := f.withOwner(ctx, user, func(_ *gorm.DB, fs *Shard) error {
-			if fs != os {
+		err := f.withOwner(ctx, user, func(fs *Shard) error {
+			if fs.shard() != os.shard() {
 				f.crossShardFavorites.Add(1)
 			}
 			if len(since) == 0 {

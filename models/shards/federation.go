@@ -11,15 +11,19 @@
 // ring which shard (cached in the process) and hands the call to that
 // shard's store; a page that spans users (home, a tag) asks every shard at
 // once and merges. The stores do not know there are shards: each is built
-// on its shard's handle. Writes hold the owner's ring row (FOR SHARE) while
-// they write, so that a move (move.go), which takes the row FOR UPDATE for
-// its switch, waits for the writes in flight and holds the next ones for
-// the switch: a short wait, not an error.
+// on its shard's handle. Writes hold the owner's lock on the owner's shard
+// (a shared advisory lock) while they write, so that a move (move.go),
+// which takes it exclusively for its switch, waits for the writes in
+// flight and holds the next ones for the switch: a short wait, not an
+// error. The ring is read, and cached, never locked: it costs nothing per
+// write.
 package shards
 
 import (
 	"cmp"
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strconv"
@@ -53,6 +57,8 @@ type Shard struct {
 	Store   *models.PhotoStore
 	Queries *QueryCount
 
+	base *Shard // a Shard pinned to a connection by hold: the shard it is of
+
 	reads, writes   atomic.Int64 // calls sent to it
 	pagesOne        atomic.Int64 // photo and user pages answered by it alone
 	favoritesSynced atomic.Int64
@@ -66,12 +72,14 @@ type Options struct {
 	// States: photos have a state (stage 6): the shards' stores read it.
 	States bool
 	// RingTTL is how long a process trusts what the ring said of a user's
-	// shard (10 s; Flickr kept the ring in memcached for about 30 minutes). A move waits RingTTL after its switch before it
+	// shard (10 s; Flickr kept the ring in memcached for about 30 minutes).
+	// Writes use it too: a write that finds the user moved off a shard is
+	// sent back to the ring by the shard's mark (moved_users). A move waits RingTTL after its switch before it
 	// deletes the old copies, so a page read from a stale answer still
 	// finds its rows; writes never use it (they read the ring row they hold).
 	RingTTL time.Duration
-	// HoldWait bounds how long a write waits for a move's switch (5 s,
-	// PostgreSQL's lock_timeout) before it fails.
+	// HoldWait bounds how long a write waits for a move's switch (5 s)
+	// before it fails.
 	HoldWait time.Duration
 	// OutboxAge is how old a favorite's outbox row must be before the
 	// repair applies it (10 s): younger ones are their request's to apply.
@@ -298,48 +306,98 @@ func (f *Federation) everyShard(ctx context.Context, fn func(ctx context.Context
 }
 
 // withOwner runs write on the shard the user lives on, holding the user's
-// ring row (FOR SHARE) until it returns: a move's switch (FOR UPDATE)
-// waits for it, and it waits for a switch, at most HoldWait. write gets
-// the ring's transaction for the ring rows that go with its own.
-func (f *Federation) withOwner(ctx context.Context, user int64, write func(ring *gorm.DB, s *Shard) error) error {
+// lock there while it writes: a shared advisory lock (in the server's
+// memory: nothing written, no transaction) on one connection, which write
+// gets as its shard (its DB and Store on that connection). A move's switch
+// takes the lock exclusively on the shard the user leaves: it waits for
+// the writes in flight, holds the next ones, and leaves a mark
+// (moved_users) that sends a write which found the old shard (a process's
+// cached answer) back to the ring. The hold costs the ring nothing and the
+// shard one statement before and one after each write; a write held past
+// HoldWait fails (context.DeadlineExceeded: the app's 503). The shards are
+// reached directly: a session's advisory lock needs its own connection,
+// which a transaction-pooling PgBouncer in front would not keep.
+func (f *Federation) withOwner(ctx context.Context, user int64, write func(s *Shard) error) error {
 	start := time.Now()
-	return f.ring.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Exec(fmt.Sprintf(`SET LOCAL lock_timeout = %d`, f.o.HoldWait.Milliseconds())).Error; err != nil {
-			return fmt.Errorf("shards: the ring: %w", err)
-		}
-		var shards []int
-		if err := tx.Raw(`SELECT shard FROM ring_users WHERE user_id = ? FOR SHARE`, user).Scan(&shards).Error; err != nil {
-			return fmt.Errorf("shards: the ring: hold user %d: %w", user, err)
-		}
-		if waited := time.Since(start); waited > 50*time.Millisecond && f.moving(tx, user) { // a switch held it
-			f.holdWaits.Add(1)
-			for {
-				old := f.holdWaitNanos.Load()
-				if int64(waited) <= old || f.holdWaitNanos.CompareAndSwap(old, int64(waited)) {
-					break
-				}
-			}
-		}
-		if len(shards) == 0 {
-			return fmt.Errorf("shards: user %d is not in the ring: %w", user, models.ErrNotFound)
-		}
-		s, err := f.remember(user, "", shards[0])
+	held := false
+	for {
+		s, err := f.shardOf(ctx, user)
 		if err != nil {
 			return err
 		}
-		s.writes.Add(1)
-		if err := write(tx, s); err != nil {
+		ok, err := s.hold(ctx, user, func(pinned *Shard) error {
+			s.writes.Add(1)
+			return write(pinned)
+		})
+		if ok || err != nil {
+			if held && ok {
+				f.noteHold(time.Since(start))
+			}
 			return shardErr(s, err)
 		}
-		return nil
-	})
+		held = true // locked by a switch, or moved away: ask the ring again
+		f.forget(user, "")
+		if time.Since(start) > f.o.HoldWait {
+			return fmt.Errorf("shards: user %d's writes held for a move longer than %s: %w", user, f.o.HoldWait, context.DeadlineExceeded)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
-// moving reports whether a move of the user is in progress (asked only of
-// a write that waited for its ring row: a slow ring is not a held write).
-func (f *Federation) moving(tx *gorm.DB, user int64) bool {
-	var n int64
-	return tx.Raw(`SELECT count(*) FROM shard_moves WHERE user_id = ?`, user).Scan(&n).Error == nil && n > 0
+// hold runs write holding the user's shared lock on this shard, with the
+// shard's DB and Store on the connection that holds it. It does not run
+// write (false, nil) when a switch holds the lock or the user has moved
+// off this shard.
+func (s *Shard) hold(ctx context.Context, user int64, write func(pinned *Shard) error) (bool, error) {
+	sqlDB, err := s.DB.DB()
+	if err != nil {
+		return false, err
+	}
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	var got bool
+	var to sql.NullInt64
+	err = conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock_shared($1), (SELECT to_shard FROM moved_users WHERE user_id = $1)`, user).Scan(&got, &to)
+	if err != nil || !got {
+		return false, err
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock_shared($1)`, user); err != nil {
+			conn.Raw(func(any) error { return driver.ErrBadConn }) // the connection goes, and its session's lock with it
+		}
+	}()
+	if to.Valid {
+		return false, nil
+	}
+	db := s.DB.Session(&gorm.Session{NewDB: true, Context: ctx})
+	db.Statement.ConnPool = conn
+	return true, write(&Shard{Name: s.Name, DB: db, Store: s.Store.On(db), Queries: s.Queries, base: s})
+}
+
+// shard is the Federation's own Shard of a pinned one (hold's).
+func (s *Shard) shard() *Shard {
+	if s.base != nil {
+		return s.base
+	}
+	return s
+}
+
+// noteHold counts a write held by a move's switch, and the longest hold.
+func (f *Federation) noteHold(waited time.Duration) {
+	f.holdWaits.Add(1)
+	for {
+		old := f.holdWaitNanos.Load()
+		if int64(waited) <= old || f.holdWaitNanos.CompareAndSwap(old, int64(waited)) {
+			return
+		}
+	}
 }
 
 // shardErr marks an error of a shard that did not answer (ErrShardDown),

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"gorm.io/gorm"
-
 	"flickrkillr/models"
 )
 
@@ -205,13 +203,19 @@ func (f *Federation) IsFavorite(ctx context.Context, userID, photoID int64) (fav
 // CreatePhoto writes the photo on its owner's shard and its ring row, the
 // owner held for the both.
 func (f *Federation) CreatePhoto(ctx context.Context, p models.NewPhoto) (id int64, err error) {
-	err = f.withOwner(ctx, p.Owner.ID, func(ring *gorm.DB, s *Shard) error {
-		if id, err = s.Store.CreatePhoto(ctx, p); err != nil {
-			return err
-		}
-		return ring.Exec(`INSERT INTO ring_photos (photo_id, user_id) VALUES (?, ?)`, id, p.Owner.ID).Error
+	err = f.withOwner(ctx, p.Owner.ID, func(s *Shard) (err error) {
+		id, err = s.Store.CreatePhoto(ctx, p)
+		return err
 	})
-	return id, err
+	if err != nil {
+		return id, err
+	}
+	// The ring learns whose the photo is. Should this fail, the photo is
+	// looked for on every shard at its first view and put back (ownerOf).
+	if err := f.ring.WithContext(context.WithoutCancel(ctx)).Exec(`INSERT INTO ring_photos (photo_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING`, id, p.Owner.ID).Error; err != nil && f.o.Log != nil {
+		f.o.Log("shards: the ring did not learn a new photo's owner; its first view asks every shard", "photo", id, "err", err)
+	}
+	return id, nil
 }
 
 // DeletePhoto deletes on the owner's shard, then the ring row.
@@ -223,13 +227,17 @@ func (f *Federation) DeletePhoto(ctx context.Context, photoID, userID int64) (d 
 	if owner != userID {
 		return d, models.ErrForbidden
 	}
-	err = f.withOwner(ctx, owner, func(ring *gorm.DB, s *Shard) error {
-		if d, err = s.Store.DeletePhoto(ctx, photoID, userID); err != nil {
-			return err
-		}
-		return ring.Exec(`DELETE FROM ring_photos WHERE photo_id = ?`, photoID).Error
+	err = f.withOwner(ctx, owner, func(s *Shard) (err error) {
+		d, err = s.Store.DeletePhoto(ctx, photoID, userID)
+		return err
 	})
-	return d, err
+	if err != nil {
+		return d, err
+	}
+	// A ring row left behind points at a photo no shard has: its page is
+	// a 404 either way.
+	_ = f.ring.WithContext(context.WithoutCancel(ctx)).Exec(`DELETE FROM ring_photos WHERE photo_id = ?`, photoID).Error
+	return d, nil
 }
 
 // AddComment is written on the photo owner's shard, whoever comments (a
@@ -239,9 +247,9 @@ func (f *Federation) AddComment(ctx context.Context, photoID, userID int64, body
 	if err != nil {
 		return err
 	}
-	return f.withOwner(ctx, owner, func(_ *gorm.DB, s *Shard) error {
+	return f.withOwner(ctx, owner, func(s *Shard) error {
 		err := s.Store.AddComment(ctx, photoID, userID, body)
-		if errors.Is(err, models.ErrNotFound) && f.copyUserTo(ctx, userID, s) == nil {
+		if errors.Is(err, models.ErrNotFound) && f.copyUserTo(ctx, userID, s.shard()) == nil {
 			err = s.Store.AddComment(ctx, photoID, userID, body)
 		}
 		return err
@@ -263,7 +271,7 @@ func (f *Federation) FinishPhoto(ctx context.Context, id int64, state string, wi
 	if err != nil {
 		return fp, err
 	}
-	err = f.withOwner(ctx, owner, func(_ *gorm.DB, s *Shard) (err error) {
+	err = f.withOwner(ctx, owner, func(s *Shard) (err error) {
 		fp, err = s.Store.FinishPhoto(ctx, id, state, width, height)
 		return err
 	})
@@ -276,7 +284,7 @@ func (f *Federation) ClaimPhotoJob(ctx context.Context, id int64, old, new strin
 	if err != nil {
 		return false, err
 	}
-	err = f.withOwner(ctx, owner, func(_ *gorm.DB, s *Shard) (err error) {
+	err = f.withOwner(ctx, owner, func(s *Shard) (err error) {
 		claimed, err = s.Store.ClaimPhotoJob(ctx, id, old, new)
 		return err
 	})

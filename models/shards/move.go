@@ -42,13 +42,17 @@ func (r MoveReport) rows() int64 {
 //     comments and favorites on them, their own favorites) is copied to the
 //     new shard while their writes go on. The copy is idempotent: rows
 //     already there are kept (a resumed copy writes only what is missing).
-//  2. the switch: the user's ring row is taken FOR UPDATE, which waits for
-//     the writes in flight (they hold it FOR SHARE) and holds the next ones
-//     (a short wait, not an error). A second pass copies what was written
-//     during the first and deletes from the new shard what was deleted;
-//     then the ring points at the new shard and the phase is "switched",
-//     in one transaction. The hold is as long as the second pass, not the
-//     first: a large user's copy does not hold their writes.
+//  2. the switch: the user's lock on the old shard is taken exclusively,
+//     which waits for the writes in flight (each holds it shared) and
+//     holds the next ones (a short wait, not an error). A second pass
+//     copies what was written during the first and deletes from the new
+//     shard what was deleted, and the old shard marks the user as moved
+//     (moved_users), in that shard's transaction; then the ring points at
+//     the new shard and the phase is "switched". A write held meanwhile
+//     finds the mark and asks the ring again. The hold is as long as the
+//     second pass, not the first: a large user's copy does not hold their
+//     writes. Interrupted between the mark and the ring's flip, the user's
+//     writes wait (then fail, after HoldWait) until the move is resumed.
 //  3. after RingTTL (the processes' cached answers about the user expire;
 //     pages read from the old shard until then still find their rows), the
 //     old copies are deleted and the move's row with them.
@@ -165,13 +169,21 @@ func (f *Federation) copyUser(ctx context.Context, user int64, src, dst *Shard, 
 	})
 }
 
-// switchUser is the move's switch: the user's writes held, the second pass,
-// the ring's flip (module doc).
+// switchUser is the move's switch (Move's doc): on the shard the user
+// leaves, their lock taken exclusively (the writes in flight finish, the
+// next ones wait), the second pass, the mark that sends a write that still
+// finds this shard back to the ring; then the ring's flip.
 func (f *Federation) switchUser(ctx context.Context, user int64, src, dst *Shard, r *MoveReport) error {
 	start := time.Now()
 	defer func() { r.Hold = time.Since(start) }()
-	return f.ring.WithContext(ctx).Transaction(func(ring *gorm.DB) error {
-		if err := ring.Exec(`SELECT 1 FROM ring_users WHERE user_id = ? FOR UPDATE`, user).Error; err != nil {
+	// A user coming back to a shard they once left: its mark goes first.
+	if err := dst.DB.WithContext(ctx).Exec(`DELETE FROM moved_users WHERE user_id = ?`, user).Error; err != nil {
+		return err
+	}
+	err := src.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// Held until the transaction ends; the writers' shared lock is
+		// their session's, taken and given back around each write.
+		if err := tx.Exec(`SELECT pg_advisory_xact_lock(?)`, user).Error; err != nil {
 			return err
 		}
 		if err := f.copyUser(ctx, user, src, dst, r); err != nil {
@@ -180,6 +192,15 @@ func (f *Federation) switchUser(ctx context.Context, user int64, src, dst *Shard
 		if err := dropGone(ctx, src.DB, dst.DB, user); err != nil {
 			return err
 		}
+		return tx.Exec(`INSERT INTO moved_users (user_id, to_shard) VALUES (?, ?)
+			ON CONFLICT (user_id) DO UPDATE SET to_shard = EXCLUDED.to_shard`, user, f.indexOf(dst)).Error
+	})
+	if err != nil {
+		return err
+	}
+	// From here the user's writes on src go back to the ring, and wait
+	// (HoldWait) until it points at dst.
+	return f.ring.WithContext(ctx).Transaction(func(ring *gorm.DB) error {
 		if err := ring.Exec(`UPDATE ring_users SET shard = ? WHERE user_id = ?`, f.indexOf(dst), user).Error; err != nil {
 			return err
 		}
