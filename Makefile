@@ -59,7 +59,9 @@ loadtest: build ## load-test a running server (URL, DURATION, CONCURRENCY, SCENA
 # The servers of the sweep share a private redis-server when Debian's is installed: an in-process
 # miniredis starves into timeouts on a busy machine (docs/loadtest.md).
 loadtest-sweep: build ## measure both ladders on the current data into results/ (and the docs' figures)
-	@DATABASE_URL=$(DB_URL_REPLICATING) $(BIN) loadtest sweep --out results --docs docs/stages,README.md \
+	@if [ -d .pgdata/shard0 ]; then export RING_URL=$$(scripts/pg.sh ring) SHARD_URLS=$(SHARD_URLS_LOCAL); \
+	  else echo "make loadtest-sweep: no shards seeded (make seed SHARDS=2): stage 10 left out"; stages="--stages 0-9"; fi; \
+	  DATABASE_URL=$(DB_URL_REPLICATING) $(BIN) loadtest sweep --out results --docs docs/stages,README.md $$stages \
 	  $$(command -v redis-server >/dev/null && echo --redis-server) $(SWEEP_FLAGS)
 
 loadtest-report: build ## write results/ and the docs' figures again from results/sweep.json (no measuring)

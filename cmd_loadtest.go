@@ -225,6 +225,11 @@ func cmdSweep(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	for i, st := range so.Stages {
 		lookup, _ := app.LookupStage(st.Stage)
+		// A stage's own data (stage 10: the ring and the shards), refused
+		// before anything is measured when it is not there.
+		if so.Stages[i].Env, err = app.SweepEnv(st.Stage); err != nil {
+			return err
+		}
 		// The second mix is the browse mix's anonymous visitors: the other
 		// scenarios (writes, upload) have none and measure each stage once.
 		if lookup.Topology && topologyMix != so.Run.Anonymous && so.Run.Scenario == "browse" {

@@ -380,6 +380,29 @@ func SchemaHasIndexes(n int) bool {
 	return err == nil && s.Indexes
 }
 
+// sweepEnvPart is a Part: what a stage's migrate and serve get on top of
+// the sweep's environment (stage 10: DATABASE_URL the ring, and the
+// shards), or an error that says how to make it.
+type sweepEnvPart func() ([]string, error)
+
+// SweepEnv is what `loadtest sweep` gives stage n's migrate and serve on
+// top of its own environment.
+func SweepEnv(n int) ([]string, error) {
+	s, err := resolve(n)
+	if err != nil {
+		return nil, err
+	}
+	var env []string
+	for _, part := range partsOf[sweepEnvPart](s) {
+		e, err := part()
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, e...)
+	}
+	return env, nil
+}
+
 // Serve runs the server of cfg.Stage until ctx is cancelled.
 func Serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	s, err := resolveRun(cfg)

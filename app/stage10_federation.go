@@ -41,7 +41,7 @@ func init() {
 		Accounts: federatedAccounts,
 		Flags:    shardFlags(),
 		Commands: []Command{{Name: "shard", Summary: "stage 10: move a user to another shard; repair favorites; the shards' counts", Run: cmdShard}},
-		Parts:    []any{topologyPart(shardsTopology), modelServers(shardServers), metricsPart(federationMetrics)},
+		Parts:    []any{topologyPart(shardsTopology), modelServers(shardServers), metricsPart(federationMetrics), sweepEnvPart(shardsSweepEnv)},
 		Panels:   federationPanels,
 	})
 }
@@ -126,6 +126,19 @@ func shardsTopology(cfg Config, o *topology.Options) {
 		}
 	}
 	o.Attrs = append(o.Attrs, "shards", len(urls))
+}
+
+// shardsSweepEnv is the stage's data in a sweep: the ring (RING_URL) and
+// the shards (SHARD_URLS) the same seed made (`make seed SHARDS=2`;
+// `make loadtest-sweep` passes them), with no standbys of the ring: the
+// shards are this stage's scale-out, measured against stage 9's standbys
+// on the same hosts' budget.
+func shardsSweepEnv() ([]string, error) {
+	ring, shards := os.Getenv("RING_URL"), os.Getenv("SHARD_URLS")
+	if ring == "" || shards == "" {
+		return nil, &ConfigError{"RING_URL", "stage 10 is measured on a ring and its shards: `make seed SHARDS=2`, then give RING_URL=$(scripts/pg.sh ring) SHARD_URLS=$(scripts/pg.sh shards 2) (`make loadtest-sweep` does), or sweep --stages 0-9"}
+	}
+	return []string{"DATABASE_URL=" + ring, "SHARD_URLS=" + shards, "REPLICAS=0"}, nil
 }
 
 // shardServers are the shards' PostgreSQL, each a database host of the

@@ -160,7 +160,7 @@ func (s *sweeper) measure(ctx context.Context) (*Result, error) {
 	}
 	if args := restoreArgs(s.Stages, s.current); args != nil && restore {
 		s.logf("bringing the schema back to version %d", s.current)
-		if err := s.migrate(ctx, args...); err != nil {
+		if err := s.migrate(ctx, -1, args...); err != nil {
 			return sr, err
 		}
 	}
@@ -240,13 +240,25 @@ func shedText(s *loadtest.SignInResult) string {
 	return fmt.Sprintf(", %d sign-ins shed, %d users still waiting at the end", s.Shed, s.Waiting)
 }
 
-func (s *sweeper) migrate(ctx context.Context, args ...string) error {
+func (s *sweeper) migrate(ctx context.Context, stage int, args ...string) error {
 	cmd := exec.CommandContext(ctx, s.Exe, append([]string{"migrate"}, args...)...)
-	cmd.Env = append(os.Environ(), s.env...)
+	cmd.Env = s.envOf(stage)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("migrate %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return nil
+}
+
+// envOf is the environment of stage's migrate and serve: the sweep's, and
+// the stage's own on top (StageSchemas.Env; -1: none).
+func (s *sweeper) envOf(stage int) []string {
+	env := append(os.Environ(), s.env...)
+	for _, st := range s.Stages {
+		if st.Stage == stage {
+			env = append(env, st.Env...)
+		}
+	}
+	return env
 }
 
 // runOne measures one run: migrate, start its server, warm up, measure
@@ -257,7 +269,7 @@ func (s *sweeper) runOne(ctx context.Context, run *Run) error {
 		args = append(args, "--indexes")
 	}
 	s.logf("%s: migrating to schema %d", run.Label(), run.Schema)
-	if err := s.migrate(ctx, args...); err != nil {
+	if err := s.migrate(ctx, run.Stage, args...); err != nil {
 		return err
 	}
 	if s.beforeRun != nil {
@@ -301,7 +313,7 @@ func (s *sweeper) runOne(ctx context.Context, run *Run) error {
 		}
 	}
 	srv := exec.Command(s.Exe, serveArgs...)
-	srv.Env = append(os.Environ(), s.env...)
+	srv.Env = s.envOf(run.Stage)
 	srv.Stdout, srv.Stderr = logFile, logFile
 	if err := srv.Start(); err != nil {
 		return err

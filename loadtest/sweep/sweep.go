@@ -32,6 +32,9 @@ type StageSchemas struct {
 	// measured with most visitors anonymous: stage 8's front cache serves
 	// only them). Each is a run of its own, outside the ladders' steps.
 	Mixes []float64 `json:"mixes,omitempty"`
+	// Env is what the stage's migrate and serve get on top of the sweep's
+	// environment (stage 10: DATABASE_URL the ring, SHARD_URLS).
+	Env []string `json:"-"`
 	// Instances are the app hosts of a topology stage in model mode
 	// (serve --instances); 0 leaves the stage's default.
 	Instances int `json:"instances,omitempty"`

@@ -27,7 +27,6 @@ func (f *Federation) SetFavorite(ctx context.Context, userID, photoID int64, on 
 		return err
 	}
 	var box int64
-	var boxShard *Shard
 	write := func(s *Shard) error {
 		return s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 			var err error
@@ -43,17 +42,17 @@ func (f *Federation) SetFavorite(ctx context.Context, userID, photoID int64, on 
 				VALUES (?, ?, ?, ?) RETURNING id`, userID, photoID, owner, on).Scan(&box).Error
 		})
 	}
+	var boxShard *Shard
 	err = f.withOwner(ctx, owner, func(s *Shard) error {
 		boxShard = s.shard()
 		err := write(s)
 		switch constraintOf(err) {
 		case "favorites_user_id_fkey": // the faver's row is not on this shard yet
-			if err := f.copyUserTo(ctx, userID, s.shard()); err != nil {
-				return err
+			if err = f.copyUserTo(ctx, userID, s.shard()); err == nil {
+				err = write(s)
 			}
-			return write(s)
 		case "favorites_photo_id_fkey":
-			return fmt.Errorf("shards: favorite photo %d: %w", photoID, models.ErrNotFound)
+			err = fmt.Errorf("shards: favorite photo %d: %w", photoID, models.ErrNotFound)
 		}
 		return err
 	})
@@ -66,7 +65,7 @@ func (f *Federation) SetFavorite(ctx context.Context, userID, photoID int64, on 
 	// The favorite is made (the owner's side is the one pages show): the
 	// faver's side is written even if the client has gone, and a failure
 	// there leaves the outbox row to the repair.
-	if err := f.syncFavorite(context.WithoutCancel(ctx), boxShard, box, userID, photoID, owner); err != nil {
+	if err := f.faverSide(context.WithoutCancel(ctx), boxShard, boxShard, box, userID, photoID, owner); err != nil {
 		f.outboxLeft.Add(1)
 		if f.o.Log != nil {
 			f.o.Log("shards: a favorite's faver's side is left to the repair", "user", userID, "photo", photoID, "err", err)
@@ -75,32 +74,44 @@ func (f *Federation) SetFavorite(ctx context.Context, userID, photoID int64, on 
 	return nil
 }
 
-// syncFavorite makes the faver's side of (user, photo) match the owner's
-// side, then deletes the outbox rows of that pair up to box on the shard
-// that holds them. Both users' ring rows are held meanwhile, so neither
-// moves under it.
+// syncFavorite is the repair's faverSide: the owner's side read where the
+// ring says the owner lives now.
 func (f *Federation) syncFavorite(ctx context.Context, boxShard *Shard, box, user, photo, owner int64) error {
-	return f.withOwner(ctx, owner, func(os *Shard) error {
-		var since []time.Time
-		if err := os.DB.WithContext(ctx).Raw(`SELECT created_at FROM favorites WHERE user_id = ? AND photo_id = ?`, user, photo).Scan(&since).Error; err != nil {
-			return err
+	os, err := f.shardOf(ctx, owner)
+	if err != nil {
+		return err
+	}
+	return f.faverSide(ctx, os, boxShard, box, user, photo, owner)
+}
+
+// faverSide writes the faver's side of (user, photo) as the owner's side
+// on os (the owner's shard) has it, holding the faver, and deletes the
+// pair's outbox rows up to box on boxShard. Holds never nest (a request
+// holding two connections of one pool could wait on itself): the owner is
+// not held, and needs not be. Each toggle leaves its own outbox row, on
+// the shard it was written on, and each row's turn reads the owner's side
+// as it is then, so the last one to run sets what the last toggle made,
+// whether or not the owner moved between.
+func (f *Federation) faverSide(ctx context.Context, os, boxShard *Shard, box, user, photo, owner int64) error {
+	var since []time.Time
+	if err := os.DB.WithContext(ctx).Raw(`SELECT created_at FROM favorites WHERE user_id = ? AND photo_id = ?`, user, photo).Scan(&since).Error; err != nil {
+		return err
+	}
+	err := f.withOwner(ctx, user, func(fs *Shard) error {
+		if fs.shard() != os.shard() {
+			f.crossShardFavorites.Add(1)
 		}
-		err := f.withOwner(ctx, user, func(fs *Shard) error {
-			if fs.shard() != os.shard() {
-				f.crossShardFavorites.Add(1)
-			}
-			if len(since) == 0 {
-				return fs.DB.WithContext(ctx).Exec(`DELETE FROM user_favorites WHERE user_id = ? AND photo_id = ?`, user, photo).Error
-			}
-			return fs.DB.WithContext(ctx).Exec(`INSERT INTO user_favorites (user_id, photo_id, owner_id, created_at)
-				VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`, user, photo, owner, since[0]).Error
-		})
-		if err != nil {
-			return err
+		if len(since) == 0 {
+			return fs.DB.WithContext(ctx).Exec(`DELETE FROM user_favorites WHERE user_id = ? AND photo_id = ?`, user, photo).Error
 		}
-		f.outboxApplied.Add(1)
-		return boxShard.DB.WithContext(ctx).Exec(`DELETE FROM favorite_outbox WHERE user_id = ? AND photo_id = ? AND id <= ?`, user, photo, box).Error
+		return fs.DB.WithContext(ctx).Exec(`INSERT INTO user_favorites (user_id, photo_id, owner_id, created_at)
+			VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`, user, photo, owner, since[0]).Error
 	})
+	if err != nil {
+		return err
+	}
+	f.outboxApplied.Add(1)
+	return boxShard.DB.WithContext(ctx).Exec(`DELETE FROM favorite_outbox WHERE user_id = ? AND photo_id = ? AND id <= ?`, user, photo, box).Error
 }
 
 // Repair applies the outbox rows older than age on every shard (the
