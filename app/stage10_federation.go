@@ -257,9 +257,8 @@ func cmdShard(ctx context.Context, args []string, log *slog.Logger) error {
 			fmt.Printf("user %d is on shard %d already: nothing to move\n", r.User, r.To)
 			return nil
 		}
-		rows := r.Photos + r.PhotoTags + r.Comments + r.Favorites + r.UserFavorites
 		fmt.Printf("moved user %d from shard %d to %d: %d photos, %d rows in all; copy %s, writes held %s, grace %s, clean-up %s\n",
-			r.User, r.From, r.To, r.Photos, rows, r.Copy.Round(time.Millisecond), r.Hold.Round(time.Millisecond), r.Grace.Round(time.Millisecond), r.Cleanup.Round(time.Millisecond))
+			r.User, r.From, r.To, r.Photos, r.Rows(), r.Copy.Round(time.Millisecond), r.Hold.Round(time.Millisecond), r.Grace.Round(time.Millisecond), r.Cleanup.Round(time.Millisecond))
 		if r.Photos > 0 {
 			fmt.Printf("time per photo (copy and switch): %s\n", ((r.Copy + r.Hold) / time.Duration(r.Photos)).Round(time.Microsecond))
 		}

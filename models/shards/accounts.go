@@ -35,7 +35,7 @@ func (f *Federation) Create(ctx context.Context, name, displayName string, passw
 		return tx.Exec(`INSERT INTO ring_users (user_id, name, shard) VALUES (?, ?, ?)`, id, name, home).Error
 	})
 	if err != nil {
-		return models.User{}, fmt.Errorf("shards: create user %q: %w", name, cmpErr(shardErr(&Shard{Name: "the ring"}, err)))
+		return models.User{}, fmt.Errorf("shards: create user %q: %w", name, shardErr(&Shard{Name: "the ring"}, err))
 	}
 	if err := f.putUser(ctx, u, f.shards[home]); err != nil {
 		undo := f.ring.WithContext(context.WithoutCancel(ctx)).Transaction(func(tx *gorm.DB) error {

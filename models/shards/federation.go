@@ -59,9 +59,7 @@ type Shard struct {
 
 	base *Shard // a Shard pinned to a connection by hold: the shard it is of
 
-	reads, writes   atomic.Int64 // calls sent to it
-	pagesOne        atomic.Int64 // photo and user pages answered by it alone
-	favoritesSynced atomic.Int64
+	reads, writes atomic.Int64 // calls sent to it
 }
 
 // Options tune the Federation; zero values take the defaults.
@@ -74,9 +72,9 @@ type Options struct {
 	// RingTTL is how long a process trusts what the ring said of a user's
 	// shard (10 s; Flickr kept the ring in memcached for about 30 minutes).
 	// Writes use it too: a write that finds the user moved off a shard is
-	// sent back to the ring by the shard's mark (moved_users). A move waits RingTTL after its switch before it
-	// deletes the old copies, so a page read from a stale answer still
-	// finds its rows; writes never use it (they read the ring row they hold).
+	// sent back to the ring by the shard's mark (moved_users). A move waits
+	// RingTTL after its switch before it deletes the old copies, so a page
+	// read from a stale answer still finds its rows.
 	RingTTL time.Duration
 	// HoldWait bounds how long a write waits for a move's switch (5 s)
 	// before it fails.
@@ -258,7 +256,7 @@ func (f *Federation) ownerOf(ctx context.Context, photo int64) (int64, error) {
 	if len(owners) == 0 {
 		var err error
 		if owners, err = f.findPhoto(ctx, photo); err != nil || len(owners) == 0 {
-			return 0, cmpErr(err, fmt.Errorf("shards: photo %d: %w", photo, models.ErrNotFound))
+			return 0, cmp.Or(err, fmt.Errorf("shards: photo %d: %w", photo, models.ErrNotFound))
 		}
 	}
 	f.mu.Lock()
@@ -411,13 +409,4 @@ func shardErr(s *Shard, err error) error {
 		return fmt.Errorf("%w: %s: %w", ErrShardDown, s.Name, err)
 	}
 	return err
-}
-
-func cmpErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -29,8 +29,8 @@ type MoveReport struct {
 	Copy, Hold, Grace, Cleanup time.Duration
 }
 
-// rows is the number of the user's rows on the new shard.
-func (r MoveReport) rows() int64 {
+// Rows is the number of the user's rows copied to the new shard.
+func (r MoveReport) Rows() int64 {
 	return r.Photos + r.PhotoTags + r.Comments + r.Favorites + r.UserFavorites
 }
 
@@ -103,7 +103,7 @@ func (f *Federation) Move(ctx context.Context, user int64, to int, progress func
 			return r, fmt.Errorf("shards: copy user %d to %s: %w", user, dst.Name, err)
 		}
 		r.Copy = time.Since(start)
-		progress("copied %d rows of user %d from %s to %s in %s, writes going on", r.rows(), user, src.Name, dst.Name, r.Copy.Round(time.Millisecond))
+		progress("copied %d rows of user %d from %s to %s in %s, writes going on", r.Rows(), user, src.Name, dst.Name, r.Copy.Round(time.Millisecond))
 		if err := f.switchUser(ctx, user, src, dst, &r); err != nil {
 			return r, fmt.Errorf("shards: switch user %d to %s: %w", user, dst.Name, err)
 		}
@@ -130,13 +130,13 @@ func (f *Federation) Move(ctx context.Context, user int64, to int, progress func
 	return r, nil
 }
 
-// The user's rows, as each table's query on a shard ($1: the user).
+// The user's rows, as each table's query on a shard (?: the user).
 const (
-	photosOf        = `SELECT * FROM photos WHERE user_id = $1`
-	commentsOf      = `SELECT c.* FROM comments c JOIN photos p ON p.id = c.photo_id WHERE p.user_id = $1`
-	favoritesOf     = `SELECT f.* FROM favorites f JOIN photos p ON p.id = f.photo_id WHERE p.user_id = $1`
-	userFavoritesOf = `SELECT * FROM user_favorites WHERE user_id = $1`
-	photoTagsOf     = `SELECT pt.photo_id, t.name FROM photo_tags pt JOIN tags t ON t.id = pt.tag_id JOIN photos p ON p.id = pt.photo_id WHERE p.user_id = $1`
+	photosOf        = `SELECT * FROM photos WHERE user_id = ?`
+	commentsOf      = `SELECT c.* FROM comments c JOIN photos p ON p.id = c.photo_id WHERE p.user_id = ?`
+	favoritesOf     = `SELECT f.* FROM favorites f JOIN photos p ON p.id = f.photo_id WHERE p.user_id = ?`
+	userFavoritesOf = `SELECT * FROM user_favorites WHERE user_id = ?`
+	photoTagsOf     = `SELECT pt.photo_id, t.name FROM photo_tags pt JOIN tags t ON t.id = pt.tag_id JOIN photos p ON p.id = pt.photo_id WHERE p.user_id = ?`
 )
 
 // copyUser copies the user's rows from src to dst, keeping what dst has.
@@ -193,7 +193,7 @@ func (f *Federation) switchUser(ctx context.Context, user int64, src, dst *Shard
 			return err
 		}
 		return tx.Exec(`INSERT INTO moved_users (user_id, to_shard) VALUES (?, ?)
-			ON CONFLICT (user_id) DO UPDATE SET to_shard = EXCLUDED.to_shard`, user, f.indexOf(dst)).Error
+			ON CONFLICT (user_id) DO UPDATE SET to_shard = EXCLUDED.to_shard`, user, r.To).Error
 	})
 	if err != nil {
 		return err
@@ -201,35 +201,26 @@ func (f *Federation) switchUser(ctx context.Context, user int64, src, dst *Shard
 	// From here the user's writes on src go back to the ring, and wait
 	// (HoldWait) until it points at dst.
 	return f.ring.WithContext(ctx).Transaction(func(ring *gorm.DB) error {
-		if err := ring.Exec(`UPDATE ring_users SET shard = ? WHERE user_id = ?`, f.indexOf(dst), user).Error; err != nil {
+		if err := ring.Exec(`UPDATE ring_users SET shard = ? WHERE user_id = ?`, r.To, user).Error; err != nil {
 			return err
 		}
 		return ring.Exec(`UPDATE shard_moves SET phase = 'switched' WHERE user_id = ?`, user).Error
 	})
 }
 
-func (f *Federation) indexOf(s *Shard) int {
-	for i, x := range f.shards {
-		if x == s {
-			return i
-		}
-	}
-	return -1
-}
-
 // dropGone deletes from dst what the user's writes deleted on src after the
 // first pass copied it: photos (their tags counted down) and favorites.
 func dropGone(ctx context.Context, src, dst *gorm.DB, user int64) error {
 	for _, t := range []struct{ keys, table, where string }{
-		{`SELECT id FROM photos WHERE user_id = $1`, "photos", "id"},
-		{`SELECT f.user_id || ':' || f.photo_id FROM favorites f JOIN photos p ON p.id = f.photo_id WHERE p.user_id = $1`, "favorites", "user_id || ':' || photo_id"},
-		{`SELECT user_id || ':' || photo_id FROM user_favorites WHERE user_id = $1`, "user_favorites", "user_id || ':' || photo_id"},
+		{`SELECT id FROM photos WHERE user_id = ?`, "photos", "id"},
+		{`SELECT f.user_id || ':' || f.photo_id FROM favorites f JOIN photos p ON p.id = f.photo_id WHERE p.user_id = ?`, "favorites", "user_id || ':' || photo_id"},
+		{`SELECT user_id || ':' || photo_id FROM user_favorites WHERE user_id = ?`, "user_favorites", "user_id || ':' || photo_id"},
 	} {
 		var have, want []string
-		if err := src.WithContext(ctx).Raw(strings.ReplaceAll(t.keys, "$1", "?"), user).Scan(&want).Error; err != nil {
+		if err := src.WithContext(ctx).Raw(t.keys, user).Scan(&want).Error; err != nil {
 			return err
 		}
-		if err := dst.WithContext(ctx).Raw(strings.ReplaceAll(t.keys, "$1", "?"), user).Scan(&have).Error; err != nil {
+		if err := dst.WithContext(ctx).Raw(t.keys, user).Scan(&have).Error; err != nil {
 			return err
 		}
 		keep := map[string]bool{}
@@ -291,7 +282,7 @@ func (f *Federation) copyPhotoTags(ctx context.Context, src, dst *gorm.DB, user 
 		PhotoID int64
 		Name    string
 	}
-	if err := src.WithContext(ctx).Raw(strings.ReplaceAll(photoTagsOf, "$1", "?"), user).Scan(&rows).Error; err != nil {
+	if err := src.WithContext(ctx).Raw(photoTagsOf, user).Scan(&rows).Error; err != nil {
 		return 0, err
 	}
 	if len(rows) == 0 {
@@ -330,7 +321,7 @@ func (f *Federation) usersOn(ctx context.Context, src, dst *gorm.DB, user int64)
 	if len(have) == len(ids) {
 		return nil
 	}
-	_, err = copyRows(ctx, f.ring, dst, "users", `SELECT * FROM users WHERE id = ANY($1::bigint[]) AND NOT (id = ANY($2::bigint[]))`, int64s(ids), int64s(have))
+	_, err = copyRows(ctx, f.ring, dst, "users", `SELECT * FROM users WHERE id = ANY(?::bigint[]) AND NOT (id = ANY(?::bigint[]))`, int64s(ids), int64s(have))
 	return err
 }
 
@@ -338,11 +329,7 @@ func (f *Federation) usersOn(ctx context.Context, src, dst *gorm.DB, user int64)
 // statement, keeping the rows dst has (ON CONFLICT DO NOTHING), and says
 // how many it added.
 func copyRows(ctx context.Context, src, dst *gorm.DB, table, query string, args ...any) (int64, error) {
-	q := query
-	for i := len(args); i >= 1; i-- {
-		q = strings.ReplaceAll(q, "$"+strconv.Itoa(i), "?")
-	}
-	rows, err := src.WithContext(ctx).Raw(q, args...).Rows()
+	rows, err := src.WithContext(ctx).Raw(query, args...).Rows()
 	if err != nil {
 		return 0, err
 	}
