@@ -4,17 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"flickrkillr/app/netdelay"
 	"flickrkillr/models"
 	"flickrkillr/models/shards"
 	"flickrkillr/models/tickets"
@@ -135,69 +132,35 @@ func outbox(t *testing.T, f *fed) int64 {
 	return n
 }
 
-// proxy forwards a local port to a shard until closed; closed, its port
-// refuses connections and the ones it carried are cut: the shard is down.
-type proxy struct {
-	l     net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newProxy(t *testing.T, target string) (*proxy, string) {
-	u, err := url.Parse(target)
+// shardThrough reaches a shard through app/netdelay's proxy, with no
+// delay: closed, its port refuses connections and the ones it carried are
+// cut, and the shard is down.
+func shardThrough(t *testing.T, dsn string) (*netdelay.Proxy, string) {
+	t.Helper()
+	network, target, rewrite, err := netdelay.PGTarget(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := netdelay.Start(network, target, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{l: l}
-	host := u.Host
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", host)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			go func() { io.Copy(s, c); s.Close() }()
-			go func() { io.Copy(c, s); c.Close() }()
-		}
-	}()
-	t.Cleanup(p.close)
-	u.Host = l.Addr().String()
-	return p, u.String()
-}
-
-func (p *proxy) close() {
-	p.l.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
+	t.Cleanup(func() { p.Close() })
+	return p, rewrite(p.Addr())
 }
 
 func TestAShardDownFailsItsUsersOnly(t *testing.T) {
-	var down *proxy
+	var down *netdelay.Proxy
 	b, users, photos := worldThrough(t, 2, func(i int, u string) string {
 		if i != 1 {
 			return u
 		}
 		var at string
-		down, at = newProxy(t, u)
+		down, at = shardThrough(t, u)
 		return at
 	})
 	ctx := context.Background()
-	down.close()
+	down.Close()
 	var ok, failed int
 	for i, u := range users {
 		_, err := b.f.UserPhotos(ctx, u.Name, 0)
