@@ -20,13 +20,20 @@ func ticketServer(t *testing.T, name, dsn string, offset int) tickets.Server {
 	return tickets.Server{Name: name, DB: open(t, dsn)}
 }
 
-func TestNextIsUniqueUnderConcurrency(t *testing.T) {
+// twoServers is an odd and an even ticket server, each a database of the
+// test cluster.
+func twoServers(t *testing.T) *tickets.Tickets {
+	t.Helper()
 	oddDSN, _ := testDB(t)
 	evenDSN, _ := testDB(t)
-	tk := tickets.New([]tickets.Server{
+	return tickets.New([]tickets.Server{
 		ticketServer(t, "odd", oddDSN, 1),
 		ticketServer(t, "even", evenDSN, 2),
 	}, tickets.Options{})
+}
+
+func TestNextIsUniqueUnderConcurrency(t *testing.T) {
+	tk := twoServers(t)
 
 	const goroutines, each = 8, 500
 	ids := make([][]int64, goroutines)
@@ -306,12 +313,7 @@ func TestNextWithNoServers(t *testing.T) {
 }
 
 func TestNextCancelledByItsCaller(t *testing.T) {
-	oddDSN, _ := testDB(t)
-	evenDSN, _ := testDB(t)
-	tk := tickets.New([]tickets.Server{
-		ticketServer(t, "odd", oddDSN, 1),
-		ticketServer(t, "even", evenDSN, 2),
-	}, tickets.Options{})
+	tk := twoServers(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // a request whose client went away
 	if _, err := tk.Next(ctx); !errors.Is(err, context.Canceled) {
